@@ -1,0 +1,166 @@
+//! The one error type of `mcpauth-client`.
+
+use std::path::PathBuf;
+
+use mcpauth_core::{CoreError, OAuthError};
+
+/// Everything that can go wrong on the client side of MCP authorization.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A parsing or validation rule of `mcpauth-core` was broken.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The request could not be sent or its answer not read (connection, TLS, timeout).
+    #[error("{context}: {source}")]
+    Transport {
+        /// What was being done, with the URL.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A response larger than the limit for its kind.
+    #[error("{url} answered with more than {limit} bytes; refusing to read it")]
+    BodyTooLarge {
+        /// The URL.
+        url: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An HTTP status the flow cannot go on with.
+    #[error("{context}: {url} answered HTTP {status}{}", body_hint(.body))]
+    UnexpectedStatus {
+        /// What was being done.
+        context: &'static str,
+        /// The URL.
+        url: String,
+        /// The status code.
+        status: u16,
+        /// The start of the body, for diagnostics (never a token response).
+        body: String,
+    },
+    /// An OAuth error response from the authorization server (RFC 6749 §5.2).
+    #[error("{context}: the authorization server answered {error} (HTTP {status})")]
+    OAuth {
+        /// What was being done.
+        context: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The error.
+        error: OAuthError,
+    },
+    /// Discovery found no usable authorization server; the report says what was tried.
+    #[error("discovery failed: {reason}")]
+    Discovery {
+        /// Why.
+        reason: String,
+    },
+    /// The authorization server does not advertise PKCE S256 (MCP SPEC C28).
+    #[error(
+        "the authorization server {issuer} does not advertise PKCE S256 in \
+         code_challenge_methods_supported (MCP SPEC C28); it cannot be used safely"
+    )]
+    PkceUnsupported {
+        /// The issuer.
+        issuer: String,
+    },
+    /// No way to obtain a client id (MCP SPEC C8-C9).
+    #[error(
+        "no client registration is possible with {issuer}: {reason}. Pre-register a client and \
+         pass its id (MCP SPEC C9, C13)"
+    )]
+    NoRegistration {
+        /// The issuer.
+        issuer: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A pre-registered client was configured for another authorization server (MCP SPEC C15).
+    #[error(
+        "the pre-registered client is bound to {configured}, but the MCP server now uses {actual} \
+         (MCP SPEC C15); register a client with {actual}"
+    )]
+    StaticClientIssuerMismatch {
+        /// The issuer the static client was registered with.
+        configured: String,
+        /// The issuer discovery found.
+        actual: String,
+    },
+    /// A grant or flow is not possible with this configuration.
+    #[error("{0}")]
+    Config(String),
+    /// Interactive authorization is needed but the caller forbade it.
+    #[error("a new authorization is needed for {resource}; log in first")]
+    LoginRequired {
+        /// The MCP server.
+        resource: String,
+    },
+    /// The authorization front end failed or was cancelled.
+    #[error("authorization failed: {0}")]
+    Authorization(String),
+    /// Too many authorization attempts for one resource and operation (MCP SPEC C26).
+    #[error(
+        "gave up after {attempts} authorization attempts for {resource} (MCP SPEC C26): the server \
+         keeps refusing the token"
+    )]
+    RetryLimit {
+        /// The MCP server.
+        resource: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// Reading or writing the token store failed.
+    #[error("token store {path}: {source}")]
+    StoreIo {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A store file readable or writable by group or others (MCP SPEC C27).
+    #[error(
+        "token store file {path} has mode {mode:o}; refusing to use a file that others can read \
+         (MCP SPEC C27). Fix it with: chmod 600 {path}"
+    )]
+    StorePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A store file that does not parse.
+    #[error("token store file {path} is corrupt: {reason}")]
+    StoreCorrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A signing key for `private_key_jwt` or an assertion that could not be used.
+    #[error("signing key: {0}")]
+    Key(String),
+}
+
+fn body_hint(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+impl ClientError {
+    /// Whether the failure may go away on retry (MCP SPEC: keep stored credentials then).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
+            ClientError::OAuth { status, error, .. } => {
+                error.error.is_transient() || *status >= 500 || *status == 429
+            }
+            _ => false,
+        }
+    }
+}

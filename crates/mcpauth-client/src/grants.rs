@@ -1,0 +1,278 @@
+//! Token endpoint requests (RFC 6749 §3.2, §4.1.3, §4.4, §6; RFC 8693; RFC 7523) with client
+//! authentication `none`, `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mcpauth_core::{
+    Assertion, AuthorizationCode, AuthorizationServerMetadata, PkceVerifier, RefreshToken,
+    ScopeSet, TokenResponse, TokenType, random_urlsafe,
+};
+use serde::Serialize;
+
+use crate::ClientError;
+use crate::http::OAuthHttp;
+use crate::registration::auth_method;
+use crate::store::{ClientRecord, now_unix};
+
+/// RFC 7523 §2.2 client assertion type.
+const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// RFC 7523 §2.1 grant type.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// RFC 8693 §2.1 grant type.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// A private key for `private_key_jwt` (RFC 7523 §2.2) and its algorithm.
+#[derive(Clone)]
+pub struct SigningKey {
+    key: EncodingKey,
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// Reads a PEM private key; `alg` is `ES256` (default), `ES384`, `EdDSA` or `RS256`.
+    pub fn from_pem(
+        pem: &str,
+        alg: Option<&str>,
+        kid: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let bad = |e: jsonwebtoken::errors::Error| ClientError::Key(e.to_string());
+        let (key, alg) = match alg.unwrap_or("ES256") {
+            "ES256" => (
+                EncodingKey::from_ec_pem(pem.as_bytes()).map_err(bad)?,
+                Algorithm::ES256,
+            ),
+            "ES384" => (
+                EncodingKey::from_ec_pem(pem.as_bytes()).map_err(bad)?,
+                Algorithm::ES384,
+            ),
+            "EdDSA" => (
+                EncodingKey::from_ed_pem(pem.as_bytes()).map_err(bad)?,
+                Algorithm::EdDSA,
+            ),
+            "RS256" => (
+                EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(bad)?,
+                Algorithm::RS256,
+            ),
+            other => return Err(ClientError::Key(format!("unsupported algorithm {other:?}"))),
+        };
+        Ok(Self { key, alg, kid })
+    }
+
+    /// Signs the RFC 7523 §3 client assertion: `iss` = `sub` = client id, `aud` = `audience`,
+    /// a short lifetime and a unique `jti`.
+    pub fn client_assertion(
+        &self,
+        client_id: &str,
+        audience: &str,
+    ) -> Result<Assertion, ClientError> {
+        #[derive(Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            sub: &'a str,
+            aud: &'a str,
+            iat: u64,
+            exp: u64,
+            jti: String,
+        }
+        let now = now_unix();
+        let claims = Claims {
+            iss: client_id,
+            sub: client_id,
+            aud: audience,
+            iat: now,
+            exp: now + 300,
+            jti: random_urlsafe(16)?,
+        };
+        let mut header = Header::new(self.alg);
+        header.kid = self.kid.clone();
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map(Assertion::new)
+            .map_err(|e| ClientError::Key(e.to_string()))
+    }
+}
+
+/// A token endpoint and the client that talks to it.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenEndpoint<'a> {
+    /// The HTTP client.
+    pub http: &'a OAuthHttp,
+    /// The authorization server's metadata.
+    pub metadata: &'a AuthorizationServerMetadata,
+    /// The client registration.
+    pub client: &'a ClientRecord,
+    /// The key for `private_key_jwt`, if the client uses it.
+    pub signing_key: Option<&'a SigningKey>,
+}
+
+/// Whether to send RFC 8707 `resource`.
+pub type Resource<'a> = Option<&'a str>;
+
+impl TokenEndpoint<'_> {
+    fn url(&self) -> Result<&str, ClientError> {
+        self.metadata.token_endpoint.as_deref().ok_or_else(|| {
+            ClientError::Config(format!(
+                "the authorization server {} has no token_endpoint",
+                self.metadata.issuer
+            ))
+        })
+    }
+
+    /// Exchanges an authorization code (RFC 6749 §4.1.3 with PKCE, RFC 8707 `resource`).
+    pub async fn exchange_code(
+        &self,
+        code: &AuthorizationCode,
+        verifier: &PkceVerifier,
+        redirect_uri: &str,
+        resource: Resource<'_>,
+    ) -> Result<TokenResponse, ClientError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.expose().to_owned()),
+            ("redirect_uri", redirect_uri.to_owned()),
+            ("code_verifier", verifier.expose().to_owned()),
+        ];
+        push_resource(&mut form, resource);
+        self.request("authorization code exchange", form).await
+    }
+
+    /// Refreshes (RFC 6749 §6, OAuth 2.1 §4.3). `scope` narrows the grant when given.
+    pub async fn refresh(
+        &self,
+        refresh_token: &RefreshToken,
+        scope: Option<&ScopeSet>,
+        resource: Resource<'_>,
+    ) -> Result<TokenResponse, ClientError> {
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token.expose().to_owned()),
+        ];
+        push_scope(&mut form, scope);
+        push_resource(&mut form, resource);
+        self.request("refresh", form).await
+    }
+
+    /// The client credentials grant (RFC 6749 §4.4).
+    pub async fn client_credentials(
+        &self,
+        scope: Option<&ScopeSet>,
+        resource: Resource<'_>,
+    ) -> Result<TokenResponse, ClientError> {
+        let mut form = vec![("grant_type", "client_credentials".to_owned())];
+        push_scope(&mut form, scope);
+        push_resource(&mut form, resource);
+        self.request("client credentials grant", form).await
+    }
+
+    /// The JWT bearer grant (RFC 7523 §2.1), e.g. with an ID-JAG.
+    pub async fn jwt_bearer(
+        &self,
+        assertion: &Assertion,
+        scope: Option<&ScopeSet>,
+        resource: Resource<'_>,
+    ) -> Result<TokenResponse, ClientError> {
+        let mut form = vec![
+            ("grant_type", JWT_BEARER_GRANT.to_owned()),
+            ("assertion", assertion.expose().to_owned()),
+        ];
+        push_scope(&mut form, scope);
+        push_resource(&mut form, resource);
+        self.request("JWT bearer grant (RFC 7523)", form).await
+    }
+
+    /// RFC 8693 token exchange; `params` are the exchange parameters (`subject_token`,
+    /// `requested_token_type`, `audience`, ...).
+    pub async fn token_exchange(
+        &self,
+        params: &[(&'static str, String)],
+    ) -> Result<TokenResponse, ClientError> {
+        let mut form = vec![("grant_type", TOKEN_EXCHANGE_GRANT.to_owned())];
+        form.extend(params.iter().cloned());
+        self.request("token exchange (RFC 8693)", form).await
+    }
+
+    async fn request(
+        &self,
+        context: &'static str,
+        mut form: Vec<(&'static str, String)>,
+    ) -> Result<TokenResponse, ClientError> {
+        let url = self.url()?;
+        let client = self.client;
+        let secret = || {
+            client.client_secret.as_ref().ok_or_else(|| {
+                ClientError::Config(format!(
+                    "{} needs a client secret, and none is configured",
+                    client.token_endpoint_auth_method
+                ))
+            })
+        };
+        let mut basic = None;
+        match client.token_endpoint_auth_method.as_str() {
+            auth_method::CLIENT_SECRET_BASIC => basic = Some(secret()?.expose()),
+            auth_method::CLIENT_SECRET_POST => {
+                form.push(("client_id", client.client_id.clone()));
+                form.push(("client_secret", secret()?.expose().to_owned()));
+            }
+            auth_method::PRIVATE_KEY_JWT => {
+                let key = self.signing_key.ok_or_else(|| {
+                    ClientError::Config("private_key_jwt needs a private key".into())
+                })?;
+                // RFC 7523 §3: the audience identifies the authorization server; the issuer is
+                // the identifier RFC 7523bis recommends and every server accepts.
+                let assertion = key.client_assertion(&client.client_id, &self.metadata.issuer)?;
+                form.push(("client_id", client.client_id.clone()));
+                form.push(("client_assertion_type", JWT_BEARER_ASSERTION.to_owned()));
+                form.push(("client_assertion", assertion.expose().to_owned()));
+            }
+            _ => form.push(("client_id", client.client_id.clone())),
+        }
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let fetched = self
+            .http
+            .post_form(url, &pairs, basic.map(|s| (client.client_id.as_str(), s)))
+            .await?;
+        if !fetched.status.is_success() {
+            return Err(match fetched.oauth_error() {
+                Some(error) => ClientError::OAuth {
+                    context,
+                    status: fetched.status.as_u16(),
+                    error,
+                },
+                None => ClientError::UnexpectedStatus {
+                    context,
+                    url: url.to_owned(),
+                    status: fetched.status.as_u16(),
+                    body: fetched.body_excerpt(),
+                },
+            });
+        }
+        let token = TokenResponse::from_json(&fetched.body)?;
+        if matches!(token.token_type, TokenType::Other(_) | TokenType::DPoP) {
+            return Err(ClientError::Config(format!(
+                "the authorization server issued a {:?} token; only Bearer tokens are supported",
+                token.token_type
+            )));
+        }
+        Ok(token)
+    }
+}
+
+fn push_scope(form: &mut Vec<(&'static str, String)>, scope: Option<&ScopeSet>) {
+    if let Some(s) = scope.filter(|s| !s.is_empty()) {
+        form.push(("scope", s.to_string()));
+    }
+}
+
+fn push_resource(form: &mut Vec<(&'static str, String)>, resource: Resource<'_>) {
+    if let Some(r) = resource {
+        form.push(("resource", r.to_owned()));
+    }
+}

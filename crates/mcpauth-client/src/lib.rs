@@ -1,0 +1,38 @@
+//! The client side of MCP authorization (MCP 2026-07-28, "Authorization").
+//!
+//! - [`discovery`]: protected resource metadata and authorization server metadata (C1-C6),
+//!   with a report of every URL tried.
+//! - [`registration`]: pre-registered clients, client ID metadata documents and dynamic
+//!   registration (C8-C15).
+//! - [`grants`]: the token endpoint: authorization code + PKCE, refresh, client credentials,
+//!   JWT bearer and token exchange, with every client authentication method.
+//! - [`authorize`]: the authorization front-end trait and the headless front end.
+//! - [`store`]: token and registration storage (file, memory).
+//! - [`session`]: fresh tokens, refresh under a cross-process lock, new authorizations.
+//! - [`authed`]: an HTTP client that authenticates itself, with the 401/403 loop.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), mcpauth_client::ClientError> {
+//! use std::sync::Arc;
+//! use mcpauth_client::{authed::AuthenticatedClient, http::{HttpOptions, OAuthHttp},
+//!     session::{Grant, Session, SessionConfig}, store::FileStore};
+//! let http = OAuthHttp::new(HttpOptions::default())?;
+//! let config = SessionConfig::new("https://mcp.example.com/mcp", Grant::ClientCredentials);
+//! let session = Arc::new(Session::new(config, http, Arc::new(FileStore::default_location()?)));
+//! let client = AuthenticatedClient::new(session, reqwest::Client::new());
+//! let response = client.send(|http| http.post("https://mcp.example.com/mcp").body("{}")).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod authed;
+pub mod authorize;
+pub mod cross_app;
+pub mod discovery;
+mod error;
+pub mod grants;
+pub mod http;
+pub mod registration;
+pub mod session;
+pub mod store;
+
+pub use error::ClientError;

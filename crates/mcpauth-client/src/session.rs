@@ -1,0 +1,638 @@
+//! A `Session` hands out fresh access tokens for one MCP server: the stored token while it has
+//! more than a minute left, else a refresh, else a new authorization. Within a process one task
+//! at a time does the work (single flight); across processes the store's lock is taken and the
+//! store re-read before a refresh, so a rotating refresh token is spent once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcpauth_core::authorization_response::Expected;
+use mcpauth_core::resource::check_prm_resource;
+use mcpauth_core::www_authenticate::BearerChallenge;
+use mcpauth_core::{AccessToken, ErrorCode, ScopeSet, TokenResponse, pkce, random_urlsafe};
+
+use crate::ClientError;
+use crate::authorize::{AuthorizationRequest, FrontEnd, authorization_url};
+use crate::cross_app::CrossAppAccess;
+use crate::discovery::{self, Discovered, DiscoveryOptions, DiscoveryReport};
+use crate::grants::{SigningKey, TokenEndpoint};
+use crate::http::OAuthHttp;
+use crate::registration::{ClientSettings, configured_client, obtain_client};
+use crate::store::{
+    ClientRecord, RegistrationKind, SCHEMA_VERSION, StoreKey, TokenRecord, TokenStore, now_unix,
+};
+
+/// How the session obtains new tokens.
+#[derive(Clone, Debug)]
+pub enum Grant {
+    /// Authorization code with PKCE through a front end (browser, paste, headless).
+    AuthorizationCode(Arc<dyn FrontEnd>),
+    /// Client credentials (RFC 6749 §4.4) for machines; needs a confidential client.
+    ClientCredentials,
+    /// Enterprise-managed cross-app access: an ID-JAG from the enterprise IdP, then the RFC 7523
+    /// JWT bearer grant (MCP SPEC A13).
+    CrossApp(Arc<CrossAppAccess>),
+}
+
+/// What to send as RFC 8707 `resource`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ResourceParam {
+    /// The PRM `resource`, or the canonical server URI without PRM (MCP SPEC C21).
+    #[default]
+    Discovered,
+    /// A fixed value.
+    Override(String),
+    /// Do not send `resource` (for servers that reject it).
+    Omit,
+}
+
+/// Configuration of a [`Session`].
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// The MCP server URL.
+    pub server_url: String,
+    /// How to get a client id.
+    pub client: ClientSettings,
+    /// How to get tokens.
+    pub grant: Grant,
+    /// Scopes to request instead of the ones discovery suggests.
+    pub scopes: Option<ScopeSet>,
+    /// The `resource` parameter.
+    pub resource: ResourceParam,
+    /// Refuse servers that do not advertise PKCE S256 (MCP SPEC C28). Only turn off for a
+    /// server known to support it without saying so.
+    pub require_s256: bool,
+    /// Discovery options.
+    pub discovery: DiscoveryOptions,
+    /// Extra authorization request parameters.
+    pub authorize_params: Vec<(String, String)>,
+    /// The key for `private_key_jwt`.
+    pub signing_key: Option<SigningKey>,
+    /// Whether a new authorization may be started when no token can be refreshed.
+    pub interactive: bool,
+    /// A token with less than this left is refreshed first.
+    pub refresh_margin: Duration,
+}
+
+impl SessionConfig {
+    /// Defaults: dynamic registration, discovered scopes and resource, S256 required,
+    /// interactive, 60 s margin.
+    pub fn new(server_url: impl Into<String>, grant: Grant) -> Self {
+        Self {
+            server_url: server_url.into(),
+            client: ClientSettings::default(),
+            grant,
+            scopes: None,
+            resource: ResourceParam::Discovered,
+            require_s256: true,
+            discovery: DiscoveryOptions::default(),
+            authorize_params: Vec::new(),
+            signing_key: None,
+            interactive: true,
+            refresh_margin: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    discovered: Option<Discovered>,
+    client: Option<ClientRecord>,
+    record: Option<TokenRecord>,
+    report: DiscoveryReport,
+}
+
+/// Fresh access tokens for one MCP server. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    http: OAuthHttp,
+    store: Arc<dyn TokenStore>,
+    inner: tokio::sync::Mutex<Inner>,
+}
+
+impl Session {
+    /// A session over `store`, using `http` for OAuth calls.
+    pub fn new(config: SessionConfig, http: OAuthHttp, store: Arc<dyn TokenStore>) -> Self {
+        Self {
+            config,
+            http,
+            store,
+            inner: Default::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// What discovery has tried so far (for diagnostics).
+    pub async fn discovery_report(&self) -> DiscoveryReport {
+        self.inner.lock().await.report.clone()
+    }
+
+    /// The result of the last discovery, if one ran.
+    pub async fn discovered(&self) -> Option<Discovered> {
+        self.inner.lock().await.discovered.clone()
+    }
+
+    /// A stored token that is still fresh, without any network request.
+    pub async fn cached_token(&self) -> Result<Option<AccessToken>, ClientError> {
+        let mut inner = self.inner.lock().await;
+        if inner.record.is_none() {
+            inner.record = self.find_stored(None)?;
+        }
+        Ok(inner
+            .record
+            .as_ref()
+            .filter(|r| self.is_fresh(r))
+            .map(|r| r.access_token.clone()))
+    }
+
+    /// A fresh access token: cached, else refreshed, else newly authorized (when interactive or
+    /// a machine grant is configured).
+    pub async fn access_token(&self) -> Result<AccessToken, ClientError> {
+        let mut inner = self.inner.lock().await;
+        if inner.record.is_none() {
+            inner.record = self.find_stored(None)?;
+        }
+        if let Some(r) = inner.record.as_ref().filter(|r| self.is_fresh(r)) {
+            return Ok(r.access_token.clone());
+        }
+        if inner.discovered.is_none() {
+            self.discover(&mut inner, None).await?;
+        }
+        if let Some(token) = self.try_refresh(&mut inner).await? {
+            return Ok(token);
+        }
+        self.authorize_new(&mut inner, None).await
+    }
+
+    /// Handles a 401 for a request sent with `rejected` (MCP SPEC C4): discovery runs again with
+    /// the challenge; the first attempt refreshes when it can, later ones authorize anew.
+    pub async fn on_unauthorized(
+        &self,
+        challenge: Option<&BearerChallenge>,
+        rejected: Option<&AccessToken>,
+        attempt: u32,
+    ) -> Result<AccessToken, ClientError> {
+        let mut inner = self.inner.lock().await;
+        // Another task may already have replaced the rejected token.
+        if let Some(r) = inner.record.as_ref().filter(|r| self.is_fresh(r))
+            && rejected.is_some_and(|t| *t != r.access_token)
+        {
+            return Ok(r.access_token.clone());
+        }
+        self.discover(&mut inner, challenge).await?;
+        if inner.record.is_none() {
+            inner.record = self.find_stored(inner.discovered.as_ref())?;
+            if let Some(r) = inner.record.as_ref().filter(|r| self.is_fresh(r))
+                && rejected.is_none_or(|t| *t != r.access_token)
+            {
+                return Ok(r.access_token.clone());
+            }
+        }
+        if attempt <= 1 {
+            if let Some(r) = inner.record.as_mut() {
+                // The server refused this token: it must not be handed out again.
+                r.expires_at = Some(0);
+            }
+            if let Some(token) = self.try_refresh(&mut inner).await? {
+                return Ok(token);
+            }
+        }
+        let challenged = challenge
+            .and_then(|c| c.scope.as_deref())
+            .map(ScopeSet::parse);
+        self.authorize_new(&mut inner, challenged).await
+    }
+
+    /// Handles a 403 `insufficient_scope` (MCP SPEC C26): authorizes again with the union of the
+    /// scopes requested before and the challenged ones.
+    pub async fn on_insufficient_scope(
+        &self,
+        challenge: &BearerChallenge,
+    ) -> Result<AccessToken, ClientError> {
+        let mut inner = self.inner.lock().await;
+        if inner.discovered.is_none() {
+            self.discover(&mut inner, Some(challenge)).await?;
+        }
+        let challenged = ScopeSet::parse(challenge.scope.as_deref().unwrap_or_default());
+        self.authorize_new(&mut inner, Some(challenged)).await
+    }
+
+    fn is_fresh(&self, r: &TokenRecord) -> bool {
+        r.expires_at
+            .is_none_or(|t| t > now_unix() + self.config.refresh_margin.as_secs())
+    }
+
+    /// The `resource` to send, given discovery.
+    fn resource_param<'a>(&'a self, d: &'a Discovered) -> Option<&'a str> {
+        match &self.config.resource {
+            ResourceParam::Discovered => Some(&d.resource),
+            ResourceParam::Override(r) => Some(r),
+            ResourceParam::Omit => None,
+        }
+    }
+
+    /// The resource under which tokens are stored.
+    fn resource_key<'a>(&'a self, d: &'a Discovered) -> &'a str {
+        self.resource_param(d).unwrap_or(&d.resource)
+    }
+
+    /// The newest stored record for this server (and, once discovered, its resource and issuer).
+    fn find_stored(&self, d: Option<&Discovered>) -> Result<Option<TokenRecord>, ClientError> {
+        let static_issuer = self
+            .config
+            .client
+            .static_client
+            .as_ref()
+            .and_then(|s| s.issuer.as_deref());
+        let records = self.store.list_tokens()?;
+        Ok(records
+            .into_iter()
+            .filter(|r| match d {
+                Some(d) => r.key.resource == self.resource_key(d) && r.key.issuer == d.issuer(),
+                None => match &self.config.resource {
+                    ResourceParam::Override(res) => r.key.resource == *res,
+                    _ => check_prm_resource(&r.key.resource, &self.config.server_url).is_ok(),
+                },
+            })
+            .filter(|r| static_issuer.is_none_or(|i| r.key.issuer == i))
+            .filter(|r| {
+                self.config
+                    .client
+                    .static_client
+                    .as_ref()
+                    .is_none_or(|s| s.client_id == r.key.client_id)
+            })
+            .max_by_key(|r| (r.key.resource.len(), r.updated_at)))
+    }
+
+    async fn discover(
+        &self,
+        inner: &mut Inner,
+        challenge: Option<&BearerChallenge>,
+    ) -> Result<(), ClientError> {
+        let mut report = DiscoveryReport::default();
+        let result = discovery::discover(
+            &self.http,
+            &self.config.server_url,
+            challenge,
+            &self.config.discovery,
+            &mut report,
+        )
+        .await;
+        inner.report = report;
+        let d = result?;
+        // MCP SPEC C7, C15, C24: nothing from another authorization server is reused.
+        if inner
+            .client
+            .as_ref()
+            .is_some_and(|c| c.issuer != d.issuer())
+        {
+            inner.client = None;
+        }
+        if inner
+            .record
+            .as_ref()
+            .is_some_and(|r| r.key.issuer != d.issuer() || r.key.resource != self.resource_key(&d))
+        {
+            inner.record = None;
+        }
+        inner.discovered = Some(d);
+        Ok(())
+    }
+
+    /// The client registration `key`'s tokens were issued to, if it is still known.
+    fn client_for(
+        &self,
+        inner: &Inner,
+        key: &StoreKey,
+    ) -> Result<Option<ClientRecord>, ClientError> {
+        if let Some(c) = inner
+            .client
+            .as_ref()
+            .filter(|c| c.client_id == key.client_id)
+        {
+            return Ok(Some(c.clone()));
+        }
+        if let Some(d) = &inner.discovered
+            && let Some(c) = configured_client(&d.authorization_server, &self.config.client, None)?
+            && c.client_id == key.client_id
+        {
+            return Ok(Some(c));
+        }
+        Ok(self
+            .store
+            .load_client(&key.issuer)?
+            .filter(|c| c.client_id == key.client_id))
+    }
+
+    /// Refreshes under the store lock. `Ok(None)` when there is nothing to refresh with or the
+    /// refresh token was definitively refused (then only the refresh token is dropped).
+    async fn try_refresh(&self, inner: &mut Inner) -> Result<Option<AccessToken>, ClientError> {
+        let Some(record) = inner.record.clone() else {
+            return Ok(None);
+        };
+        if record.refresh_token.is_none() {
+            return Ok(None);
+        }
+        let Some(d) = inner.discovered.clone() else {
+            return Ok(None);
+        };
+        let Some(client) = self.client_for(inner, &record.key)? else {
+            return Ok(None);
+        };
+        let store = Arc::clone(&self.store);
+        let key = record.key.clone();
+        let _guard = tokio::task::spawn_blocking(move || store.lock(&key))
+            .await
+            .map_err(|e| ClientError::Config(format!("store lock task failed: {e}")))??;
+        // Another process may have refreshed while we waited: use its result.
+        let latest = self
+            .store
+            .load_tokens(&record.key)?
+            .unwrap_or(record.clone());
+        if self.is_fresh(&latest) && latest.access_token != record.access_token {
+            tracing::debug!("another process refreshed the token; using it");
+            let token = latest.access_token.clone();
+            inner.record = Some(latest);
+            inner.client = Some(client);
+            return Ok(Some(token));
+        }
+        let Some(refresh_token) = latest.refresh_token.clone() else {
+            inner.record = Some(latest);
+            return Ok(None);
+        };
+        let endpoint = TokenEndpoint {
+            http: &self.http,
+            metadata: &d.authorization_server,
+            client: &client,
+            signing_key: self.config.signing_key.as_ref(),
+        };
+        match endpoint
+            .refresh(&refresh_token, None, self.resource_param(&d))
+            .await
+        {
+            Ok(t) => {
+                let mut new = self.record_from(
+                    latest.key.clone(),
+                    t,
+                    latest.requested_scopes.clone(),
+                    Some(&latest),
+                );
+                if new.refresh_token.is_none() {
+                    // RFC 6749 §6: no new refresh token means the old one stays valid.
+                    new.refresh_token = Some(refresh_token);
+                }
+                self.store.save_tokens(&new)?;
+                let token = new.access_token.clone();
+                inner.record = Some(new);
+                inner.client = Some(client);
+                Ok(Some(token))
+            }
+            Err(ClientError::OAuth { error, .. }) if error.error == ErrorCode::InvalidGrant => {
+                tracing::info!("the refresh token was refused (invalid_grant); dropping it");
+                let mut kept = latest;
+                kept.refresh_token = None;
+                kept.expires_at = Some(0);
+                self.store.save_tokens(&kept)?;
+                inner.record = Some(kept);
+                Ok(None)
+            }
+            Err(ClientError::OAuth { error, .. })
+                if error.error == ErrorCode::InvalidClient
+                    && client.kind == RegistrationKind::Dynamic =>
+            {
+                // A stale registration: its tokens die with it; the new flow registers again.
+                tracing::info!(
+                    "the authorization server no longer knows our client; registering again"
+                );
+                self.store.delete_client(&latest.key.issuer)?;
+                self.store.delete_tokens(&latest.key)?;
+                inner.record = None;
+                inner.client = None;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn record_from(
+        &self,
+        key: StoreKey,
+        t: TokenResponse,
+        requested: ScopeSet,
+        previous: Option<&TokenRecord>,
+    ) -> TokenRecord {
+        let granted = match &t.scope {
+            Some(s) => ScopeSet::parse(s),
+            None => previous
+                .map(|p| p.granted_scopes.clone())
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| requested.clone()),
+        };
+        TokenRecord {
+            schema: SCHEMA_VERSION,
+            key,
+            access_token: t.access_token,
+            token_type: "Bearer".into(),
+            refresh_token: t.refresh_token,
+            expires_at: t.expires_in.map(|e| now_unix().saturating_add(e)),
+            granted_scopes: granted,
+            requested_scopes: requested,
+            updated_at: now_unix(),
+        }
+    }
+
+    /// Scope selection (MCP SPEC C16, C17, C25, C26).
+    fn select_scopes(
+        &self,
+        inner: &Inner,
+        d: &Discovered,
+        challenged: Option<ScopeSet>,
+    ) -> ScopeSet {
+        let mut scopes = if let Some(explicit) = &self.config.scopes {
+            explicit.clone()
+        } else if let Some(c) = challenged.filter(|c| !c.is_empty()) {
+            // C16: the challenge is authoritative for the current operation.
+            c
+        } else if let Some(s) = d.resource_scopes() {
+            s.iter().cloned().collect()
+        } else {
+            ScopeSet::new()
+        };
+        if let Some(prev) = &inner.record {
+            // C16/C26: keep what was requested before when authorizing again.
+            scopes = prev.requested_scopes.union(&scopes);
+        }
+        if matches!(self.config.grant, Grant::AuthorizationCode(_))
+            && d.authorization_server.lists_scope("offline_access")
+        {
+            // C25 / SEP-2207: only when the authorization server lists it.
+            scopes.insert("offline_access");
+        }
+        scopes
+    }
+
+    /// Runs a new authorization and stores the tokens.
+    async fn authorize_new(
+        &self,
+        inner: &mut Inner,
+        challenged: Option<ScopeSet>,
+    ) -> Result<AccessToken, ClientError> {
+        let d = match inner.discovered.clone() {
+            Some(d) => d,
+            None => {
+                self.discover(inner, None).await?;
+                inner
+                    .discovered
+                    .clone()
+                    .ok_or_else(|| ClientError::Discovery {
+                        reason: "no discovery result".into(),
+                    })?
+            }
+        };
+        if matches!(self.config.grant, Grant::AuthorizationCode(_)) && !self.config.interactive {
+            return Err(ClientError::LoginRequired {
+                resource: self.config.server_url.clone(),
+            });
+        }
+        let scopes = self.select_scopes(inner, &d, challenged);
+        let mut retried_registration = false;
+        loop {
+            match self.run_grant(inner, &d, &scopes).await {
+                Err(ClientError::OAuth { error, .. })
+                    if error.error == ErrorCode::InvalidClient
+                        && !retried_registration
+                        && inner
+                            .client
+                            .as_ref()
+                            .is_some_and(|c| c.kind == RegistrationKind::Dynamic) =>
+                {
+                    // A stale registration: register again, once.
+                    tracing::info!(
+                        "the authorization server no longer knows our client; registering again"
+                    );
+                    self.store.delete_client(d.issuer())?;
+                    inner.client = None;
+                    retried_registration = true;
+                }
+                Err(e) => return Err(e),
+                Ok((client, tokens)) => {
+                    let key = StoreKey {
+                        resource: self.resource_key(&d).to_owned(),
+                        issuer: d.issuer().to_owned(),
+                        client_id: client.client_id.clone(),
+                    };
+                    let record = self.record_from(key, tokens, scopes.clone(), None);
+                    self.store.save_tokens(&record)?;
+                    let token = record.access_token.clone();
+                    inner.record = Some(record);
+                    inner.client = Some(client);
+                    return Ok(token);
+                }
+            }
+        }
+    }
+
+    async fn run_grant(
+        &self,
+        inner: &mut Inner,
+        d: &Discovered,
+        scopes: &ScopeSet,
+    ) -> Result<(ClientRecord, TokenResponse), ClientError> {
+        let meta = &d.authorization_server;
+        let resource = self.resource_param(d);
+        let scope = (!scopes.is_empty()).then_some(scopes);
+        match &self.config.grant {
+            Grant::ClientCredentials | Grant::CrossApp(_) => {
+                let client = obtain_client(
+                    &self.http,
+                    self.store.as_ref(),
+                    d,
+                    &self.config.client,
+                    None,
+                    &["client_credentials"],
+                )
+                .await?;
+                inner.client = Some(client.clone());
+                let endpoint = TokenEndpoint {
+                    http: &self.http,
+                    metadata: meta,
+                    client: &client,
+                    signing_key: self.config.signing_key.as_ref(),
+                };
+                let tokens = match &self.config.grant {
+                    Grant::CrossApp(xaa) => {
+                        let id_jag = xaa.id_jag(&self.http, meta, resource, scope).await?;
+                        endpoint.jwt_bearer(&id_jag, scope, resource).await?
+                    }
+                    _ => endpoint.client_credentials(scope, resource).await?,
+                };
+                Ok((client, tokens))
+            }
+            Grant::AuthorizationCode(front_end) => {
+                if self.config.require_s256 && !meta.supports_s256() {
+                    return Err(ClientError::PkceUnsupported {
+                        issuer: meta.issuer.clone(),
+                    });
+                }
+                let endpoint_url = meta.authorization_endpoint.as_deref().ok_or_else(|| {
+                    ClientError::Config(format!(
+                        "the authorization server {} has no authorization_endpoint",
+                        meta.issuer
+                    ))
+                })?;
+                let pending = front_end.prepare().await?;
+                let redirect_uri = pending.redirect_uri().to_owned();
+                let client = obtain_client(
+                    &self.http,
+                    self.store.as_ref(),
+                    d,
+                    &self.config.client,
+                    Some(&redirect_uri),
+                    &["authorization_code"],
+                )
+                .await?;
+                inner.client = Some(client.clone());
+                let state = random_urlsafe(32)?;
+                let verifier = pkce::new_verifier()?;
+                let challenge = pkce::challenge_s256(&verifier);
+                let scope_string = scopes.to_string();
+                let url = authorization_url(
+                    &AuthorizationRequest {
+                        endpoint: endpoint_url,
+                        client_id: &client.client_id,
+                        redirect_uri: &redirect_uri,
+                        scope: Some(&scope_string),
+                        state: &state,
+                        code_challenge: &challenge,
+                        resource,
+                        extra: &self.config.authorize_params,
+                    },
+                    self.http.options().allow_insecure_http,
+                )?;
+                // MCP SPEC C18: the issuer, state and verifier are fixed before redirecting.
+                let response = pending.complete(url).await?;
+                let code = response.validate(&Expected {
+                    state: &state,
+                    issuer: &meta.issuer,
+                    iss_supported: meta.iss_parameter_supported(),
+                })?;
+                let endpoint = TokenEndpoint {
+                    http: &self.http,
+                    metadata: meta,
+                    client: &client,
+                    signing_key: self.config.signing_key.as_ref(),
+                };
+                let tokens = endpoint
+                    .exchange_code(&code, &verifier, &redirect_uri, resource)
+                    .await?;
+                Ok((client, tokens))
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Token and client-registration storage.
+//!
+//! Records are keyed by (resource, issuer, client) so that credentials never leak across
+//! authorization servers (MCP SPEC C7, C15, C24). Implementations: [`FileStore`] (durable,
+//! private, locked across processes) and [`MemoryStore`].
+
+mod file;
+mod memory;
+
+use mcpauth_core::{AccessToken, ClientSecret, RefreshToken, ScopeSet};
+use serde::{Deserialize, Serialize};
+
+use crate::ClientError;
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+/// The version of the record layout written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Identifies one stored login.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StoreKey {
+    /// The `resource` the tokens are for (the PRM `resource`, or the canonical server URI).
+    pub resource: String,
+    /// The authorization server's `issuer`.
+    pub issuer: String,
+    /// The client id the tokens were issued to.
+    pub client_id: String,
+}
+
+/// Tokens for one (resource, issuer, client).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// Layout version ([`SCHEMA_VERSION`]).
+    pub schema: u32,
+    /// The key.
+    #[serde(flatten)]
+    pub key: StoreKey,
+    /// The access token.
+    pub access_token: AccessToken,
+    /// The `token_type` as issued (normally `Bearer`).
+    pub token_type: String,
+    /// A refresh token, if one was issued and is still believed valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<RefreshToken>,
+    /// Absolute expiry of the access token, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// The scopes the server granted (its `scope`, else what was requested).
+    #[serde(default)]
+    pub granted_scopes: ScopeSet,
+    /// The scopes that were requested.
+    #[serde(default)]
+    pub requested_scopes: ScopeSet,
+    /// When the record was written, seconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// How a client id was obtained (MCP SPEC C9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrationKind {
+    /// Configured by the user.
+    PreRegistered,
+    /// A client ID metadata document URL.
+    MetadataDocument,
+    /// RFC 7591 dynamic registration.
+    Dynamic,
+}
+
+/// A client registration with one authorization server, keyed by its `issuer` (MCP SPEC C15).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    /// Layout version ([`SCHEMA_VERSION`]).
+    pub schema: u32,
+    /// The authorization server's `issuer`.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret, for confidential clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<ClientSecret>,
+    /// The token endpoint authentication method to use.
+    pub token_endpoint_auth_method: String,
+    /// The registered redirect URIs.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// How it was obtained.
+    pub kind: RegistrationKind,
+    /// Absolute expiry of the secret, if any (RFC 7591 `client_secret_expires_at`, 0 = never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_expires_at: Option<u64>,
+    /// When it was written, seconds since the Unix epoch.
+    pub updated_at: u64,
+}
+
+/// Held while a caller refreshes or re-authorizes one key; dropping it releases the lock.
+pub trait StoreLock: Send {}
+
+/// Where tokens and client registrations live.
+///
+/// Methods block briefly on local I/O; [`TokenStore::lock`] may block for as long as another
+/// process holds the lock, so call it from `spawn_blocking`.
+pub trait TokenStore: Send + Sync + std::fmt::Debug {
+    /// The tokens for `key`, if any.
+    fn load_tokens(&self, key: &StoreKey) -> Result<Option<TokenRecord>, ClientError>;
+    /// Stores (replaces) the tokens of `record.key`, durably.
+    fn save_tokens(&self, record: &TokenRecord) -> Result<(), ClientError>;
+    /// Deletes the tokens for `key`; deleting nothing is not an error.
+    fn delete_tokens(&self, key: &StoreKey) -> Result<(), ClientError>;
+    /// Every stored token record.
+    fn list_tokens(&self) -> Result<Vec<TokenRecord>, ClientError>;
+    /// The client registration with `issuer`, if any.
+    fn load_client(&self, issuer: &str) -> Result<Option<ClientRecord>, ClientError>;
+    /// Stores (replaces) the client registration of `record.issuer`.
+    fn save_client(&self, record: &ClientRecord) -> Result<(), ClientError>;
+    /// Deletes the client registration with `issuer`.
+    fn delete_client(&self, issuer: &str) -> Result<(), ClientError>;
+    /// Takes the exclusive lock for `key`, across threads and processes, blocking until free.
+    fn lock(&self, key: &StoreKey) -> Result<Box<dyn StoreLock>, ClientError>;
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

@@ -1,0 +1,398 @@
+//! End-to-end client behaviour against the real test authorization server in `support`:
+//! discovery, registration, the code flow, refresh, the 401/403 loop and every refusal.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcpauth_client::ClientError;
+use mcpauth_client::authed::AuthenticatedClient;
+use mcpauth_client::authorize::Headless;
+use mcpauth_client::http::{HttpOptions, OAuthHttp};
+use mcpauth_client::registration::StaticClient;
+use mcpauth_client::session::{Grant, Session, SessionConfig};
+use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
+use mcpauth_core::{ClientSecret, CoreError, ScopeSet};
+
+use crate::support::{Knobs, TestServer};
+
+const REDIRECT: &str = "http://127.0.0.1:53682/callback";
+
+fn http() -> OAuthHttp {
+    OAuthHttp::new(HttpOptions {
+        timeout: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn code_session(server: &TestServer, store: Arc<dyn TokenStore>) -> Arc<Session> {
+    let grant = Grant::AuthorizationCode(Arc::new(Headless::new(http(), REDIRECT)));
+    Arc::new(Session::new(
+        SessionConfig::new(server.mcp_url(), grant),
+        http(),
+        store,
+    ))
+}
+
+async fn call(session: &Arc<Session>, server: &TestServer) -> Result<u16, ClientError> {
+    let client = AuthenticatedClient::new(Arc::clone(session), reqwest::Client::new());
+    let url = server.mcp_url();
+    let resp = client
+        .send(|h| {
+            h.post(&url)
+                .header("content-type", "application/json")
+                .body("{}")
+        })
+        .await?;
+    Ok(resp.status().as_u16())
+}
+
+#[tokio::test]
+async fn c1_c21_c28_full_flow_from_a_401() {
+    let server = TestServer::start(Knobs::default()).await;
+    let session = code_session(&server, Arc::new(MemoryStore::new()));
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    server.seen(|c| {
+        assert_eq!(
+            (c.registrations, c.authorizations, c.code_exchanges),
+            (1, 1, 1)
+        );
+        // C21: resource on both requests, the PRM's exact string.
+        assert_eq!(c.last_authorize["resource"], server.mcp_url());
+        assert_eq!(c.last_token_form["resource"], server.mcp_url());
+        assert_eq!(c.last_authorize["code_challenge_method"], "S256");
+        // C17: no challenge scope, so every PRM scope.
+        assert_eq!(c.last_authorize["scope"], "mcp:read mcp:write");
+        // the 401, then the replay.
+        assert_eq!(c.mcp_requests, 2);
+    });
+    let report = session.discovery_report().await;
+    assert!(report.to_string().contains("accepted"), "{report}");
+}
+
+#[tokio::test]
+async fn c16_challenge_scope_is_authoritative() {
+    let server = TestServer::start(Knobs {
+        required_scopes: vec!["mcp:special".into()],
+        ..Default::default()
+    })
+    .await;
+    let session = code_session(&server, Arc::new(MemoryStore::new()));
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    assert_eq!(
+        server.seen(|c| c.last_authorize["scope"].clone()),
+        "mcp:special"
+    );
+}
+
+#[tokio::test]
+async fn c26_step_up_requests_the_union_of_scopes() {
+    let server = TestServer::start(Knobs {
+        required_scopes: vec!["mcp:read".into()],
+        ..Default::default()
+    })
+    .await;
+    let session = code_session(&server, Arc::new(MemoryStore::new()));
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    server.set(|k| k.required_scopes = vec!["mcp:read".into(), "mcp:admin".into()]);
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    let scope = ScopeSet::parse(&server.seen(|c| c.last_authorize["scope"].clone()));
+    assert!(
+        scope.is_superset(&ScopeSet::parse("mcp:read mcp:admin")),
+        "{scope}"
+    );
+    assert_eq!(server.seen(|c| c.authorizations), 2);
+}
+
+#[tokio::test]
+async fn c26_retry_limit_stops_a_server_that_never_accepts() {
+    let server = TestServer::start(Knobs::default()).await;
+    let session = code_session(&server, Arc::new(MemoryStore::new()));
+    // The server answers 401 to every token.
+    server.set(|k| k.refuse_all_tokens = true);
+    let err = call(&session, &server).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::RetryLimit { attempts: 3, .. }),
+        "{err}"
+    );
+    // One unauthenticated request, then one per attempt: no endless loop.
+    assert_eq!(server.seen(|c| c.mcp_requests), 4);
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_the_old_refresh_token_is_dead() {
+    let server = TestServer::start(Knobs {
+        expires_in: 30, // inside the 60 s margin: every use refreshes
+        ..Default::default()
+    })
+    .await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let session = code_session(&server, Arc::clone(&store));
+    session.access_token().await.unwrap();
+    let first = store.list_tokens().unwrap().remove(0);
+    session.access_token().await.unwrap();
+    let second = store.list_tokens().unwrap().remove(0);
+    assert_ne!(first.refresh_token, second.refresh_token);
+    assert_ne!(first.access_token, second.access_token);
+    assert_eq!(server.seen(|c| (c.refreshes, c.authorizations)), (1, 1));
+    // The spent refresh token is refused by the server (rotation).
+    let http = reqwest::Client::new();
+    let client_id = second.key.client_id.clone();
+    let resp = http
+        .post(format!("{}/token", server.base))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            (
+                "refresh_token",
+                first.refresh_token.as_ref().unwrap().expose(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn c4_a_401_refreshes_before_any_new_authorization() {
+    let server = TestServer::start(Knobs::default()).await;
+    let session = code_session(&server, Arc::new(MemoryStore::new()));
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    server.revoke_access_tokens();
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    assert_eq!(server.seen(|c| (c.authorizations, c.refreshes)), (1, 1));
+}
+
+#[tokio::test]
+async fn invalid_grant_drops_only_the_refresh_token_then_authorizes_again() {
+    let server = TestServer::start(Knobs {
+        expires_in: 30,
+        ..Default::default()
+    })
+    .await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let session = code_session(&server, Arc::clone(&store));
+    session.access_token().await.unwrap();
+    let client_before = store.list_tokens().unwrap()[0].key.client_id.clone();
+    server.set(|k| k.rotate = true);
+    // Spend the refresh token behind the session's back.
+    let rec = store.list_tokens().unwrap().remove(0);
+    reqwest::Client::new()
+        .post(format!("{}/token", server.base))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", rec.key.client_id.as_str()),
+            (
+                "refresh_token",
+                rec.refresh_token.as_ref().unwrap().expose(),
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    session.access_token().await.unwrap();
+    server.seen(|c| {
+        assert_eq!(c.refused_refreshes, 1);
+        assert_eq!(c.authorizations, 2);
+    });
+    // The client registration was kept: no second registration.
+    assert_eq!(store.list_tokens().unwrap()[0].key.client_id, client_before);
+    assert_eq!(server.seen(|c| c.registrations), 1);
+}
+
+#[tokio::test]
+async fn c27_tokens_survive_a_restart_without_network() {
+    let server = TestServer::start(Knobs::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = code_session(&server, Arc::new(FileStore::new(dir.path())));
+    let token = first.access_token().await.unwrap();
+    drop(first);
+    let second = code_session(&server, Arc::new(FileStore::new(dir.path())));
+    assert_eq!(second.cached_token().await.unwrap(), Some(token.clone()));
+    assert_eq!(second.access_token().await.unwrap(), token);
+    assert_eq!(server.seen(|c| (c.authorizations, c.refreshes)), (1, 0));
+}
+
+#[tokio::test]
+async fn a_stale_registration_is_replaced_once() {
+    let server = TestServer::start(Knobs::default()).await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let session = code_session(&server, Arc::clone(&store));
+    session.access_token().await.unwrap();
+    server.forget_clients();
+    server.revoke_access_tokens();
+    // A new session (new process) with the same store: the stored registration is stale.
+    let again = code_session(&server, Arc::clone(&store));
+    assert_eq!(call(&again, &server).await.unwrap(), 200);
+    assert_eq!(server.seen(|c| c.registrations), 2);
+}
+
+#[tokio::test]
+async fn client_credentials_with_client_secret_basic() {
+    let server = TestServer::start(Knobs::default()).await;
+    server.add_client("machine", Some("s3cr:t&"));
+    let mut config = SessionConfig::new(server.mcp_url(), Grant::ClientCredentials);
+    config.client.static_client = Some(StaticClient {
+        client_id: "machine".into(),
+        client_secret: Some(ClientSecret::new("s3cr:t&")),
+        auth_method: None,
+        issuer: None,
+    });
+    let session = Arc::new(Session::new(config, http(), Arc::new(MemoryStore::new())));
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    server.seen(|c| {
+        assert_eq!(c.client_credentials, 1);
+        assert!(c.last_token_auth.as_deref().unwrap().starts_with("Basic "));
+        assert!(!c.last_token_form.contains_key("client_secret"));
+        assert!(!c.last_token_form["scope"].contains("offline_access"));
+    });
+}
+
+#[tokio::test]
+async fn c15_static_client_bound_to_another_issuer_is_refused() {
+    let server = TestServer::start(Knobs::default()).await;
+    let mut config = SessionConfig::new(server.mcp_url(), Grant::ClientCredentials);
+    config.client.static_client = Some(StaticClient {
+        client_id: "machine".into(),
+        client_secret: Some(ClientSecret::new("x")),
+        auth_method: None,
+        issuer: Some("https://old-as.example".into()),
+    });
+    let session = Arc::new(Session::new(config, http(), Arc::new(MemoryStore::new())));
+    let err = call(&session, &server).await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::StaticClientIssuerMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("C15"), "{err}");
+}
+
+// ---- bad input: each shows a clear error and nothing is stored ----
+
+async fn refused(knobs: Knobs) -> (ClientError, TestServer, Arc<dyn TokenStore>) {
+    let server = TestServer::start(knobs).await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let session = code_session(&server, Arc::clone(&store));
+    let err = call(&session, &server).await.unwrap_err();
+    assert!(
+        store.list_tokens().unwrap().is_empty(),
+        "a refused flow stored tokens"
+    );
+    (err, server, store)
+}
+
+#[tokio::test]
+async fn c6_metadata_issuer_mismatch_is_refused() {
+    let (err, server, _) = refused(Knobs {
+        metadata_issuer: Some("https://evil.example".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        matches!(err, ClientError::Core(CoreError::IssuerMismatch { .. })),
+        "{err}"
+    );
+    assert_eq!(server.seen(|c| c.authorizations), 0);
+}
+
+#[tokio::test]
+async fn malformed_metadata_is_a_clear_error() {
+    let (err, _, _) = refused(Knobs {
+        metadata_body: Some("{\"issuer\": 42".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        err.to_string()
+            .contains("no usable authorization server metadata"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn c21_prm_resource_mismatch_stops_before_authorization() {
+    let (err, server, _) = refused(Knobs {
+        prm_resource: Some("https://other.example/mcp".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(err.to_string().contains("does not cover"), "{err}");
+    assert_eq!(server.seen(|c| (c.registrations, c.authorizations)), (0, 0));
+}
+
+#[tokio::test]
+async fn c28_missing_s256_is_refused() {
+    let (err, server, _) = refused(Knobs {
+        s256: false,
+        ..Default::default()
+    })
+    .await;
+    assert!(matches!(err, ClientError::PkceUnsupported { .. }), "{err}");
+    assert!(err.to_string().contains("C28"), "{err}");
+    assert_eq!(server.seen(|c| c.authorizations), 0);
+}
+
+#[tokio::test]
+async fn c19_iss_mismatch_is_refused_before_the_token_request() {
+    let (err, server, _) = refused(Knobs {
+        response_iss: Some("https://evil.example".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        matches!(err, ClientError::Core(CoreError::IssMismatch { .. })),
+        "{err}"
+    );
+    assert_eq!(server.seen(|c| c.code_exchanges), 0);
+}
+
+#[tokio::test]
+async fn c29_state_mismatch_is_refused() {
+    let (err, server, _) = refused(Knobs {
+        state_override: Some("forged".into()),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        matches!(err, ClientError::Core(CoreError::StateMismatch)),
+        "{err}"
+    );
+    assert_eq!(server.seen(|c| c.code_exchanges), 0);
+}
+
+#[tokio::test]
+async fn an_error_redirect_is_a_clear_error() {
+    let (err, _, _) = refused(Knobs {
+        deny: true,
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        err.to_string().contains("access_denied (the user said no)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn c30_plain_http_authorization_server_is_refused() {
+    let (err, _, _) = refused(Knobs {
+        prm_authorization_servers: Some(vec!["http://as.example.com".into()]),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        matches!(err, ClientError::Core(CoreError::InsecureUrl { .. })),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_token_response_is_refused() {
+    let (err, _, _) = refused(Knobs {
+        token_padding: 1024 * 1024,
+        ..Default::default()
+    })
+    .await;
+    assert!(matches!(err, ClientError::BodyTooLarge { .. }), "{err}");
+}

@@ -1,0 +1,430 @@
+//! A real authorization server and protected MCP endpoint on 127.0.0.1, with knobs to make it
+//! misbehave. Every test starts its own on port 0.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// How the test authorization server behaves.
+#[derive(Clone, Debug)]
+pub struct Knobs {
+    /// Access token lifetime in seconds.
+    pub expires_in: u64,
+    /// The `issuer` its metadata claims (None = its real URL).
+    pub metadata_issuer: Option<String>,
+    /// The `iss` it puts in authorization responses (None = its real URL).
+    pub response_iss: Option<String>,
+    /// Whether it advertises `authorization_response_iss_parameter_supported` (and sends `iss`).
+    pub iss_supported: bool,
+    /// Whether it advertises S256.
+    pub s256: bool,
+    /// The `state` it returns instead of the client's.
+    pub state_override: Option<String>,
+    /// Redirect with `error=access_denied` instead of a code.
+    pub deny: bool,
+    /// The PRM `resource` (None = the MCP URL).
+    pub prm_resource: Option<String>,
+    /// The PRM `authorization_servers` (None = itself).
+    pub prm_authorization_servers: Option<Vec<String>>,
+    /// Raw body of the metadata document instead of the real one.
+    pub metadata_body: Option<String>,
+    /// Bytes of padding added to token responses.
+    pub token_padding: usize,
+    /// Delay of refresh responses (to make concurrent refreshes overlap).
+    pub refresh_delay: Duration,
+    /// Whether refresh responses rotate the refresh token.
+    pub rotate: bool,
+    /// Scopes required by the MCP endpoint.
+    pub required_scopes: Vec<String>,
+    /// The MCP endpoint refuses every token with 401 `invalid_token`.
+    pub refuse_all_tokens: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            expires_in: 3600,
+            metadata_issuer: None,
+            response_iss: None,
+            iss_supported: true,
+            s256: true,
+            state_override: None,
+            deny: false,
+            prm_resource: None,
+            prm_authorization_servers: None,
+            metadata_body: None,
+            token_padding: 0,
+            refresh_delay: Duration::ZERO,
+            rotate: true,
+            required_scopes: Vec::new(),
+            refuse_all_tokens: false,
+        }
+    }
+}
+
+/// What the server saw.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub registrations: usize,
+    pub authorizations: usize,
+    pub code_exchanges: usize,
+    pub refreshes: usize,
+    pub client_credentials: usize,
+    pub refused_refreshes: usize,
+    pub mcp_requests: usize,
+    /// The last authorization request's query parameters.
+    pub last_authorize: HashMap<String, String>,
+    /// The last token request's form.
+    pub last_token_form: HashMap<String, String>,
+    /// The last token request's Authorization header.
+    pub last_token_auth: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Grants {
+    clients: HashMap<String, Option<String>>,
+    codes: HashMap<String, (String, String, String)>, // code -> (client, challenge, scope)
+    refresh: HashMap<String, (String, String)>,       // refresh token -> (client, scope)
+    access: HashMap<String, String>,                  // access token -> scope
+    next: u64,
+}
+
+/// A running test server.
+#[derive(Clone)]
+pub struct TestServer {
+    pub base: String,
+    pub knobs: Arc<Mutex<Knobs>>,
+    pub counters: Arc<Mutex<Counters>>,
+    grants: Arc<Mutex<Grants>>,
+}
+
+impl TestServer {
+    /// Starts a server with `knobs` on 127.0.0.1:0.
+    pub async fn start(knobs: Knobs) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = TestServer {
+            base,
+            knobs: Arc::new(Mutex::new(knobs)),
+            counters: Default::default(),
+            grants: Default::default(),
+        };
+        let app = Router::new()
+            .route("/.well-known/oauth-protected-resource/mcp", get(prm))
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route("/register", post(register))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/mcp", post(mcp))
+            .with_state(server.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        server
+    }
+
+    /// The MCP endpoint URL.
+    pub fn mcp_url(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+
+    /// Changes a knob.
+    pub fn set(&self, f: impl FnOnce(&mut Knobs)) {
+        f(&mut self.knobs.lock().unwrap());
+    }
+
+    /// Reads the counters.
+    pub fn seen<T>(&self, f: impl FnOnce(&Counters) -> T) -> T {
+        f(&self.counters.lock().unwrap())
+    }
+
+    /// Invalidates every access token (as after a server-side revocation).
+    pub fn revoke_access_tokens(&self) {
+        self.grants.lock().unwrap().access.clear();
+    }
+
+    /// Forgets every registered client (as after a server reset).
+    pub fn forget_clients(&self) {
+        self.grants.lock().unwrap().clients.clear();
+    }
+
+    /// Registers a client with an optional secret (a pre-registered client).
+    pub fn add_client(&self, id: &str, secret: Option<&str>) {
+        self.grants
+            .lock()
+            .unwrap()
+            .clients
+            .insert(id.into(), secret.map(Into::into));
+    }
+}
+
+fn www_authenticate(s: &TestServer, error: Option<&str>, scope: &str) -> String {
+    let mut v = format!(
+        "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+        s.base
+    );
+    if let Some(e) = error {
+        v.push_str(&format!(", error=\"{e}\""));
+    }
+    if !scope.is_empty() {
+        v.push_str(&format!(", scope=\"{scope}\""));
+    }
+    v
+}
+
+async fn prm(State(s): State<TestServer>) -> Json<Value> {
+    let k = s.knobs.lock().unwrap().clone();
+    Json(json!({
+        "resource": k.prm_resource.unwrap_or_else(|| s.mcp_url()),
+        "authorization_servers": k.prm_authorization_servers.unwrap_or_else(|| vec![s.base.clone()]),
+        "scopes_supported": ["mcp:read", "mcp:write"],
+    }))
+}
+
+async fn metadata(State(s): State<TestServer>) -> Response {
+    let k = s.knobs.lock().unwrap().clone();
+    if let Some(body) = k.metadata_body {
+        return ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+    }
+    let mut m = json!({
+        "issuer": k.metadata_issuer.unwrap_or_else(|| s.base.clone()),
+        "authorization_endpoint": format!("{}/authorize", s.base),
+        "token_endpoint": format!("{}/token", s.base),
+        "registration_endpoint": format!("{}/register", s.base),
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+        "authorization_response_iss_parameter_supported": k.iss_supported,
+    });
+    if k.s256 {
+        m["code_challenge_methods_supported"] = json!(["S256"]);
+    }
+    Json(m).into_response()
+}
+
+async fn register(State(s): State<TestServer>, Json(body): Json<Value>) -> Response {
+    s.counters.lock().unwrap().registrations += 1;
+    if body["redirect_uris"]
+        .as_array()
+        .is_none_or(|r| r.is_empty())
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_redirect_uri", "error_description": "redirect_uris required"})),
+        )
+            .into_response();
+    }
+    let mut g = s.grants.lock().unwrap();
+    g.next += 1;
+    let id = format!("client-{}", g.next);
+    g.clients.insert(id.clone(), None);
+    let mut out = body.clone();
+    out["client_id"] = json!(id);
+    (StatusCode::CREATED, Json(out)).into_response()
+}
+
+async fn authorize(
+    State(s): State<TestServer>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let k = s.knobs.lock().unwrap().clone();
+    {
+        let mut c = s.counters.lock().unwrap();
+        c.authorizations += 1;
+        c.last_authorize = q.clone();
+    }
+    let mut g = s.grants.lock().unwrap();
+    let client = q.get("client_id").cloned().unwrap_or_default();
+    if !g.clients.contains_key(&client)
+        || q.get("code_challenge_method").map(String::as_str) != Some("S256")
+    {
+        return (StatusCode::BAD_REQUEST, "unknown client or no PKCE").into_response();
+    }
+    let mut target = url::Url::parse(&q["redirect_uri"]).unwrap();
+    {
+        let mut p = target.query_pairs_mut();
+        if k.deny {
+            p.append_pair("error", "access_denied")
+                .append_pair("error_description", "the user said no");
+        } else {
+            g.next += 1;
+            let code = format!("code-{}", g.next);
+            g.codes.insert(
+                code.clone(),
+                (
+                    client,
+                    q["code_challenge"].clone(),
+                    q.get("scope").cloned().unwrap_or_default(),
+                ),
+            );
+            p.append_pair("code", &code);
+        }
+        let state = k
+            .state_override
+            .unwrap_or_else(|| q.get("state").cloned().unwrap_or_default());
+        p.append_pair("state", &state);
+        if k.iss_supported || k.response_iss.is_some() {
+            p.append_pair("iss", &k.response_iss.unwrap_or_else(|| s.base.clone()));
+        }
+    }
+    (StatusCode::FOUND, [(header::LOCATION, target.to_string())]).into_response()
+}
+
+fn oauth_error(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({"error": error}))).into_response()
+}
+
+/// Client id from Basic credentials or the form (public clients).
+fn authenticate(g: &Grants, headers: &HeaderMap, form: &HashMap<String, String>) -> Option<String> {
+    if let Some(auth) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(b64) = auth.strip_prefix("Basic ")
+    {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (id, secret) = decoded.split_once(':')?;
+        let id: String = url::form_urlencoded::parse(format!("x={id}").as_bytes())
+            .next()?
+            .1
+            .into();
+        let secret: String = url::form_urlencoded::parse(format!("x={secret}").as_bytes())
+            .next()?
+            .1
+            .into();
+        return (g.clients.get(&id)? == &Some(secret)).then_some(id);
+    }
+    let id = form.get("client_id")?;
+    match g.clients.get(id)? {
+        None => Some(id.clone()),
+        Some(secret) => (form.get("client_secret") == Some(secret)).then(|| id.clone()),
+    }
+}
+
+async fn token(
+    State(s): State<TestServer>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let k = s.knobs.lock().unwrap().clone();
+    {
+        let mut c = s.counters.lock().unwrap();
+        c.last_token_form = form.clone();
+        c.last_token_auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(Into::into);
+    }
+    let grant = form.get("grant_type").cloned().unwrap_or_default();
+    if grant == "refresh_token" && !k.refresh_delay.is_zero() {
+        tokio::time::sleep(k.refresh_delay).await;
+    }
+    let mut g = s.grants.lock().unwrap();
+    let Some(client) = authenticate(&g, &headers, &form) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    let scope = match grant.as_str() {
+        "authorization_code" => {
+            let Some((owner, challenge, scope)) = g
+                .codes
+                .remove(form.get("code").map(String::as_str).unwrap_or_default())
+            else {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            };
+            let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+            if owner != client
+                || URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != challenge
+            {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            }
+            s.counters.lock().unwrap().code_exchanges += 1;
+            scope
+        }
+        "refresh_token" => {
+            let rt = form.get("refresh_token").cloned().unwrap_or_default();
+            let entry = if k.rotate {
+                g.refresh.remove(&rt)
+            } else {
+                g.refresh.get(&rt).cloned()
+            };
+            let Some((owner, scope)) = entry.filter(|(o, _)| *o == client) else {
+                s.counters.lock().unwrap().refused_refreshes += 1;
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+            };
+            let _ = owner;
+            s.counters.lock().unwrap().refreshes += 1;
+            scope
+        }
+        "client_credentials" => {
+            s.counters.lock().unwrap().client_credentials += 1;
+            form.get("scope").cloned().unwrap_or_default()
+        }
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+    };
+    g.next += 1;
+    let access = format!("at-{}", g.next);
+    g.access.insert(access.clone(), scope.clone());
+    let mut body = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": k.expires_in,
+        "scope": scope,
+        "padding": "x".repeat(k.token_padding),
+    });
+    if grant != "client_credentials" && (grant == "authorization_code" || k.rotate) {
+        let rt = format!("rt-{}", g.next);
+        g.refresh.insert(rt.clone(), (client, scope));
+        body["refresh_token"] = json!(rt);
+    }
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+async fn mcp(State(s): State<TestServer>, headers: HeaderMap) -> Response {
+    s.counters.lock().unwrap().mcp_requests += 1;
+    let (required, refuse_all) = {
+        let k = s.knobs.lock().unwrap();
+        (k.required_scopes.join(" "), k.refuse_all_tokens)
+    };
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let granted = token
+        .filter(|_| !refuse_all)
+        .and_then(|t| s.grants.lock().unwrap().access.get(t).cloned());
+    let Some(granted) = granted else {
+        let error = token.map(|_| "invalid_token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(
+                header::WWW_AUTHENTICATE,
+                www_authenticate(&s, error, &required),
+            )],
+        )
+            .into_response();
+    };
+    let have: HashSet<&str> = granted.split(' ').collect();
+    if !required
+        .split(' ')
+        .filter(|r| !r.is_empty())
+        .all(|r| have.contains(r))
+    {
+        return (
+            StatusCode::FORBIDDEN,
+            [(
+                header::WWW_AUTHENTICATE,
+                www_authenticate(&s, Some("insufficient_scope"), &required),
+            )],
+        )
+            .into_response();
+    }
+    Json(json!({"jsonrpc": "2.0", "id": 1, "result": {"ok": true}})).into_response()
+}
