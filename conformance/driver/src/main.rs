@@ -5,8 +5,6 @@
 //! environment. It authorizes with `mcpauth-client` as the scenario requires, then lists the
 //! tools and calls `test-tool`. Exit 0 on success, 1 on any failure (refusals included).
 
-mod mcp;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +14,7 @@ use mcpauth_client::authorize::Headless;
 use mcpauth_client::cross_app::CrossAppAccess;
 use mcpauth_client::grants::SigningKey;
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
+use mcpauth_client::mcp::Mcp;
 use mcpauth_client::registration::{StaticClient, auth_method};
 use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::MemoryStore;
@@ -133,7 +132,7 @@ async fn run() -> anyhow::Result<()> {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20))
         .build()?;
-    let mcp = mcp::Mcp::new(
+    let mcp = Mcp::new(
         AuthenticatedClient::new(Arc::clone(&session), mcp_http),
         server_url,
         version,

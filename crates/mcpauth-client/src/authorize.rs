@@ -36,6 +36,16 @@ pub trait PendingRedirect: Send {
     ) -> BoxFuture<'static, Result<AuthorizationResponse, ClientError>>;
 }
 
+/// Shows the user what to do: the CLI opens a browser and prints the URL on stderr.
+pub trait Presenter: Send + Sync + std::fmt::Debug {
+    /// The user should visit `url` (an authorization URL, already checked against MCP SPEC C32).
+    fn show_authorization_url(&self, url: &str);
+    /// The user should type the paste prompt's answer (paste front end).
+    fn ask_for_redirect(&self) {}
+    /// The authorization step has finished (stop a spinner).
+    fn done(&self) {}
+}
+
 /// Parameters of an authorization request; see [`authorization_url`].
 #[derive(Debug)]
 pub struct AuthorizationRequest<'a> {

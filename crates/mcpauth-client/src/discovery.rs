@@ -26,6 +26,8 @@ pub enum Outcome {
     NotFound(String),
     /// Not a fetch: a value derived without a document (e.g. the 2025-03-26 default endpoints).
     Assumed(String),
+    /// Used, with a note of what it said.
+    Noted(String),
 }
 
 /// One step of discovery.
@@ -79,6 +81,7 @@ impl fmt::Display for DiscoveryReport {
                 Outcome::Rejected(r) => ("rejected", r.as_str()),
                 Outcome::NotFound(r) => ("not found", r.as_str()),
                 Outcome::Assumed(r) => ("assumed", r.as_str()),
+                Outcome::Noted(r) => ("used", r.as_str()),
             };
             write!(
                 f,
@@ -197,6 +200,43 @@ pub async fn discover(
 }
 
 const PRM: &str = "protected resource metadata";
+
+/// Sends one unauthenticated MCP request (`ping`) to learn the server's 401 challenge (MCP SPEC
+/// C3-C4), recording it. `None` when the server answers without a `Bearer` challenge.
+pub async fn probe(
+    http: &OAuthHttp,
+    server_url: &str,
+    report: &mut DiscoveryReport,
+) -> Result<Option<BearerChallenge>, ClientError> {
+    const WHAT: &str = "401 challenge (WWW-Authenticate)";
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "ping"});
+    let fetched = match http.post_json(server_url, &body).await {
+        Ok(f) => f,
+        Err(e @ ClientError::Core(_)) => return Err(e),
+        Err(e) => {
+            report.push(WHAT, server_url, None, Outcome::NotFound(e.to_string()));
+            return Ok(None);
+        }
+    };
+    let status = fetched.status.as_u16();
+    let challenge = BearerChallenge::from_headers(
+        fetched
+            .headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    let outcome = match &challenge {
+        Ok(Some(c)) => match &c.resource_metadata {
+            Some(url) => Outcome::Noted(format!("resource_metadata={url}")),
+            None => Outcome::Noted("Bearer challenge without resource_metadata".into()),
+        },
+        Ok(None) => Outcome::NotFound(format!("HTTP {status} without a Bearer challenge")),
+        Err(e) => Outcome::Rejected(e.to_string()),
+    };
+    report.push(WHAT, server_url, Some(status), outcome);
+    Ok(challenge.ok().flatten())
+}
 
 async fn find_protected_resource(
     http: &OAuthHttp,

@@ -138,6 +138,14 @@ pub enum ClientError {
         /// What is wrong.
         reason: String,
     },
+    /// An MCP request failed after authentication (HTTP status or JSON-RPC error).
+    #[error("MCP {method}: {detail}")]
+    Mcp {
+        /// The JSON-RPC method.
+        method: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// A signing key for `private_key_jwt` or an assertion that could not be used.
     #[error("signing key: {0}")]
     Key(String),

@@ -113,6 +113,9 @@ pub struct TokenEndpoint<'a> {
     pub signing_key: Option<&'a SigningKey>,
 }
 
+/// Form parameters of a token endpoint request.
+type Form = Vec<(&'static str, String)>;
+
 /// Whether to send RFC 8707 `resource`.
 pub type Resource<'a> = Option<&'a str>;
 
@@ -199,12 +202,47 @@ impl TokenEndpoint<'_> {
         self.request("token exchange (RFC 8693)", form).await
     }
 
-    async fn request(
-        &self,
-        context: &'static str,
-        mut form: Vec<(&'static str, String)>,
-    ) -> Result<TokenResponse, ClientError> {
-        let url = self.url()?;
+    /// Revokes a token at the revocation endpoint (RFC 7009 §2.1), authenticating like at the
+    /// token endpoint. `Ok(false)` when the server has no revocation endpoint.
+    pub async fn revoke(&self, token: &str, hint: &'static str) -> Result<bool, ClientError> {
+        let Some(url) = self.metadata.revocation_endpoint.as_deref() else {
+            return Ok(false);
+        };
+        let form = vec![
+            ("token", token.to_owned()),
+            ("token_type_hint", hint.to_owned()),
+        ];
+        let (form, basic) = self.authenticate(form)?;
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let fetched = self
+            .http
+            .post_form(
+                url,
+                &pairs,
+                basic.map(|s| (self.client.client_id.as_str(), s)),
+            )
+            .await?;
+        // RFC 7009 §2.2: 200 whether or not the token was valid.
+        if fetched.status.is_success() {
+            return Ok(true);
+        }
+        Err(match fetched.oauth_error() {
+            Some(error) => ClientError::OAuth {
+                context: "revocation (RFC 7009)",
+                status: fetched.status.as_u16(),
+                error,
+            },
+            None => ClientError::UnexpectedStatus {
+                context: "revocation (RFC 7009)",
+                url: url.to_owned(),
+                status: fetched.status.as_u16(),
+                body: fetched.body_excerpt(),
+            },
+        })
+    }
+
+    /// Adds client authentication to `form`; returns the form and the Basic secret, if any.
+    fn authenticate(&self, mut form: Form) -> Result<(Form, Option<&str>), ClientError> {
         let client = self.client;
         let secret = || {
             client.client_secret.as_ref().ok_or_else(|| {
@@ -234,6 +272,17 @@ impl TokenEndpoint<'_> {
             }
             _ => form.push(("client_id", client.client_id.clone())),
         }
+        Ok((form, basic))
+    }
+
+    async fn request(
+        &self,
+        context: &'static str,
+        form: Form,
+    ) -> Result<TokenResponse, ClientError> {
+        let url = self.url()?;
+        let client = self.client;
+        let (form, basic) = self.authenticate(form)?;
         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let fetched = self
             .http
@@ -265,13 +314,13 @@ impl TokenEndpoint<'_> {
     }
 }
 
-fn push_scope(form: &mut Vec<(&'static str, String)>, scope: Option<&ScopeSet>) {
+fn push_scope(form: &mut Form, scope: Option<&ScopeSet>) {
     if let Some(s) = scope.filter(|s| !s.is_empty()) {
         form.push(("scope", s.to_string()));
     }
 }
 
-fn push_resource(form: &mut Vec<(&'static str, String)>, resource: Resource<'_>) {
+fn push_resource(form: &mut Form, resource: Resource<'_>) {
     if let Some(r) = resource {
         form.push(("resource", r.to_owned()));
     }

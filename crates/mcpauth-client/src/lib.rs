@@ -6,10 +6,12 @@
 //!   registration (C8-C15).
 //! - [`grants`]: the token endpoint: authorization code + PKCE, refresh, client credentials,
 //!   JWT bearer and token exchange, with every client authentication method.
-//! - [`authorize`]: the authorization front-end trait and the headless front end.
+//! - [`authorize`]: the authorization front-end trait and the headless front end;
+//!   [`loopback`] and [`paste`]: the front ends for people.
 //! - [`store`]: token and registration storage (file, memory).
 //! - [`session`]: fresh tokens, refresh under a cross-process lock, new authorizations.
-//! - [`authed`]: an HTTP client that authenticates itself, with the 401/403 loop.
+//! - [`authed`]: an HTTP client that authenticates itself, with the 401/403 loop;
+//!   [`mcp`]: one-shot MCP requests over it.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), mcpauth_client::ClientError> {
@@ -31,6 +33,9 @@ pub mod discovery;
 mod error;
 pub mod grants;
 pub mod http;
+pub mod loopback;
+pub mod mcp;
+pub mod paste;
 pub mod registration;
 pub mod session;
 pub mod store;

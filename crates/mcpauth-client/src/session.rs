@@ -94,11 +94,75 @@ impl SessionConfig {
     }
 }
 
+/// `MCP_CLIENT_ID`: with it, the default configuration uses client credentials (DESIGN.md
+/// "Conventions users already rely on").
+pub const ENV_CLIENT_ID: &str = "MCP_CLIENT_ID";
+/// `MCP_CLIENT_SECRET`: the secret that goes with [`ENV_CLIENT_ID`].
+pub const ENV_CLIENT_SECRET: &str = "MCP_CLIENT_SECRET";
+/// `MCPAUTH_CLIENT_SECRET`: mcpauth's own spelling of the secret; wins over `MCP_CLIENT_SECRET`.
+pub const ENV_MCPAUTH_CLIENT_SECRET: &str = "MCPAUTH_CLIENT_SECRET";
+
+impl SessionConfig {
+    /// The library's default configuration: when `MCP_CLIENT_ID` is set, the client credentials
+    /// grant with that pre-registered client and the secret from `MCPAUTH_CLIENT_SECRET` or
+    /// `MCP_CLIENT_SECRET`; otherwise the authorization code flow through `front_end`.
+    pub fn from_env(server_url: impl Into<String>, front_end: Arc<dyn FrontEnd>) -> Self {
+        Self::from_lookup(server_url, front_end, |k| std::env::var(k).ok())
+    }
+
+    /// [`SessionConfig::from_env`] with the variables read through `lookup`.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// use mcpauth_client::{authorize::Headless, http::{HttpOptions, OAuthHttp}, session::{Grant, SessionConfig}};
+    /// let front_end = Arc::new(Headless::new(OAuthHttp::new(HttpOptions::default()).unwrap(), "http://127.0.0.1:1/cb"));
+    /// let config = SessionConfig::from_lookup("https://mcp.example/mcp", front_end, |k| {
+    ///     (k == "MCP_CLIENT_ID").then(|| "robot".to_owned())
+    /// });
+    /// assert!(matches!(config.grant, Grant::ClientCredentials));
+    /// assert_eq!(config.client.static_client.unwrap().client_id, "robot");
+    /// ```
+    pub fn from_lookup(
+        server_url: impl Into<String>,
+        front_end: Arc<dyn FrontEnd>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let Some(client_id) = lookup(ENV_CLIENT_ID).filter(|v| !v.is_empty()) else {
+            return Self::new(server_url, Grant::AuthorizationCode(front_end));
+        };
+        let secret = lookup(ENV_MCPAUTH_CLIENT_SECRET)
+            .or_else(|| lookup(ENV_CLIENT_SECRET))
+            .filter(|v| !v.is_empty())
+            .map(mcpauth_core::ClientSecret::new);
+        let mut config = Self::new(server_url, Grant::ClientCredentials);
+        config.client.static_client = Some(crate::registration::StaticClient {
+            client_id,
+            client_secret: secret,
+            auth_method: None,
+            issuer: None,
+        });
+        config
+    }
+}
+
+/// What [`Session::logout`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LogoutReport {
+    /// The login that was removed.
+    #[serde(flatten)]
+    pub key: StoreKey,
+    /// Which tokens the authorization server revoked (`refresh_token`, `access_token`).
+    pub revoked: Vec<&'static str>,
+    /// Why revocation did not happen or stopped, if it did not complete.
+    pub revocation_error: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     discovered: Option<Discovered>,
     client: Option<ClientRecord>,
     record: Option<TokenRecord>,
+    probe_report: DiscoveryReport,
     report: DiscoveryReport,
 }
 
@@ -129,7 +193,12 @@ impl Session {
 
     /// What discovery has tried so far (for diagnostics).
     pub async fn discovery_report(&self) -> DiscoveryReport {
-        self.inner.lock().await.report.clone()
+        let inner = self.inner.lock().await;
+        let mut report = inner.probe_report.clone();
+        report
+            .attempts
+            .extend(inner.report.attempts.iter().cloned());
+        report
     }
 
     /// The result of the last discovery, if one ran.
@@ -160,13 +229,96 @@ impl Session {
         if let Some(r) = inner.record.as_ref().filter(|r| self.is_fresh(r)) {
             return Ok(r.access_token.clone());
         }
-        if inner.discovered.is_none() {
-            self.discover(&mut inner, None).await?;
-        }
+        let challenge = if inner.discovered.is_none() {
+            let challenge = self.probe(&mut inner).await?;
+            self.discover(&mut inner, challenge.as_ref()).await?;
+            challenge
+        } else {
+            None
+        };
         if let Some(token) = self.try_refresh(&mut inner).await? {
             return Ok(token);
         }
-        self.authorize_new(&mut inner, None).await
+        let challenged = challenge.and_then(|c| c.scope).map(|s| ScopeSet::parse(&s));
+        self.authorize_new(&mut inner, challenged).await
+    }
+
+    /// The stored record this session uses, if any.
+    pub async fn current_record(&self) -> Option<TokenRecord> {
+        self.inner.lock().await.record.clone()
+    }
+
+    /// Revokes the stored tokens at the authorization server (RFC 7009) when it has a revocation
+    /// endpoint, then deletes them. Revocation problems are reported, not fatal: the local copy
+    /// is deleted either way.
+    pub async fn logout(&self) -> Result<Option<LogoutReport>, ClientError> {
+        let mut inner = self.inner.lock().await;
+        let Some(record) = inner.record.clone().or(self.find_stored(None)?) else {
+            return Ok(None);
+        };
+        let mut report = LogoutReport {
+            key: record.key.clone(),
+            revoked: Vec::new(),
+            revocation_error: None,
+        };
+        let revoke = async {
+            let challenge = self.probe(&mut inner).await?;
+            self.discover(&mut inner, challenge.as_ref()).await?;
+            let d = inner
+                .discovered
+                .clone()
+                .ok_or_else(|| ClientError::Discovery {
+                    reason: "no discovery result".into(),
+                })?;
+            if d.issuer() != record.key.issuer {
+                return Err(ClientError::Config(format!(
+                    "the server now uses {}, not {}; not revoking there",
+                    d.issuer(),
+                    record.key.issuer
+                )));
+            }
+            let client = self.client_for(&inner, &record.key)?.ok_or_else(|| {
+                ClientError::Config("the client registration is gone; cannot revoke".into())
+            })?;
+            let endpoint = TokenEndpoint {
+                http: &self.http,
+                metadata: &d.authorization_server,
+                client: &client,
+                signing_key: self.config.signing_key.as_ref(),
+            };
+            // RFC 7009 §2.1: the refresh token first, which also ends its access tokens.
+            if let Some(rt) = &record.refresh_token {
+                if !endpoint.revoke(rt.expose(), "refresh_token").await? {
+                    return Err(ClientError::Config(
+                        "the authorization server has no revocation endpoint".into(),
+                    ));
+                }
+                report.revoked.push("refresh_token");
+            }
+            if !endpoint
+                .revoke(record.access_token.expose(), "access_token")
+                .await?
+            {
+                return Err(ClientError::Config(
+                    "the authorization server has no revocation endpoint".into(),
+                ));
+            }
+            report.revoked.push("access_token");
+            Ok(())
+        };
+        if let Err(e) = revoke.await {
+            report.revocation_error = Some(e.to_string());
+        }
+        self.store.delete_tokens(&record.key)?;
+        inner.record = None;
+        Ok(Some(report))
+    }
+
+    async fn probe(&self, inner: &mut Inner) -> Result<Option<BearerChallenge>, ClientError> {
+        let mut report = DiscoveryReport::default();
+        let challenge = discovery::probe(&self.http, &self.config.server_url, &mut report).await;
+        inner.probe_report = report;
+        challenge
     }
 
     /// Handles a 401 for a request sent with `rejected` (MCP SPEC C4): discovery runs again with
@@ -184,6 +336,8 @@ impl Session {
         {
             return Ok(r.access_token.clone());
         }
+        // The challenge replaces any earlier probe.
+        inner.probe_report = DiscoveryReport::default();
         self.discover(&mut inner, challenge).await?;
         if inner.record.is_none() {
             inner.record = self.find_stored(inner.discovered.as_ref())?;

@@ -3,4 +3,3 @@
 mod processes;
 mod session;
 mod store;
-mod support;

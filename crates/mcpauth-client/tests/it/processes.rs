@@ -11,7 +11,7 @@ use mcpauth_client::http::{HttpOptions, OAuthHttp};
 use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::{FileStore, TokenStore};
 
-use crate::support::{Knobs, TestServer};
+use mcpauth_testkit::{Knobs, TestServer};
 
 /// Set in the environment of the child processes; names the store directory.
 const CHILD_DIR: &str = "MCPAUTH_TEST_REFRESH_CHILD_DIR";

@@ -13,7 +13,7 @@ use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
 use mcpauth_core::{ClientSecret, CoreError, ScopeSet};
 
-use crate::support::{Knobs, TestServer};
+use mcpauth_testkit::{Knobs, TestServer};
 
 const REDIRECT: &str = "http://127.0.0.1:53682/callback";
 
@@ -41,7 +41,7 @@ async fn call(session: &Arc<Session>, server: &TestServer) -> Result<u16, Client
         .send(|h| {
             h.post(&url)
                 .header("content-type", "application/json")
-                .body("{}")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
         })
         .await?;
     Ok(resp.status().as_u16())
@@ -395,4 +395,44 @@ async fn an_oversized_token_response_is_refused() {
     })
     .await;
     assert!(matches!(err, ClientError::BodyTooLarge { .. }), "{err}");
+}
+
+#[test]
+fn env_client_id_means_client_credentials_and_our_secret_wins() {
+    let front_end = Arc::new(Headless::new(http(), REDIRECT));
+    let vars = |k: &str| match k {
+        "MCP_CLIENT_ID" => Some("robot".to_owned()),
+        "MCP_CLIENT_SECRET" => Some("theirs".to_owned()),
+        "MCPAUTH_CLIENT_SECRET" => Some("ours".to_owned()),
+        _ => None,
+    };
+    let config = SessionConfig::from_lookup("https://mcp.example/mcp", front_end.clone(), vars);
+    assert!(matches!(config.grant, Grant::ClientCredentials));
+    let client = config.client.static_client.unwrap();
+    assert_eq!(client.client_secret.unwrap().expose(), "ours");
+    let config = SessionConfig::from_lookup("https://mcp.example/mcp", front_end, |_| None);
+    assert!(matches!(config.grant, Grant::AuthorizationCode(_)));
+    assert!(config.client.static_client.is_none());
+}
+
+#[tokio::test]
+async fn transient_refresh_failure_keeps_the_stored_credentials() {
+    let server = TestServer::start(Knobs {
+        expires_in: 30,
+        ..Default::default()
+    })
+    .await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let session = code_session(&server, Arc::clone(&store));
+    session.access_token().await.unwrap();
+    let before = store.list_tokens().unwrap().remove(0);
+    server.set(|k| k.token_status = Some(503));
+    let err = session.access_token().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let after = store.list_tokens().unwrap().remove(0);
+    assert_eq!(after.refresh_token, before.refresh_token);
+    // Once the server is back, the same refresh token works and no new login is needed.
+    server.set(|k| k.token_status = None);
+    session.access_token().await.unwrap();
+    assert_eq!(server.seen(|c| (c.refreshes, c.authorizations)), (1, 1));
 }

@@ -1,5 +1,6 @@
-//! A real authorization server and protected MCP endpoint on 127.0.0.1, with knobs to make it
-//! misbehave. Every test starts its own on port 0.
+//! Test-only: a real (small) OAuth authorization server and protected MCP endpoint on
+//! 127.0.0.1, with knobs to make it misbehave. Every test starts its own on port 0. Not the
+//! product's authorization server (that is `mcpauth-authserver`): this one is scriptable.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,8 @@ pub struct Knobs {
     pub required_scopes: Vec<String>,
     /// The MCP endpoint refuses every token with 401 `invalid_token`.
     pub refuse_all_tokens: bool,
+    /// The token endpoint answers with this status (and `temporarily_unavailable`) instead.
+    pub token_status: Option<u16>,
 }
 
 impl Default for Knobs {
@@ -68,6 +71,7 @@ impl Default for Knobs {
             rotate: true,
             required_scopes: Vec::new(),
             refuse_all_tokens: false,
+            token_status: None,
         }
     }
 }
@@ -75,13 +79,22 @@ impl Default for Knobs {
 /// What the server saw.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// `/register` calls.
     pub registrations: usize,
+    /// `/authorize` calls.
     pub authorizations: usize,
+    /// Successful code exchanges.
     pub code_exchanges: usize,
+    /// Successful refreshes.
     pub refreshes: usize,
+    /// Client credentials grants.
     pub client_credentials: usize,
+    /// Refresh attempts refused with `invalid_grant`.
     pub refused_refreshes: usize,
+    /// Requests to the MCP endpoint.
     pub mcp_requests: usize,
+    /// Tokens revoked at `/revoke` (RFC 7009).
+    pub revocations: Vec<String>,
     /// The last authorization request's query parameters.
     pub last_authorize: HashMap<String, String>,
     /// The last token request's form.
@@ -102,8 +115,11 @@ struct Grants {
 /// A running test server.
 #[derive(Clone)]
 pub struct TestServer {
+    /// `http://127.0.0.1:PORT`: the issuer, and the origin of the MCP endpoint.
     pub base: String,
+    /// The behaviour, changeable while it runs.
     pub knobs: Arc<Mutex<Knobs>>,
+    /// What it saw.
     pub counters: Arc<Mutex<Counters>>,
     grants: Arc<Mutex<Grants>>,
 }
@@ -125,6 +141,7 @@ impl TestServer {
             .route("/register", post(register))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/revoke", post(revoke))
             .route("/mcp", post(mcp))
             .with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -199,6 +216,7 @@ async fn metadata(State(s): State<TestServer>) -> Response {
         "authorization_endpoint": format!("{}/authorize", s.base),
         "token_endpoint": format!("{}/token", s.base),
         "registration_endpoint": format!("{}/register", s.base),
+        "revocation_endpoint": format!("{}/revoke", s.base),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
@@ -323,6 +341,12 @@ async fn token(
             .and_then(|v| v.to_str().ok())
             .map(Into::into);
     }
+    if let Some(status) = k.token_status {
+        return oauth_error(
+            StatusCode::from_u16(status).unwrap(),
+            "temporarily_unavailable",
+        );
+    }
     let grant = form.get("grant_type").cloned().unwrap_or_default();
     if grant == "refresh_token" && !k.refresh_delay.is_zero() {
         tokio::time::sleep(k.refresh_delay).await;
@@ -387,7 +411,25 @@ async fn token(
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
-async fn mcp(State(s): State<TestServer>, headers: HeaderMap) -> Response {
+/// RFC 7009: revokes an access or refresh token (a refresh token's access tokens stay valid
+/// here; the counters record what was revoked).
+async fn revoke(
+    State(s): State<TestServer>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut g = s.grants.lock().unwrap();
+    if authenticate(&g, &headers, &form).is_none() {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    let token = form.get("token").cloned().unwrap_or_default();
+    g.access.remove(&token);
+    g.refresh.remove(&token);
+    s.counters.lock().unwrap().revocations.push(token);
+    StatusCode::OK.into_response()
+}
+
+async fn mcp(State(s): State<TestServer>, headers: HeaderMap, body: String) -> Response {
     s.counters.lock().unwrap().mcp_requests += 1;
     let (required, refuse_all) = {
         let k = s.knobs.lock().unwrap();
@@ -426,5 +468,30 @@ async fn mcp(State(s): State<TestServer>, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    Json(json!({"jsonrpc": "2.0", "id": 1, "result": {"ok": true}})).into_response()
+    mcp_answer(&body)
+}
+
+/// A minimal MCP server: `initialize`, `tools/list` (one `echo` tool), `tools/call` (echoes the
+/// arguments), 202 for notifications, an empty result for anything else.
+fn mcp_answer(body: &str) -> Response {
+    let Ok(request) = serde_json::from_str::<Value>(body) else {
+        return Json(json!({"jsonrpc": "2.0", "id": 1, "result": {"ok": true}})).into_response();
+    };
+    let Some(id) = request.get("id").cloned() else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let params = &request["params"];
+    let result = match request["method"].as_str().unwrap_or_default() {
+        "initialize" => json!({
+            "protocolVersion": params["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "mcpauth-testkit", "version": "0"},
+        }),
+        "tools/list" => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),
+        "tools/call" => json!({
+            "content": [{"type": "text", "text": params["arguments"].to_string()}],
+        }),
+        _ => json!({"ok": true}),
+    };
+    Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
 }

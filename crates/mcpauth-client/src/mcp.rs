@@ -1,20 +1,29 @@
-//! Just enough of MCP over Streamable HTTP for the conformance client scenarios: the stateful
-//! 2025-11-25 wire (`initialize` handshake, SSE or JSON answers, `Mcp-Session-Id`) and the
-//! stateless 2026-07-28 wire (no handshake; `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`
-//! headers and `_meta` on every request).
+//! One-shot MCP requests over Streamable HTTP, authenticated by an [`AuthenticatedClient`]: the
+//! stateful 2025-11-25 wire (`initialize` handshake, SSE or JSON answers, `Mcp-Session-Id`) and
+//! the stateless 2026-07-28 wire (no handshake; `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`
+//! headers and `_meta` on every request). For scripts, smoke tests and the conformance driver;
+//! the long-lived proxy is `mcpauth connect`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, anyhow, bail};
-use mcpauth_client::authed::AuthenticatedClient;
+use crate::ClientError;
+use crate::authed::AuthenticatedClient;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 
 /// The stateless protocol revision.
 pub const STATELESS: &str = "2026-07-28";
 
+fn mcp_error(method: &str, detail: impl Into<String>) -> ClientError {
+    ClientError::Mcp {
+        method: method.to_owned(),
+        detail: detail.into(),
+    }
+}
+
 /// An MCP client on one server URL.
+#[derive(Debug)]
 pub struct Mcp {
     client: AuthenticatedClient,
     url: String,
@@ -49,7 +58,7 @@ impl Mcp {
     }
 
     /// Stateful wire: `initialize` then `notifications/initialized`. No-op when stateless.
-    pub async fn initialize(&self) -> anyhow::Result<()> {
+    pub async fn initialize(&self) -> Result<(), ClientError> {
         if self.stateless() {
             return Ok(());
         }
@@ -65,7 +74,7 @@ impl Mcp {
             .await?;
         let version = result["protocolVersion"]
             .as_str()
-            .ok_or_else(|| anyhow!("initialize result has no protocolVersion"))?;
+            .ok_or_else(|| mcp_error("initialize", "the result has no protocolVersion"))?;
         *self.negotiated.lock().unwrap() = Some(version.to_owned());
         self.notify("notifications/initialized").await
     }
@@ -114,7 +123,7 @@ impl Mcp {
         method: &str,
         params: &Value,
         body: String,
-    ) -> anyhow::Result<reqwest::Response> {
+    ) -> Result<reqwest::Response, ClientError> {
         let headers = self.headers(method, params);
         let response = self
             .client
@@ -125,8 +134,7 @@ impl Mcp {
                 }
                 r
             })
-            .await
-            .with_context(|| format!("{method} failed"))?;
+            .await?;
         if let Some(id) = response
             .headers()
             .get("mcp-session-id")
@@ -137,23 +145,26 @@ impl Mcp {
         if !response.status().is_success() {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
-            bail!(
-                "{method}: HTTP {status}: {}",
-                text.chars().take(300).collect::<String>()
-            );
+            return Err(mcp_error(
+                method,
+                format!(
+                    "HTTP {status}: {}",
+                    text.chars().take(300).collect::<String>()
+                ),
+            ));
         }
         Ok(response)
     }
 
     /// Sends a notification (no answer expected beyond 202).
-    pub async fn notify(&self, method: &str) -> anyhow::Result<()> {
+    pub async fn notify(&self, method: &str) -> Result<(), ClientError> {
         let params = self.with_meta(json!({}));
         let body = json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string();
         self.post(method, &params, body).await.map(drop)
     }
 
     /// Sends a request and returns its `result`.
-    pub async fn request(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let params = self.with_meta(params);
         let body =
@@ -170,16 +181,28 @@ impl Mcp {
                 if let Some(m) = events.next_response(id) {
                     break m;
                 }
-                match response.chunk().await? {
+                match response
+                    .chunk()
+                    .await
+                    .map_err(|e| mcp_error(method, e.to_string()))?
+                {
                     Some(chunk) => events.push(&chunk),
-                    None => bail!("{method}: the event stream ended without a response"),
+                    None => {
+                        return Err(mcp_error(
+                            method,
+                            "the event stream ended without a response",
+                        ));
+                    }
                 }
             }
         } else {
-            response.json::<Value>().await?
+            response
+                .json::<Value>()
+                .await
+                .map_err(|e| mcp_error(method, format!("the answer is not JSON: {e}")))?
         };
         if let Some(error) = message.get("error") {
-            bail!("{method}: JSON-RPC error {error}");
+            return Err(mcp_error(method, format!("JSON-RPC error {error}")));
         }
         Ok(message["result"].clone())
     }

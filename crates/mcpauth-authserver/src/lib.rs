@@ -1,0 +1,1 @@
+//! The MCP authorization server (in progress: the authorization-server issue builds it).

@@ -1,0 +1,3 @@
+//! Integration tests of `mcpauth-core`.
+
+mod properties;

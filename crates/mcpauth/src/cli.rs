@@ -1,0 +1,203 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Printed at the end of `--help`.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   failure (network, server or configuration error)
+  2   a login is needed (`mcpauth token` without a usable token; run `mcpauth login URL`)
+  3   refused for safety: a check of the MCP authorization spec failed (issuer or iss mismatch,
+      state mismatch, no PKCE S256, plain http to a remote host, resource mismatch)
+  4   the user or the authorization server denied access
+  64  usage error
+  130 interrupted (Ctrl-C)
+
+Environment:
+  MCPAUTH_HOME            where tokens are stored (default: the platform data directory)
+  MCP_CLIENT_ID           use the client credentials grant with this client id
+  MCP_CLIENT_SECRET       its secret (also MCPAUTH_CLIENT_SECRET, which wins)
+  RUST_LOG                tracing filter for stderr, e.g. RUST_LOG=mcpauth_client=debug";
+
+/// OAuth 2.1 for the Model Context Protocol: log in to protected MCP servers and use them.
+#[derive(Debug, Parser)]
+#[command(name = "mcpauth", version, after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Print data as JSON on stdout (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Where tokens live: `file` (private files under MCPAUTH_HOME) or `memory` (this run only).
+    #[arg(long, global = true, value_enum, default_value_t = StoreKind::File, env = "MCPAUTH_STORE")]
+    pub store: StoreKind,
+    /// A `mcpServers` JSON config file (Claude Desktop, Cursor, mcpo); targets may then be names.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Token stores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// Private files (0600 in a 0700 directory), locked across processes.
+    File,
+    /// Nothing is written; tokens last for this run.
+    Memory,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in to MCP servers: discover, register, authorize in the browser, store the tokens.
+    Login(LoginArgs),
+    /// Print a fresh access token (refreshing it if needed) for scripts and curl.
+    Token(TokenArgs),
+    /// List stored logins.
+    Status,
+    /// Revoke and delete stored logins.
+    Logout(LogoutArgs),
+    /// Run discovery only and show every URL tried and why it was used or not.
+    Discover(DiscoverArgs),
+    /// List the tools of an MCP server (authenticating as needed).
+    Tools(ToolsArgs),
+    /// Call a tool of an MCP server and print its result.
+    Call(CallArgs),
+}
+
+/// How to authenticate (shared by the commands that may need a token).
+#[derive(Clone, Debug, Default, Args)]
+pub struct AuthArgs {
+    /// Scopes to request (space-separated) instead of what the server suggests.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// The RFC 8707 `resource` to send instead of the discovered one.
+    #[arg(long, conflicts_with = "no_resource")]
+    pub resource: Option<String>,
+    /// Send no `resource` parameter (for servers that reject it, such as some Entra setups).
+    #[arg(long)]
+    pub no_resource: bool,
+    /// An extra authorization request parameter, `k=v` (repeatable), e.g. `audience=api`.
+    #[arg(long = "authorize-param", value_name = "K=V")]
+    pub authorize_params: Vec<String>,
+    /// A pre-registered client id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// A file holding the client secret (never pass a secret on the command line).
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// A PEM private key for `private_key_jwt` client authentication (RFC 7523).
+    #[arg(long, value_name = "FILE")]
+    pub private_key: Option<PathBuf>,
+    /// A JSON file with a pre-registered client: client_id, client_secret, token_endpoint_auth_method, issuer.
+    #[arg(long, value_name = "FILE")]
+    pub static_client: Option<PathBuf>,
+    /// This client's metadata document URL (a URL client id, used where the server supports it).
+    #[arg(long, value_name = "URL")]
+    pub client_metadata_url: Option<String>,
+    /// Use the client credentials grant (no browser); needs a client id and secret or key.
+    #[arg(long)]
+    pub client_credentials: bool,
+    /// Paste the redirect URL instead of running a local listener.
+    #[arg(long)]
+    pub paste: bool,
+    /// Do not open a browser; print the URL only.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// Host of the local callback listener.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port of the local callback listener (0 or unset: any free port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Path of the local callback listener.
+    #[arg(long, default_value = "/callback")]
+    pub callback_path: String,
+    /// Seconds to wait for the browser.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Allow plain http to non-loopback hosts (development only; MCP SPEC C31).
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+/// `mcpauth login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// MCP server URLs, or names from --config (none with --config: every server with a URL).
+    pub targets: Vec<String>,
+    /// Authentication options.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// `mcpauth token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The MCP server URL (or a name from --config).
+    pub target: String,
+    /// Print `Authorization: Bearer …` instead of the bare token.
+    #[arg(long)]
+    pub header: bool,
+    /// Start a login if no token can be refreshed (default: exit 2).
+    #[arg(long)]
+    pub login: bool,
+    /// Authentication options.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// `mcpauth logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The MCP server URL (or a name from --config).
+    #[arg(required_unless_present = "all")]
+    pub target: Option<String>,
+    /// Every stored login.
+    #[arg(long, conflicts_with = "target")]
+    pub all: bool,
+    /// Authentication options (for revocation with a confidential client).
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// `mcpauth discover`.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The MCP server URL (or a name from --config).
+    pub target: String,
+    /// Allow plain http to non-loopback hosts (development only).
+    #[arg(long)]
+    pub allow_http: bool,
+}
+
+/// `mcpauth tools`.
+#[derive(Debug, Args)]
+pub struct ToolsArgs {
+    /// The MCP server URL (or a name from --config).
+    pub target: String,
+    /// Authentication options.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// `mcpauth call`.
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// The MCP server URL (or a name from --config).
+    pub target: String,
+    /// The tool name.
+    pub tool: String,
+    /// The arguments as a JSON object.
+    #[arg(default_value = "{}")]
+    pub arguments: String,
+    /// Authentication options.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}

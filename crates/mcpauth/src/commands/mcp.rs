@@ -1,0 +1,76 @@
+//! `mcpauth tools` and `mcpauth call`: one-shot authenticated MCP requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mcpauth_client::authed::AuthenticatedClient;
+use mcpauth_client::mcp::Mcp;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+
+use crate::cli::{AuthArgs, CallArgs, Cli, ToolsArgs};
+use crate::config::{ConfigFile, expand_env};
+use crate::setup::{self, Target};
+
+/// The protocol revision used for one-shot requests.
+const PROTOCOL_VERSION: &str = "2025-11-25";
+
+async fn connect(cli: &Cli, auth: &AuthArgs, target: &Target) -> anyhow::Result<Mcp> {
+    let session = setup::session(cli, auth, target, true)?;
+    let mut headers = HeaderMap::new();
+    if let Some(entry) = &target.entry {
+        for (k, v) in &entry.headers {
+            let v = expand_env(v, |n| std::env::var(n).ok())
+                .with_context(|| format!("header {k} of the config entry"))?;
+            headers.insert(
+                HeaderName::try_from(k.as_str())
+                    .with_context(|| format!("bad header name {k:?}"))?,
+                HeaderValue::try_from(v).with_context(|| format!("bad value for header {k}"))?,
+            );
+        }
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()?;
+    let mcp = Mcp::new(
+        AuthenticatedClient::new(Arc::clone(&session), http),
+        target.url.clone(),
+        PROTOCOL_VERSION.into(),
+    );
+    mcp.initialize().await?;
+    Ok(mcp)
+}
+
+fn print(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Lists the tools.
+pub async fn tools(cli: &Cli, args: &ToolsArgs, config: Option<&ConfigFile>) -> anyhow::Result<()> {
+    let target = setup::resolve(config, &args.target)?;
+    let mcp = connect(cli, &args.auth, &target).await?;
+    print(&mcp.request("tools/list", json!({})).await?)
+}
+
+/// Calls a tool.
+pub async fn call(cli: &Cli, args: &CallArgs, config: Option<&ConfigFile>) -> anyhow::Result<()> {
+    let arguments: Value = serde_json::from_str(&args.arguments)
+        .with_context(|| format!("the tool arguments are not JSON: {}", args.arguments))?;
+    anyhow::ensure!(
+        arguments.is_object(),
+        "the tool arguments must be a JSON object"
+    );
+    let target = setup::resolve(config, &args.target)?;
+    let mcp = connect(cli, &args.auth, &target).await?;
+    print(
+        &mcp.request(
+            "tools/call",
+            json!({"name": args.tool, "arguments": arguments}),
+        )
+        .await?,
+    )
+}

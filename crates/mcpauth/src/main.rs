@@ -1,0 +1,139 @@
+//! `mcpauth`: OAuth 2.1 for the Model Context Protocol from the command line.
+
+mod cli;
+mod commands;
+mod config;
+mod present;
+mod setup;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcpauth_client::ClientError;
+use mcpauth_core::{CoreError, ErrorCode};
+
+use crate::cli::{Cli, Command};
+use crate::config::ConfigFile;
+
+/// Exit codes (documented in `--help`).
+mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const LOGIN_REQUIRED: u8 = 2;
+    pub const REFUSED: u8 = 3;
+    pub const DENIED: u8 = 4;
+    pub const USAGE: u8 = 64;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcpauth: cannot start: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = run(&cli) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    match result {
+        Some(Ok(())) => ExitCode::SUCCESS,
+        Some(Err(e)) => {
+            eprintln!("mcpauth: {e:#}");
+            let code = exit_code(&e);
+            if code == exit::LOGIN_REQUIRED {
+                eprintln!(
+                    "hint: run `mcpauth login {}`",
+                    target_of(&cli).unwrap_or("URL")
+                );
+            }
+            ExitCode::from(code)
+        }
+        None => {
+            eprintln!("\nmcpauth: cancelled");
+            ExitCode::from(exit::INTERRUPTED)
+        }
+    }
+}
+
+fn target_of(cli: &Cli) -> Option<&str> {
+    match &cli.command {
+        Command::Token(a) => Some(&a.target),
+        _ => None,
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,mcpauth=info,mcpauth_client=info",
+        _ => "debug,hyper_util=info,reqwest=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose > 1)
+        .without_time()
+        .with_env_filter(filter)
+        .init();
+}
+
+/// Maps an error to its documented exit code.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let Some(client) = e.chain().find_map(|c| c.downcast_ref::<ClientError>()) else {
+        return exit::FAILURE;
+    };
+    match client {
+        ClientError::LoginRequired { .. } => exit::LOGIN_REQUIRED,
+        ClientError::PkceUnsupported { .. } | ClientError::StaticClientIssuerMismatch { .. } => {
+            exit::REFUSED
+        }
+        ClientError::Core(CoreError::AuthorizationRefused(err))
+            if err.error == ErrorCode::AccessDenied =>
+        {
+            exit::DENIED
+        }
+        ClientError::Core(
+            CoreError::IssuerMismatch { .. }
+            | CoreError::IssMismatch { .. }
+            | CoreError::IssMissing
+            | CoreError::StateMismatch
+            | CoreError::InsecureUrl { .. }
+            | CoreError::InvalidDocument { .. },
+        ) => exit::REFUSED,
+        _ => exit::FAILURE,
+    }
+}
+
+async fn run(cli: &Cli) -> anyhow::Result<()> {
+    let config = cli.config.as_deref().map(ConfigFile::load).transpose()?;
+    let config = config.as_ref();
+    match &cli.command {
+        Command::Login(a) => commands::login(cli, a, config).await,
+        Command::Token(a) => commands::token(cli, a, config).await,
+        Command::Status => commands::status(cli),
+        Command::Logout(a) => commands::logout(cli, a, config).await,
+        Command::Discover(a) => commands::discover(cli, a, config).await,
+        Command::Tools(a) => commands::tools(cli, a, config).await,
+        Command::Call(a) => commands::call(cli, a, config).await,
+    }
+}

@@ -1,0 +1,112 @@
+//! How authorization URLs reach the user: printed on stderr (never stdout, which is for data),
+//! opened in the browser through the `webbrowser` crate (never a shell, only http/https: MCP SPEC
+//! C32), and a spinner while waiting, only when stderr is a terminal.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mcpauth_client::authorize::Presenter;
+
+/// The CLI's presenter.
+#[derive(Debug)]
+pub struct Terminal {
+    open_browser: bool,
+    paste: bool,
+    tty: bool,
+    spinner: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
+}
+
+impl Terminal {
+    /// `open_browser`: try to open the URL; `paste`: a paste prompt accompanies the wait.
+    pub fn new(open_browser: bool, paste: bool) -> Self {
+        Self {
+            open_browser,
+            paste,
+            tty: std::io::stderr().is_terminal(),
+            spinner: Mutex::new(None),
+        }
+    }
+
+    fn start_spinner(&self, text: &'static str) {
+        if !self.tty {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || {
+            const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+            let mut i = 0;
+            while !flag.load(Ordering::Relaxed) {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r\x1b[2K{} {text}", FRAMES[i % FRAMES.len()]);
+                let _ = err.flush();
+                drop(err);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+        });
+        *self.spinner.lock().unwrap() = Some((stop, handle));
+    }
+}
+
+/// Whether a URL may be handed to the browser (MCP SPEC C32: http(s) only, never other schemes).
+fn browser_safe(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+}
+
+impl Presenter for Terminal {
+    fn show_authorization_url(&self, url: &str) {
+        eprintln!("To authorize, open this URL in a browser:\n\n  {url}\n");
+        if self.open_browser
+            && browser_safe(url)
+            && let Err(e) = webbrowser::open(url)
+        {
+            tracing::info!("could not open a browser ({e}); open the URL yourself");
+        }
+        if !self.paste {
+            self.start_spinner("Waiting for the browser… (Ctrl-C cancels)");
+        }
+    }
+
+    fn ask_for_redirect(&self) {
+        eprintln!(
+            "After you approve, paste the address the browser ended up at here and press Enter{}:",
+            if self.paste {
+                ""
+            } else {
+                " (or let the browser return to this machine)"
+            }
+        );
+    }
+
+    fn done(&self) {
+        if let Some((stop, handle)) = self.spinner.lock().unwrap().take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c32_only_http_urls_reach_the_browser() {
+        assert!(browser_safe("https://as.example/authorize?x=1"));
+        assert!(browser_safe("http://127.0.0.1:9/authorize"));
+        for bad in [
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "data:text/html,x",
+            "vbscript:x",
+            "ms-settings:",
+        ] {
+            assert!(!browser_safe(bad), "{bad}");
+        }
+    }
+}

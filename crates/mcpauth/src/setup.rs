@@ -1,0 +1,290 @@
+//! Turns flags, environment and config entries into a [`Session`].
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mcpauth_client::authorize::FrontEnd;
+use mcpauth_client::grants::SigningKey;
+use mcpauth_client::http::{HttpOptions, OAuthHttp};
+use mcpauth_client::loopback::{Loopback, LoopbackOptions};
+use mcpauth_client::paste::{LoopbackOrPaste, Paste, PasteInput};
+use mcpauth_client::registration::StaticClient;
+use mcpauth_client::session::{
+    ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_MCPAUTH_CLIENT_SECRET, Grant, ResourceParam, Session,
+    SessionConfig,
+};
+use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
+use mcpauth_core::{ClientSecret, ScopeSet};
+use serde::Deserialize;
+
+use crate::cli::{AuthArgs, Cli, StoreKind};
+use crate::config::{ConfigFile, MCPO_CALLBACK_PORT, ServerEntry};
+use crate::present::Terminal;
+
+/// The port announced by the paste flow when none is configured (nothing listens there).
+const PASTE_PORT: u16 = 8976;
+
+/// A server to act on.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The MCP endpoint URL.
+    pub url: String,
+    /// Its config entry, when it came from --config.
+    pub entry: Option<ServerEntry>,
+}
+
+/// Resolves a command-line target: a URL, or a name in the config file.
+pub fn resolve(config: Option<&ConfigFile>, target: &str) -> anyhow::Result<Target> {
+    if target.starts_with("http://") || target.starts_with("https://") {
+        let entry = config.and_then(|c| {
+            c.servers
+                .values()
+                .find(|e| e.url.as_deref() == Some(target))
+                .cloned()
+        });
+        return Ok(Target {
+            url: target.to_owned(),
+            entry,
+        });
+    }
+    let Some(config) = config else {
+        bail!(
+            "{target:?} is not an http(s) URL; give the MCP server's URL, or a server name together with --config FILE"
+        );
+    };
+    let (url, entry) = config.http_server(target)?;
+    Ok(Target {
+        url,
+        entry: Some(entry.clone()),
+    })
+}
+
+/// The token store for this run.
+pub fn store(cli: &Cli, entry: Option<&ServerEntry>) -> anyhow::Result<Arc<dyn TokenStore>> {
+    let from_config = entry
+        .and_then(|e| e.oauth.as_ref())
+        .and_then(|o| o.storage_type.as_deref());
+    let kind = match from_config {
+        Some("memory") => StoreKind::Memory,
+        Some("file") | None => cli.store,
+        Some(other) => {
+            bail!("storage_type {other:?} is not supported (use \"file\" or \"memory\")")
+        }
+    };
+    Ok(match kind {
+        StoreKind::File => Arc::new(FileStore::default_location()?),
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+    })
+}
+
+/// The OAuth HTTP client.
+pub fn http(auth: &AuthArgs) -> anyhow::Result<OAuthHttp> {
+    Ok(OAuthHttp::new(HttpOptions {
+        timeout: Duration::from_secs(30),
+        allow_insecure_http: auth.allow_http,
+        ..Default::default()
+    })?)
+}
+
+/// Reads a secret from a file, trimming the final newline.
+pub fn read_secret(path: &Path) -> anyhow::Result<ClientSecret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the client secret file {}", path.display()))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        bail!("the client secret file {} is empty", path.display());
+    }
+    Ok(ClientSecret::new(secret))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StaticClientFile {
+    client_id: String,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    issuer: Option<String>,
+}
+
+fn static_client(
+    auth: &AuthArgs,
+    entry: Option<&ServerEntry>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<StaticClient>> {
+    let oauth = entry.and_then(|e| e.oauth.as_ref());
+    let env_secret = || {
+        env(ENV_MCPAUTH_CLIENT_SECRET)
+            .or_else(|| env(ENV_CLIENT_SECRET))
+            .filter(|s| !s.is_empty())
+            .map(ClientSecret::new)
+    };
+    let secret_file = auth
+        .client_secret_file
+        .as_deref()
+        .or(oauth.and_then(|o| o.client_secret_file.as_deref()));
+    let secret = || -> anyhow::Result<Option<ClientSecret>> {
+        Ok(match secret_file {
+            Some(f) => Some(read_secret(f)?),
+            None => env_secret(),
+        })
+    };
+    if let Some(path) = &auth.static_client {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the static client file {}", path.display()))?;
+        let f: StaticClientFile = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a static client file", path.display()))?;
+        return Ok(Some(StaticClient {
+            client_id: f.client_id,
+            client_secret: match f.client_secret {
+                Some(s) => Some(ClientSecret::new(s)),
+                None => secret()?,
+            },
+            auth_method: f.token_endpoint_auth_method,
+            issuer: f.issuer,
+        }));
+    }
+    let id = auth
+        .client_id
+        .clone()
+        .or(oauth.and_then(|o| o.client_id.clone()))
+        .or_else(|| env(ENV_CLIENT_ID).filter(|s| !s.is_empty()));
+    Ok(match id {
+        Some(client_id) => Some(StaticClient {
+            client_id,
+            client_secret: secret()?,
+            auth_method: auth
+                .private_key
+                .as_ref()
+                .map(|_| "private_key_jwt".to_owned()),
+            issuer: None,
+        }),
+        None => None,
+    })
+}
+
+/// Builds the session for `target`. `interactive`: a browser login may start.
+pub fn session(
+    cli: &Cli,
+    auth: &AuthArgs,
+    target: &Target,
+    interactive: bool,
+) -> anyhow::Result<Arc<Session>> {
+    let env = |k: &str| std::env::var(k).ok();
+    let entry = target.entry.as_ref();
+    let oauth = entry.and_then(|e| e.oauth.as_ref());
+    let http = http(auth)?;
+    let static_client = static_client(auth, entry, &env)?;
+    let machine = auth.client_credentials
+        || (auth.client_id.is_none()
+            && auth.static_client.is_none()
+            && env(ENV_CLIENT_ID).is_some_and(|v| !v.is_empty()));
+    let grant = if machine {
+        if static_client.is_none() {
+            bail!(
+                "--client-credentials needs a client: --client-id with --client-secret-file, or MCP_CLIENT_ID and MCP_CLIENT_SECRET"
+            );
+        }
+        Grant::ClientCredentials
+    } else {
+        Grant::AuthorizationCode(front_end(auth, entry)?)
+    };
+    let mut config = SessionConfig::new(&target.url, grant);
+    config.client.static_client = static_client;
+    config.client.metadata_document_url = auth
+        .client_metadata_url
+        .clone()
+        .or(oauth.and_then(|o| o.client_metadata_url.clone()));
+    if let Some(meta) = oauth.and_then(|o| o.client_metadata.clone()) {
+        let mut meta = meta;
+        meta.client_name.get_or_insert_with(|| "mcpauth".into());
+        config.client.dynamic = Some(meta);
+    }
+    config.scopes = auth
+        .scope
+        .as_deref()
+        .or(oauth.and_then(|o| o.scope.as_deref()))
+        .map(ScopeSet::parse);
+    config.resource = match (&auth.resource, auth.no_resource) {
+        (_, true) => ResourceParam::Omit,
+        (Some(r), _) => ResourceParam::Override(r.clone()),
+        _ => ResourceParam::Discovered,
+    };
+    for p in &auth.authorize_params {
+        let Some((k, v)) = p.split_once('=') else {
+            bail!("--authorize-param takes k=v, not {p:?}");
+        };
+        config.authorize_params.push((k.to_owned(), v.to_owned()));
+    }
+    if let Some(path) = &auth.private_key {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the private key {}", path.display()))?;
+        config.signing_key = Some(SigningKey::from_pem(&pem, None, None)?);
+    }
+    if let Some(server_url) = oauth.and_then(|o| o.server_url.as_deref()) {
+        let origin = |u: &str| url::Url::parse(u).ok().map(|u| u.origin());
+        if origin(server_url) != origin(&target.url) {
+            config.discovery.issuer_override = Some(server_url.trim_end_matches('/').to_owned());
+        }
+    }
+    config.interactive = interactive;
+    let store = store(cli, entry)?;
+    Ok(Arc::new(Session::new(config, http, store)))
+}
+
+/// The browser front end: loopback (with a paste prompt beside it on a terminal), or paste only.
+fn front_end(auth: &AuthArgs, entry: Option<&ServerEntry>) -> anyhow::Result<Arc<dyn FrontEnd>> {
+    let oauth = entry.and_then(|e| e.oauth.as_ref());
+    let timeout = Duration::from_secs(auth.timeout);
+    let configured_redirect = oauth
+        .and_then(|o| o.client_metadata.as_ref())
+        .and_then(|m| m.redirect_uris.first().cloned());
+    let port = auth.port.or(oauth.and_then(|o| o.callback_port)).or(oauth
+        .map(|_| MCPO_CALLBACK_PORT)
+        .filter(|_| configured_redirect.is_none()));
+    let paste_only = auth.paste || oauth.and_then(|o| o.use_loopback) == Some(false);
+    let stdin_tty = std::io::stdin().is_terminal();
+    let presenter = Arc::new(Terminal::new(
+        !auth.no_browser && !paste_only,
+        paste_only || stdin_tty,
+    ));
+    if paste_only {
+        let redirect = configured_redirect.unwrap_or_else(|| {
+            format!(
+                "http://{}:{}{}",
+                auth.host,
+                port.unwrap_or(PASTE_PORT),
+                auth.callback_path
+            )
+        });
+        return Ok(Arc::new(Paste::new(
+            redirect,
+            presenter,
+            Arc::new(PasteInput::stdin()),
+        )));
+    }
+    let options = match (&configured_redirect, auth.port) {
+        (Some(uri), None) => LoopbackOptions::from_redirect_uri(uri, timeout)?,
+        _ => LoopbackOptions {
+            host: auth.host.clone(),
+            port: port.unwrap_or(0),
+            path: auth.callback_path.clone(),
+            timeout,
+        },
+    };
+    let loopback = Loopback::new(options, presenter.clone());
+    Ok(if stdin_tty {
+        Arc::new(LoopbackOrPaste::new(
+            loopback,
+            presenter,
+            Arc::new(PasteInput::stdin()),
+        ))
+    } else {
+        Arc::new(loopback)
+    })
+}

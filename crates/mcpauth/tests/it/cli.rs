@@ -1,0 +1,471 @@
+//! `mcpauth login | token | status | logout | tools | call | discover`, end to end.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mcpauth_testkit::{Knobs, TestServer};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Bounds "this should happen" so a broken build fails instead of hanging.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn mcpauth(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mcpauth"));
+    c.env("MCPAUTH_HOME", home)
+        .env_remove("MCP_CLIENT_ID")
+        .env_remove("MCP_CLIENT_SECRET")
+        .env_remove("MCPAUTH_CLIENT_SECRET")
+        .env_remove("MCPAUTH_STORE")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    c
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(home: &Path, args: &[&str]) -> Output {
+    let out = tokio::time::timeout(
+        LIMIT,
+        mcpauth(home).args(args).stdin(Stdio::null()).output(),
+    )
+    .await
+    .expect("mcpauth did not finish")
+    .unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Starts `mcpauth` with piped stdio and waits until it prints the authorization URL.
+async fn start_login(home: &Path, args: &[&str]) -> (Child, String) {
+    let mut child = mcpauth(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let url = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            let t = line.trim();
+            if t.starts_with("http") && t.contains("/authorize?") {
+                return t.to_owned();
+            }
+        }
+        panic!("mcpauth printed no authorization URL:\n{seen}");
+    })
+    .await
+    .expect("no authorization URL");
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+/// The "browser": GETs the authorization URL and returns where the server redirects.
+async fn authorize(url: &str) -> String {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        302,
+        "authorization endpoint did not redirect"
+    );
+    resp.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The browser follows the redirect to the loopback listener; returns the page's status.
+async fn follow(location: &str) -> u16 {
+    reqwest::get(location).await.unwrap().status().as_u16()
+}
+
+async fn finish(child: Child) -> Output {
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("mcpauth did not finish")
+        .unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
+}
+
+async fn login_loopback(home: &Path, server: &TestServer) {
+    let url = server.mcp_url();
+    let (child, auth_url) = start_login(home, &["login", &url, "--no-browser"]).await;
+    let location = authorize(&auth_url).await;
+    assert!(location.starts_with("http://127.0.0.1:"), "{location}");
+    assert_eq!(follow(&location).await, 200);
+    let out = finish(child).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn login_token_status_logout_through_the_loopback_listener() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let url = server.mcp_url();
+    login_loopback(home.path(), &server).await;
+
+    let token = run(home.path(), &["token", &url]).await;
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    let token = token.stdout.trim().to_owned();
+    assert!(token.starts_with("at-"), "{token}");
+    let header = run(home.path(), &["token", &url, "--header"]).await;
+    assert_eq!(
+        header.stdout.trim(),
+        format!("Authorization: Bearer {token}")
+    );
+
+    let status = run(home.path(), &["status", "--json"]).await;
+    assert_eq!(status.code, 0);
+    assert!(
+        !status.stdout.contains(&token),
+        "status must never print a token"
+    );
+    let list = json(&status);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["resource"], url);
+    assert_eq!(list[0]["issuer"], server.base);
+    assert_eq!(list[0]["refresh_token"], true);
+
+    let table = run(home.path(), &["status"]).await;
+    assert!(table.stdout.starts_with("SERVER"), "{}", table.stdout);
+
+    let tools = run(home.path(), &["tools", &url]).await;
+    assert_eq!(tools.code, 0, "{}", tools.stderr);
+    assert_eq!(json(&tools)["tools"][0]["name"], "echo");
+    let call = run(home.path(), &["call", &url, "echo", r#"{"x": 1}"#]).await;
+    assert_eq!(call.code, 0, "{}", call.stderr);
+    assert_eq!(json(&call)["content"][0]["text"], r#"{"x":1}"#);
+
+    let logout = run(home.path(), &["logout", &url]).await;
+    assert_eq!(logout.code, 0, "{}", logout.stderr);
+    assert!(
+        logout
+            .stderr
+            .contains("revoked the refresh_token and the access_token"),
+        "{}",
+        logout.stderr
+    );
+    // RFC 7009: the authorization server saw both revocations.
+    server.seen(|c| {
+        assert_eq!(c.revocations.len(), 2);
+        assert!(c.revocations.contains(&token));
+    });
+    assert_eq!(
+        json(&run(home.path(), &["status", "--json"]).await),
+        serde_json::json!([])
+    );
+    // And a token now needs a login: exit code 2 with a hint.
+    let again = run(home.path(), &["token", &url]).await;
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(again.stderr.contains("mcpauth login"), "{}", again.stderr);
+}
+
+#[tokio::test]
+async fn login_through_paste() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let (mut child, auth_url) = start_login(
+        home.path(),
+        &["login", &server.mcp_url(), "--paste", "--json"],
+    )
+    .await;
+    let location = authorize(&auth_url).await;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{location}\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = finish(child).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(json(&out)[0]["issuer"], server.base);
+    assert_eq!(server.seen(|c| c.code_exchanges), 1);
+}
+
+#[tokio::test]
+async fn c29_wrong_state_on_the_callback_is_refused() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let (child, auth_url) =
+        start_login(home.path(), &["login", &server.mcp_url(), "--no-browser"]).await;
+    let location = authorize(&auth_url).await;
+    let mut forged = url::Url::parse(&location).unwrap();
+    let pairs: Vec<(String, String)> = forged
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "state" {
+                "forged".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    forged.query_pairs_mut().clear().extend_pairs(pairs);
+    assert_eq!(follow(forged.as_str()).await, 400);
+    let out = finish(child).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(server.seen(|c| c.code_exchanges), 0);
+}
+
+#[tokio::test]
+async fn a_callback_with_access_denied_exits_4() {
+    let server = TestServer::start(Knobs {
+        deny: true,
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let (child, auth_url) =
+        start_login(home.path(), &["login", &server.mcp_url(), "--no-browser"]).await;
+    let location = authorize(&auth_url).await;
+    assert_eq!(follow(&location).await, 200);
+    let out = finish(child).await;
+    assert_eq!(out.code, 4, "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_busy_pinned_port_names_the_fix() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let out = run(
+        home.path(),
+        &["login", &server.mcp_url(), "--no-browser", "--port", &port],
+    )
+    .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("the callback port {port}")),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--port 0"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn a_config_entry_without_url_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        r#"{"mcpServers": {"broken": {"oauth": {"server_url": "http://127.0.0.1:1"}}}}"#,
+    )
+    .unwrap();
+    let out = run(
+        home.path(),
+        &["login", "--config", config.to_str().unwrap(), "broken"],
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains(r#"the server "broken" in the config file has no "url""#),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn an_unreadable_secret_file_is_a_clear_error() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let missing = home.path().join("no-such-secret");
+    let out = run(
+        home.path(),
+        &[
+            "login",
+            &server.mcp_url(),
+            "--client-credentials",
+            "--client-id",
+            "robot",
+            "--client-secret-file",
+            missing.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("cannot read the client secret file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(server.seen(|c| c.client_credentials), 0);
+}
+
+#[tokio::test]
+async fn c27_an_insecure_token_file_is_refused() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    login_loopback(home.path(), &server).await;
+    let tokens = home.path().join("tokens");
+    let file = std::fs::read_dir(&tokens)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(home.path(), &["status"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn client_credentials_from_the_environment() {
+    let server = TestServer::start(Knobs::default()).await;
+    server.add_client("robot", Some("s3cret"));
+    let home = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        LIMIT,
+        mcpauth(home.path())
+            .args(["token", &server.mcp_url(), "--login"])
+            .env("MCP_CLIENT_ID", "robot")
+            .env("MCP_CLIENT_SECRET", "s3cret")
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server.seen(|c| (c.client_credentials, c.authorizations)),
+        (1, 0)
+    );
+}
+
+#[tokio::test]
+async fn the_mcpo_config_example_works() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The README's mcpo example, with this test's server and a free callback port.
+    let config = home.path().join("mcpo.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"mcpServers": {{"legacy-oauth-server": {{
+                "type": "streamable-http",
+                "url": "{url}",
+                "oauth": {{
+                    "server_url": "{base}",
+                    "storage_type": "file",
+                    "client_metadata": {{
+                        "client_name": "My MCPO Client",
+                        "redirect_uris": ["http://localhost:{port}/callback"],
+                        "grant_types": ["authorization_code", "refresh_token"],
+                        "response_types": ["code"]
+                    }}
+                }}
+            }}}}}}"#,
+            url = server.mcp_url(),
+            base = server.base,
+        ),
+    )
+    .unwrap();
+    let (child, auth_url) = start_login(
+        home.path(),
+        &[
+            "login",
+            "--config",
+            config.to_str().unwrap(),
+            "legacy-oauth-server",
+            "--no-browser",
+        ],
+    )
+    .await;
+    let location = authorize(&auth_url).await;
+    assert!(
+        location.starts_with(&format!("http://localhost:{port}/callback?")),
+        "{location}"
+    );
+    assert_eq!(follow(&location).await, 200);
+    let out = finish(child).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let token = run(
+        home.path(),
+        &[
+            "token",
+            "--config",
+            config.to_str().unwrap(),
+            "legacy-oauth-server",
+        ],
+    )
+    .await;
+    assert_eq!(token.code, 0, "{}", token.stderr);
+}
+
+#[tokio::test]
+async fn discover_reports_every_url() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let out = run(home.path(), &["discover", &server.mcp_url(), "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = json(&out);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["result"]["issuer"], server.base);
+    let urls: Vec<&str> = report["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["url"].as_str().unwrap())
+        .collect();
+    assert!(
+        urls.iter()
+            .any(|u| u.ends_with("/.well-known/oauth-protected-resource/mcp")),
+        "{urls:?}"
+    );
+    let text = run(home.path(), &["discover", &server.mcp_url()]).await;
+    assert!(
+        text.stdout.contains("PKCE S256:              yes"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test]
+async fn usage_errors_exit_64_and_help_documents_exit_codes() {
+    let home = tempfile::tempdir().unwrap();
+    let out = run(home.path(), &["token"]).await;
+    assert_eq!(out.code, 64, "{}", out.stderr);
+    let help = run(home.path(), &["--help"]).await;
+    assert_eq!(help.code, 0);
+    assert!(
+        help.stdout.contains("Exit codes:") && help.stdout.contains("a login is needed"),
+        "{}",
+        help.stdout
+    );
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the `mcpauth` binary: the real executable against a real authorization
+//! server on 127.0.0.1, with a scripted "browser" (an HTTP client that follows the authorization
+//! redirect to the loopback listener).
+
+mod cli;
