@@ -1,6 +1,7 @@
 //! HTTP for OAuth calls: HTTPS policy, no redirects, timeouts and body-size limits on every
 //! request (MCP SPEC C30-C31).
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mcpauth_core::{OAuthError, url_policy};
@@ -64,26 +65,22 @@ impl Fetched {
 }
 
 /// The client used for every OAuth request: redirects off, timeouts, rustls.
+///
+/// The TLS client is built on first use, so a process that only reads a cached token never pays
+/// for loading the system's root certificates.
 #[derive(Clone, Debug)]
 pub struct OAuthHttp {
-    client: reqwest::Client,
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
     options: HttpOptions,
 }
 
 impl OAuthHttp {
-    /// Builds the client.
+    /// A client with these options (infallible today; the `Result` leaves room for checks).
     pub fn new(options: HttpOptions) -> Result<Self, ClientError> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(Duration::from_secs(10)))
-            .user_agent(options.user_agent.clone())
-            .build()
-            .map_err(|source| ClientError::Transport {
-                context: "building the HTTP client".into(),
-                source,
-            })?;
-        Ok(Self { client, options })
+        Ok(Self {
+            client: Arc::default(),
+            options,
+        })
     }
 
     /// The options it was built with.
@@ -91,9 +88,21 @@ impl OAuthHttp {
         &self.options
     }
 
-    /// The underlying reqwest client (redirects off).
-    pub fn reqwest(&self) -> &reqwest::Client {
-        &self.client
+    /// The underlying reqwest client (redirects off), built on first use.
+    pub fn reqwest(&self) -> Result<&reqwest::Client, ClientError> {
+        let o = &self.options;
+        self.client
+            .get_or_init(|| {
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(o.timeout)
+                    .connect_timeout(o.timeout.min(Duration::from_secs(10)))
+                    .user_agent(o.user_agent.clone())
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| ClientError::Config(format!("cannot build the HTTP client: {e}")))
     }
 
     /// Checks an OAuth URL against the HTTPS policy (MCP SPEC C30).
@@ -108,7 +117,7 @@ impl OAuthHttp {
     pub async fn get(&self, url: &str, extra: &HeaderMap) -> Result<Fetched, ClientError> {
         let u = self.check_url(url)?;
         let req = self
-            .client
+            .reqwest()?
             .request(Method::GET, u)
             .header(ACCEPT, "application/json")
             .headers(extra.clone());
@@ -124,7 +133,7 @@ impl OAuthHttp {
     ) -> Result<Fetched, ClientError> {
         let u = self.check_url(url)?;
         let mut req = self
-            .client
+            .reqwest()?
             .post(u)
             .header(ACCEPT, "application/json")
             .form(form);
@@ -145,7 +154,7 @@ impl OAuthHttp {
     ) -> Result<Fetched, ClientError> {
         let u = self.check_url(url)?;
         let req = self
-            .client
+            .reqwest()?
             .post(u)
             .header(ACCEPT, "application/json")
             .json(body);

@@ -36,8 +36,8 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread is plenty for a CLI and starts fastest (`mcpauth token` is called in loops).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -10,44 +10,65 @@ use std::time::Duration;
 
 use mcpauth_client::authorize::Presenter;
 
+/// How the answer comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// The browser returns to the loopback listener.
+    Browser,
+    /// The browser returns to the listener, or the user pastes the redirect URL.
+    BrowserOrPaste,
+    /// The user pastes the redirect URL.
+    Paste,
+}
+
 /// The CLI's presenter.
 #[derive(Debug)]
 pub struct Terminal {
     open_browser: bool,
-    paste: bool,
+    wait: Wait,
     tty: bool,
     spinner: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
 }
 
+const SPINNER_TEXT: &str = "Waiting for the browser… (Ctrl-C cancels)";
+
 impl Terminal {
-    /// `open_browser`: try to open the URL; `paste`: a paste prompt accompanies the wait.
-    pub fn new(open_browser: bool, paste: bool) -> Self {
+    /// `open_browser`: try to open the URL; `wait`: how the answer comes back.
+    pub fn new(open_browser: bool, wait: Wait) -> Self {
         Self {
             open_browser,
-            paste,
+            wait,
             tty: std::io::stderr().is_terminal(),
             spinner: Mutex::new(None),
         }
     }
 
-    fn start_spinner(&self, text: &'static str) {
+    /// Animates a spinner on stderr, `lines_up` lines above the cursor (so that a prompt below it
+    /// can be typed into undisturbed). Only on a terminal.
+    fn start_spinner(&self, lines_up: usize) {
         if !self.tty {
             return;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let (enter, leave) = if lines_up == 0 {
+            ("\r".to_owned(), String::new())
+        } else {
+            (format!("\x1b7\x1b[{lines_up}A\r"), "\x1b8".to_owned())
+        };
         let handle = std::thread::spawn(move || {
             const FRAMES: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
             let mut i = 0;
             while !flag.load(Ordering::Relaxed) {
                 let mut err = std::io::stderr().lock();
-                let _ = write!(err, "\r\x1b[2K{} {text}", FRAMES[i % FRAMES.len()]);
+                let frame = FRAMES[i % FRAMES.len()];
+                let _ = write!(err, "{enter}\x1b[2K{frame} {SPINNER_TEXT}{leave}");
                 let _ = err.flush();
                 drop(err);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(100));
             }
-            let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+            let _ = write!(std::io::stderr().lock(), "{enter}\x1b[2K{leave}");
         });
         *self.spinner.lock().unwrap() = Some((stop, handle));
     }
@@ -67,20 +88,27 @@ impl Presenter for Terminal {
         {
             tracing::info!("could not open a browser ({e}); open the URL yourself");
         }
-        if !self.paste {
-            self.start_spinner("Waiting for the browser… (Ctrl-C cancels)");
+        if self.wait == Wait::Browser {
+            self.start_spinner(0);
         }
     }
 
     fn ask_for_redirect(&self) {
-        eprintln!(
-            "After you approve, paste the address the browser ended up at here and press Enter{}:",
-            if self.paste {
-                ""
-            } else {
-                " (or let the browser return to this machine)"
+        match self.wait {
+            Wait::Browser => {}
+            Wait::BrowserOrPaste => {
+                // The spinner line, then the prompt; the user types below both.
+                eprintln!("{SPINNER_TEXT}");
+                eprintln!(
+                    "If the browser cannot reach this machine, paste the address it ended up at \
+                     and press Enter:"
+                );
+                self.start_spinner(2);
             }
-        );
+            Wait::Paste => eprintln!(
+                "After you approve, paste the address the browser ended up at and press Enter:"
+            ),
+        }
     }
 
     fn done(&self) {

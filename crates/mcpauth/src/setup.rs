@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::cli::{AuthArgs, Cli, StoreKind};
 use crate::config::{ConfigFile, MCPO_CALLBACK_PORT, ServerEntry};
-use crate::present::Terminal;
+use crate::present::{Terminal, Wait};
 
 /// The port announced by the paste flow when none is configured (nothing listens there).
 const PASTE_PORT: u16 = 8976;
@@ -249,10 +249,12 @@ fn front_end(auth: &AuthArgs, entry: Option<&ServerEntry>) -> anyhow::Result<Arc
         .filter(|_| configured_redirect.is_none()));
     let paste_only = auth.paste || oauth.and_then(|o| o.use_loopback) == Some(false);
     let stdin_tty = std::io::stdin().is_terminal();
-    let presenter = Arc::new(Terminal::new(
-        !auth.no_browser && !paste_only,
-        paste_only || stdin_tty,
-    ));
+    let wait = match (paste_only, stdin_tty) {
+        (true, _) => Wait::Paste,
+        (false, true) => Wait::BrowserOrPaste,
+        (false, false) => Wait::Browser,
+    };
+    let presenter = Arc::new(Terminal::new(!auth.no_browser && !paste_only, wait));
     if paste_only {
         let redirect = configured_redirect.unwrap_or_else(|| {
             format!(

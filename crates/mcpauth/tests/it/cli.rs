@@ -469,3 +469,79 @@ async fn usage_errors_exit_64_and_help_documents_exit_codes() {
         help.stdout
     );
 }
+
+/// Reads `reader` until `done` holds for what was read (bounded by `LIMIT`).
+async fn read_until(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    done: impl Fn(&str) -> bool,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(LIMIT, async {
+        while !done(&String::from_utf8_lossy(&seen)) {
+            let n = reader.read(&mut buf).await.unwrap();
+            assert!(n > 0, "output ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out; saw: {}", String::from_utf8_lossy(&seen)));
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test]
+async fn the_spinner_shows_on_a_terminal_and_not_on_a_pipe() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let login = format!(
+        "{} login {} --no-browser",
+        env!("CARGO_BIN_EXE_mcpauth"),
+        server.mcp_url()
+    );
+
+    // On a terminal (a pty from util-linux `script`): the URL, the paste prompt and the spinner.
+    let mut tty = Command::new("script")
+        .args(["-qfec", &login, "/dev/null"])
+        .env("MCPAUTH_HOME", home.path())
+        .env_remove("MCP_CLIENT_ID")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let frames = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+    let seen = read_until(tty.stdout.as_mut().unwrap(), |s| {
+        s.contains("/authorize?") && frames.iter().filter(|f| s.contains(*f)).count() >= 2
+    })
+    .await;
+    assert!(seen.contains("paste the address"), "{seen}");
+    assert!(
+        seen.contains("\x1b[2K"),
+        "the spinner redraws its line: {seen}"
+    );
+    tty.kill().await.unwrap();
+
+    // On a pipe: the URL still (it is the only way to log in headless), but no spinner and no
+    // terminal escape codes.
+    let mut pipe = mcpauth(home.path())
+        .args(["login", &server.mcp_url(), "--no-browser"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = pipe.stderr.as_mut().unwrap();
+    let mut seen = read_until(stderr, |s| s.contains("/authorize?")).await;
+    // A spinner would draw within 100 ms; give it ten times that to show up if it were there.
+    if let Ok(more) =
+        tokio::time::timeout(Duration::from_secs(1), read_until(stderr, |_| false)).await
+    {
+        seen.push_str(&more);
+    }
+    pipe.kill().await.unwrap();
+    assert!(
+        !frames.iter().any(|f| seen.contains(f)),
+        "spinner on a pipe: {seen}"
+    );
+    assert!(!seen.contains('\x1b'), "escape codes on a pipe: {seen}");
+}
