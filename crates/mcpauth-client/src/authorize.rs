@@ -42,6 +42,8 @@ pub trait Presenter: Send + Sync + std::fmt::Debug {
     fn show_authorization_url(&self, url: &str);
     /// The user should type the paste prompt's answer (paste front end).
     fn ask_for_redirect(&self) {}
+    /// The user should approve this device at the verification URI (RFC 8628 §3.3).
+    fn show_device_code(&self, device: &mcpauth_core::device::DeviceAuthorization);
     /// The authorization step has finished (stop a spinner).
     fn done(&self) {}
 }

@@ -2,14 +2,15 @@
 //! authentication `none`, `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mcpauth_core::device::DeviceAuthorization;
 use mcpauth_core::{
-    Assertion, AuthorizationCode, AuthorizationServerMetadata, PkceVerifier, RefreshToken,
-    ScopeSet, TokenResponse, TokenType, random_urlsafe,
+    Assertion, AuthorizationCode, AuthorizationServerMetadata, ErrorCode, PkceVerifier,
+    RefreshToken, ScopeSet, TokenResponse, TokenType, random_urlsafe,
 };
 use serde::Serialize;
 
 use crate::ClientError;
-use crate::http::OAuthHttp;
+use crate::http::{Fetched, OAuthHttp};
 use crate::registration::auth_method;
 use crate::store::{ClientRecord, now_unix};
 
@@ -17,6 +18,8 @@ use crate::store::{ClientRecord, now_unix};
 const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// RFC 7523 §2.1 grant type.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// RFC 8628 §3.4 grant type.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// RFC 8693 §2.1 grant type.
 pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
@@ -175,6 +178,66 @@ impl TokenEndpoint<'_> {
         self.request("client credentials grant", form).await
     }
 
+    /// Starts a device authorization (RFC 8628 §3.1) at the device authorization endpoint.
+    pub async fn device_authorization(
+        &self,
+        scope: Option<&ScopeSet>,
+        resource: Resource<'_>,
+    ) -> Result<DeviceAuthorization, ClientError> {
+        let url = self
+            .metadata
+            .device_authorization_endpoint
+            .as_deref()
+            .ok_or_else(|| {
+                ClientError::Config(format!(
+                    "the authorization server {} has no device_authorization_endpoint (RFC 8628)",
+                    self.metadata.issuer
+                ))
+            })?;
+        let mut form = Vec::new();
+        push_scope(&mut form, scope);
+        push_resource(&mut form, resource);
+        let fetched = self.post(url, form).await?;
+        if !fetched.status.is_success() {
+            return Err(error_of(&fetched, "device authorization (RFC 8628)", url));
+        }
+        Ok(DeviceAuthorization::from_json(&fetched.body)?)
+    }
+
+    /// Polls the token endpoint with a device code (RFC 8628 §3.4) until the user approves,
+    /// waiting `interval` seconds between polls and 5 s more after each `slow_down` (§3.5).
+    pub async fn poll_device(
+        &self,
+        device: &DeviceAuthorization,
+        resource: Resource<'_>,
+    ) -> Result<TokenResponse, ClientError> {
+        let deadline =
+            tokio::time::Instant::now() + std::time::Duration::from_secs(device.expires_in);
+        let mut interval = device.interval.max(1);
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClientError::Authorization(
+                    "the device code expired before the user approved (RFC 8628 expired_token)"
+                        .into(),
+                ));
+            }
+            let mut form = vec![
+                ("grant_type", DEVICE_CODE_GRANT.to_owned()),
+                ("device_code", device.device_code.expose().to_owned()),
+            ];
+            push_resource(&mut form, resource);
+            match self.request("device code grant (RFC 8628)", form).await {
+                Err(ClientError::OAuth { error, .. })
+                    if error.error == ErrorCode::AuthorizationPending => {}
+                Err(ClientError::OAuth { error, .. }) if error.error == ErrorCode::SlowDown => {
+                    interval += 5
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The JWT bearer grant (RFC 7523 §2.1), e.g. with an ID-JAG.
     pub async fn jwt_bearer(
         &self,
@@ -212,33 +275,12 @@ impl TokenEndpoint<'_> {
             ("token", token.to_owned()),
             ("token_type_hint", hint.to_owned()),
         ];
-        let (form, basic) = self.authenticate(form)?;
-        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let fetched = self
-            .http
-            .post_form(
-                url,
-                &pairs,
-                basic.map(|s| (self.client.client_id.as_str(), s)),
-            )
-            .await?;
+        let fetched = self.post(url, form).await?;
         // RFC 7009 §2.2: 200 whether or not the token was valid.
         if fetched.status.is_success() {
             return Ok(true);
         }
-        Err(match fetched.oauth_error() {
-            Some(error) => ClientError::OAuth {
-                context: "revocation (RFC 7009)",
-                status: fetched.status.as_u16(),
-                error,
-            },
-            None => ClientError::UnexpectedStatus {
-                context: "revocation (RFC 7009)",
-                url: url.to_owned(),
-                status: fetched.status.as_u16(),
-                body: fetched.body_excerpt(),
-            },
-        })
+        Err(error_of(&fetched, "revocation (RFC 7009)", url))
     }
 
     /// Adds client authentication to `form`; returns the form and the Basic secret, if any.
@@ -275,33 +317,28 @@ impl TokenEndpoint<'_> {
         Ok((form, basic))
     }
 
+    /// POSTs `form` to `url` with client authentication.
+    async fn post(&self, url: &str, form: Form) -> Result<Fetched, ClientError> {
+        let (form, basic) = self.authenticate(form)?;
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.http
+            .post_form(
+                url,
+                &pairs,
+                basic.map(|s| (self.client.client_id.as_str(), s)),
+            )
+            .await
+    }
+
     async fn request(
         &self,
         context: &'static str,
         form: Form,
     ) -> Result<TokenResponse, ClientError> {
         let url = self.url()?;
-        let client = self.client;
-        let (form, basic) = self.authenticate(form)?;
-        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let fetched = self
-            .http
-            .post_form(url, &pairs, basic.map(|s| (client.client_id.as_str(), s)))
-            .await?;
+        let fetched = self.post(url, form).await?;
         if !fetched.status.is_success() {
-            return Err(match fetched.oauth_error() {
-                Some(error) => ClientError::OAuth {
-                    context,
-                    status: fetched.status.as_u16(),
-                    error,
-                },
-                None => ClientError::UnexpectedStatus {
-                    context,
-                    url: url.to_owned(),
-                    status: fetched.status.as_u16(),
-                    body: fetched.body_excerpt(),
-                },
-            });
+            return Err(error_of(&fetched, context, url));
         }
         let token = TokenResponse::from_json(&fetched.body)?;
         if matches!(token.token_type, TokenType::Other(_) | TokenType::DPoP) {
@@ -311,6 +348,23 @@ impl TokenEndpoint<'_> {
             )));
         }
         Ok(token)
+    }
+}
+
+/// The error of a failed OAuth response: the RFC 6749 §5.2 body when there is one.
+fn error_of(fetched: &Fetched, context: &'static str, url: &str) -> ClientError {
+    match fetched.oauth_error() {
+        Some(error) => ClientError::OAuth {
+            context,
+            status: fetched.status.as_u16(),
+            error,
+        },
+        None => ClientError::UnexpectedStatus {
+            context,
+            url: url.to_owned(),
+            status: fetched.status.as_u16(),
+            body: fetched.body_excerpt(),
+        },
     }
 }
 

@@ -215,10 +215,21 @@ async fn register(
     }
     if request.grant_types.is_empty() {
         request.grant_types = grant_types.iter().map(|g| (*g).to_owned()).collect();
-        if grant_types.contains(&"authorization_code") {
+        // MCP SPEC C25: user-delegated grants ask for refresh tokens.
+        if grant_types.iter().any(|g| *g != "client_credentials") {
             request.grant_types.push("refresh_token".into());
+        }
+        if grant_types.contains(&"authorization_code") {
             request.response_types = vec!["code".into()];
         }
+    }
+    if redirect_uri.is_none()
+        && request.application_type.is_none()
+        && request.redirect_uris.is_empty()
+    {
+        // A device-flow or machine client runs on the user's machine or a server without a
+        // browser redirect: a native application (MCP SPEC C14).
+        request.application_type = Some("native".into());
     }
     if request.token_endpoint_auth_method.is_none() {
         let method = match &meta.token_endpoint_auth_methods_supported {

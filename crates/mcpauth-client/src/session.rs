@@ -12,10 +12,10 @@ use mcpauth_core::www_authenticate::BearerChallenge;
 use mcpauth_core::{AccessToken, ErrorCode, ScopeSet, TokenResponse, pkce, random_urlsafe};
 
 use crate::ClientError;
-use crate::authorize::{AuthorizationRequest, FrontEnd, authorization_url};
+use crate::authorize::{AuthorizationRequest, FrontEnd, Presenter, authorization_url};
 use crate::cross_app::CrossAppAccess;
 use crate::discovery::{self, Discovered, DiscoveryOptions, DiscoveryReport};
-use crate::grants::{SigningKey, TokenEndpoint};
+use crate::grants::{DEVICE_CODE_GRANT, SigningKey, TokenEndpoint};
 use crate::http::OAuthHttp;
 use crate::registration::{ClientSettings, configured_client, obtain_client};
 use crate::store::{
@@ -29,6 +29,8 @@ pub enum Grant {
     AuthorizationCode(Arc<dyn FrontEnd>),
     /// Client credentials (RFC 6749 §4.4) for machines; needs a confidential client.
     ClientCredentials,
+    /// The device authorization grant (RFC 8628): the user approves on another device.
+    DeviceCode(Arc<dyn Presenter>),
     /// Enterprise-managed cross-app access: an ID-JAG from the enterprise IdP, then the RFC 7523
     /// JWT bearer grant (MCP SPEC A13).
     CrossApp(Arc<CrossAppAccess>),
@@ -622,8 +624,10 @@ impl Session {
             // C16/C26: keep what was requested before when authorizing again.
             scopes = prev.requested_scopes.union(&scopes);
         }
-        if matches!(self.config.grant, Grant::AuthorizationCode(_))
-            && d.authorization_server.lists_scope("offline_access")
+        if matches!(
+            self.config.grant,
+            Grant::AuthorizationCode(_) | Grant::DeviceCode(_)
+        ) && d.authorization_server.lists_scope("offline_access")
         {
             // C25 / SEP-2207: only when the authorization server lists it.
             scopes.insert("offline_access");
@@ -649,7 +653,11 @@ impl Session {
                     })?
             }
         };
-        if matches!(self.config.grant, Grant::AuthorizationCode(_)) && !self.config.interactive {
+        if matches!(
+            self.config.grant,
+            Grant::AuthorizationCode(_) | Grant::DeviceCode(_)
+        ) && !self.config.interactive
+        {
             return Err(ClientError::LoginRequired {
                 resource: self.config.server_url.clone(),
             });
@@ -727,6 +735,29 @@ impl Session {
                     _ => endpoint.client_credentials(scope, resource).await?,
                 };
                 Ok((client, tokens))
+            }
+            Grant::DeviceCode(presenter) => {
+                let client = obtain_client(
+                    &self.http,
+                    self.store.as_ref(),
+                    d,
+                    &self.config.client,
+                    None,
+                    &[DEVICE_CODE_GRANT],
+                )
+                .await?;
+                inner.client = Some(client.clone());
+                let endpoint = TokenEndpoint {
+                    http: &self.http,
+                    metadata: meta,
+                    client: &client,
+                    signing_key: self.config.signing_key.as_ref(),
+                };
+                let device = endpoint.device_authorization(scope, resource).await?;
+                presenter.show_device_code(&device);
+                let tokens = endpoint.poll_device(&device, resource).await;
+                presenter.done();
+                Ok((client, tokens?))
             }
             Grant::AuthorizationCode(front_end) => {
                 if self.config.require_s256 && !meta.supports_s256() {

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod authorization_response;
+pub mod device;
 mod error;
 pub mod metadata;
 pub mod oauth_error;
@@ -36,7 +37,7 @@ pub use random::random_urlsafe;
 pub use registration::{ClientIdMetadataDocument, ClientInformation, ClientMetadata};
 pub use scope::ScopeSet;
 pub use secret::{
-    AccessToken, Assertion, AuthorizationCode, ClientSecret, PkceVerifier, RefreshToken,
-    constant_time_eq,
+    AccessToken, Assertion, AuthorizationCode, ClientSecret, DeviceCode, PkceVerifier,
+    RefreshToken, constant_time_eq,
 };
 pub use token::{TokenResponse, TokenType};

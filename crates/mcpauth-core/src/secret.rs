@@ -74,6 +74,10 @@ secret_type!(
     /// An assertion such as a signed JWT or an ID-JAG (RFC 7521, RFC 7523).
     Assertion
 );
+secret_type!(
+    /// A device code (RFC 8628 §3.2).
+    DeviceCode
+);
 
 #[cfg(test)]
 mod tests {

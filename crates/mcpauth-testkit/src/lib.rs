@@ -109,7 +109,17 @@ struct Grants {
     codes: HashMap<String, (String, String, String)>, // code -> (client, challenge, scope)
     refresh: HashMap<String, (String, String)>,       // refresh token -> (client, scope)
     access: HashMap<String, String>,                  // access token -> scope
+    devices: HashMap<String, PendingDevice>,          // device code -> pending approval
     next: u64,
+}
+
+/// A device authorization waiting for the user (RFC 8628).
+#[derive(Debug)]
+struct PendingDevice {
+    client: String,
+    user_code: String,
+    scope: String,
+    approved: bool,
 }
 
 /// A running test server.
@@ -142,6 +152,8 @@ impl TestServer {
             .route("/authorize", get(authorize))
             .route("/token", post(token))
             .route("/revoke", post(revoke))
+            .route("/device_authorization", post(device_authorization))
+            .route("/device", get(device_approve))
             .route("/mcp", post(mcp))
             .with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -217,6 +229,7 @@ async fn metadata(State(s): State<TestServer>) -> Response {
         "token_endpoint": format!("{}/token", s.base),
         "registration_endpoint": format!("{}/register", s.base),
         "revocation_endpoint": format!("{}/revoke", s.base),
+        "device_authorization_endpoint": format!("{}/device_authorization", s.base),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
@@ -230,9 +243,15 @@ async fn metadata(State(s): State<TestServer>) -> Response {
 
 async fn register(State(s): State<TestServer>, Json(body): Json<Value>) -> Response {
     s.counters.lock().unwrap().registrations += 1;
-    if body["redirect_uris"]
-        .as_array()
-        .is_none_or(|r| r.is_empty())
+    // RFC 8628 clients have no redirect; every other client needs one.
+    let device = body["grant_types"].as_array().is_some_and(|g| {
+        g.iter()
+            .any(|g| g == "urn:ietf:params:oauth:grant-type:device_code")
+    });
+    if !device
+        && body["redirect_uris"]
+            .as_array()
+            .is_none_or(|r| r.is_empty())
     {
         return (
             StatusCode::BAD_REQUEST,
@@ -387,6 +406,19 @@ async fn token(
             s.counters.lock().unwrap().refreshes += 1;
             scope
         }
+        "urn:ietf:params:oauth:grant-type:device_code" => {
+            let code = form.get("device_code").cloned().unwrap_or_default();
+            match g.devices.get(&code) {
+                Some(d) if d.client != client => {
+                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+                }
+                Some(d) if !d.approved => {
+                    return oauth_error(StatusCode::BAD_REQUEST, "authorization_pending");
+                }
+                Some(_) => g.devices.remove(&code).map(|d| d.scope).unwrap_or_default(),
+                None => return oauth_error(StatusCode::BAD_REQUEST, "expired_token"),
+            }
+        }
         "client_credentials" => {
             s.counters.lock().unwrap().client_credentials += 1;
             form.get("scope").cloned().unwrap_or_default()
@@ -403,12 +435,61 @@ async fn token(
         "scope": scope,
         "padding": "x".repeat(k.token_padding),
     });
-    if grant != "client_credentials" && (grant == "authorization_code" || k.rotate) {
+    if grant != "client_credentials" && (grant != "refresh_token" || k.rotate) {
         let rt = format!("rt-{}", g.next);
         g.refresh.insert(rt.clone(), (client, scope));
         body["refresh_token"] = json!(rt);
     }
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// RFC 8628 §3.1-3.2: issues a device code and a user code (interval 1 s for quick tests).
+async fn device_authorization(
+    State(s): State<TestServer>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut g = s.grants.lock().unwrap();
+    let Some(client) = authenticate(&g, &headers, &form) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    };
+    g.next += 1;
+    let (device, user) = (format!("dc-{}", g.next), format!("UC-{}", g.next));
+    let scope = form.get("scope").cloned().unwrap_or_default();
+    g.devices.insert(
+        device.clone(),
+        PendingDevice {
+            client,
+            user_code: user.clone(),
+            scope,
+            approved: false,
+        },
+    );
+    Json(json!({
+        "device_code": device,
+        "user_code": user,
+        "verification_uri": format!("{}/device", s.base),
+        "verification_uri_complete": format!("{}/device?user_code={user}", s.base),
+        "expires_in": 600,
+        "interval": 1,
+    }))
+    .into_response()
+}
+
+/// The user visits the verification URI and approves (RFC 8628 §3.3).
+async fn device_approve(
+    State(s): State<TestServer>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut g = s.grants.lock().unwrap();
+    let user = q.get("user_code").cloned().unwrap_or_default();
+    match g.devices.values_mut().find(|d| d.user_code == user) {
+        Some(d) => {
+            d.approved = true;
+            "approved".into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "unknown user code").into_response(),
+    }
 }
 
 /// RFC 7009: revokes an access or refresh token (a refresh token's access tokens stay valid

@@ -105,8 +105,11 @@ pub struct AuthArgs {
     #[arg(long)]
     pub client_credentials: bool,
     /// Paste the redirect URL instead of running a local listener.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "device")]
     pub paste: bool,
+    /// Use the device authorization grant (RFC 8628): approve on any other device.
+    #[arg(long)]
+    pub device: bool,
     /// Do not open a browser; print the URL only.
     #[arg(long)]
     pub no_browser: bool,

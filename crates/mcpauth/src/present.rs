@@ -111,6 +111,23 @@ impl Presenter for Terminal {
         }
     }
 
+    fn show_device_code(&self, device: &mcpauth_core::device::DeviceAuthorization) {
+        eprintln!(
+            "To authorize, visit {} and enter the code:\n\n  {}\n",
+            device.verification_uri, device.user_code
+        );
+        if let Some(complete) = &device.verification_uri_complete {
+            eprintln!("or open this address, which has the code filled in:\n\n  {complete}\n");
+            if self.open_browser
+                && browser_safe(complete)
+                && let Err(e) = webbrowser::open(complete)
+            {
+                tracing::info!("could not open a browser ({e}); open the address yourself");
+            }
+        }
+        self.start_spinner(0);
+    }
+
     fn done(&self) {
         if let Some((stop, handle)) = self.spinner.lock().unwrap().take() {
             stop.store(true, Ordering::Relaxed);

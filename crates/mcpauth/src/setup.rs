@@ -191,6 +191,8 @@ pub fn session(
             );
         }
         Grant::ClientCredentials
+    } else if auth.device {
+        Grant::DeviceCode(Arc::new(Terminal::new(!auth.no_browser, Wait::Browser)))
     } else {
         Grant::AuthorizationCode(front_end(auth, entry)?)
     };

@@ -545,3 +545,38 @@ async fn the_spinner_shows_on_a_terminal_and_not_on_a_pipe() {
     );
     assert!(!seen.contains('\x1b'), "escape codes on a pipe: {seen}");
 }
+
+#[tokio::test]
+async fn login_through_the_device_code_grant() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = mcpauth(home.path())
+        .args(["login", &server.mcp_url(), "--device", "--no-browser"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let seen = read_until(&mut stderr, |s| {
+        s.contains("user_code=") && s.ends_with('\n')
+    })
+    .await;
+    let complete = seen
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("/device?user_code="))
+        .unwrap()
+        .to_owned();
+    assert!(seen.contains("enter the code"), "{seen}");
+    // The "user" approves on another device.
+    assert_eq!(reqwest::get(&complete).await.unwrap().status(), 200);
+    tokio::spawn(async move { read_until(&mut stderr, |_| false).await });
+    let status = tokio::time::timeout(LIMIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let list = json(&run(home.path(), &["status", "--json"]).await);
+    assert_eq!(list[0]["refresh_token"], true);
+    assert_eq!(server.seen(|c| c.authorizations), 0);
+}
