@@ -1,1 +1,57 @@
-//! The MCP authorization server (in progress: the authorization-server issue builds it).
+//! The MCP authorization server (MCP 2026-07-28, "Authorization", SPEC §3 A1–A12): OAuth 2.1
+//! with PKCE S256, RFC 8414 and OpenID discovery metadata, RFC 9207 `iss`, RFC 8707 resource
+//! indicators, RFC 9068 JWT access tokens (ES256 or EdDSA), refresh-token rotation with reuse
+//! detection, client ID metadata documents fetched SSRF-safely, RFC 7591 registration, RFC 7009
+//! revocation, RFC 7662 introspection, and login and consent pages. State lives in SQLite or
+//! PostgreSQL ([`Store`]), so several instances can share one PostgreSQL database.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), mcpauth_authserver::AuthServerError> {
+//! use mcpauth_authserver::{AuthServer, Config, Store, admin, serve};
+//! let store = Store::connect("sqlite://mcpauth.db?mode=rwc").await?;
+//! let mut config = Config::new("http://127.0.0.1:8080");
+//! config.resources = vec!["http://127.0.0.1:9000/mcp".into()];
+//! admin::add_user(&store, "alice", "a long passphrase", config.password_params).await?;
+//! let server = AuthServer::new(config, store).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! serve(listener, server, std::future::pending::<()>()).await?;
+//! # Ok(()) }
+//! ```
+
+/// Implements `Debug` for a type holding secrets or keys as just its name.
+macro_rules! redacted_debug {
+    ($t:ident) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($t), " { .. }"))
+            }
+        }
+    };
+}
+pub(crate) use redacted_debug;
+
+pub mod admin;
+mod client_auth;
+mod clients;
+pub mod config;
+mod error;
+mod fetch;
+mod keys;
+mod pages;
+mod params;
+mod passwords;
+mod rate_limit;
+mod routes;
+mod secrets;
+mod server;
+mod store;
+mod tokens;
+
+pub use clients::{AuthMethod, ClientKind};
+pub use config::{
+    Config, FetchPolicy, IpNet, PasswordParams, RateLimit, RateLimits, RegistrationPolicy,
+    SigningAlg,
+};
+pub use error::AuthServerError;
+pub use server::{AuthServer, router, serve};
+pub use store::{Backend, Store};

@@ -146,6 +146,10 @@ pub enum ClientError {
         /// What went wrong.
         detail: String,
     },
+    /// The OS keyring failed or is unavailable (feature `keyring`).
+    #[cfg(feature = "keyring")]
+    #[error("OS keyring: {0}")]
+    Keyring(String),
     /// A signing key for `private_key_jwt` or an assertion that could not be used.
     #[error("signing key: {0}")]
     Key(String),

@@ -35,7 +35,8 @@ pub struct Cli {
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Where tokens live: `file` (private files under MCPAUTH_HOME) or `memory` (this run only).
+    /// Where tokens live: `file` (private files under MCPAUTH_HOME), `memory` (this run only) or
+    /// `keyring` (the OS keyring).
     #[arg(long, global = true, value_enum, default_value_t = StoreKind::File, env = "MCPAUTH_STORE")]
     pub store: StoreKind,
     /// A `mcpServers` JSON config file (Claude Desktop, Cursor, mcpo); targets may then be names.
@@ -50,6 +51,9 @@ pub enum StoreKind {
     File,
     /// Nothing is written; tokens last for this run.
     Memory,
+    /// Tokens in the OS keyring (built with the `keyring` feature); falls back to `file` with a
+    /// warning when no keyring service is running.
+    Keyring,
 }
 
 /// The commands.

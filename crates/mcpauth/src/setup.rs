@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mcpauth_client::authorize::FrontEnd;
+use mcpauth_client::authorize::{FrontEnd, RESERVED_PARAMS};
 use mcpauth_client::grants::SigningKey;
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
 use mcpauth_client::loopback::{Loopback, LoopbackOptions};
@@ -77,7 +77,25 @@ pub fn store(cli: &Cli, entry: Option<&ServerEntry>) -> anyhow::Result<Arc<dyn T
     Ok(match kind {
         StoreKind::File => Arc::new(FileStore::default_location()?),
         StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Keyring => keyring_store()?,
     })
+}
+
+/// The OS keyring store, or the file store (with a warning) when there is no keyring.
+fn keyring_store() -> anyhow::Result<Arc<dyn TokenStore>> {
+    let files = FileStore::default_location()?;
+    #[cfg(feature = "keyring")]
+    let reason = match mcpauth_client::store::KeyringStore::system(FileStore::new(files.dir())) {
+        Ok(k) => return Ok(Arc::new(k)),
+        Err(e) => e.to_string(),
+    };
+    #[cfg(not(feature = "keyring"))]
+    let reason = "this mcpauth was built without the `keyring` feature".to_owned();
+    tracing::warn!(
+        "{reason}; falling back to the file store in {}",
+        files.dir().display()
+    );
+    Ok(Arc::new(files))
 }
 
 /// The OAuth HTTP client.
@@ -221,6 +239,11 @@ pub fn session(
         let Some((k, v)) = p.split_once('=') else {
             bail!("--authorize-param takes k=v, not {p:?}");
         };
+        if RESERVED_PARAMS.contains(&k) {
+            bail!(
+                "--authorize-param {k}=… is refused: mcpauth sets {k} itself (PKCE, state and resource are not negotiable)"
+            );
+        }
         config.authorize_params.push((k.to_owned(), v.to_owned()));
     }
     if let Some(path) = &auth.private_key {

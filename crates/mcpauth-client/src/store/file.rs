@@ -240,7 +240,7 @@ fn location(home: Option<std::ffi::OsString>) -> Result<PathBuf, ClientError> {
 }
 
 /// The file stem of the tokens (and lock) of `key`.
-fn token_file_stem(key: &StoreKey) -> String {
+pub(super) fn token_file_stem(key: &StoreKey) -> String {
     let mut hasher = Sha256::new();
     hasher.update(key.resource.as_bytes());
     hasher.update([0]);
@@ -251,7 +251,7 @@ fn token_file_stem(key: &StoreKey) -> String {
 }
 
 /// The file stem of the client registration with `issuer`.
-fn client_file_stem(issuer: &str) -> String {
+pub(super) fn client_file_stem(issuer: &str) -> String {
     hex(&Sha256::digest(issuer.as_bytes()))
 }
 

@@ -5,6 +5,8 @@
 //! private, locked across processes) and [`MemoryStore`].
 
 mod file;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod memory;
 
 use mcpauth_core::{AccessToken, ClientSecret, RefreshToken, ScopeSet};
@@ -13,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::ClientError;
 
 pub use file::FileStore;
+#[cfg(feature = "keyring")]
+pub use keyring::KeyringStore;
 pub use memory::MemoryStore;
 
 /// The version of the record layout written by this build.

@@ -580,3 +580,47 @@ async fn login_through_the_device_code_grant() {
     assert_eq!(list[0]["refresh_token"], true);
     assert_eq!(server.seen(|c| c.authorizations), 0);
 }
+
+#[tokio::test]
+async fn protocol_parameters_cannot_be_overridden() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    for param in [
+        "state=x",
+        "code_challenge_method=plain",
+        "redirect_uri=https://evil.example/",
+    ] {
+        let out = run(
+            home.path(),
+            &["login", &server.mcp_url(), "--authorize-param", param],
+        )
+        .await;
+        assert_eq!(out.code, 1, "{param}: {}", out.stderr);
+        assert!(out.stderr.contains("is refused"), "{param}: {}", out.stderr);
+    }
+    server.seen(|c| assert_eq!((c.registrations, c.authorizations), (0, 0)));
+}
+
+#[tokio::test]
+async fn c27_keyring_store_falls_back_to_files_with_a_warning_when_no_keyring_runs() {
+    let home = tempfile::tempdir().unwrap();
+    // No session bus here, so no Secret Service: the keyring store must fall back, say so, and work.
+    let out = tokio::time::timeout(
+        LIMIT,
+        mcpauth(home.path())
+            .args(["--store", "keyring", "status", "--json"])
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env("XDG_RUNTIME_DIR", home.path())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("falling back to the file store"),
+        "{stderr}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+}

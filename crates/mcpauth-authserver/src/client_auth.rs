@@ -1,0 +1,394 @@
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3,
+//! RFC 7523 §2.2): `none`, `client_secret_basic`, `client_secret_post`, `private_key_jwt`.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mcpauth_core::{ErrorCode, OAuthError, constant_time_eq};
+use serde::Deserialize;
+
+use crate::clients::{self, AuthMethod, Client, LookupError};
+use crate::fetch;
+use crate::params::{Params, oauth_error};
+use crate::secrets::{hash_secret, now};
+use crate::server::Shared;
+
+/// RFC 7523 §2.2 client assertion type.
+pub(crate) const JWT_BEARER_ASSERTION: &str =
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Longest accepted client-assertion lifetime (bounds the replay table).
+const MAX_ASSERTION_LIFETIME: i64 = 3600;
+
+/// An OAuth error answered as JSON (RFC 6749 §5.2), with `Cache-Control: no-store`.
+#[derive(Debug)]
+pub(crate) struct TokenError {
+    pub status: StatusCode,
+    pub error: OAuthError,
+    /// Add `WWW-Authenticate: Basic` (the client tried HTTP Basic and failed).
+    pub basic_challenge: bool,
+}
+
+impl TokenError {
+    /// A 400 error.
+    pub(crate) fn bad(error: OAuthError) -> Self {
+        let status = match error.error {
+            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self {
+            status,
+            error,
+            basic_challenge: false,
+        }
+    }
+
+    /// `invalid_client` (401).
+    pub(crate) fn invalid_client(description: &str, basic: bool) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            error: oauth_error(ErrorCode::InvalidClient, description),
+            basic_challenge: basic,
+        }
+    }
+
+    /// `server_error` (500), logging the cause.
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::bad(oauth_error(ErrorCode::ServerError, "internal error"))
+    }
+
+    /// 429 `temporarily_unavailable`... with the rate-limit wording.
+    pub(crate) fn rate_limited() -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            error: oauth_error(
+                ErrorCode::TemporarilyUnavailable,
+                "too many requests; slow down",
+            ),
+            basic_challenge: false,
+        }
+    }
+}
+
+impl From<OAuthError> for TokenError {
+    fn from(e: OAuthError) -> Self {
+        Self::bad(e)
+    }
+}
+
+impl From<crate::error::AuthServerError> for TokenError {
+    fn from(e: crate::error::AuthServerError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(&self.error)).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CACHE_CONTROL, "no-store".parse().unwrap());
+        h.insert(header::PRAGMA, "no-cache".parse().unwrap());
+        if self.basic_challenge {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                "Basic realm=\"mcpauth\", charset=\"UTF-8\""
+                    .parse()
+                    .unwrap(),
+            );
+        }
+        resp
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (RFC 6749 §2.3.1 encodes the Basic
+/// credentials with it).
+fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Credentials of an `Authorization: Basic` header, if there is one.
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD
+        .decode(rest.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    Some(
+        decoded
+            .as_deref()
+            .and_then(|d| d.split_once(':'))
+            .and_then(|(id, secret)| Some((form_decode(id)?, form_decode(secret)?)))
+            .ok_or(()),
+    )
+}
+
+async fn lookup(shared: &Shared, client_id: &str, basic: bool) -> Result<Client, TokenError> {
+    match clients::resolve(shared, client_id).await {
+        Ok(c) => Ok(c),
+        Err(LookupError::Unknown) => Err(TokenError::invalid_client("unknown client", basic)),
+        Err(LookupError::Document(d)) => Err(TokenError::invalid_client(
+            &format!("the client ID metadata document is unusable: {d}"),
+            basic,
+        )),
+        Err(LookupError::Internal(e)) => Err(TokenError::internal(e)),
+    }
+}
+
+fn secret_matches(client: &Client, secret: &str) -> bool {
+    client
+        .secret_hash
+        .as_deref()
+        .is_some_and(|h| constant_time_eq(h.as_bytes(), hash_secret(secret).as_bytes()))
+}
+
+/// Authenticates the client of a token-endpoint-style request. `endpoint` is the URL called
+/// (also accepted as a client-assertion audience).
+pub(crate) async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    params: &Params,
+    endpoint: &str,
+) -> Result<Client, TokenError> {
+    let basic = basic_credentials(headers);
+    let assertion = params.get("client_assertion");
+    let post_secret = params.get("client_secret");
+    let methods = usize::from(basic.is_some())
+        + usize::from(assertion.is_some())
+        + usize::from(post_secret.is_some());
+    if methods > 1 {
+        return Err(oauth_error(
+            ErrorCode::InvalidRequest,
+            "use exactly one client authentication method (RFC 6749 §2.3)",
+        )
+        .into());
+    }
+    let param_id = params.get("client_id");
+    if let Some(basic) = basic {
+        let Ok((id, secret)) = basic else {
+            return Err(TokenError::invalid_client(
+                "malformed Basic credentials",
+                true,
+            ));
+        };
+        if param_id.is_some_and(|p| p != id) {
+            return Err(TokenError::invalid_client(
+                "client_id differs from the credentials",
+                true,
+            ));
+        }
+        let client = lookup(shared, &id, true).await?;
+        if !client.auth_method.uses_secret() || !secret_matches(&client, &secret) {
+            return Err(TokenError::invalid_client(
+                "client authentication failed",
+                true,
+            ));
+        }
+        return Ok(client);
+    }
+    if let Some(assertion) = assertion {
+        if params.get("client_assertion_type") != Some(JWT_BEARER_ASSERTION) {
+            return Err(TokenError::invalid_client(
+                "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                false,
+            ));
+        }
+        return verify_assertion(shared, assertion, param_id, endpoint).await;
+    }
+    let Some(id) = param_id else {
+        return Err(TokenError::invalid_client(
+            "no client authentication",
+            false,
+        ));
+    };
+    let client = lookup(shared, id, false).await?;
+    match (client.auth_method, post_secret) {
+        (AuthMethod::None, None) => Ok(client),
+        (m, Some(secret)) if m.uses_secret() && secret_matches(&client, secret) => Ok(client),
+        _ => Err(TokenError::invalid_client(
+            "client authentication failed",
+            false,
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+struct UnverifiedSubject {
+    sub: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AssertionClaims {
+    exp: i64,
+    jti: Option<String>,
+}
+
+/// The algorithm a JWK is used with: its `alg`, else the one its key type implies. The token
+/// header's `alg` is only compared with this, never trusted.
+fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
+    if let Some(a) = jwk.common.key_algorithm {
+        return a.to_string().parse().ok();
+    }
+    match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            Some(Algorithm::EdDSA)
+        }
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        _ => None,
+    }
+}
+
+/// The client's public keys: inline `jwks`, or `jwks_uri` fetched with the SSRF-safe fetcher
+/// and cached for five minutes.
+async fn client_keys(shared: &Shared, client: &Client) -> Result<JwkSet, TokenError> {
+    let bad = |d: String| TokenError::invalid_client(&d, false);
+    if let Some(jwks) = &client.metadata.jwks {
+        return serde_json::from_value(jwks.clone()).map_err(|e| bad(format!("client jwks: {e}")));
+    }
+    let Some(uri) = &client.metadata.jwks_uri else {
+        return Err(bad("the client has no jwks or jwks_uri".into()));
+    };
+    if let Some((set, at)) = shared.jwks_cache.lock().unwrap().get(uri)
+        && at.elapsed() < Duration::from_secs(300)
+    {
+        return Ok(set.clone());
+    }
+    let fetched = fetch::fetch(&shared.config.fetch, uri)
+        .await
+        .map_err(|e| bad(format!("client jwks_uri: {e}")))?;
+    let set: JwkSet = serde_json::from_slice(&fetched.body)
+        .map_err(|e| bad(format!("client jwks_uri document: {e}")))?;
+    let mut cache = shared.jwks_cache.lock().unwrap();
+    if cache.len() > 1000 {
+        cache.clear();
+    }
+    cache.insert(uri.clone(), (set.clone(), Instant::now()));
+    Ok(set)
+}
+
+async fn verify_assertion(
+    shared: &Shared,
+    assertion: &str,
+    param_id: Option<&str>,
+    endpoint: &str,
+) -> Result<Client, TokenError> {
+    let fail = |d: &str| TokenError::invalid_client(d, false);
+    let header =
+        jsonwebtoken::decode_header(assertion).map_err(|_| fail("malformed client assertion"))?;
+    // The subject only selects the client whose keys then verify the assertion.
+    let subject: UnverifiedSubject = jsonwebtoken::dangerous::insecure_decode(assertion)
+        .map(|d| d.claims)
+        .map_err(|_| fail("malformed client assertion"))?;
+    let client_id = subject
+        .sub
+        .ok_or_else(|| fail("the client assertion has no sub"))?;
+    if param_id.is_some_and(|p| p != client_id) {
+        return Err(fail("client_id differs from the assertion's sub"));
+    }
+    let client = lookup(shared, &client_id, false).await?;
+    if client.auth_method != AuthMethod::PrivateKeyJwt {
+        return Err(fail("the client is not registered for private_key_jwt"));
+    }
+    let keys = client_keys(shared, &client).await?;
+    let token_endpoint = shared.config.endpoint("/token");
+    let audiences = [
+        shared.config.issuer.as_str(),
+        token_endpoint.as_str(),
+        endpoint,
+    ];
+    let mut verified = None;
+    for jwk in keys
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+    {
+        let Some(alg) = key_algorithm(jwk) else {
+            continue;
+        };
+        if alg != header.alg {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let mut v = Validation::new(alg);
+        v.leeway = 30;
+        v.set_audience(&audiences);
+        v.set_issuer(&[&client_id]);
+        v.sub = Some(client_id.clone());
+        v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        if let Ok(d) = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v) {
+            verified = Some(d.claims);
+            break;
+        }
+    }
+    let claims = verified.ok_or_else(|| fail("the client assertion does not verify"))?;
+    let now = now();
+    if claims.exp > now + MAX_ASSERTION_LIFETIME {
+        return Err(fail("the client assertion lives too long"));
+    }
+    let jti = claims
+        .jti
+        .ok_or_else(|| fail("the client assertion has no jti (RFC 7523 §3)"))?;
+    if !shared
+        .store
+        .use_assertion_jti(&client_id, &jti, claims.exp + 60)
+        .await?
+    {
+        return Err(fail("the client assertion was already used"));
+    }
+    Ok(client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let mut h = HeaderMap::new();
+        let creds = STANDARD.encode("my%3Aclient:s%2Bcr+t%25");
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Basic {creds}").parse().unwrap(),
+        );
+        let (id, secret) = basic_credentials(&h).unwrap().unwrap();
+        assert_eq!(id, "my:client");
+        assert_eq!(secret, "s+cr t%");
+        h.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
+        assert!(basic_credentials(&h).unwrap().is_err());
+        h.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
+        assert!(basic_credentials(&h).is_none());
+    }
+}

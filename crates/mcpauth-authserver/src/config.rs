@@ -1,0 +1,366 @@
+//! Configuration of the authorization server: who it is, what it issues tokens for, and its
+//! policies. Built by the `mcpauth serve` command from flags and its config file.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use mcpauth_core::url_policy::{is_loopback, parse_url};
+
+use crate::error::AuthServerError;
+
+/// The algorithm of the access-token signing key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SigningAlg {
+    /// ECDSA with P-256 and SHA-256 (the default).
+    #[default]
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl SigningAlg {
+    /// The JOSE name (`ES256`, `EdDSA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+
+    /// Parses a JOSE name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ES256" => Some(SigningAlg::Es256),
+            "EdDSA" => Some(SigningAlg::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// Who may use the RFC 7591 registration endpoint.
+#[derive(Clone, Default)]
+pub enum RegistrationPolicy {
+    /// Anyone, subject to the `/register` rate limit (the default).
+    #[default]
+    Open,
+    /// Only requests bearing this initial access token (RFC 7591 §3).
+    InitialAccessToken(String),
+    /// No dynamic registration; `/register` is not advertised.
+    Disabled,
+}
+
+impl std::fmt::Debug for RegistrationPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistrationPolicy::Open => f.write_str("Open"),
+            RegistrationPolicy::InitialAccessToken(_) => {
+                f.write_str("InitialAccessToken(<redacted>)")
+            }
+            RegistrationPolicy::Disabled => f.write_str("Disabled"),
+        }
+    }
+}
+
+/// An IP network such as `127.0.0.0/8` or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR/PREFIX` or a single address.
+    pub fn parse(s: &str) -> Result<Self, AuthServerError> {
+        let bad = || AuthServerError::Config(format!("{s:?} is not an IP address or network"));
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is inside the network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How client ID metadata documents (and `jwks_uri` documents) are fetched (MCP SPEC A9, A10).
+#[derive(Clone, Debug)]
+pub struct FetchPolicy {
+    /// Whether URL client ids are accepted at all (`client_id_metadata_document_supported`).
+    pub enabled: bool,
+    /// Networks that may be fetched although they are loopback, private, link-local, unique
+    /// local or CGNAT: a development escape hatch, empty by default.
+    pub allow_networks: Vec<IpNet>,
+    /// Extra trusted root certificates (PEM) for those fetches, for development and tests.
+    pub extra_root_certs_pem: Vec<String>,
+    /// Largest accepted document, in bytes.
+    pub max_bytes: usize,
+    /// Time limit of one fetch, connection included.
+    pub timeout: Duration,
+    /// Cache lifetime when the response has no `Cache-Control: max-age`.
+    pub default_cache: Duration,
+    /// Longest cache lifetime, whatever the response says.
+    pub max_cache: Duration,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_networks: Vec::new(),
+            extra_root_certs_pem: Vec::new(),
+            max_bytes: 64 * 1024,
+            timeout: Duration::from_secs(5),
+            default_cache: Duration::from_secs(300),
+            max_cache: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_minute`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RateLimit {
+    /// Bucket size.
+    pub burst: u32,
+    /// Refill rate.
+    pub per_minute: u32,
+}
+
+impl RateLimit {
+    /// A limit of `burst` at once and `per_minute` sustained.
+    pub const fn new(burst: u32, per_minute: u32) -> Self {
+        Self { burst, per_minute }
+    }
+}
+
+/// Rate limits per client IP address and per client id; `None` turns one off.
+#[derive(Clone, Debug)]
+pub struct RateLimits {
+    /// `/authorize` and the login and consent forms, per IP.
+    pub authorize_per_ip: Option<RateLimit>,
+    /// Failed logins per IP.
+    pub login_per_ip: Option<RateLimit>,
+    /// `/token`, per IP.
+    pub token_per_ip: Option<RateLimit>,
+    /// `/token`, per client id.
+    pub token_per_client: Option<RateLimit>,
+    /// `/register`, per IP.
+    pub register_per_ip: Option<RateLimit>,
+}
+
+impl RateLimits {
+    /// No rate limits (for benchmarks).
+    pub fn none() -> Self {
+        Self {
+            authorize_per_ip: None,
+            login_per_ip: None,
+            token_per_ip: None,
+            token_per_client: None,
+            register_per_ip: None,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            authorize_per_ip: Some(RateLimit::new(60, 120)),
+            login_per_ip: Some(RateLimit::new(10, 10)),
+            token_per_ip: Some(RateLimit::new(600, 6000)),
+            token_per_client: Some(RateLimit::new(300, 3000)),
+            register_per_ip: Some(RateLimit::new(20, 10)),
+        }
+    }
+}
+
+/// Argon2id cost parameters for user passwords.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for PasswordParams {
+    /// The OWASP recommendation: 19 MiB, 2 passes, 1 lane.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl PasswordParams {
+    /// Cheap parameters for tests only.
+    pub fn insecure_for_tests() -> Self {
+        Self {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Everything the authorization server needs besides its [`Store`](crate::Store).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The issuer identifier, e.g. `https://auth.example.com` or `http://127.0.0.1:8080`. The
+    /// endpoints live under it; a path is allowed (metadata is then path-aware, RFC 8414 §3.1).
+    pub issuer: String,
+    /// The resources (MCP server URIs) tokens may be issued for (RFC 8707). When exactly one is
+    /// configured, requests without `resource` get it; with none, tokens carry the issuer as
+    /// audience.
+    pub resources: Vec<String>,
+    /// Scopes offered (`scopes_supported`); empty means any scope is accepted.
+    pub scopes_supported: Vec<String>,
+    /// Access token lifetime (MCP SPEC A6: short).
+    pub access_token_ttl: Duration,
+    /// Refresh token lifetime (sliding: each rotation starts it again).
+    pub refresh_token_ttl: Duration,
+    /// After a refresh token was rotated, how long presenting it again returns the same
+    /// successor instead of revoking the family (concurrent refreshes).
+    pub refresh_grace: Duration,
+    /// Authorization code lifetime.
+    pub code_ttl: Duration,
+    /// Login session lifetime.
+    pub session_ttl: Duration,
+    /// Who may register clients dynamically.
+    pub registration: RegistrationPolicy,
+    /// Client ID metadata document fetching.
+    pub fetch: FetchPolicy,
+    /// Algorithm of newly generated signing keys.
+    pub signing_alg: SigningAlg,
+    /// Rate limits.
+    pub rate_limits: RateLimits,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Largest accepted total size of request headers.
+    pub max_header_bytes: usize,
+    /// Argon2id parameters of the dummy hash verified for unknown users (match the real ones).
+    pub password_params: PasswordParams,
+    /// Whether cookies are `Secure` (and `__Host-` prefixed). Derived from the issuer scheme by
+    /// [`Config::new`].
+    pub secure_cookies: bool,
+}
+
+impl Config {
+    /// Defaults for `issuer`: 1 h access tokens, 30 d refresh tokens, 30 s refresh grace,
+    /// 60 s codes, 8 h sessions, open registration, ES256, 64 KiB bodies, 16 KiB headers.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
+        let secure_cookies = issuer.starts_with("https://");
+        Self {
+            issuer,
+            resources: Vec::new(),
+            scopes_supported: Vec::new(),
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            refresh_grace: Duration::from_secs(30),
+            code_ttl: Duration::from_secs(60),
+            session_ttl: Duration::from_secs(8 * 3600),
+            registration: RegistrationPolicy::Open,
+            fetch: FetchPolicy::default(),
+            signing_alg: SigningAlg::Es256,
+            rate_limits: RateLimits::default(),
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            password_params: PasswordParams::default(),
+            secure_cookies,
+        }
+    }
+
+    /// Checks the issuer (MCP SPEC A7: https, or http on loopback for development; no query or
+    /// fragment, RFC 8414 §2) and the resources.
+    pub fn validate(&self) -> Result<(), AuthServerError> {
+        let url = parse_url(&self.issuer)?;
+        let ok_scheme = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url));
+        if !ok_scheme {
+            return Err(AuthServerError::Config(format!(
+                "the issuer {:?} must be https (http only on a loopback host; MCP SPEC A7)",
+                self.issuer
+            )));
+        }
+        if url.query().is_some() || url.fragment().is_some() || self.issuer.ends_with('/') {
+            return Err(AuthServerError::Config(format!(
+                "the issuer {:?} must have no query, fragment or trailing slash (RFC 8414 §2)",
+                self.issuer
+            )));
+        }
+        for r in &self.resources {
+            parse_url(r)?;
+        }
+        Ok(())
+    }
+
+    /// The issuer's path without a trailing slash ("" for an issuer without a path).
+    pub(crate) fn issuer_path(&self) -> String {
+        parse_url(&self.issuer)
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The URL of an endpoint below the issuer, e.g. `endpoint("/token")`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_networks() {
+        let n = IpNet::parse("127.0.0.0/8").unwrap();
+        assert!(n.contains("127.1.2.3".parse().unwrap()));
+        assert!(!n.contains("128.0.0.1".parse().unwrap()));
+        assert!(
+            IpNet::parse("::1")
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+        assert!(
+            IpNet::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(IpNet::parse("1.2.3.4/33").is_err());
+    }
+
+    #[test]
+    fn a7_issuer_rules() {
+        assert!(Config::new("https://as.example/tenant").validate().is_ok());
+        assert!(Config::new("http://127.0.0.1:8080").validate().is_ok());
+        assert!(Config::new("http://as.example").validate().is_err());
+        assert!(Config::new("https://as.example/").validate().is_err());
+        assert!(Config::new("https://as.example").secure_cookies);
+        assert!(!Config::new("http://127.0.0.1:1").secure_cookies);
+    }
+}

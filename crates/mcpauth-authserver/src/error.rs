@@ -1,0 +1,60 @@
+//! The one error type of `mcpauth-authserver` (for setup and admin operations; protocol errors
+//! are answered on the wire as OAuth errors).
+
+use mcpauth_core::CoreError;
+
+/// Everything that can go wrong outside the OAuth wire protocol.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthServerError {
+    /// The configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The database failed or refused a statement.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying the embedded migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database URL names a backend this build does not support.
+    #[error(
+        "unsupported database URL {0:?}: use sqlite://PATH?mode=rwc, sqlite::memory: or postgres://…"
+    )]
+    UnsupportedDatabase(String),
+    /// A key could not be generated, parsed or used.
+    #[error("cryptographic failure: {0}")]
+    Crypto(String),
+    /// Hashing a password failed.
+    #[error("password hashing failed: {0}")]
+    Password(String),
+    /// A user, client or key that does not exist.
+    #[error("no {what} named {name:?}")]
+    NotFound {
+        /// "user", "client", ...
+        what: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// A user or client that already exists.
+    #[error("a {what} named {name:?} already exists")]
+    AlreadyExists {
+        /// "user", "client", ...
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Invalid input to an admin operation (e.g. a bad redirect URI).
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was invalid.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// A URL or document failed a rule of `mcpauth-core`.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// Serving failed (binding, accepting).
+    #[error("server I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

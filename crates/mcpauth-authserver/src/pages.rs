@@ -1,0 +1,89 @@
+//! The login, consent and error pages (askama templates under `templates/`; no JavaScript).
+
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::server::page_headers;
+
+/// The login form.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub(crate) struct LoginPage<'a> {
+    pub action: &'a str,
+    pub request_id: &'a str,
+    pub csrf: &'a str,
+    pub client_name: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+}
+
+/// The consent form (MCP SPEC A10: the redirect host is shown prominently).
+#[derive(Template)]
+#[template(path = "consent.html")]
+pub(crate) struct ConsentPage<'a> {
+    pub action: &'a str,
+    pub request_id: &'a str,
+    pub csrf: &'a str,
+    pub client_name: &'a str,
+    /// The URL client id, for clients identified by a metadata document.
+    pub client_url: Option<&'a str>,
+    pub username: &'a str,
+    pub redirect_host: &'a str,
+    pub localhost_warning: bool,
+    pub scopes: Vec<&'a str>,
+    pub resource: Option<&'a str>,
+}
+
+/// An error that cannot be sent back to the client (MCP SPEC A8).
+#[derive(Template)]
+#[template(path = "error.html")]
+pub(crate) struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
+}
+
+/// Renders a page with the anti-framing, CSP and no-store headers.
+pub(crate) fn render(status: StatusCode, page: &impl Template) -> Response {
+    let mut resp = match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    };
+    page_headers(&mut resp);
+    resp
+}
+
+/// An error page.
+pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    render(status, &ErrorPage { title, message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_untrusted_text() {
+        let html = ConsentPage {
+            action: "/authorize/consent",
+            request_id: "r",
+            csrf: "c",
+            client_name: "<script>x</script>",
+            client_url: None,
+            username: "u",
+            redirect_host: "app.example",
+            localhost_warning: true,
+            scopes: vec!["read"],
+            resource: None,
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains("<script>x"));
+        assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
+        assert!(html.contains("localhost"));
+        assert!(html.contains("app.example"));
+    }
+}

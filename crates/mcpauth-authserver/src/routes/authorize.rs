@@ -1,0 +1,638 @@
+//! The authorization endpoint and its login and consent forms (OAuth 2.1 §4.1; MCP SPEC A4, A8,
+//! A10). An unknown client or a redirect URI that is not registered gets an error page, never a
+//! redirect; every other error goes back to the client with `state` and RFC 9207 `iss`.
+//!
+//! The browser is identified by a random session cookie; a pending request is stored bound to
+//! its hash, and each form's CSRF token is a hash of the cookie and the request id, so a form
+//! can only be posted by the browser it was shown to.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mcpauth_core::{ErrorCode, OAuthError, ScopeSet, constant_time_eq, pkce::S256};
+use serde::{Deserialize, Serialize};
+
+use super::{AppState, PeerIp};
+use crate::clients::{self, ClientKind, LookupError, is_loopback_redirect, redirect_uri_allowed};
+use crate::error::AuthServerError;
+use crate::pages::{ConsentPage, LoginPage, error_page, render};
+use crate::params::{Params, oauth_error};
+use crate::passwords;
+use crate::rate_limit::Bucket;
+use crate::secrets::{digest_b64, hash_secret, now, random_bytes_b64, random_secret};
+use crate::server::Shared;
+use crate::store::NewCode;
+use crate::tokens::{check_resource, check_scope};
+
+/// How long a pending request waits for login and consent.
+const REQUEST_TTL: i64 = 600;
+
+/// A validated authorization request waiting for the user.
+#[derive(Debug, Serialize, Deserialize)]
+struct Pending {
+    client_id: String,
+    redirect_uri: String,
+    state: Option<String>,
+    code_challenge: String,
+    scope: String,
+    resource: Option<String>,
+}
+
+fn cookie_name(shared: &Shared) -> &'static str {
+    if shared.config.secure_cookies {
+        "__Host-mcpauth_session"
+    } else {
+        "mcpauth_session"
+    }
+}
+
+fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| v.len() == 43)
+}
+
+/// `Set-Cookie` for the session: `__Host-` prefix, `Secure`, `HttpOnly`, `SameSite=Lax`,
+/// `Path=/` (the prefix requires them all).
+fn set_cookie(shared: &Shared, value: &str, max_age: Option<u64>) -> HeaderValue {
+    let mut c = format!(
+        "{}={value}; Path=/; HttpOnly; SameSite=Lax",
+        cookie_name(shared)
+    );
+    if shared.config.secure_cookies {
+        c.push_str("; Secure");
+    }
+    if let Some(age) = max_age {
+        c.push_str(&format!("; Max-Age={age}"));
+    }
+    HeaderValue::from_str(&c).expect("cookie is ASCII")
+}
+
+fn csrf_token(sid: &str, request_id: &str) -> String {
+    digest_b64(&["mcpauth csrf v1", sid, request_id])
+}
+
+/// Appends parameters to a redirect URI's query.
+fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in pairs {
+            q.append_pair(k, v);
+        }
+    }
+    Some(url.to_string())
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response {
+    let mut resp = status.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// An error sent back to the client, with `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207).
+fn error_redirect(
+    shared: &Shared,
+    redirect_uri: &str,
+    state: Option<&str>,
+    e: &OAuthError,
+    status: StatusCode,
+) -> Response {
+    let mut pairs = vec![("error", e.error.as_str())];
+    if let Some(d) = &e.error_description {
+        pairs.push(("error_description", d));
+    }
+    if let Some(s) = state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &shared.config.issuer));
+    match redirect_with(redirect_uri, &pairs) {
+        Some(loc) => redirect(status, &loc),
+        None => error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "Bad redirect URI.",
+        ),
+    }
+}
+
+fn internal(e: AuthServerError) -> Response {
+    tracing::error!(error = %e, "authorization endpoint failed");
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "The authorization server could not complete the request.",
+    )
+}
+
+fn too_many() -> Response {
+    error_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many attempts",
+        "Wait a minute, then try again.",
+    )
+}
+
+/// `GET /authorize`.
+pub(crate) async fn authorize(
+    State(shared): AppState,
+    PeerIp(ip): PeerIp,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if !shared.allow(Bucket::Authorize, &ip) {
+        return too_many();
+    }
+    let bad = |m: &str| error_page(StatusCode::BAD_REQUEST, "Invalid authorization request", m);
+    let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
+        Ok(p) => p,
+        Err(e) => {
+            return bad(e
+                .error_description
+                .as_deref()
+                .unwrap_or("malformed request"));
+        }
+    };
+    let Some(client_id) = params.get("client_id") else {
+        return bad("The request has no client_id.");
+    };
+    let client = match clients::resolve(&shared, client_id).await {
+        Ok(c) => c,
+        Err(LookupError::Unknown) => return bad("The application is not registered here."),
+        Err(LookupError::Document(d)) => {
+            return bad(&format!(
+                "The application's metadata document could not be used: {d}"
+            ));
+        }
+        Err(LookupError::Internal(e)) => return internal(e),
+    };
+    let registered = &client.metadata.redirect_uris;
+    let redirect_uri = match params.get("redirect_uri") {
+        Some(r) => r.to_owned(),
+        None if registered.len() == 1 => registered[0].clone(),
+        None => return bad("The request has no redirect_uri."),
+    };
+    if !redirect_uri_allowed(registered, &redirect_uri) {
+        return bad("The redirect URI is not registered for this application.");
+    }
+    let state = params.get("state").map(str::to_owned);
+    let fail = |e: OAuthError| {
+        error_redirect(
+            &shared,
+            &redirect_uri,
+            state.as_deref(),
+            &e,
+            StatusCode::FOUND,
+        )
+    };
+    if params.get("response_type") != Some("code") {
+        return fail(oauth_error(
+            ErrorCode::UnsupportedResponseType,
+            "response_type must be code",
+        ));
+    }
+    let Some(challenge) = params.get("code_challenge") else {
+        return fail(oauth_error(
+            ErrorCode::InvalidRequest,
+            "code_challenge is required (PKCE, OAuth 2.1 §4.1.1)",
+        ));
+    };
+    if params.get("code_challenge_method") != Some(S256) {
+        return fail(oauth_error(
+            ErrorCode::InvalidRequest,
+            "code_challenge_method must be S256; plain is not accepted",
+        ));
+    }
+    if challenge.len() != 43
+        || !challenge
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+    {
+        return fail(oauth_error(
+            ErrorCode::InvalidRequest,
+            "code_challenge must be a base64url SHA-256 (43 characters)",
+        ));
+    }
+    if !client.allows_grant("authorization_code") {
+        return fail(oauth_error(
+            ErrorCode::UnauthorizedClient,
+            "the client is not registered for the authorization code grant",
+        ));
+    }
+    let scope = match check_scope(&shared, &client, params.get("scope")) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let resource = match check_resource(&shared, params.get("resource")) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let pending = Pending {
+        client_id: client.client_id.clone(),
+        redirect_uri: redirect_uri.clone(),
+        state: state.clone(),
+        code_challenge: challenge.to_owned(),
+        scope: scope.to_string(),
+        resource,
+    };
+    let prompt = params.get("prompt").unwrap_or("");
+    let now = now();
+    let cookie = session_cookie(&headers, cookie_name(&shared));
+    let user = match &cookie {
+        Some(sid) if !prompt.split(' ').any(|p| p == "login") => {
+            match shared.store.session_user(&hash_secret(sid), now).await {
+                Ok(u) => u,
+                Err(e) => return internal(e),
+            }
+        }
+        _ => None,
+    };
+    if prompt.split(' ').any(|p| p == "none") {
+        let Some(user) = &user else {
+            return fail(OAuthError::new(ErrorCode::Other("login_required".into())));
+        };
+        return match has_consent(&shared, user, &pending).await {
+            Ok(true) => finish(&shared, &pending, user, StatusCode::FOUND).await,
+            Ok(false) => fail(OAuthError::new(ErrorCode::Other("consent_required".into()))),
+            Err(e) => internal(e),
+        };
+    }
+    if let Some(user) = &user
+        && prompt.is_empty()
+    {
+        match has_consent(&shared, user, &pending).await {
+            Ok(true) => return finish(&shared, &pending, user, StatusCode::FOUND).await,
+            Ok(false) => {}
+            Err(e) => return internal(e),
+        }
+    }
+    let (sid, new_cookie) = match cookie {
+        Some(sid) => (sid, false),
+        None => (random_secret(), true),
+    };
+    let request_id = random_bytes_b64(18);
+    let json = serde_json::to_string(&pending).unwrap_or_default();
+    if let Err(e) = shared
+        .store
+        .insert_request(&request_id, &hash_secret(&sid), &json, now + REQUEST_TTL)
+        .await
+    {
+        return internal(e);
+    }
+    let mut resp = match &user {
+        Some(user_id) => consent_page(&shared, &pending, &request_id, &sid, user_id).await,
+        None => login_page(&shared, &pending, &request_id, &sid, "", None).await,
+    };
+    if new_cookie {
+        resp.headers_mut()
+            .append(header::SET_COOKIE, set_cookie(&shared, &sid, None));
+    }
+    resp
+}
+
+async fn login_page(
+    shared: &Shared,
+    pending: &Pending,
+    request_id: &str,
+    sid: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response {
+    let client = clients::resolve(shared, &pending.client_id).await.ok();
+    let name = client
+        .as_ref()
+        .map(|c| c.display_name().to_owned())
+        .unwrap_or_else(|| pending.client_id.clone());
+    let action = shared.config.endpoint("/authorize/login");
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    render(
+        status,
+        &LoginPage {
+            action: &action,
+            request_id,
+            csrf: &csrf_token(sid, request_id),
+            client_name: &name,
+            username,
+            error,
+        },
+    )
+}
+
+/// The host (and port) the user will be sent to, or the scheme of a private-use URI.
+fn redirect_host(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(u) => match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => format!("{}:", u.scheme()),
+        },
+        Err(_) => uri.to_owned(),
+    }
+}
+
+async fn consent_page(
+    shared: &Shared,
+    pending: &Pending,
+    request_id: &str,
+    sid: &str,
+    user_id: &str,
+) -> Response {
+    let client = match clients::resolve(shared, &pending.client_id).await {
+        Ok(c) => c,
+        Err(_) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Unknown application",
+                "The application is no longer registered.",
+            );
+        }
+    };
+    let username = match shared.store.user_by_id(user_id).await {
+        Ok(Some(u)) => u.username,
+        Ok(None) => String::new(),
+        Err(e) => return internal(e),
+    };
+    let is_document = client.kind == ClientKind::MetadataDocument;
+    let action = shared.config.endpoint("/authorize/consent");
+    let scope = ScopeSet::parse(&pending.scope);
+    render(
+        StatusCode::OK,
+        &ConsentPage {
+            action: &action,
+            request_id,
+            csrf: &csrf_token(sid, request_id),
+            client_name: client.display_name(),
+            client_url: is_document.then_some(client.client_id.as_str()),
+            username: &username,
+            redirect_host: &redirect_host(&pending.redirect_uri),
+            localhost_warning: is_document && is_loopback_redirect(&pending.redirect_uri),
+            scopes: scope.iter().collect(),
+            resource: pending.resource.as_deref(),
+        },
+    )
+}
+
+/// Sorted, space-separated: the key under which consent is remembered.
+fn consent_key(scope: &str) -> String {
+    let set = ScopeSet::parse(scope);
+    let mut v: Vec<&str> = set.iter().collect();
+    v.sort_unstable();
+    v.join(" ")
+}
+
+async fn has_consent(
+    shared: &Shared,
+    user_id: &str,
+    pending: &Pending,
+) -> Result<bool, AuthServerError> {
+    let wanted = ScopeSet::parse(&pending.scope);
+    Ok(shared
+        .store
+        .consents(user_id, &pending.client_id)
+        .await?
+        .iter()
+        .any(|granted| ScopeSet::parse(granted).is_superset(&wanted)))
+}
+
+/// Issues the code and redirects back with `code`, `state` and `iss`.
+async fn finish(shared: &Shared, pending: &Pending, user_id: &str, status: StatusCode) -> Response {
+    let code = random_secret();
+    let now = now();
+    let family = random_bytes_b64(16);
+    let stored = shared
+        .store
+        .insert_code(&NewCode {
+            code_hash: &hash_secret(&code),
+            client_id: &pending.client_id,
+            user_id,
+            redirect_uri: &pending.redirect_uri,
+            code_challenge: &pending.code_challenge,
+            resource: pending.resource.as_deref(),
+            scope: &pending.scope,
+            family_id: &family,
+            created_at: now,
+            expires_at: now + shared.config.code_ttl.as_secs() as i64,
+        })
+        .await;
+    if let Err(e) = stored {
+        return internal(e);
+    }
+    let mut pairs = vec![("code", code.as_str())];
+    if let Some(s) = &pending.state {
+        pairs.push(("state", s));
+    }
+    pairs.push(("iss", &shared.config.issuer));
+    match redirect_with(&pending.redirect_uri, &pairs) {
+        Some(loc) => redirect(status, &loc),
+        None => error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "Bad redirect URI.",
+        ),
+    }
+}
+
+/// A form post: the browser's cookie, the CSRF check and the pending request it belongs to.
+struct FormPost {
+    params: Params,
+    sid: String,
+    request_id: String,
+    pending: Pending,
+}
+
+async fn check_form(
+    shared: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<FormPost, Response> {
+    let refuse = |m: &str| error_page(StatusCode::FORBIDDEN, "Request refused", m);
+    let params = Params::parse(body).map_err(|_| refuse("The form is malformed."))?;
+    let sid = session_cookie(headers, cookie_name(shared)).ok_or_else(|| {
+        refuse("Your browser did not send the session cookie. Enable cookies and start again.")
+    })?;
+    let request_id = params
+        .get("request_id")
+        .ok_or_else(|| refuse("The form is incomplete."))?
+        .to_owned();
+    let csrf_ok = params
+        .get("csrf")
+        .is_some_and(|c| constant_time_eq(c.as_bytes(), csrf_token(&sid, &request_id).as_bytes()));
+    if !csrf_ok {
+        return Err(refuse(
+            "The form's security token is missing or wrong (cross-site request forgery protection).",
+        ));
+    }
+    let json = shared
+        .store
+        .request(&request_id, &hash_secret(&sid), now())
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            error_page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in request has expired or was already used. Start again from the application.",
+            )
+        })?;
+    let pending: Pending = serde_json::from_str(&json).map_err(|e| {
+        internal(AuthServerError::Invalid {
+            what: "stored request",
+            reason: e.to_string(),
+        })
+    })?;
+    Ok(FormPost {
+        params,
+        sid,
+        request_id,
+        pending,
+    })
+}
+
+/// `POST /authorize/login`.
+pub(crate) async fn login(
+    State(shared): AppState,
+    PeerIp(ip): PeerIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !shared.allow(Bucket::Authorize, &ip) {
+        return too_many();
+    }
+    let form = match check_form(&shared, &headers, &body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let username = form.params.get("username").unwrap_or("").to_owned();
+    let password = form.params.get("password").unwrap_or("").to_owned();
+    if !shared.allow(Bucket::Login, &ip) {
+        return too_many();
+    }
+    let user = match shared.store.user_by_name(&username).await {
+        Ok(u) => u,
+        Err(e) => return internal(e),
+    };
+    // Verify against a dummy hash for unknown users so both cases take as long.
+    let phc = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| shared.dummy_password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || passwords::verify(&password, &phc))
+        .await
+        .unwrap_or(false);
+    let Some(user) = user.filter(|_| ok) else {
+        return login_page(
+            &shared,
+            &form.pending,
+            &form.request_id,
+            &form.sid,
+            &username,
+            Some("Wrong username or password."),
+        )
+        .await;
+    };
+    // A new session id on login (no session fixation); the pending request follows it.
+    let sid = random_secret();
+    let sid_hash = hash_secret(&sid);
+    let now = now();
+    let ttl = shared.config.session_ttl.as_secs();
+    let stored = async {
+        shared
+            .store
+            .insert_session(&sid_hash, &user.id, now, now + ttl as i64)
+            .await?;
+        shared
+            .store
+            .rebind_request(&form.request_id, &sid_hash)
+            .await
+    };
+    if let Err(e) = stored.await {
+        return internal(e);
+    }
+    let mut resp = match has_consent(&shared, &user.id, &form.pending).await {
+        Ok(true) => match shared.store.take_request(&form.request_id).await {
+            Ok(_) => finish(&shared, &form.pending, &user.id, StatusCode::SEE_OTHER).await,
+            Err(e) => internal(e),
+        },
+        Ok(false) => consent_page(&shared, &form.pending, &form.request_id, &sid, &user.id).await,
+        Err(e) => internal(e),
+    };
+    resp.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&shared, &sid, Some(ttl)));
+    resp
+}
+
+/// `POST /authorize/consent`.
+pub(crate) async fn consent(
+    State(shared): AppState,
+    PeerIp(ip): PeerIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !shared.allow(Bucket::Authorize, &ip) {
+        return too_many();
+    }
+    let form = match check_form(&shared, &headers, &body).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let user = match shared
+        .store
+        .session_user(&hash_secret(&form.sid), now())
+        .await
+    {
+        Ok(Some(u)) => u,
+        Ok(None) => {
+            return error_page(
+                StatusCode::FORBIDDEN,
+                "Not signed in",
+                "Your session has ended. Start again from the application.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    match shared.store.take_request(&form.request_id).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Already answered",
+                "This request was already answered.",
+            );
+        }
+        Err(e) => return internal(e),
+    }
+    let p = &form.pending;
+    if form.params.get("decision") != Some("allow") {
+        let e = oauth_error(ErrorCode::AccessDenied, "the user denied the request");
+        return error_redirect(
+            &shared,
+            &p.redirect_uri,
+            p.state.as_deref(),
+            &e,
+            StatusCode::SEE_OTHER,
+        );
+    }
+    if let Err(e) = shared
+        .store
+        .insert_consent(&user, &p.client_id, &consent_key(&p.scope), now())
+        .await
+    {
+        return internal(e);
+    }
+    finish(&shared, p, &user, StatusCode::SEE_OTHER).await
+}

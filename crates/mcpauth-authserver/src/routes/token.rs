@@ -1,0 +1,373 @@
+//! The token endpoint (RFC 6749 §3.2): `authorization_code` with PKCE (single use; a replay
+//! revokes what the code issued), `refresh_token` (rotation for every client, reuse detection
+//! revoking the family, a grace window for concurrent refreshes; MCP SPEC A6) and
+//! `client_credentials` (confidential clients; MCP SPEC A12).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use mcpauth_core::{
+    AccessToken, ErrorCode, PkceVerifier, RefreshToken, ScopeSet, TokenResponse, TokenType,
+    constant_time_eq, pkce,
+};
+
+use super::{AppState, PeerIp, no_store_json};
+use crate::client_auth::{TokenError, authenticate};
+use crate::clients::Client;
+use crate::params::{Params, invalid_request, oauth_error};
+use crate::rate_limit::Bucket;
+use crate::secrets::{hash_secret, now, random_secret, seal, unseal};
+use crate::server::Shared;
+use crate::store::{NewRefresh, RefreshRow, Rotation};
+use crate::tokens::{audience, check_resource, check_scope, issue_access_token};
+
+/// `POST /token`.
+pub(crate) async fn token(
+    State(shared): AppState,
+    PeerIp(ip): PeerIp,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&shared, &ip, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    ip: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, TokenError> {
+    if !shared.allow(Bucket::TokenIp, ip) {
+        return Err(TokenError::rate_limited());
+    }
+    let params = Params::parse(body)?;
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| invalid_request("grant_type is required"))?;
+    if !matches!(
+        grant_type,
+        "authorization_code" | "refresh_token" | "client_credentials"
+    ) {
+        return Err(oauth_error(
+            ErrorCode::UnsupportedGrantType,
+            "supported grant types: authorization_code, refresh_token, client_credentials",
+        )
+        .into());
+    }
+    let endpoint = shared.config.endpoint("/token");
+    let client = authenticate(shared, headers, &params, &endpoint).await?;
+    if !shared.allow(Bucket::TokenClient, &client.client_id) {
+        return Err(TokenError::rate_limited());
+    }
+    if !client.allows_grant(grant_type) {
+        return Err(oauth_error(
+            ErrorCode::UnauthorizedClient,
+            &format!("the client is not registered for the {grant_type} grant"),
+        )
+        .into());
+    }
+    match grant_type {
+        "authorization_code" => authorization_code(shared, &client, &params).await,
+        "refresh_token" => refresh_token(shared, &client, &params).await,
+        _ => client_credentials(shared, &client, &params).await,
+    }
+}
+
+fn invalid_grant(description: &str) -> TokenError {
+    oauth_error(ErrorCode::InvalidGrant, description).into()
+}
+
+fn respond(access: String, expires_in: u64, refresh: Option<String>, scope: &ScopeSet) -> Response {
+    let body = TokenResponse {
+        access_token: AccessToken::new(access),
+        token_type: TokenType::Bearer,
+        expires_in: Some(expires_in),
+        refresh_token: refresh.map(RefreshToken::new),
+        scope: (!scope.is_empty()).then(|| scope.to_string()),
+        issued_token_type: None,
+        extra: Default::default(),
+    };
+    no_store_json(StatusCode::OK, &body)
+}
+
+/// Whether a PKCE verifier has the RFC 7636 §4.1 form.
+fn verifier_well_formed(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'))
+}
+
+async fn authorization_code(
+    shared: &Shared,
+    client: &Client,
+    params: &Params,
+) -> Result<Response, TokenError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| invalid_request("code is required"))?;
+    let verifier = params.get("code_verifier").ok_or_else(|| {
+        invalid_request("code_verifier is required: PKCE is mandatory (OAuth 2.1 §4.1.3)")
+    })?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| invalid_request("redirect_uri is required"))?;
+    let code_hash = hash_secret(code);
+    let store = &shared.store;
+    let Some(row) = store.code(&code_hash).await? else {
+        return Err(invalid_grant("unknown authorization code"));
+    };
+    if row.client_id != client.client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    let now = now();
+    let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+    if row.used_at.is_some() {
+        // A replayed code: revoke everything it issued (OAuth 2.1 §4.1.3).
+        store
+            .revoke_family(&row.family_id, now, family_until)
+            .await?;
+        tracing::warn!(client_id = %client.client_id, "authorization code replay; tokens revoked");
+        return Err(invalid_grant(
+            "the authorization code was already used; the tokens issued from it are revoked",
+        ));
+    }
+    if row.expires_at <= now {
+        return Err(invalid_grant("the authorization code has expired"));
+    }
+    let challenge_ok = verifier_well_formed(verifier)
+        && constant_time_eq(
+            pkce::challenge_s256(&PkceVerifier::new(verifier)).as_bytes(),
+            row.code_challenge.as_bytes(),
+        );
+    if row.redirect_uri != redirect_uri || !challenge_ok {
+        // Burn the code: one attempt only.
+        store.spend_code(&code_hash, now).await?;
+        return Err(invalid_grant(if challenge_ok {
+            "redirect_uri differs from the authorization request"
+        } else {
+            "PKCE verification failed: code_verifier does not match code_challenge (S256)"
+        }));
+    }
+    if let Some(r) = params.get("resource")
+        && row.resource.as_deref() != Some(r)
+    {
+        store.spend_code(&code_hash, now).await?;
+        return Err(oauth_error(
+            ErrorCode::InvalidTarget,
+            "resource differs from the authorization request (RFC 8707)",
+        )
+        .into());
+    }
+    let scope = ScopeSet::parse(&row.scope);
+    // The refresh token goes in before the code is spent, so that a concurrent replay that
+    // revokes the family also catches it.
+    let refresh = if client.allows_grant("refresh_token") {
+        let token = random_secret();
+        store
+            .insert_refresh(&NewRefresh {
+                token_hash: &hash_secret(&token),
+                family_id: &row.family_id,
+                client_id: &client.client_id,
+                user_id: &row.user_id,
+                scope: &row.scope,
+                resource: row.resource.as_deref(),
+                created_at: now,
+                expires_at: family_until,
+            })
+            .await?;
+        Some(token)
+    } else {
+        None
+    };
+    if !store.spend_code(&code_hash, now).await? {
+        store
+            .revoke_family(&row.family_id, now, family_until)
+            .await?;
+        return Err(invalid_grant(
+            "the authorization code was already used; the tokens issued from it are revoked",
+        ));
+    }
+    let aud = audience(shared, row.resource.as_deref());
+    let (access, ttl) = issue_access_token(
+        shared,
+        &row.user_id,
+        &client.client_id,
+        &aud,
+        &scope,
+        Some(&row.family_id),
+    )
+    .await?;
+    Ok(respond(access, ttl, refresh, &scope))
+}
+
+async fn refresh_token(
+    shared: &Shared,
+    client: &Client,
+    params: &Params,
+) -> Result<Response, TokenError> {
+    let presented = params
+        .get("refresh_token")
+        .ok_or_else(|| invalid_request("refresh_token is required"))?;
+    let hash = hash_secret(presented);
+    let store = &shared.store;
+    let Some(mut row) = store.refresh(&hash).await? else {
+        return Err(invalid_grant("unknown refresh token"));
+    };
+    if row.client_id != client.client_id {
+        return Err(invalid_grant(
+            "the refresh token was issued to another client",
+        ));
+    }
+    let now = now();
+    if row.revoked_at.is_some() {
+        return Err(invalid_grant("the refresh token was revoked"));
+    }
+    if row.expires_at <= now {
+        return Err(invalid_grant("the refresh token has expired"));
+    }
+    let granted = ScopeSet::parse(&row.scope);
+    let scope = match params.get("scope") {
+        Some(s) => {
+            let s = ScopeSet::parse(s);
+            if !granted.is_superset(&s) {
+                return Err(oauth_error(
+                    ErrorCode::InvalidScope,
+                    "the requested scope exceeds the original grant",
+                )
+                .into());
+            }
+            s
+        }
+        None => granted,
+    };
+    if let Some(r) = params.get("resource")
+        && row.resource.as_deref() != Some(r)
+    {
+        return Err(oauth_error(
+            ErrorCode::InvalidTarget,
+            "resource differs from the original grant (RFC 8707)",
+        )
+        .into());
+    }
+    let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+    if row.used_at.is_none() {
+        let successor = random_secret();
+        let successor_hash = hash_secret(&successor);
+        store
+            .insert_refresh(&NewRefresh {
+                token_hash: &successor_hash,
+                family_id: &row.family_id,
+                client_id: &row.client_id,
+                user_id: &row.user_id,
+                scope: &row.scope,
+                resource: row.resource.as_deref(),
+                created_at: now,
+                expires_at: family_until,
+            })
+            .await?;
+        let rotated = store
+            .rotate_refresh(&Rotation {
+                old_hash: &hash,
+                now,
+                successor_hash: &successor_hash,
+                successor_sealed: &seal(presented, &successor),
+            })
+            .await?;
+        if rotated {
+            return issue(shared, &row, &scope, successor).await;
+        }
+        // Another request rotated it first: this is a reuse, judged below.
+        store.delete_refresh(&successor_hash).await?;
+        row = store
+            .refresh(&hash)
+            .await?
+            .ok_or_else(|| invalid_grant("unknown refresh token"))?;
+    }
+    // A spent token. Within the grace window, the same successor again (concurrent refresh);
+    // otherwise a reuse: revoke the whole family (OAuth 2.1 §4.3.1).
+    if let Some(successor) = grace_successor(shared, &row, presented, now).await? {
+        return issue(shared, &row, &scope, successor).await;
+    }
+    store
+        .revoke_family(&row.family_id, now, family_until)
+        .await?;
+    tracing::warn!(client_id = %client.client_id, "refresh token reuse; family revoked");
+    Err(invalid_grant(
+        "the refresh token was already used; every token of this grant is revoked",
+    ))
+}
+
+/// The successor of a spent refresh token when the grace window allows returning it again.
+async fn grace_successor(
+    shared: &Shared,
+    row: &RefreshRow,
+    presented: &str,
+    now: i64,
+) -> Result<Option<String>, TokenError> {
+    let grace = shared.config.refresh_grace.as_secs() as i64;
+    let (Some(used_at), Some(sealed), Some(successor_hash)) =
+        (row.used_at, &row.successor_sealed, &row.successor_hash)
+    else {
+        return Ok(None);
+    };
+    if grace == 0 || row.revoked_at.is_some() || now - used_at > grace {
+        return Ok(None);
+    }
+    let Some(successor) = shared.store.refresh(successor_hash).await? else {
+        return Ok(None);
+    };
+    if successor.used_at.is_some() || successor.revoked_at.is_some() {
+        return Ok(None);
+    }
+    Ok(unseal(presented, sealed))
+}
+
+async fn issue(
+    shared: &Shared,
+    row: &RefreshRow,
+    scope: &ScopeSet,
+    refresh: String,
+) -> Result<Response, TokenError> {
+    let aud = audience(shared, row.resource.as_deref());
+    let (access, ttl) = issue_access_token(
+        shared,
+        &row.user_id,
+        &row.client_id,
+        &aud,
+        scope,
+        Some(&row.family_id),
+    )
+    .await?;
+    Ok(respond(access, ttl, Some(refresh), scope))
+}
+
+async fn client_credentials(
+    shared: &Shared,
+    client: &Client,
+    params: &Params,
+) -> Result<Response, TokenError> {
+    if !client.is_confidential() {
+        return Err(oauth_error(
+            ErrorCode::UnauthorizedClient,
+            "client_credentials needs a confidential client",
+        )
+        .into());
+    }
+    let scope = check_scope(shared, client, params.get("scope"))?;
+    let resource = check_resource(shared, params.get("resource"))?;
+    let aud = audience(shared, resource.as_deref());
+    let (access, ttl) = issue_access_token(
+        shared,
+        &client.client_id,
+        &client.client_id,
+        &aud,
+        &scope,
+        None,
+    )
+    .await?;
+    Ok(respond(access, ttl, None, &scope))
+}

@@ -1,0 +1,257 @@
+//! The server: shared state, the axum router with its layers, and `serve`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use jsonwebtoken::jwk::JwkSet;
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+use crate::config::{Config, RegistrationPolicy};
+use crate::error::AuthServerError;
+use crate::keys::KeyRing;
+use crate::rate_limit::{Bucket, RateLimiter};
+use crate::routes;
+use crate::secrets::hash_secret;
+use crate::store::Store;
+
+/// State shared by every request.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub store: Store,
+    pub keys: KeyRing,
+    pub limiter: RateLimiter,
+    /// An argon2id hash verified against for unknown users, so that timing does not tell which
+    /// usernames exist.
+    pub dummy_password_hash: String,
+    /// SHA-256 of the initial access token, when registration requires one.
+    pub registration_token_hash: Option<String>,
+    /// Fetched client `jwks_uri` documents.
+    pub jwks_cache: Mutex<HashMap<String, (JwkSet, Instant)>>,
+}
+
+crate::redacted_debug!(Shared);
+
+impl Shared {
+    /// Takes a token from the rate-limit bucket of `key` (an IP address or a client id).
+    pub(crate) fn allow(&self, bucket: Bucket, key: &str) -> bool {
+        let l = &self.config.rate_limits;
+        let limit = match bucket {
+            Bucket::Authorize => l.authorize_per_ip,
+            Bucket::Login => l.login_per_ip,
+            Bucket::TokenIp => l.token_per_ip,
+            Bucket::TokenClient => l.token_per_client,
+            Bucket::Register => l.register_per_ip,
+        };
+        self.limiter.allow(limit, bucket, key)
+    }
+}
+
+/// A configured authorization server: build it once, then take its [`router`](Self::router) or
+/// [`serve`] it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuthServer {
+    shared: Arc<Shared>,
+}
+
+impl AuthServer {
+    /// Checks the configuration and loads (on first start: generates) the signing keys.
+    pub async fn new(config: Config, store: Store) -> Result<AuthServer, AuthServerError> {
+        config.validate()?;
+        let keys = KeyRing::load(store.clone(), config.signing_alg).await?;
+        let params = config.password_params;
+        let dummy_password_hash = tokio::task::spawn_blocking(move || {
+            crate::passwords::hash(&crate::secrets::random_secret(), params)
+        })
+        .await
+        .map_err(|e| AuthServerError::Password(e.to_string()))??;
+        let registration_token_hash = match &config.registration {
+            RegistrationPolicy::InitialAccessToken(t) => Some(hash_secret(t)),
+            _ => None,
+        };
+        Ok(AuthServer {
+            shared: Arc::new(Shared {
+                config,
+                store,
+                keys,
+                limiter: RateLimiter::default(),
+                dummy_password_hash,
+                registration_token_hash,
+                jwks_cache: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Re-reads the signing keys now (e.g. after [`crate::admin::rotate_keys`] in this process;
+    /// other instances pick a rotation up within a minute).
+    pub async fn reload_keys(&self) -> Result<(), AuthServerError> {
+        self.shared.keys.reload().await
+    }
+
+    /// The axum router with every endpoint and layer. Serve it with connect info
+    /// (`into_make_service_with_connect_info::<SocketAddr>()`) so that per-IP rate limits see
+    /// the peer address; [`serve`] does.
+    pub fn router(&self) -> Router {
+        router(self)
+    }
+}
+
+/// The router of `server`: endpoints under the issuer's path, metadata at the RFC 8414 and
+/// OpenID well-known locations, CORS on the endpoints browsers call, body and header limits,
+/// and `Authorization`/`Cookie` marked sensitive.
+pub fn router(server: &AuthServer) -> Router {
+    let shared = server.shared.clone();
+    let config = &shared.config;
+    let base = config.issuer_path();
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(3600));
+    // Endpoints a browser-based client may call cross-origin (no credentials).
+    let mut cors_routes = Router::new()
+        .route(&format!("{base}/token"), post(routes::token::token))
+        .route(&format!("{base}/revoke"), post(routes::revoke::revoke))
+        .route(&format!("{base}/jwks"), get(routes::metadata::jwks));
+    if !matches!(config.registration, RegistrationPolicy::Disabled) {
+        cors_routes = cors_routes.route(
+            &format!("{base}/register"),
+            post(routes::register::register),
+        );
+    }
+    for path in routes::metadata::metadata_paths(config) {
+        cors_routes = cors_routes.route(&path, get(routes::metadata::metadata));
+    }
+    let cors_routes = cors_routes.layer(cors);
+    let max_header_bytes = config.max_header_bytes;
+    Router::new()
+        .route(
+            &format!("{base}/authorize"),
+            get(routes::authorize::authorize),
+        )
+        .route(
+            &format!("{base}/authorize/login"),
+            post(routes::authorize::login),
+        )
+        .route(
+            &format!("{base}/authorize/consent"),
+            post(routes::authorize::consent),
+        )
+        .route(
+            &format!("{base}/introspect"),
+            post(routes::introspect::introspect),
+        )
+        .route(&format!("{base}/healthz"), get(healthz))
+        .merge(cors_routes)
+        .fallback(not_found)
+        .with_state(shared.clone())
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            limit_headers(req, next, max_header_bytes)
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+/// Refuses requests whose headers are larger than `max` bytes in total, or more than 100.
+async fn limit_headers(req: Request, next: Next, max: usize) -> Response {
+    let headers = req.headers();
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len();
+    if size > max || headers.len() > 100 {
+        return (
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request headers too large",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// The peer address of a request, or "unknown".
+pub(crate) fn client_ip(req_extensions: &axum::http::Extensions) -> String {
+    req_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Headers every HTML page carries: no framing (clickjacking), no caching, no sniffing, no
+/// referrer, and a CSP that allows only the inline stylesheet.
+pub(crate) fn page_headers(resp: &mut Response) {
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: HeaderName, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+         frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::CACHE_CONTROL, "no-store");
+}
+
+/// Serves `server` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Expired rows are purged every ten minutes meanwhile.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    server: AuthServer,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AuthServerError> {
+    let store = server.store().clone();
+    let purge = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.purge_expired().await {
+                tracing::warn!(error = %e, "purging expired rows failed");
+            }
+        }
+    });
+    let app = server
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    purge.abort();
+    result.map_err(AuthServerError::Io)
+}

@@ -1,0 +1,118 @@
+//! Registered clients and cached client ID metadata documents.
+
+use sqlx::Row;
+
+use super::{Store, is_unique_violation};
+use crate::error::AuthServerError;
+
+/// A client as stored; `metadata` is RFC 7591 client metadata JSON.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientRow {
+    pub client_id: String,
+    pub kind: String,
+    pub auth_method: String,
+    pub secret_hash: Option<String>,
+    pub metadata: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+fn client(row: &sqlx::any::AnyRow) -> Result<ClientRow, sqlx::Error> {
+    Ok(ClientRow {
+        client_id: row.try_get("client_id")?,
+        kind: row.try_get("kind")?,
+        auth_method: row.try_get("auth_method")?,
+        secret_hash: row.try_get("secret_hash")?,
+        metadata: row.try_get("metadata")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+impl Store {
+    pub(crate) async fn insert_client(&self, c: &ClientRow) -> Result<(), AuthServerError> {
+        sqlx::query(
+            "INSERT INTO clients (client_id, kind, auth_method, secret_hash, metadata, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&c.client_id)
+        .bind(&c.kind)
+        .bind(&c.auth_method)
+        .bind(&c.secret_hash)
+        .bind(&c.metadata)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(self.pool())
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                AuthServerError::AlreadyExists {
+                    what: "client",
+                    name: c.client_id.clone(),
+                }
+            } else {
+                e.into()
+            }
+        })?;
+        Ok(())
+    }
+
+    /// Stores a freshly fetched client ID metadata document, replacing an older copy.
+    pub(crate) async fn upsert_metadata_document(
+        &self,
+        c: &ClientRow,
+    ) -> Result<(), AuthServerError> {
+        sqlx::query(
+            "INSERT INTO clients (client_id, kind, auth_method, secret_hash, metadata, created_at, \
+             expires_at) VALUES ($1, 'metadata_document', $2, NULL, $3, $4, $5) \
+             ON CONFLICT (client_id) DO UPDATE SET auth_method = $2, metadata = $3, \
+             created_at = $4, expires_at = $5 WHERE clients.kind = 'metadata_document'",
+        )
+        .bind(&c.client_id)
+        .bind(&c.auth_method)
+        .bind(&c.metadata)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ClientRow>, AuthServerError> {
+        let row = sqlx::query("SELECT * FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(client).transpose()?)
+    }
+
+    pub(crate) async fn list_clients(&self) -> Result<Vec<ClientRow>, AuthServerError> {
+        let rows = sqlx::query("SELECT * FROM clients ORDER BY created_at, client_id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(client).collect::<Result<_, _>>()?)
+    }
+
+    /// Removes a client and revokes what it holds. Returns whether it existed.
+    pub(crate) async fn delete_client(&self, client_id: &str) -> Result<bool, AuthServerError> {
+        for sql in [
+            "UPDATE refresh_tokens SET revoked_at = 0 WHERE client_id = $1 AND revoked_at IS NULL",
+            "DELETE FROM consents WHERE client_id = $1",
+            "DELETE FROM authorization_codes WHERE client_id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(client_id)
+                .execute(self.pool())
+                .await?;
+        }
+        let n = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,96 @@
+//! Registration (RFC 7591, MCP SPEC C14, A3) and client ID metadata documents (A9, A10).
+
+use mcpauth_authserver::RegistrationPolicy;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn register(ts: &TestServer, body: Value, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = http().post(ts.url("/register")).json(&body);
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+both_backends! {
+    /// C14: native clients register loopback or private-use redirect URIs, web clients https
+    /// only; confidential clients get a secret; client_credentials cannot be registered.
+    async fn c14_registration_redirect_uri_rules(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        let (s, b) = register(&ts, json!({"application_type": "native",
+            "redirect_uris": ["http://127.0.0.1/cb", "com.example.app:/cb"],
+            "token_endpoint_auth_method": "none"}), None).await;
+        assert_eq!(s, 201, "{b}");
+        assert_eq!(b["application_type"], "native");
+        let (s, b) = register(&ts, json!({"application_type": "web",
+            "redirect_uris": ["http://127.0.0.1/cb"]}), None).await;
+        assert_eq!((s, b["error"].as_str()), (400, Some("invalid_redirect_uri")));
+        let (s, b) = register(&ts, json!({"application_type": "native",
+            "redirect_uris": ["http://app.example/cb"]}), None).await;
+        assert_eq!((s, b["error"].as_str()), (400, Some("invalid_redirect_uri")));
+        let (s, b) = register(&ts, json!({"application_type": "web",
+            "redirect_uris": ["https://app.example/cb"],
+            "token_endpoint_auth_method": "client_secret_post"}), None).await;
+        assert_eq!(s, 201);
+        assert!(b["client_secret"].as_str().unwrap().len() >= 43);
+        assert_eq!(b["client_secret_expires_at"], 0);
+        let (s, b) = register(&ts, json!({"redirect_uris": ["https://app.example/cb"],
+            "grant_types": ["client_credentials"]}), None).await;
+        assert_eq!((s, b["error"].as_str()), (400, Some("invalid_client_metadata")));
+        let (s, _) = register(&ts, json!({"redirect_uris": ["https://app.example/cb"],
+            "token_endpoint_auth_method": "private_key_jwt"}), None).await;
+        assert_eq!(s, 400, "private_key_jwt without keys");
+    }
+
+    /// RFC 7591 §3: with an initial access token configured, registration needs it.
+    async fn registration_with_an_initial_access_token(db) {
+        let ts = TestServer::start(db, |c| {
+            c.registration = RegistrationPolicy::InitialAccessToken("let-me-in".into());
+        }).await;
+        let body = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+        assert_eq!(register(&ts, body.clone(), None).await.0, 401);
+        assert_eq!(register(&ts, body.clone(), Some("wrong")).await.0, 401);
+        assert_eq!(register(&ts, body, Some("let-me-in")).await.0, 201);
+    }
+
+    /// Rate limits: /register per IP (429 once the bucket is empty).
+    async fn registration_is_rate_limited_per_ip(db) {
+        let ts = TestServer::start(db, |c| {
+            c.rate_limits.register_per_ip = Some(mcpauth_authserver::RateLimit::new(2, 1));
+        }).await;
+        let body = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"});
+        assert_eq!(register(&ts, body.clone(), None).await.0, 201);
+        assert_eq!(register(&ts, body.clone(), None).await.0, 201);
+        let (s, b) = register(&ts, body, None).await;
+        assert_eq!((s, b["error"].as_str()), (429, Some("temporarily_unavailable")));
+    }
+
+    /// A10: a URL client id whose host is loopback or the cloud metadata address is not
+    /// fetched (SSRF), and the user sees an error page, not a redirect.
+    async fn a10_cimd_url_on_loopback_or_metadata_address_is_refused(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        for client_id in [
+            "https://127.0.0.1/client.json",
+            "https://169.254.169.254/latest/client.json",
+            "https://[::1]:8443/client.json",
+        ] {
+            let a = authorization(&ts, client_id, REDIRECT, &[]);
+            let resp = http().get(&a.url).send().await.unwrap();
+            assert_eq!(resp.status(), 400, "{client_id}");
+            assert!(resp.headers().get("location").is_none());
+            let html = resp.text().await.unwrap();
+            assert!(html.contains("SSRF"), "{html}");
+            // Nor at the token endpoint.
+            let (status, body) = token_request(&ts, &[
+                ("grant_type", "authorization_code"), ("client_id", client_id), ("code", "x"),
+                ("redirect_uri", REDIRECT), ("code_verifier", &a.verifier),
+            ]).await;
+            assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+        }
+    }
+}

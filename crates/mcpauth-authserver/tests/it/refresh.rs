@@ -1,0 +1,87 @@
+//! Refresh-token rotation, reuse detection and the grace window (MCP SPEC A6, OAuth 2.1 §4.3.1).
+
+use std::time::Duration;
+
+use crate::support::*;
+
+async fn refresh(ts: &TestServer, client_id: &str, token: &str) -> (u16, serde_json::Value) {
+    token_request(
+        ts,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", token),
+        ],
+    )
+    .await
+}
+
+both_backends! {
+    /// A6: every refresh rotates; reusing a spent token outside the grace window revokes the
+    /// whole family, the newest token included.
+    async fn a6_refresh_rotation_and_reuse_revokes_the_family(db) {
+        let ts = TestServer::start(db, |c| c.refresh_grace = Duration::ZERO).await;
+        ts.add_user().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt1 = first["refresh_token"].as_str().unwrap();
+        let (status, second) = refresh(&ts, &client_id, rt1).await;
+        assert_eq!(status, 200, "{second}");
+        let rt2 = second["refresh_token"].as_str().unwrap();
+        assert_ne!(rt1, rt2, "rotated");
+        assert_eq!(claims(second["access_token"].as_str().unwrap())["aud"], RESOURCE);
+        let (status, third) = refresh(&ts, &client_id, rt2).await;
+        assert_eq!(status, 200);
+        let rt3 = third["refresh_token"].as_str().unwrap();
+        // Reuse of rt1: refused, and rt3 dies with the family.
+        let (status, body) = refresh(&ts, &client_id, rt1).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+        let (status, body) = refresh(&ts, &client_id, rt3).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    }
+
+    /// A6: within the grace window a spent token returns the same successor (two concurrent
+    /// refreshes of one token both succeed), and the family stays valid.
+    async fn a6_reuse_inside_the_grace_window_returns_the_same_successor(db) {
+        let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(60)).await;
+        ts.add_user().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt1 = first["refresh_token"].as_str().unwrap();
+        let (a, b) = tokio::join!(refresh(&ts, &client_id, rt1), refresh(&ts, &client_id, rt1));
+        assert_eq!((a.0, b.0), (200, 200), "{} {}", a.1, b.1);
+        assert_eq!(a.1["refresh_token"], b.1["refresh_token"], "the same successor");
+        let (status, again) = refresh(&ts, &client_id, rt1).await;
+        assert_eq!(status, 200);
+        assert_eq!(again["refresh_token"], a.1["refresh_token"]);
+        let (status, next) = refresh(&ts, &client_id, a.1["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{next}");
+        // Once the successor is spent too, the old token is a plain reuse.
+        let (status, _) = refresh(&ts, &client_id, rt1).await;
+        assert_eq!(status, 400);
+    }
+
+    /// A6: a refresh token presented by another client is refused.
+    async fn a6_wrong_client_on_refresh_is_refused(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        ts.add_user().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let other = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt = first["refresh_token"].as_str().unwrap();
+        let (status, body) = refresh(&ts, &other, rt).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+        // Scope may narrow but not widen.
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "refresh_token"), ("client_id", &client_id),
+            ("refresh_token", rt), ("scope", "mcp:read admin"),
+        ]).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")));
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "refresh_token"), ("client_id", &client_id),
+            ("refresh_token", rt), ("scope", "mcp:read"),
+        ]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["scope"], "mcp:read");
+    }
+}

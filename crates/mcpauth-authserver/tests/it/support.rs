@@ -1,0 +1,438 @@
+//! Test harness: databases, servers, an HTTP client without redirects, and the browser steps
+//! of the code flow (login and consent forms with cookie and CSRF token).
+
+use std::collections::HashMap;
+
+use mcpauth_authserver::admin::{self, NewClient};
+use mcpauth_authserver::{AuthMethod, AuthServer, Config, PasswordParams, RateLimits, Store};
+use mcpauth_core::pkce;
+use serde_json::{Value, json};
+use sqlx::migrate::MigrateDatabase;
+
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "correct horse battery";
+pub const REDIRECT: &str = "http://127.0.0.1:53682/callback";
+pub const RESOURCE: &str = "http://127.0.0.1:9000/mcp";
+
+/// Generates `mod $name { sqlite, postgres }` running `$body` with a fresh [`Db`] of each kind.
+macro_rules! both_backends {
+    ($( $(#[$meta:meta])* async fn $name:ident($db:ident) $body:block )*) => {$(
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn case($db: &crate::support::Db) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = crate::support::Db::sqlite();
+                case(&db).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(mcpauth_pg),
+                ignore = "needs PostgreSQL: build and run with MCPAUTH_TEST_DATABASE_URL set"
+            )]
+            async fn postgres() {
+                let db = crate::support::Db::postgres().await;
+                case(&db).await;
+                db.drop_database().await;
+            }
+        }
+    )*};
+}
+pub(crate) use both_backends;
+
+/// A database for one test.
+pub struct Db {
+    pub url: String,
+    postgres: bool,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Db {
+    pub fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/mcpauth.db?mode=rwc", dir.path().display());
+        Db {
+            url,
+            postgres: false,
+            _dir: Some(dir),
+        }
+    }
+
+    pub async fn postgres() -> Db {
+        let base = std::env::var("MCPAUTH_TEST_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .expect(
+                "MCPAUTH_TEST_DATABASE_URL is not set: this PostgreSQL test cannot run, and must \
+                 not pass without running",
+            );
+        let mut url = url::Url::parse(&base).unwrap();
+        let name = format!(
+            "mcpauth_test_{}",
+            mcpauth_core::random_urlsafe(9)
+                .unwrap()
+                .to_ascii_lowercase()
+                .replace(['-', '_'], "x")
+        );
+        url.set_path(&format!("/{name}"));
+        let url = url.to_string();
+        sqlx::any::install_default_drivers();
+        sqlx::Any::create_database(&url).await.unwrap();
+        Db {
+            url,
+            postgres: true,
+            _dir: None,
+        }
+    }
+
+    /// Drops a PostgreSQL test database (after the servers are gone).
+    pub async fn drop_database(&self) {
+        if self.postgres {
+            let _ = sqlx::Any::force_drop_database(&self.url).await;
+        }
+    }
+}
+
+/// A running server.
+pub struct TestServer {
+    pub issuer: String,
+    /// Where this instance listens (differs from the issuer when instances share one).
+    pub base: String,
+    pub server: AuthServer,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts a server on `db` with test defaults (cheap argon2, no rate limits, one resource),
+    /// adjusted by `adjust` (which may append a path to the issuer).
+    pub async fn start(db: &Db, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut config = Config::new(base.clone());
+        config.password_params = PasswordParams::insecure_for_tests();
+        config.rate_limits = RateLimits::none();
+        config.resources = vec![RESOURCE.into()];
+        adjust(&mut config);
+        let store = Store::connect(&db.url).await.unwrap();
+        let server = AuthServer::new(config, store).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let s = server.clone();
+        tokio::spawn(async move {
+            mcpauth_authserver::serve(listener, s, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestServer {
+            base,
+            issuer: server.config().issuer.clone(),
+            server,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// An endpoint of this instance: its own address plus the issuer's path.
+    pub fn url(&self, path: &str) -> String {
+        let issuer_path = url::Url::parse(&self.issuer)
+            .unwrap()
+            .path()
+            .trim_end_matches('/')
+            .to_owned();
+        format!("{}{issuer_path}{path}", self.base)
+    }
+
+    pub fn store(&self) -> &Store {
+        self.server.store()
+    }
+
+    /// Adds the test user (ignoring "already exists").
+    pub async fn add_user(&self) {
+        let _ = admin::add_user(
+            self.store(),
+            USER,
+            PASSWORD,
+            PasswordParams::insecure_for_tests(),
+        )
+        .await;
+    }
+
+    /// Registers a public native client over `/register`; returns its id.
+    pub async fn register_public_client(&self, redirect_uris: &[&str]) -> String {
+        let resp = http()
+            .post(self.url("/register"))
+            .json(&json!({
+                "client_name": "Test Client",
+                "redirect_uris": redirect_uris,
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "application_type": "native",
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        assert!(body.get("client_secret").is_none());
+        body["client_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Pre-registers a confidential client with a secret; returns (id, secret).
+    pub async fn add_secret_client(&self) -> (String, String) {
+        let mut c = NewClient::new(AuthMethod::SecretBasic);
+        c.client_name = Some("Robot".into());
+        c.redirect_uris = vec![REDIRECT.into()];
+        let created = admin::add_client(self.store(), c).await.unwrap();
+        (
+            created.info.client_id,
+            created.client_secret.unwrap().expose().to_owned(),
+        )
+    }
+}
+
+/// An HTTP client that never follows redirects.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// A started authorization: the URL and the PKCE verifier and state behind it.
+pub struct Authorization {
+    pub url: String,
+    pub verifier: String,
+    pub state: String,
+}
+
+/// Builds an authorization request URL; `extra` overrides or adds parameters (an empty value
+/// removes one).
+pub fn authorization(
+    ts: &TestServer,
+    client_id: &str,
+    redirect_uri: &str,
+    extra: &[(&str, &str)],
+) -> Authorization {
+    let verifier = pkce::new_verifier().unwrap();
+    let state = mcpauth_core::random_urlsafe(8).unwrap();
+    let challenge = pkce::challenge_s256(&verifier);
+    let mut params: Vec<(String, String)> = [
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", state.as_str()),
+        ("scope", "mcp:read mcp:write"),
+        ("resource", RESOURCE),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in extra {
+        params.retain(|(pk, _)| pk != k);
+        if !v.is_empty() {
+            params.push((k.to_string(), v.to_string()));
+        }
+    }
+    let mut url = url::Url::parse(&ts.url("/authorize")).unwrap();
+    url.query_pairs_mut().extend_pairs(params);
+    Authorization {
+        url: url.to_string(),
+        verifier: verifier.expose().to_owned(),
+        state,
+    }
+}
+
+/// The `name=value` of the session cookie a response sets.
+pub fn cookie_from(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .next()
+}
+
+/// The value of a hidden form field.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    html[start..][..html[start..].find('"').unwrap()].to_owned()
+}
+
+/// Query parameters of a `Location`.
+pub fn location_params(resp: &reqwest::Response) -> HashMap<String, String> {
+    let loc = resp
+        .headers()
+        .get("location")
+        .expect("a redirect")
+        .to_str()
+        .unwrap();
+    url::Url::parse(loc)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// GETs an authorization URL that shows the login page; returns the session cookie and HTML.
+pub async fn open_login(url: &str) -> (String, String) {
+    let page = http().get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "login page");
+    let cookie = cookie_from(&page).expect("a session cookie");
+    (cookie, page.text().await.unwrap())
+}
+
+/// Posts the login form shown in `html`.
+pub async fn post_login(
+    ts: &TestServer,
+    cookie: &str,
+    html: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    http()
+        .post(ts.url("/authorize/login"))
+        .header("cookie", cookie)
+        .form(&[
+            ("request_id", hidden(html, "request_id").as_str()),
+            ("csrf", hidden(html, "csrf").as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs in through the page at `url`; returns the new session cookie and the consent page.
+pub async fn login_to_consent(ts: &TestServer, url: &str) -> (String, String) {
+    let (cookie, html) = open_login(url).await;
+    let resp = post_login(ts, &cookie, &html, USER, PASSWORD).await;
+    assert_eq!(resp.status(), 200, "consent page");
+    assert_eq!(resp.headers()["x-frame-options"], "DENY");
+    let cookie = cookie_from(&resp).expect("a new session cookie after login");
+    (cookie, resp.text().await.unwrap())
+}
+
+/// Posts the consent form shown in `html` with `decision`.
+pub async fn post_consent(
+    ts: &TestServer,
+    cookie: &str,
+    html: &str,
+    decision: &str,
+) -> reqwest::Response {
+    http()
+        .post(ts.url("/authorize/consent"))
+        .header("cookie", cookie)
+        .form(&[
+            ("request_id", hidden(html, "request_id").as_str()),
+            ("csrf", hidden(html, "csrf").as_str()),
+            ("decision", decision),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The browser side of the code flow: GET the authorization URL, log in, consent. Returns the
+/// final redirect response and the session cookie.
+pub async fn browser_flow(ts: &TestServer, url: &str) -> (reqwest::Response, String) {
+    let (cookie, html) = login_to_consent(ts, url).await;
+    assert!(html.contains("Allow"), "{html}");
+    let resp = post_consent(ts, &cookie, &html, "allow").await;
+    assert_eq!(resp.status(), 303);
+    (resp, cookie)
+}
+
+/// POSTs a form to the token endpoint; returns status and JSON body.
+pub async fn token_request(ts: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
+    let resp = http()
+        .post(ts.url("/token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(
+        resp.headers().get("cache-control").unwrap(),
+        "no-store",
+        "every token response is no-store"
+    );
+    (status, resp.json().await.unwrap())
+}
+
+/// A public client, logged-in user and code flow up to the token response.
+pub async fn code_flow_tokens(ts: &TestServer, client_id: &str) -> Value {
+    let a = authorization(ts, client_id, REDIRECT, &[]);
+    let (resp, _) = browser_flow(ts, &a.url).await;
+    let code = location_params(&resp)["code"].clone();
+    let (status, body) = token_request(
+        ts,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &a.verifier),
+            ("client_id", client_id),
+            ("resource", RESOURCE),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Introspects `token` as the confidential client `(id, secret)`.
+pub async fn introspect(ts: &TestServer, client: &(String, String), token: &str) -> Value {
+    let resp = http()
+        .post(ts.url("/introspect"))
+        .basic_auth(&client.0, Some(&client.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+/// The claims of a JWT, unverified (tests only).
+pub fn claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// The header of a JWT.
+pub fn jwt_header(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').next().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
