@@ -12,6 +12,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{Listener, ListenerExt};
 use jsonwebtoken::jwk::JwkSet;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -231,11 +232,17 @@ pub(crate) fn page_headers(resp: &mut Response) {
 
 /// Serves `server` on `listener` until `shutdown` completes, then finishes in-flight requests.
 /// Expired rows are purged every ten minutes meanwhile.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+///
+/// `listener` is a TCP listener or any axum [`Listener`] with socket addresses (e.g. a TLS
+/// listener); the peer address feeds the per-IP rate limits.
+pub async fn serve<L>(
+    listener: L,
     server: AuthServer,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), AuthServerError> {
+) -> Result<(), AuthServerError>
+where
+    L: Listener<Addr = SocketAddr>,
+{
     let store = server.store().clone();
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
@@ -249,7 +256,7 @@ pub async fn serve(
     let app = server
         .router()
         .into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
+    let result = axum::serve(listener.tap_io(|_| ()), app)
         .with_graceful_shutdown(shutdown)
         .await;
     purge.abort();

@@ -73,6 +73,184 @@ pub enum Command {
     Tools(ToolsArgs),
     /// Call a tool of an MCP server and print its result.
     Call(CallArgs),
+    /// Run the authorization server (SQLite by default, PostgreSQL for several instances).
+    Serve(ServeArgs),
+    /// Manage the authorization server's users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Manage the authorization server's pre-registered clients.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+    /// Manage the authorization server's signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Where the authorization server keeps its state.
+#[derive(Clone, Debug, Default, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH?mode=rwc` or `postgres://…` (default: authserver.db in MCPAUTH_HOME or the
+    /// platform data directory).
+    #[arg(long, env = "MCPAUTH_DATABASE_URL")]
+    pub database: Option<String>,
+}
+
+/// `mcpauth serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// The issuer URL (default: http(s)://the bound address).
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// An MCP server URI tokens may be issued for (repeatable; RFC 8707 `resource`).
+    #[arg(long = "resource", value_name = "URL")]
+    pub resources: Vec<String>,
+    /// A scope to offer (repeatable; none: any scope).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Dynamic client registration: `open` (rate-limited), `token` (needs an initial access token
+    /// from MCPAUTH_REGISTRATION_TOKEN or --registration-token-file) or `disabled`.
+    #[arg(long, value_enum)]
+    pub registration: Option<Registration>,
+    /// A file holding the initial access token for `--registration token`.
+    #[arg(long, value_name = "FILE")]
+    pub registration_token_file: Option<PathBuf>,
+    /// Access token lifetime in seconds (default 3600).
+    #[arg(long)]
+    pub access_token_ttl: Option<u64>,
+    /// Signing algorithm of new keys: ES256 (default) or EdDSA.
+    #[arg(long)]
+    pub signing_alg: Option<String>,
+    /// A network whose addresses client metadata documents may resolve to (repeatable; for
+    /// development, e.g. 127.0.0.0/8). Private and loopback addresses are refused otherwise.
+    #[arg(long = "allow-fetch-network", value_name = "CIDR")]
+    pub allow_fetch_networks: Vec<String>,
+    /// A TOML file with any of these settings (flags win).
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+    /// The database.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+/// Dynamic registration policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone, rate-limited.
+    Open,
+    /// Only with the initial access token.
+    Token,
+    /// No dynamic registration.
+    Disabled,
+}
+
+/// `mcpauth users`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user; the password is read from --password-file or the first line of stdin.
+    Add {
+        /// The login name.
+        username: String,
+        /// A file holding the password (never pass it on the command line).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List users.
+    List {
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Remove a user.
+    Remove {
+        /// The login name.
+        username: String,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// `mcpauth clients`.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Pre-register a client; a generated secret is printed once.
+    Add {
+        /// The client id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// The name shown on the consent page.
+        #[arg(long)]
+        name: Option<String>,
+        /// none, client_secret_basic, client_secret_post or private_key_jwt.
+        #[arg(long, default_value = "client_secret_basic")]
+        auth_method: String,
+        /// A redirect URI (repeatable).
+        #[arg(long = "redirect-uri", value_name = "URL")]
+        redirect_uris: Vec<String>,
+        /// A grant type (repeatable; default: authorization_code, refresh_token, and
+        /// client_credentials for confidential clients).
+        #[arg(long = "grant-type")]
+        grant_types: Vec<String>,
+        /// The most the client may ask for (space-separated).
+        #[arg(long)]
+        scope: Option<String>,
+        /// A JWK set file with the client's public keys (private_key_jwt).
+        #[arg(long, value_name = "FILE")]
+        jwks_file: Option<PathBuf>,
+        /// Where the client's public keys are (private_key_jwt).
+        #[arg(long, value_name = "URL")]
+        jwks_uri: Option<String>,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List clients.
+    List {
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Remove a client.
+    Remove {
+        /// The client id.
+        client_id: String,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// `mcpauth keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a new signing key; the current one stays published as previous.
+    Rotate {
+        /// ES256 (default) or EdDSA.
+        #[arg(long)]
+        alg: Option<String>,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List signing keys.
+    List {
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// How to authenticate (shared by the commands that may need a token).

@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod present;
 mod setup;
+mod tls;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -48,6 +49,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        if matches!(cli.command, Command::Serve(_)) {
+            // Servers shut down gracefully on SIGINT/SIGTERM themselves.
+            return Some(run(&cli).await);
+        }
         tokio::select! {
             r = run(&cli) => Some(r),
             _ = tokio::signal::ctrl_c() => None,
@@ -135,5 +140,9 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Discover(a) => commands::discover(cli, a, config).await,
         Command::Tools(a) => commands::tools(cli, a, config).await,
         Command::Call(a) => commands::call(cli, a, config).await,
+        Command::Serve(a) => commands::serve(a).await,
+        Command::Users(c) => commands::users(cli, c).await,
+        Command::Clients(c) => commands::clients(cli, c).await,
+        Command::Keys(c) => commands::keys(cli, c).await,
     }
 }

@@ -1,16 +1,20 @@
 //! One function per command.
 
+mod admin;
 mod discover;
 mod login;
 mod logout;
 mod mcp;
+mod serve;
 mod status;
 mod token;
 
+pub use admin::{clients, keys, users};
 pub use discover::discover;
 pub use login::login;
 pub use logout::logout;
 pub use mcp::{call, tools};
+pub use serve::serve;
 pub use status::status;
 pub use token::token;
 

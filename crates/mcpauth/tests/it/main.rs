@@ -3,3 +3,4 @@
 //! redirect to the loopback listener).
 
 mod cli;
+mod serve;

@@ -1,0 +1,1 @@
+//! The MCP resource server middleware (being built: the resource-server issue).

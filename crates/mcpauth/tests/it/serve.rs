@@ -1,0 +1,434 @@
+//! `mcpauth serve`, `users`, `clients`, `keys` and `login` against each other: the product's
+//! client and authorization server interoperate through the real login and consent pages.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const PASSWORD: &str = "correct horse battery staple";
+
+fn mcpauth(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mcpauth"));
+    c.env("MCPAUTH_HOME", home)
+        .env_remove("MCP_CLIENT_ID")
+        .env_remove("MCPAUTH_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    c
+}
+
+async fn run(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut child = mcpauth(home)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Starts `mcpauth serve` and returns it with its issuer (read from its banner).
+async fn start_serve(home: &Path, database: &str, resource: &str) -> (Child, String) {
+    let mut child = mcpauth(home)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database",
+            database,
+            "--resource",
+            resource,
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let issuer = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.trim().strip_prefix("issuer:") {
+                return i.trim().to_owned();
+            }
+        }
+        panic!("mcpauth serve printed no issuer");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, issuer)
+}
+
+/// A minimal protected MCP endpoint for the client's discovery: PRM pointing at `issuer`, 401
+/// without a token. (Token validation is the resource-server crate's job, tested there.)
+async fn start_resource(
+    listener: tokio::net::TcpListener,
+    issuer: Arc<OnceLock<String>>,
+) -> String {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    #[derive(Clone)]
+    struct S {
+        base: String,
+        issuer: Arc<OnceLock<String>>,
+    }
+    async fn prm(State(s): State<S>) -> Json<Value> {
+        Json(
+            json!({"resource": format!("{}/mcp", s.base), "authorization_servers": [s.issuer.get().unwrap()]}),
+        )
+    }
+    async fn mcp(State(s): State<S>, headers: HeaderMap) -> Response {
+        if headers.get(header::AUTHORIZATION).is_none() {
+            let challenge = format!(
+                "Bearer resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+                s.base
+            );
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge)],
+            )
+                .into_response();
+        }
+        Json(json!({"jsonrpc": "2.0", "id": 0, "result": {}})).into_response()
+    }
+    let app = axum::Router::new()
+        .route("/.well-known/oauth-protected-resource/mcp", get(prm))
+        .route("/mcp", post(mcp))
+        .with_state(S {
+            base: base.clone(),
+            issuer,
+        });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("{base}/mcp")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in {html}"))
+        + marker.len();
+    html[start..][..html[start..].find('"').unwrap()].to_owned()
+}
+
+fn cookie(resp: &reqwest::Response) -> String {
+    resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The user's browser: opens the authorization URL, logs in, allows, and follows the redirect
+/// back to the CLI's loopback listener.
+async fn browser(issuer: &str, authorization_url: &str, user: &str) {
+    let page = http().get(authorization_url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "login page");
+    let session = cookie(&page);
+    let html = page.text().await.unwrap();
+    let resp = http()
+        .post(format!("{issuer}/authorize/login"))
+        .header("cookie", &session)
+        .form(&[
+            ("request_id", hidden(&html, "request_id").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("username", user),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "consent page");
+    let session = cookie(&resp);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("127.0.0.1"),
+        "A10: the consent page shows the redirect host"
+    );
+    let resp = http()
+        .post(format!("{issuer}/authorize/consent"))
+        .header("cookie", &session)
+        .form(&[
+            ("request_id", hidden(&html, "request_id").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let back = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
+}
+
+fn jwt_part(token: &str, i: usize) -> Value {
+    let part = token.split('.').nth(i).expect("a JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a1_mcpauth_login_completes_the_code_flow_against_mcpauth_serve() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let (code, _, err) = run(
+        home.path(),
+        &["users", "add", "alice", "--database", &database],
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    let resource_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", resource_listener.local_addr().unwrap());
+    let (mut serve, issuer) = start_serve(home.path(), &database, &resource).await;
+    let issuer_cell = Arc::new(OnceLock::new());
+    issuer_cell.set(issuer.clone()).unwrap();
+    assert_eq!(
+        start_resource(resource_listener, issuer_cell).await,
+        resource
+    );
+
+    let mut login = mcpauth(home.path())
+        .args(["login", &resource, "--no-browser"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let auth_url = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.trim().starts_with(&format!("{issuer}/authorize?")) {
+                return line.trim().to_owned();
+            }
+        }
+        panic!("no authorization URL");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    browser(&issuer, &auth_url, "alice").await;
+    let status = tokio::time::timeout(LIMIT, login.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+
+    // The stored token is an RFC 9068 JWT for this resource from this issuer (SPEC S4, A11).
+    let (code, token, err) = run(home.path(), &["token", &resource], "").await;
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim();
+    assert_eq!(jwt_part(token, 0)["typ"], "at+jwt");
+    let claims = jwt_part(token, 1);
+    assert_eq!(claims["iss"], issuer);
+    assert_eq!(claims["aud"], resource);
+
+    // Logout revokes at the server (RFC 7009).
+    let (code, _, err) = run(home.path(), &["logout", &resource], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("revoked the refresh_token and the access_token"),
+        "{err}"
+    );
+
+    // SIGTERM: a graceful stop with exit 0.
+    let pid = serve.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(LIMIT, serve.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "serve did not stop cleanly: {status}");
+}
+
+#[tokio::test]
+async fn admin_commands_manage_clients_and_keys() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let db = ["--database", database.as_str()];
+    let (code, out, err) = run(
+        home.path(),
+        &[
+            &[
+                "clients", "add", "--id", "robot", "--name", "Robot", "--json",
+            ][..],
+            &db,
+        ]
+        .concat(),
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["client_id"], "robot");
+    assert!(
+        created["client_secret"]
+            .as_str()
+            .is_some_and(|s| s.len() >= 32)
+    );
+    let (_, out, _) = run(
+        home.path(),
+        &[&["clients", "list", "--json"][..], &db].concat(),
+        "",
+    )
+    .await;
+    assert!(
+        !out.contains(created["client_secret"].as_str().unwrap()),
+        "a secret is shown once only"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["client_id"],
+        "robot"
+    );
+
+    // A fresh database has no key until a server starts: two rotations make current + previous.
+    for _ in 0..2 {
+        let (code, _, err) = run(home.path(), &[&["keys", "rotate"][..], &db].concat(), "").await;
+        assert_eq!(code, 0, "{err}");
+    }
+    let (_, out, _) = run(
+        home.path(),
+        &[&["keys", "list", "--json"][..], &db].concat(),
+        "",
+    )
+    .await;
+    let keys: Value = serde_json::from_str(&out).unwrap();
+    let statuses: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"current") && statuses.contains(&"previous"),
+        "{statuses:?}"
+    );
+
+    // Bad input: a password that is too short, and an unknown auth method.
+    let (code, _, err) = run(
+        home.path(),
+        &[&["users", "add", "bob"][..], &db].concat(),
+        "short\n",
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = run(
+        home.path(),
+        &[&["clients", "add", "--auth-method", "magic"][..], &db].concat(),
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown auth method"), "{err}");
+}
+
+#[tokio::test]
+async fn a7_plain_http_on_a_public_interface_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let (code, _, err) = run(
+        home.path(),
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--issuer",
+            "http://auth.example.com",
+            "--database",
+            &database,
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("must be https (MCP SPEC A7)"), "{err}");
+}
+
+#[tokio::test]
+async fn a7_serves_tls_with_the_given_certificate() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert_file, key_file) = (home.path().join("cert.pem"), home.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let mut serve = mcpauth(home.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &database])
+        .args([
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stderr.take().unwrap()).lines();
+    let issuer = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.trim().strip_prefix("issuer:") {
+                return i.trim().to_owned();
+            }
+        }
+        panic!("no issuer");
+    })
+    .await
+    .unwrap();
+    assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let meta: Value = trusting
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["issuer"], issuer);
+    // A client that does not trust the certificate cannot connect.
+    assert!(reqwest::get(format!("{issuer}/healthz")).await.is_err());
+    serve.kill().await.unwrap();
+}
