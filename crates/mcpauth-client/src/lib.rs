@@ -38,6 +38,7 @@ pub mod mcp;
 pub mod paste;
 pub mod registration;
 pub mod session;
+pub mod sse;
 pub mod store;
 
 pub use error::ClientError;

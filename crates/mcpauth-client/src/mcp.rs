@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ClientError;
 use crate::authed::AuthenticatedClient;
+use crate::sse::SseParser;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 
@@ -176,9 +177,10 @@ impl Mcp {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let message = if is_sse {
-            let mut events = SseReader::default();
+            let mut parser = SseParser::default();
+            let mut pending = Vec::new();
             loop {
-                if let Some(m) = events.next_response(id) {
+                if let Some(m) = response_to(&mut pending, id) {
                     break m;
                 }
                 match response
@@ -186,7 +188,12 @@ impl Mcp {
                     .await
                     .map_err(|e| mcp_error(method, e.to_string()))?
                 {
-                    Some(chunk) => events.push(&chunk),
+                    Some(chunk) => pending.extend(
+                        parser
+                            .push(&chunk)
+                            .into_iter()
+                            .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok()),
+                    ),
                     None => {
                         return Err(mcp_error(
                             method,
@@ -208,56 +215,11 @@ impl Mcp {
     }
 }
 
-/// Incremental `text/event-stream` parsing (WHATWG HTML §9.2): `data:` lines joined per event.
-#[derive(Default)]
-struct SseReader {
-    buffer: Vec<u8>,
-    data: String,
-    messages: Vec<Value>,
-}
-
-impl SseReader {
-    fn push(&mut self, bytes: &[u8]) {
-        self.buffer.extend_from_slice(bytes);
-        while let Some(pos) = self.buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if !self.data.is_empty() {
-                    if let Ok(v) = serde_json::from_str(&self.data) {
-                        self.messages.push(v);
-                    }
-                    self.data.clear();
-                }
-            } else if let Some(d) = line.strip_prefix("data:") {
-                if !self.data.is_empty() {
-                    self.data.push('\n');
-                }
-                self.data.push_str(d.strip_prefix(' ').unwrap_or(d));
-            }
-        }
-    }
-
-    fn next_response(&mut self, id: u64) -> Option<Value> {
-        self.messages
-            .iter()
-            .position(|m| m["id"] == id && (m.get("result").is_some() || m.get("error").is_some()))
-            .map(|i| self.messages.swap_remove(i))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_events_split_across_chunks() {
-        let mut r = SseReader::default();
-        r.push(b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n\nda");
-        r.push(b"ta: {\"jsonrpc\":\"2.0\",\"id\":7,\r\ndata: \"result\":{}}\r\n\r\n");
-        let m = r.next_response(7).unwrap();
-        assert_eq!(m["result"], json!({}));
-        assert!(r.next_response(8).is_none());
-    }
+/// Takes the response to request `id` out of `messages` (server requests and notifications on the
+/// same stream are skipped).
+fn response_to(messages: &mut Vec<Value>, id: u64) -> Option<Value> {
+    messages
+        .iter()
+        .position(|m| m["id"] == id && (m.get("result").is_some() || m.get("error").is_some()))
+        .map(|i| messages.swap_remove(i))
 }

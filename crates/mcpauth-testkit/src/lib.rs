@@ -553,7 +553,8 @@ async fn mcp(State(s): State<TestServer>, headers: HeaderMap, body: String) -> R
 }
 
 /// A minimal MCP server: `initialize`, `tools/list` (one `echo` tool), `tools/call` (echoes the
-/// arguments), 202 for notifications, an empty result for anything else.
+/// arguments), `echo/request` (echoes the whole request), 202 for notifications, an empty result
+/// for anything else.
 fn mcp_answer(body: &str) -> Response {
     let Ok(request) = serde_json::from_str::<Value>(body) else {
         return Json(json!({"jsonrpc": "2.0", "id": 1, "result": {"ok": true}})).into_response();
@@ -572,6 +573,8 @@ fn mcp_answer(body: &str) -> Response {
         "tools/call" => json!({
             "content": [{"type": "text", "text": params["arguments"].to_string()}],
         }),
+        // The whole request as received, with a field the client never saw: for relay tests.
+        "echo/request" => json!({"request": request, "serverOnly": {"_meta": {"x": [1, null]}}}),
         _ => json!({"ok": true}),
     };
     Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()

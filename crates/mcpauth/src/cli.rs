@@ -73,6 +73,8 @@ pub enum Command {
     Tools(ToolsArgs),
     /// Call a tool of an MCP server and print its result.
     Call(CallArgs),
+    /// Proxy stdio to a protected MCP server: use it as the `command` of an MCP client.
+    Connect(ConnectArgs),
     /// Run the authorization server (SQLite by default, PostgreSQL for several instances).
     Serve(ServeArgs),
     /// Manage the authorization server's users.
@@ -84,6 +86,31 @@ pub enum Command {
     /// Manage the authorization server's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+/// `mcpauth connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The MCP server URL (or a name from --config).
+    #[arg(required_unless_present = "print_config")]
+    pub target: Option<String>,
+    /// A header for every request, `Name: value` (repeatable; `${VAR}` is replaced from the
+    /// environment, so secrets need not be on the command line).
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// A file of `Name: value` header lines.
+    #[arg(long, value_name = "FILE")]
+    pub header_file: Option<std::path::PathBuf>,
+    /// Print the `mcpServers` entry for Claude Desktop / Cursor (`--print-config NAME URL`) and exit.
+    #[arg(long, value_name = "NAME")]
+    pub print_config: Option<String>,
+    /// Authorize without a user: GET the authorization URL and take its redirect (for servers
+    /// that approve by themselves, e.g. test servers).
+    #[arg(long)]
+    pub authorize_headless: bool,
+    /// Authentication options.
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// Where the authorization server keeps its state.

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod present;
+mod relay;
 mod setup;
 mod tls;
 
@@ -140,6 +141,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Discover(a) => commands::discover(cli, a, config).await,
         Command::Tools(a) => commands::tools(cli, a, config).await,
         Command::Call(a) => commands::call(cli, a, config).await,
+        Command::Connect(a) => commands::connect(cli, a, config).await,
         Command::Serve(a) => commands::serve(a).await,
         Command::Users(c) => commands::users(cli, c).await,
         Command::Clients(c) => commands::clients(cli, c).await,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use mcpauth_client::authorize::{FrontEnd, RESERVED_PARAMS};
+use mcpauth_client::authorize::{FrontEnd, Headless, RESERVED_PARAMS};
 use mcpauth_client::grants::SigningKey;
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
 use mcpauth_client::loopback::{Loopback, LoopbackOptions};
@@ -186,12 +186,25 @@ fn static_client(
     })
 }
 
+/// How an authorization may reach the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interaction {
+    /// Browser and, on a terminal, a paste prompt on stdin.
+    Terminal,
+    /// Browser only: stdin carries something else (`mcpauth connect`'s JSON-RPC).
+    BrowserOnly,
+    /// No user: GET the authorization URL and take its redirect (servers that approve by
+    /// themselves, such as test and conformance servers).
+    Headless,
+}
+
 /// Builds the session for `target`. `interactive`: a browser login may start.
 pub fn session(
     cli: &Cli,
     auth: &AuthArgs,
     target: &Target,
     interactive: bool,
+    interaction: Interaction,
 ) -> anyhow::Result<Arc<Session>> {
     let env = |k: &str| std::env::var(k).ok();
     let entry = target.entry.as_ref();
@@ -211,8 +224,20 @@ pub fn session(
         Grant::ClientCredentials
     } else if auth.device {
         Grant::DeviceCode(Arc::new(Terminal::new(!auth.no_browser, Wait::Browser)))
+    } else if interaction == Interaction::Headless {
+        let redirect = format!(
+            "http://{}:{}{}",
+            auth.host,
+            auth.port.unwrap_or(PASTE_PORT),
+            auth.callback_path
+        );
+        Grant::AuthorizationCode(Arc::new(Headless::new(http.clone(), redirect)))
     } else {
-        Grant::AuthorizationCode(front_end(auth, entry)?)
+        Grant::AuthorizationCode(front_end(
+            auth,
+            entry,
+            interaction == Interaction::Terminal,
+        )?)
     };
     let mut config = SessionConfig::new(&target.url, grant);
     config.client.static_client = static_client;
@@ -263,7 +288,11 @@ pub fn session(
 }
 
 /// The browser front end: loopback (with a paste prompt beside it on a terminal), or paste only.
-fn front_end(auth: &AuthArgs, entry: Option<&ServerEntry>) -> anyhow::Result<Arc<dyn FrontEnd>> {
+fn front_end(
+    auth: &AuthArgs,
+    entry: Option<&ServerEntry>,
+    stdin_free: bool,
+) -> anyhow::Result<Arc<dyn FrontEnd>> {
     let oauth = entry.and_then(|e| e.oauth.as_ref());
     let timeout = Duration::from_secs(auth.timeout);
     let configured_redirect = oauth
@@ -272,8 +301,9 @@ fn front_end(auth: &AuthArgs, entry: Option<&ServerEntry>) -> anyhow::Result<Arc
     let port = auth.port.or(oauth.and_then(|o| o.callback_port)).or(oauth
         .map(|_| MCPO_CALLBACK_PORT)
         .filter(|_| configured_redirect.is_none()));
-    let paste_only = auth.paste || oauth.and_then(|o| o.use_loopback) == Some(false);
-    let stdin_tty = std::io::stdin().is_terminal();
+    let paste_only =
+        stdin_free && (auth.paste || oauth.and_then(|o| o.use_loopback) == Some(false));
+    let stdin_tty = stdin_free && std::io::stdin().is_terminal();
     let wait = match (paste_only, stdin_tty) {
         (true, _) => Wait::Paste,
         (false, true) => Wait::BrowserOrPaste,

@@ -20,7 +20,7 @@ pub async fn login(cli: &Cli, args: &LoginArgs, config: Option<&ConfigFile>) -> 
     let mut out = Vec::new();
     for t in &targets {
         let target = setup::resolve(config, t)?;
-        let session = setup::session(cli, &args.auth, &target, true)?;
+        let session = setup::session(cli, &args.auth, &target, true, setup::Interaction::Terminal)?;
         session.access_token().await?;
         let record = session
             .current_record()

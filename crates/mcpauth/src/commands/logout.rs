@@ -26,7 +26,13 @@ pub async fn logout(
     };
     let mut out = Vec::new();
     for target in targets {
-        let session = setup::session(cli, &args.auth, &target, false)?;
+        let session = setup::session(
+            cli,
+            &args.auth,
+            &target,
+            false,
+            setup::Interaction::Terminal,
+        )?;
         match session.logout().await? {
             None => eprintln!("No stored login for {}.", target.url),
             Some(report) => {

@@ -17,7 +17,7 @@ use crate::setup::{self, Target};
 const PROTOCOL_VERSION: &str = "2025-11-25";
 
 async fn connect(cli: &Cli, auth: &AuthArgs, target: &Target) -> anyhow::Result<Mcp> {
-    let session = setup::session(cli, auth, target, true)?;
+    let session = setup::session(cli, auth, target, true, setup::Interaction::Terminal)?;
     let mut headers = HeaderMap::new();
     if let Some(entry) = &target.entry {
         for (k, v) in &entry.headers {

@@ -1,6 +1,7 @@
 //! One function per command.
 
 mod admin;
+mod connect;
 mod discover;
 mod login;
 mod logout;
@@ -10,6 +11,7 @@ mod status;
 mod token;
 
 pub use admin::{clients, keys, users};
+pub use connect::connect;
 pub use discover::discover;
 pub use login::login;
 pub use logout::logout;

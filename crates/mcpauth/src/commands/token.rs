@@ -7,7 +7,13 @@ use crate::setup;
 /// Prints a fresh token; exit code 2 (via `LoginRequired`) when a login is needed.
 pub async fn token(cli: &Cli, args: &TokenArgs, config: Option<&ConfigFile>) -> anyhow::Result<()> {
     let target = setup::resolve(config, &args.target)?;
-    let session = setup::session(cli, &args.auth, &target, args.login)?;
+    let session = setup::session(
+        cli,
+        &args.auth,
+        &target,
+        args.login,
+        setup::Interaction::Terminal,
+    )?;
     let token = match session.cached_token().await? {
         Some(t) => t,
         None => session.access_token().await?,

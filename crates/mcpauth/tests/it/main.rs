@@ -3,4 +3,5 @@
 //! redirect to the loopback listener).
 
 mod cli;
+mod connect;
 mod serve;

@@ -1,0 +1,113 @@
+//! `mcpauth connect`: stdio <-> Streamable HTTP for any local MCP client. Only JSON-RPC goes to
+//! stdout; logs, prompts and URLs go to stderr.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use mcpauth_client::authed::AuthenticatedClient;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::json;
+
+use crate::cli::{Cli, ConnectArgs};
+use crate::config::{ConfigFile, expand_env};
+use crate::relay::{Relay, Sender};
+use crate::setup::{self, Interaction};
+
+/// Parses `Name: value` headers, expanding `${VAR}`.
+fn parse_headers(lines: &[String]) -> anyhow::Result<HeaderMap> {
+    let mut map = HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            bail!("a header must look like `Name: value`, not {line:?}");
+        };
+        let value = expand_env(value.trim(), |n| std::env::var(n).ok())
+            .with_context(|| format!("header {}", name.trim()))?;
+        let name = HeaderName::try_from(name.trim())
+            .with_context(|| format!("bad header name {name:?}"))?;
+        if name == reqwest::header::AUTHORIZATION {
+            tracing::info!(
+                "an Authorization header was given: OAuth is replaced by it for this server"
+            );
+        }
+        map.append(
+            name,
+            HeaderValue::try_from(value).context("bad header value")?,
+        );
+    }
+    Ok(map)
+}
+
+/// Runs the proxy until the local client closes stdin.
+pub async fn connect(
+    cli: &Cli,
+    args: &ConnectArgs,
+    config: Option<&ConfigFile>,
+) -> anyhow::Result<()> {
+    if let Some(name) = &args.print_config {
+        let url = args
+            .target
+            .as_deref()
+            .context("--print-config NAME needs the server URL too")?;
+        let exe = std::env::current_exe()?;
+        let entry = json!({"mcpServers": {name: {"command": exe, "args": ["connect", url]}}});
+        println!("{}", serde_json::to_string_pretty(&entry)?);
+        return Ok(());
+    }
+    let target = setup::resolve(config, args.target.as_deref().unwrap_or_default())?;
+    let mut lines = args.headers.clone();
+    if let Some(file) = &args.header_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the header file {}", file.display()))?;
+        lines.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    if let Some(entry) = &target.entry {
+        lines.extend(entry.headers.iter().map(|(k, v)| format!("{k}: {v}")));
+    }
+    let headers = parse_headers(&lines)?;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .build()?;
+    let sender = if headers.contains_key(reqwest::header::AUTHORIZATION) {
+        tracing::info!("an Authorization header was given: it is sent as is, without OAuth");
+        Sender::Plain(http)
+    } else {
+        let interaction = if args.authorize_headless {
+            Interaction::Headless
+        } else {
+            Interaction::BrowserOnly
+        };
+        let session = setup::session(cli, &args.auth, &target, true, interaction)?;
+        Sender::OAuth(AuthenticatedClient::new(Arc::clone(&session), http))
+    };
+    tracing::info!(url = %target.url, "relaying stdio");
+    Relay::new(sender, target.url.clone(), headers)
+        .run(
+            tokio::io::BufReader::new(tokio::io::stdin()),
+            tokio::io::stdout(),
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_and_bad_ones_are_clear() {
+        let h = parse_headers(&["X-Api-Key:  abc ".into()]).unwrap();
+        assert_eq!(h["x-api-key"], "abc");
+        assert!(
+            parse_headers(&["no colon".into()])
+                .unwrap_err()
+                .to_string()
+                .contains("Name: value")
+        );
+        assert!(parse_headers(&["X: ${MCPAUTH_SURELY_UNSET_VAR}".into()]).is_err());
+    }
+}

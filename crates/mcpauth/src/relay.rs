@@ -1,0 +1,386 @@
+//! The relay of `mcpauth connect`: newline-delimited JSON-RPC on stdio to MCP Streamable HTTP
+//! (MCP "Transports", 2025-03-26 and later), authenticated by an [`AuthenticatedClient`].
+//!
+//! Messages pass through unchanged: each stdin line is POSTed as it is, each server message is
+//! written to stdout as the server sent it (re-serialized compactly only if it spans lines), so
+//! unknown methods, fields and `_meta` survive both ways. Nothing but JSON-RPC goes to stdout.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mcpauth_client::ClientError;
+use mcpauth_client::authed::AuthenticatedClient;
+use mcpauth_client::sse::SseParser;
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Largest message accepted from the local client.
+const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Shared state of one relayed MCP session.
+#[derive(Debug, Default)]
+struct SessionState {
+    /// `Mcp-Session-Id` issued by the server on `initialize`.
+    session_id: Mutex<Option<String>>,
+    /// The protocol version negotiated by `initialize` (sent as `MCP-Protocol-Version`).
+    protocol_version: Mutex<Option<String>>,
+    /// Whether the GET stream for server-initiated messages has been started.
+    listening: AtomicBool,
+}
+
+/// How requests are sent: with OAuth, or as they are (the user gave an `Authorization` header).
+#[derive(Clone, Debug)]
+pub enum Sender {
+    /// Tokens from the session, with the 401/403 loop.
+    OAuth(AuthenticatedClient),
+    /// No OAuth: the headers the user gave are the credentials.
+    Plain(reqwest::Client),
+}
+
+impl Sender {
+    fn http(&self) -> &reqwest::Client {
+        match self {
+            Sender::OAuth(c) => c.http(),
+            Sender::Plain(c) => c,
+        }
+    }
+
+    async fn send<F>(&self, build: F) -> Result<reqwest::Response, ClientError>
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
+        match self {
+            Sender::OAuth(c) => c.send(build).await,
+            Sender::Plain(c) => build(c)
+                .send()
+                .await
+                .map_err(|source| ClientError::Transport {
+                    context: "MCP request".into(),
+                    source,
+                }),
+        }
+    }
+}
+
+/// One relay from a local stdio client to one remote MCP server.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    client: Sender,
+    url: String,
+    headers: HeaderMap,
+    state: Arc<SessionState>,
+}
+
+/// What a server message line needs before going to stdout.
+fn to_line(data: &str) -> Option<String> {
+    let data = data.trim();
+    if data.is_empty() {
+        return None;
+    }
+    if !data.contains('\n') {
+        return Some(data.to_owned());
+    }
+    // A message spread over lines would break newline-delimited framing: re-serialize it.
+    serde_json::from_str::<Value>(data)
+        .ok()
+        .map(|v| v.to_string())
+}
+
+/// A JSON-RPC error answering request `id`, for failures the server never answered.
+fn error_line(id: &Value, message: String) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}}).to_string()
+}
+
+impl Relay {
+    /// A relay to `url`; `headers` are added to every request (`--header`).
+    pub fn new(client: Sender, url: String, headers: HeaderMap) -> Self {
+        Self {
+            client,
+            url,
+            headers,
+            state: Arc::default(),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
+        let mut r = self
+            .client
+            .http()
+            .request(method, &self.url)
+            .headers(self.headers.clone());
+        if let Some(id) = self.state.session_id.lock().unwrap().clone() {
+            r = r.header("mcp-session-id", id);
+        }
+        if let Some(v) = self.state.protocol_version.lock().unwrap().clone() {
+            r = r.header("mcp-protocol-version", v);
+        }
+        r
+    }
+
+    /// Runs until stdin ends, then ends the session (DELETE) and returns.
+    pub async fn run(
+        self,
+        stdin: impl AsyncBufRead + Unpin,
+        stdout: impl AsyncWrite + Unpin + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (tx, mut rx) = mpsc::channel::<String>(256);
+        let writer = tokio::spawn(async move {
+            let mut stdout = stdout;
+            while let Some(line) = rx.recv().await {
+                if stdout.write_all(line.as_bytes()).await.is_err()
+                    || stdout.write_all(b"\n").await.is_err()
+                    || stdout.flush().await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let mut tasks = JoinSet::new();
+        let mut lines = stdin.lines();
+        while let Some(line) = lines.next_line().await? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            if line.len() > MAX_LINE {
+                tracing::warn!(
+                    bytes = line.len(),
+                    "dropping an oversized message from the client"
+                );
+                continue;
+            }
+            let Ok(message) = serde_json::from_str::<Value>(&line) else {
+                let _ = tx
+                    .send(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "parse error"}}).to_string())
+                    .await;
+                continue;
+            };
+            let relay = self.clone();
+            let tx = tx.clone();
+            tasks.spawn(async move { relay.forward(line, message, tx).await });
+            // Reap finished tasks so the set does not grow without bound.
+            while tasks.try_join_next().is_some() {}
+        }
+        while tasks.join_next().await.is_some() {}
+        self.end_session().await;
+        drop(tx);
+        let _ = writer.await;
+        Ok(())
+    }
+
+    /// POSTs one client message and relays what comes back.
+    async fn forward(&self, body: String, message: Value, tx: mpsc::Sender<String>) {
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let id = message.get("id").cloned().filter(|_| method.is_some());
+        let result = self
+            .client
+            .send(|_| {
+                self.request(reqwest::Method::POST)
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "application/json, text/event-stream")
+                    .body(body.clone())
+            })
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => return self.fail(id.as_ref(), &tx, describe(&e)).await,
+        };
+        if method.as_deref() == Some("initialize")
+            && let Some(sid) = response
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+        {
+            *self.state.session_id.lock().unwrap() = Some(sid.to_owned());
+        }
+        let status = response.status();
+        if status == StatusCode::ACCEPTED {
+            if method.as_deref() == Some("notifications/initialized") {
+                self.start_listening(tx.clone());
+            }
+            return;
+        }
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            let excerpt: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+            let message = if status == StatusCode::NOT_FOUND
+                && self.state.session_id.lock().unwrap().is_some()
+            {
+                "the server ended the MCP session (HTTP 404); reconnect to start a new one"
+                    .to_owned()
+            } else {
+                format!(
+                    "the MCP server answered HTTP {}: {excerpt}",
+                    status.as_u16()
+                )
+            };
+            return self.fail(id.as_ref(), &tx, message).await;
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_sse {
+            self.relay_stream(response, &tx, method.as_deref()).await;
+        } else {
+            match response.text().await {
+                Ok(text) => self.relay_json(&text, &tx, method.as_deref()).await,
+                Err(e) => {
+                    self.fail(id.as_ref(), &tx, format!("reading the answer failed: {e}"))
+                        .await
+                }
+            }
+        }
+    }
+
+    async fn fail(&self, id: Option<&Value>, tx: &mpsc::Sender<String>, message: String) {
+        tracing::warn!("{message}");
+        if let Some(id) = id {
+            let _ = tx.send(error_line(id, message)).await;
+        }
+    }
+
+    /// Notes the negotiated version from an `initialize` result.
+    fn observe(&self, line: &str, method: Option<&str>) {
+        if method != Some("initialize") {
+            return;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(line)
+            && let Some(version) = v["result"]["protocolVersion"].as_str()
+        {
+            *self.state.protocol_version.lock().unwrap() = Some(version.to_owned());
+        }
+    }
+
+    async fn relay_json(&self, text: &str, tx: &mpsc::Sender<String>, method: Option<&str>) {
+        // A JSON-RPC batch answer is an array; every element goes out as its own line.
+        let lines: Vec<String> = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
+            _ => to_line(text).into_iter().collect(),
+        };
+        for line in lines {
+            self.observe(&line, method);
+            let _ = tx.send(line).await;
+        }
+    }
+
+    /// Relays an SSE answer event by event, as the events arrive.
+    async fn relay_stream(
+        &self,
+        mut response: reqwest::Response,
+        tx: &mpsc::Sender<String>,
+        method: Option<&str>,
+    ) {
+        let mut parser = SseParser::default();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            for event in parser.push(&chunk) {
+                if let Some(line) = to_line(&event.data) {
+                    self.observe(&line, method);
+                    let _ = tx.send(line).await;
+                }
+            }
+        }
+    }
+
+    /// Opens the GET stream for server-initiated messages once, resuming with `Last-Event-ID`
+    /// after a drop and waiting the server's `retry` between attempts.
+    fn start_listening(&self, tx: mpsc::Sender<String>) {
+        if self.state.listening.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let relay = self.clone();
+        tokio::spawn(async move {
+            let mut last_id: Option<String> = None;
+            let mut retry = Duration::from_secs(1);
+            loop {
+                let result = relay
+                    .client
+                    .send(|_| {
+                        let mut r = relay
+                            .request(reqwest::Method::GET)
+                            .header(ACCEPT, "text/event-stream");
+                        if let Some(id) = &last_id {
+                            r = r.header("last-event-id", id);
+                        }
+                        r
+                    })
+                    .await;
+                let mut response = match result {
+                    Ok(r) if r.status().is_success() => r,
+                    // 405: the server offers no GET stream (MCP Transports §Listening).
+                    Ok(r) if matches!(r.status().as_u16(), 404 | 405) => return,
+                    Ok(r) => {
+                        tracing::debug!(status = r.status().as_u16(), "GET stream refused");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "GET stream failed");
+                        return;
+                    }
+                };
+                let mut parser = SseParser::default();
+                while let Ok(Some(chunk)) = response.chunk().await {
+                    for event in parser.push(&chunk) {
+                        if let Some(id) = event.id {
+                            last_id = Some(id);
+                        }
+                        if let Some(ms) = event.retry {
+                            retry = Duration::from_millis(ms);
+                        }
+                        if let Some(line) = to_line(&event.data)
+                            && tx.send(line).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(retry).await;
+            }
+        });
+    }
+
+    /// Ends the session with DELETE (MCP Transports §Session Management); 405 is fine.
+    async fn end_session(&self) {
+        if self.state.session_id.lock().unwrap().is_none() {
+            return;
+        }
+        let delete = self.client.send(|_| self.request(reqwest::Method::DELETE));
+        match tokio::time::timeout(Duration::from_secs(5), delete).await {
+            Ok(Ok(r)) => tracing::debug!(status = r.status().as_u16(), "session ended"),
+            Ok(Err(e)) => tracing::debug!(error = %e, "ending the session failed"),
+            Err(_) => tracing::debug!("ending the session timed out"),
+        }
+    }
+}
+
+/// A one-line description of a failure for the local client (no secrets: errors never hold them).
+fn describe(e: &ClientError) -> String {
+    format!("mcpauth connect: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_keep_bytes_unless_multiline() {
+        let raw = r#"{"jsonrpc":"2.0","id":1,"result":{"z":1,"a":{"_meta":{"x":[1,2]}}}}"#;
+        assert_eq!(to_line(raw).unwrap(), raw);
+        let pretty = "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1\n}";
+        let line = to_line(pretty).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["id"], 1);
+        assert!(to_line("  ").is_none());
+    }
+}

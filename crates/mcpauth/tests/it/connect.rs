@@ -1,0 +1,196 @@
+//! `mcpauth connect`: a transparent, authenticated stdio <-> Streamable HTTP relay.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mcpauth_testkit::{Knobs, TestServer};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+struct Proxy {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Proxy {
+    fn start(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proxy {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mcpauth"))
+            .arg("connect")
+            .args(args)
+            .env("MCPAUTH_HOME", home)
+            .env_remove("MCP_CLIENT_ID")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        Proxy {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.stdin
+            .write_all(format!("{message}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+
+    /// The next line on stdout, which must be JSON.
+    async fn recv(&mut self) -> Value {
+        let line = tokio::time::timeout(LIMIT, self.stdout.next_line())
+            .await
+            .expect("no answer")
+            .unwrap()
+            .expect("stdout closed");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON on stdout ({e}): {line}"))
+    }
+
+    async fn request(&mut self, id: Value, method: &str, params: Value) -> Value {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .await;
+        let answer = self.recv().await;
+        assert_eq!(answer["id"], id, "{answer}");
+        answer
+    }
+
+    async fn initialize(&mut self) {
+        let init = self
+            .request(json!(1), "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}))
+            .await;
+        assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+        self.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+    }
+
+    /// Closes stdin and returns the exit status and anything left on stdout.
+    async fn finish(mut self) -> (bool, Vec<String>) {
+        drop(self.stdin);
+        let mut rest = Vec::new();
+        while let Ok(Some(l)) = self.stdout.next_line().await {
+            rest.push(l);
+        }
+        let status = tokio::time::timeout(LIMIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        (status.success(), rest)
+    }
+}
+
+#[tokio::test]
+async fn relays_requests_and_unknown_fields_both_ways_byte_for_byte_in_meaning() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut p = Proxy::start(
+        home.path(),
+        &[&server.mcp_url(), "--authorize-headless"],
+        &[],
+    );
+    p.initialize().await;
+    let tools = p.request(json!(2), "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"][0]["name"], "echo");
+
+    // Golden: an unknown method with unknown fields, `_meta` and non-ASCII goes out unchanged,
+    // and the server's unknown fields come back unchanged.
+    let sent = json!({
+        "jsonrpc": "2.0", "id": "x-1", "method": "echo/request",
+        "params": {"_meta": {"progressToken": 7, "vendor/k": [1, {"z": null}]}, "unknownField": "é😀"},
+        "extraTopLevel": true
+    });
+    p.send(sent.clone()).await;
+    let answer = p.recv().await;
+    assert_eq!(answer["result"]["request"], sent);
+    assert_eq!(
+        answer["result"]["serverOnly"],
+        json!({"_meta": {"x": [1, null]}})
+    );
+
+    let (ok, rest) = p.finish().await;
+    assert!(ok, "connect must exit 0 when the client closes stdin");
+    assert!(rest.is_empty(), "nothing but answers on stdout: {rest:?}");
+    server.seen(|c| assert_eq!((c.authorizations, c.code_exchanges), (1, 1)));
+}
+
+#[tokio::test]
+async fn a_401_mid_session_is_refreshed_and_replayed_unseen_by_the_client() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let mut p = Proxy::start(
+        home.path(),
+        &[&server.mcp_url(), "--authorize-headless"],
+        &[],
+    );
+    p.initialize().await;
+    server.revoke_access_tokens();
+    let tools = p.request(json!(2), "tools/list", json!({})).await;
+    assert!(tools.get("error").is_none(), "{tools}");
+    server.seen(|c| assert_eq!((c.authorizations, c.refreshes), (1, 1)));
+    assert!(p.finish().await.0);
+}
+
+#[tokio::test]
+async fn a_failed_request_becomes_a_json_rpc_error_for_that_id() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    // A static Authorization header: no OAuth, and the server refuses the token.
+    let mut p = Proxy::start(
+        home.path(),
+        &[
+            &server.mcp_url(),
+            "--header",
+            "Authorization: Bearer ${TEST_STATIC_TOKEN}",
+        ],
+        &[("TEST_STATIC_TOKEN", "not-a-valid-token")],
+    );
+    let answer = p.request(json!(5), "tools/list", json!({})).await;
+    assert_eq!(answer["error"]["code"], -32000, "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains("401"),
+        "{answer}"
+    );
+    server.seen(|c| {
+        assert_eq!(
+            c.authorizations, 0,
+            "a given Authorization header disables OAuth"
+        )
+    });
+    assert!(p.finish().await.0);
+}
+
+#[tokio::test]
+async fn print_config_gives_an_mcp_servers_entry() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcpauth"))
+        .args([
+            "connect",
+            "--print-config",
+            "remote",
+            "https://mcp.example.com/mcp",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["mcpServers"]["remote"]["args"],
+        json!(["connect", "https://mcp.example.com/mcp"])
+    );
+    assert!(
+        v["mcpServers"]["remote"]["command"]
+            .as_str()
+            .unwrap()
+            .ends_with("mcpauth")
+    );
+}
