@@ -313,6 +313,20 @@ pub struct AuthArgs {
     /// Use the client credentials grant (no browser); needs a client id and secret or key.
     #[arg(long)]
     pub client_credentials: bool,
+    /// Enterprise-managed authorization (SEP-990): a file with the user's ID token from the
+    /// enterprise IdP, exchanged there for an ID-JAG (RFC 8693) that the MCP authorization server
+    /// takes as a JWT bearer grant (RFC 7523). Needs the --idp-* options and a --client-id.
+    #[arg(long, value_name = "FILE", requires_all = ["idp_token_endpoint", "idp_issuer", "idp_client_id"])]
+    pub id_token_file: Option<PathBuf>,
+    /// The enterprise IdP's token endpoint (with --id-token-file).
+    #[arg(long, value_name = "URL")]
+    pub idp_token_endpoint: Option<String>,
+    /// The enterprise IdP's issuer (with --id-token-file).
+    #[arg(long, value_name = "URL")]
+    pub idp_issuer: Option<String>,
+    /// This client's id at the enterprise IdP (with --id-token-file).
+    #[arg(long, value_name = "ID")]
+    pub idp_client_id: Option<String>,
     /// Paste the redirect URL instead of running a local listener.
     #[arg(long, conflicts_with = "device")]
     pub paste: bool,

@@ -91,6 +91,35 @@ fn to_line(data: &str) -> Option<String> {
         .map(|v| v.to_string())
 }
 
+/// The first stateless revision: no `initialize`; the version travels in each message's `_meta`.
+const STATELESS: &str = "2026-07-28";
+
+/// HTTP headers the 2026-07-28 wire requires, derived from the message itself (a local client
+/// speaking that revision puts its version in `_meta`, SEP-2243): `MCP-Protocol-Version`,
+/// `Mcp-Method`, and `Mcp-Name` for `tools/call`, `prompts/get` and `resources/read`.
+fn stateless_headers(message: &Value) -> Vec<(&'static str, String)> {
+    let params = &message["params"];
+    let Some(version) = params["_meta"]["io.modelcontextprotocol/protocolVersion"].as_str() else {
+        return Vec::new();
+    };
+    if version < STATELESS {
+        return Vec::new();
+    }
+    let mut h = vec![("mcp-protocol-version", version.to_owned())];
+    if let Some(method) = message["method"].as_str() {
+        h.push(("mcp-method", method.to_owned()));
+        let name = match method {
+            "tools/call" | "prompts/get" => params["name"].as_str(),
+            "resources/read" => params["uri"].as_str(),
+            _ => None,
+        };
+        if let Some(n) = name {
+            h.push(("mcp-name", n.to_owned()));
+        }
+    }
+    h
+}
+
 /// A JSON-RPC error answering request `id`, for failures the server never answered.
 fn error_line(id: &Value, message: String) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}}).to_string()
@@ -179,13 +208,18 @@ impl Relay {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let id = message.get("id").cloned().filter(|_| method.is_some());
+        let wire = stateless_headers(&message);
         let result = self
             .client
             .send(|_| {
-                self.request(reqwest::Method::POST)
+                let mut r = self
+                    .request(reqwest::Method::POST)
                     .header(CONTENT_TYPE, "application/json")
-                    .header(ACCEPT, "application/json, text/event-stream")
-                    .body(body.clone())
+                    .header(ACCEPT, "application/json, text/event-stream");
+                for (k, v) in &wire {
+                    r = r.header(*k, v);
+                }
+                r.body(body.clone())
             })
             .await;
         let response = match result {
@@ -372,6 +406,22 @@ fn describe(e: &ClientError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stateless_messages_get_their_headers() {
+        let m = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t",
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+        assert_eq!(
+            stateless_headers(&m),
+            vec![
+                ("mcp-protocol-version", "2026-07-28".to_owned()),
+                ("mcp-method", "tools/call".to_owned()),
+                ("mcp-name", "t".to_owned())
+            ]
+        );
+        let old = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+        assert!(stateless_headers(&old).is_empty());
+    }
 
     #[test]
     fn lines_keep_bytes_unless_multiline() {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mcpauth_client::authorize::{FrontEnd, Headless, RESERVED_PARAMS};
+use mcpauth_client::cross_app::CrossAppAccess;
 use mcpauth_client::grants::SigningKey;
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
 use mcpauth_client::loopback::{Loopback, LoopbackOptions};
@@ -17,7 +18,7 @@ use mcpauth_client::session::{
     SessionConfig,
 };
 use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
-use mcpauth_core::{ClientSecret, ScopeSet};
+use mcpauth_core::{Assertion, ClientSecret, ScopeSet};
 use serde::Deserialize;
 
 use crate::cli::{AuthArgs, Cli, StoreKind};
@@ -215,7 +216,19 @@ pub fn session(
         || (auth.client_id.is_none()
             && auth.static_client.is_none()
             && env(ENV_CLIENT_ID).is_some_and(|v| !v.is_empty()));
-    let grant = if machine {
+    let grant = if let Some(file) = &auth.id_token_file {
+        if static_client.is_none() {
+            bail!("--id-token-file needs the MCP client's --client-id (and its secret)");
+        }
+        let id_token = read_secret(file).context("the ID token file")?;
+        Grant::CrossApp(Arc::new(CrossAppAccess {
+            idp_issuer: auth.idp_issuer.clone().unwrap_or_default(),
+            idp_token_endpoint: auth.idp_token_endpoint.clone().unwrap_or_default(),
+            id_token: Assertion::new(id_token.expose()),
+            idp_client_id: auth.idp_client_id.clone().unwrap_or_default(),
+            idp_client_secret: None,
+        }))
+    } else if machine {
         if static_client.is_none() {
             bail!(
                 "--client-credentials needs a client: --client-id with --client-secret-file, or MCP_CLIENT_ID and MCP_CLIENT_SECRET"
