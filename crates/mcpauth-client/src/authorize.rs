@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use mcpauth_core::authorization_response::AuthorizationResponse;
 use mcpauth_core::url_policy::require_secure;
@@ -23,6 +24,18 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait FrontEnd: Send + Sync + std::fmt::Debug {
     /// Gets ready to receive one redirect (for example, binds a loopback listener).
     fn prepare(&self) -> BoxFuture<'_, Result<Box<dyn PendingRedirect>, ClientError>>;
+
+    /// Finishes a flow another process started and could not finish (it died): receives the
+    /// response for `state` at that flow's `redirect_uri` within `timeout`, showing nothing new
+    /// (the user already has the page open). `Ok(None)` when this front end cannot.
+    fn resume<'a>(
+        &'a self,
+        _redirect_uri: &'a str,
+        _state: &'a str,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<AuthorizationResponse>, ClientError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// One authorization in progress.

@@ -31,6 +31,7 @@ pub mod authorize;
 pub mod cross_app;
 pub mod discovery;
 mod error;
+mod flow;
 pub mod grants;
 pub mod http;
 pub mod loopback;

@@ -116,6 +116,40 @@ impl FrontEnd for Loopback {
     fn prepare(&self) -> BoxFuture<'_, Result<Box<dyn PendingRedirect>, ClientError>> {
         Box::pin(async move { Ok(Box::new(self.bind().await?) as Box<dyn PendingRedirect>) })
     }
+
+    fn resume<'a>(
+        &'a self,
+        redirect_uri: &'a str,
+        state: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<AuthorizationResponse>, ClientError>> {
+        Box::pin(resume_at(
+            redirect_uri,
+            state,
+            timeout,
+            Arc::clone(&self.presenter),
+        ))
+    }
+}
+
+/// Listens at the exact `redirect_uri` of an interrupted flow; `None` if it cannot be bound.
+pub(crate) async fn resume_at(
+    redirect_uri: &str,
+    state: &str,
+    timeout: Duration,
+    presenter: Arc<dyn Presenter>,
+) -> Result<Option<AuthorizationResponse>, ClientError> {
+    let Ok(options) = LoopbackOptions::from_redirect_uri(redirect_uri, timeout) else {
+        return Ok(None);
+    };
+    let Ok(pending) = Loopback::new(options, presenter).bind().await else {
+        return Ok(None);
+    };
+    tracing::warn!(
+        "continuing the login another mcpauth process started (it stopped): waiting for the \
+         browser at {redirect_uri}"
+    );
+    pending.receive(state.to_owned()).await.map(Some)
 }
 
 /// A bound listener waiting for one redirect.

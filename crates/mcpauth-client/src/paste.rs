@@ -162,6 +162,15 @@ impl LoopbackOrPaste {
 }
 
 impl FrontEnd for LoopbackOrPaste {
+    fn resume<'a>(
+        &'a self,
+        redirect_uri: &'a str,
+        state: &'a str,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<AuthorizationResponse>, ClientError>> {
+        self.loopback.resume(redirect_uri, state, timeout)
+    }
+
     fn prepare(&self) -> BoxFuture<'_, Result<Box<dyn PendingRedirect>, ClientError>> {
         Box::pin(async move {
             let pending = self.loopback.bind().await?;

@@ -15,11 +15,13 @@ use crate::ClientError;
 use crate::authorize::{AuthorizationRequest, FrontEnd, Presenter, authorization_url};
 use crate::cross_app::CrossAppAccess;
 use crate::discovery::{self, Discovered, DiscoveryOptions, DiscoveryReport};
+use crate::flow::{self, Lease, Turn};
 use crate::grants::{DEVICE_CODE_GRANT, SigningKey, TokenEndpoint};
 use crate::http::OAuthHttp;
 use crate::registration::{ClientSettings, configured_client, obtain_client};
 use crate::store::{
-    ClientRecord, RegistrationKind, SCHEMA_VERSION, StoreKey, TokenRecord, TokenStore, now_unix,
+    ClientRecord, FlowRecord, RegistrationKind, SCHEMA_VERSION, StoreKey, TokenRecord, TokenStore,
+    now_unix,
 };
 
 /// How the session obtains new tokens.
@@ -663,9 +665,68 @@ impl Session {
             });
         }
         let scopes = self.select_scopes(inner, &d, challenged);
+        // One interactive flow per resource and issuer across processes (see `flow`).
+        let lease = if matches!(
+            self.config.grant,
+            Grant::AuthorizationCode(_) | Grant::DeviceCode(_)
+        ) {
+            let key = StoreKey {
+                resource: self.resource_key(&d).to_owned(),
+                issuer: d.issuer().to_owned(),
+                client_id: String::new(),
+            };
+            let arrived = || {
+                Ok(self
+                    .find_stored(Some(&d))?
+                    .is_some_and(|r| self.is_fresh(&r)))
+            };
+            match flow::acquire(Arc::clone(&self.store), key, arrived).await? {
+                Turn::TokensArrived => {
+                    let record = self.find_stored(Some(&d))?.ok_or_else(|| {
+                        ClientError::Authorization("the other process's tokens vanished".into())
+                    })?;
+                    let token = record.access_token.clone();
+                    inner.record = Some(record);
+                    return Ok(token);
+                }
+                Turn::TakeOver(lease, flow) => {
+                    match self.take_over(inner, &d, &flow, &scopes).await {
+                        Ok(Some(token)) => {
+                            lease.finish().await;
+                            return Ok(token);
+                        }
+                        Ok(None) => Some(lease),
+                        Err(e) => {
+                            lease.finish().await;
+                            return Err(e);
+                        }
+                    }
+                }
+                Turn::Lead(lease) => Some(lease),
+            }
+        } else {
+            None
+        };
+        let result = self
+            .grant_with_retry(inner, &d, &scopes, lease.as_ref())
+            .await;
+        if let Some(lease) = lease {
+            lease.finish().await;
+        }
+        result
+    }
+
+    /// Runs the grant, registering again once if the registration turned out to be stale.
+    async fn grant_with_retry(
+        &self,
+        inner: &mut Inner,
+        d: &Discovered,
+        scopes: &ScopeSet,
+        lease: Option<&Lease>,
+    ) -> Result<AccessToken, ClientError> {
         let mut retried_registration = false;
         loop {
-            match self.run_grant(inner, &d, &scopes).await {
+            match self.run_grant(inner, d, scopes, lease).await {
                 Err(ClientError::OAuth { error, .. })
                     if error.error == ErrorCode::InvalidClient
                         && !retried_registration
@@ -685,7 +746,7 @@ impl Session {
                 Err(e) => return Err(e),
                 Ok((client, tokens)) => {
                     let key = StoreKey {
-                        resource: self.resource_key(&d).to_owned(),
+                        resource: self.resource_key(d).to_owned(),
                         issuer: d.issuer().to_owned(),
                         client_id: client.client_id.clone(),
                     };
@@ -700,11 +761,66 @@ impl Session {
         }
     }
 
+    /// Finishes a flow a dead process started: receives its redirect at the same URI and
+    /// exchanges the code with its verifier. `Ok(None)` when that is not possible here.
+    async fn take_over(
+        &self,
+        inner: &mut Inner,
+        d: &Discovered,
+        flow: &FlowRecord,
+        scopes: &ScopeSet,
+    ) -> Result<Option<AccessToken>, ClientError> {
+        let Grant::AuthorizationCode(front_end) = &self.config.grant else {
+            return Ok(None);
+        };
+        let (Some(redirect_uri), Some(state), Some(verifier), Some(client_id)) = (
+            flow.redirect_uri.as_deref(),
+            flow.state.as_deref(),
+            flow.verifier.as_ref(),
+            flow.client_id.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        let remaining = Duration::from_secs(flow.deadline.saturating_sub(now_unix()));
+        let Some(response) = front_end.resume(redirect_uri, state, remaining).await? else {
+            return Ok(None);
+        };
+        let meta = &d.authorization_server;
+        let code = response.validate(&Expected {
+            state,
+            issuer: &meta.issuer,
+            iss_supported: meta.iss_parameter_supported(),
+        })?;
+        let key = StoreKey {
+            resource: self.resource_key(d).to_owned(),
+            issuer: d.issuer().to_owned(),
+            client_id: client_id.to_owned(),
+        };
+        let client = self.client_for(inner, &key)?.ok_or_else(|| {
+            ClientError::Authorization("the interrupted login's client registration is gone".into())
+        })?;
+        let tokens = TokenEndpoint {
+            http: &self.http,
+            metadata: meta,
+            client: &client,
+            signing_key: self.config.signing_key.as_ref(),
+        }
+        .exchange_code(&code, verifier, redirect_uri, self.resource_param(d))
+        .await?;
+        let record = self.record_from(key, tokens, scopes.clone(), None);
+        self.store.save_tokens(&record)?;
+        let token = record.access_token.clone();
+        inner.record = Some(record);
+        inner.client = Some(client);
+        Ok(Some(token))
+    }
+
     async fn run_grant(
         &self,
         inner: &mut Inner,
         d: &Discovered,
         scopes: &ScopeSet,
+        lease: Option<&Lease>,
     ) -> Result<(ClientRecord, TokenResponse), ClientError> {
         let meta = &d.authorization_server;
         let resource = self.resource_param(d);
@@ -800,7 +916,13 @@ impl Session {
                     },
                     self.http.options().allow_insecure_http,
                 )?;
-                // MCP SPEC C18: the issuer, state and verifier are fixed before redirecting.
+                // MCP SPEC C18: the issuer, state and verifier are fixed before redirecting (and
+                // shared with the other processes, so one of them can finish if this one dies).
+                if let Some(lease) = lease {
+                    lease
+                        .record(&client.client_id, &redirect_uri, &state, &verifier)
+                        .await?;
+                }
                 let response = pending.complete(url).await?;
                 let code = response.validate(&Expected {
                     state: &state,

@@ -22,7 +22,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use super::{ClientRecord, SCHEMA_VERSION, StoreKey, StoreLock, TokenRecord, TokenStore};
+use super::{
+    ClientRecord, FlowRecord, SCHEMA_VERSION, StoreKey, StoreLock, TokenRecord, TokenStore,
+};
 use crate::ClientError;
 
 /// The environment variable that overrides the platform data directory.
@@ -69,6 +71,15 @@ impl FileStore {
 
     fn clients_dir(&self) -> PathBuf {
         self.dir.join("clients")
+    }
+
+    fn flows_dir(&self) -> PathBuf {
+        self.dir.join("flows")
+    }
+
+    fn flow_path(&self, key: &StoreKey) -> PathBuf {
+        self.flows_dir()
+            .join(format!("{}.json", token_file_stem(key)))
     }
 
     fn locks_dir(&self) -> PathBuf {
@@ -191,6 +202,15 @@ impl TokenStore for FileStore {
 
     fn delete_client(&self, issuer: &str) -> Result<(), ClientError> {
         remove_record(&self.client_path(issuer))
+    }
+
+    fn load_flow(&self, key: &StoreKey) -> Result<Option<FlowRecord>, ClientError> {
+        read_record::<FlowRecord>(&self.flow_path(key))
+    }
+
+    fn save_flow(&self, record: &FlowRecord) -> Result<(), ClientError> {
+        let dir = self.private_subdir(self.flows_dir())?;
+        write_private_json(&dir, &self.flow_path(&record.key), record)
     }
 
     fn lock(&self, key: &StoreKey) -> Result<Box<dyn StoreLock>, ClientError> {

@@ -10,7 +10,7 @@ use mcpauth_core::{AccessToken, ClientSecret, RefreshToken};
 use serde::{Deserialize, Serialize};
 
 use super::file::{client_file_stem, token_file_stem};
-use super::{ClientRecord, FileStore, StoreKey, StoreLock, TokenRecord, TokenStore};
+use super::{ClientRecord, FileStore, FlowRecord, StoreKey, StoreLock, TokenRecord, TokenStore};
 use crate::ClientError;
 
 /// The keyring service name of every mcpauth entry.
@@ -177,6 +177,14 @@ impl TokenStore for KeyringStore {
     fn delete_client(&self, issuer: &str) -> Result<(), ClientError> {
         self.delete(&format!("client:{}", client_file_stem(issuer)))?;
         self.files.delete_client(issuer)
+    }
+
+    fn load_flow(&self, key: &StoreKey) -> Result<Option<FlowRecord>, ClientError> {
+        self.files.load_flow(key)
+    }
+
+    fn save_flow(&self, record: &FlowRecord) -> Result<(), ClientError> {
+        self.files.save_flow(record)
     }
 
     fn lock(&self, key: &StoreKey) -> Result<Box<dyn StoreLock>, ClientError> {

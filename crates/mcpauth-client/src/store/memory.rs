@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-use super::{ClientRecord, StoreKey, StoreLock, TokenRecord, TokenStore};
+use super::{ClientRecord, FlowRecord, StoreKey, StoreLock, TokenRecord, TokenStore};
 use crate::ClientError;
 
 /// A [`TokenStore`] in memory: nothing survives the process, and locks exclude only the threads
@@ -20,6 +20,7 @@ use crate::ClientError;
 pub struct MemoryStore {
     tokens: Mutex<HashMap<StoreKey, TokenRecord>>,
     clients: Mutex<HashMap<String, ClientRecord>>,
+    flows: Mutex<HashMap<StoreKey, FlowRecord>>,
     locks: Arc<LockTable>,
 }
 
@@ -91,6 +92,15 @@ impl TokenStore for MemoryStore {
 
     fn delete_client(&self, issuer: &str) -> Result<(), ClientError> {
         lock(&self.clients).remove(issuer);
+        Ok(())
+    }
+
+    fn load_flow(&self, key: &StoreKey) -> Result<Option<FlowRecord>, ClientError> {
+        Ok(lock(&self.flows).get(key).cloned())
+    }
+
+    fn save_flow(&self, record: &FlowRecord) -> Result<(), ClientError> {
+        lock(&self.flows).insert(record.key.clone(), record.clone());
         Ok(())
     }
 

@@ -9,7 +9,7 @@ mod file;
 mod keyring;
 mod memory;
 
-use mcpauth_core::{AccessToken, ClientSecret, RefreshToken, ScopeSet};
+use mcpauth_core::{AccessToken, ClientSecret, PkceVerifier, RefreshToken, ScopeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
@@ -99,6 +99,41 @@ pub struct ClientRecord {
     pub updated_at: u64,
 }
 
+/// An interactive authorization in progress, shared across processes so that exactly one runs
+/// per (resource, issuer): others wait for its tokens, and if its holder dies a survivor can
+/// finish it (same redirect URI, state and PKCE verifier) without opening another browser tab.
+/// Kept after the flow ends (inactive) for the per-minute cap on new flows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// Layout version ([`SCHEMA_VERSION`]).
+    pub schema: u32,
+    /// The resource and issuer; `client_id` is empty (the flow may register the client).
+    pub key: StoreKey,
+    /// Whether a flow is in progress.
+    pub active: bool,
+    /// The process running it.
+    pub holder_pid: u32,
+    /// Until when the holder's lease runs (it renews it while alive), Unix seconds.
+    pub lease_until: u64,
+    /// When the flow gives up, Unix seconds.
+    pub deadline: u64,
+    /// The client the flow authorizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Where the browser will return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uri: Option<String>,
+    /// The `state` sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The PKCE verifier (a secret: only in this 0600 record, only while the flow runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<PkceVerifier>,
+    /// When recent flows started, for the per-minute cap.
+    #[serde(default)]
+    pub recent_starts: Vec<u64>,
+}
+
 /// Held while a caller refreshes or re-authorizes one key; dropping it releases the lock.
 pub trait StoreLock: Send {}
 
@@ -121,6 +156,10 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     fn save_client(&self, record: &ClientRecord) -> Result<(), ClientError>;
     /// Deletes the client registration with `issuer`.
     fn delete_client(&self, issuer: &str) -> Result<(), ClientError>;
+    /// The flow record of `key` (resource and issuer, empty client id), if any.
+    fn load_flow(&self, key: &StoreKey) -> Result<Option<FlowRecord>, ClientError>;
+    /// Stores (replaces) a flow record.
+    fn save_flow(&self, record: &FlowRecord) -> Result<(), ClientError>;
     /// Takes the exclusive lock for `key`, across threads and processes, blocking until free.
     fn lock(&self, key: &StoreKey) -> Result<Box<dyn StoreLock>, ClientError>;
 }

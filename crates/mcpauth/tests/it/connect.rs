@@ -7,7 +7,7 @@ use std::time::Duration;
 use mcpauth_testkit::{Knobs, TestServer};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -15,29 +15,52 @@ struct Proxy {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
+    stderr: Option<Lines<BufReader<ChildStderr>>>,
 }
 
 impl Proxy {
     fn start(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proxy {
+        Self::spawn(home, args, envs, Stdio::null())
+    }
+
+    fn spawn(home: &Path, args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcpauth"))
             .arg("connect")
             .args(args)
             .env("MCPAUTH_HOME", home)
             .env_remove("MCP_CLIENT_ID")
+            .env("RUST_LOG", "warn")
             .envs(envs.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stderr = child.stderr.take().map(|e| BufReader::new(e).lines());
         Proxy {
             child,
             stdin,
             stdout,
+            stderr,
         }
+    }
+
+    /// Reads this proxy's stderr until a line contains `needle`; returns that line.
+    async fn stderr_until(&mut self, needle: &str) -> String {
+        let lines = self.stderr.as_mut().expect("stderr is piped");
+        tokio::time::timeout(LIMIT, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            panic!("stderr ended before {needle:?}");
+        })
+        .await
+        .expect("timed out waiting on stderr")
     }
 
     async fn send(&mut self, message: Value) {
@@ -193,4 +216,90 @@ async fn print_config_gives_an_mcp_servers_entry() {
             .unwrap()
             .ends_with("mcpauth")
     );
+}
+
+#[tokio::test]
+async fn four_instances_started_together_log_in_once_and_refresh_once() {
+    let server = TestServer::start(Knobs {
+        refresh_delay: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let url = server.mcp_url();
+    let mut proxies: Vec<Proxy> = (0..4)
+        .map(|_| Proxy::start(home.path(), &[&url, "--authorize-headless"], &[]))
+        .collect();
+    let init = json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}});
+    for p in &mut proxies {
+        p.send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}))
+            .await;
+    }
+    for p in &mut proxies {
+        let answer = p.recv().await;
+        assert!(answer.get("result").is_some(), "{answer}");
+    }
+    // One browser flow for the four (the others waited for its tokens), one registration.
+    server.seen(|c| assert_eq!((c.authorizations, c.registrations), (1, 1)));
+
+    // The token dies everywhere at once: one refresh, no refresh token spent twice.
+    server.revoke_access_tokens();
+    for p in &mut proxies {
+        p.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}))
+            .await;
+    }
+    for p in &mut proxies {
+        let answer = p.recv().await;
+        assert!(
+            answer.get("result").is_some(),
+            "every process answers: {answer}"
+        );
+    }
+    server.seen(|c| {
+        assert_eq!(c.refreshes, 1, "one refresh for four processes");
+        assert_eq!(c.refused_refreshes, 0, "no invalid_grant");
+        assert_eq!(c.authorizations, 1);
+    });
+    for p in proxies {
+        assert!(p.finish().await.0);
+    }
+}
+
+#[tokio::test]
+async fn the_login_of_a_killed_instance_is_finished_by_another_without_a_new_tab() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let url = server.mcp_url();
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params":
+        {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+
+    let mut a = Proxy::spawn(home.path(), &[&url, "--no-browser"], &[], Stdio::piped());
+    a.send(init.clone()).await;
+    let auth_url = a.stderr_until("/authorize?").await.trim().to_owned();
+
+    let mut b = Proxy::spawn(home.path(), &[&url, "--no-browser"], &[], Stdio::piped());
+    b.send(init).await;
+    b.stderr_until("is logging in").await;
+
+    a.child.kill().await.unwrap();
+    b.stderr_until("continuing the login").await;
+
+    // The user's browser, opened by A, comes back: B receives it on A's redirect URI.
+    let location = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(&auth_url)
+        .send()
+        .await
+        .unwrap()
+        .headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(reqwest::get(&location).await.unwrap().status(), 200);
+    let answer = b.recv().await;
+    assert!(answer.get("result").is_some(), "{answer}");
+    server.seen(|c| assert_eq!((c.authorizations, c.code_exchanges), (1, 1)));
+    assert!(b.finish().await.0);
 }
