@@ -93,6 +93,7 @@ fn decide(store: &dyn TokenStore, key: &StoreKey) -> Result<Decision, ClientErro
         client_id: None,
         redirect_uri: None,
         state: None,
+        authorization_url: None,
         verifier: None,
         recent_starts: starts,
     })?;
@@ -136,6 +137,16 @@ pub(crate) async fn acquire(
     }
 }
 
+/// What a survivor needs to finish a flow.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: String,
+    pub authorization_url: String,
+    pub verifier: mcpauth_core::PkceVerifier,
+}
+
 /// This process's lease on a flow, renewed in the background until [`Lease::finish`] or drop.
 #[derive(Debug)]
 pub(crate) struct Lease {
@@ -168,26 +179,15 @@ impl Lease {
     }
 
     /// Records what a survivor needs to finish the flow (before the browser is sent off).
-    pub(crate) async fn record(
-        &self,
-        client_id: &str,
-        redirect_uri: &str,
-        state: &str,
-        verifier: &mcpauth_core::PkceVerifier,
-    ) -> Result<(), ClientError> {
+    pub(crate) async fn record(&self, flow: InFlight) -> Result<(), ClientError> {
         let (s, k) = (Arc::clone(&self.store), self.key.clone());
-        let (c, r, st, v) = (
-            client_id.to_owned(),
-            redirect_uri.to_owned(),
-            state.to_owned(),
-            verifier.clone(),
-        );
         blocking(move || {
             update_if_ours(s.as_ref(), &k, |rec| {
-                rec.client_id = Some(c);
-                rec.redirect_uri = Some(r);
-                rec.state = Some(st);
-                rec.verifier = Some(v);
+                rec.client_id = Some(flow.client_id);
+                rec.redirect_uri = Some(flow.redirect_uri);
+                rec.state = Some(flow.state);
+                rec.authorization_url = Some(flow.authorization_url);
+                rec.verifier = Some(flow.verifier);
             })
         })
         .await
@@ -202,6 +202,7 @@ impl Lease {
                 r.active = false;
                 r.state = None;
                 r.verifier = None;
+                r.authorization_url = None;
             })
         })
         .await;

@@ -15,7 +15,7 @@ use crate::ClientError;
 use crate::authorize::{AuthorizationRequest, FrontEnd, Presenter, authorization_url};
 use crate::cross_app::CrossAppAccess;
 use crate::discovery::{self, Discovered, DiscoveryOptions, DiscoveryReport};
-use crate::flow::{self, Lease, Turn};
+use crate::flow::{self, InFlight, Lease, Turn};
 use crate::grants::{DEVICE_CODE_GRANT, SigningKey, TokenEndpoint};
 use crate::http::OAuthHttp;
 use crate::registration::{ClientSettings, configured_client, obtain_client};
@@ -781,6 +781,10 @@ impl Session {
         ) else {
             return Ok(None);
         };
+        if let Some(url) = &flow.authorization_url {
+            // No new tab (the user has the page open), but the address again in case it closed.
+            tracing::warn!("if the login page was closed, open it again:\n\n  {url}\n");
+        }
         let remaining = Duration::from_secs(flow.deadline.saturating_sub(now_unix()));
         let Some(response) = front_end.resume(redirect_uri, state, remaining).await? else {
             return Ok(None);
@@ -920,7 +924,13 @@ impl Session {
                 // shared with the other processes, so one of them can finish if this one dies).
                 if let Some(lease) = lease {
                     lease
-                        .record(&client.client_id, &redirect_uri, &state, &verifier)
+                        .record(InFlight {
+                            client_id: client.client_id.clone(),
+                            redirect_uri: redirect_uri.clone(),
+                            state: state.clone(),
+                            authorization_url: url.clone(),
+                            verifier: verifier.clone(),
+                        })
                         .await?;
                 }
                 let response = pending.complete(url).await?;

@@ -108,6 +108,13 @@ pub struct ConnectArgs {
     /// that approve by themselves, e.g. test servers).
     #[arg(long)]
     pub authorize_headless: bool,
+    /// Hide tools whose name matches this pattern (`*` and `?` wildcards; repeatable): they are
+    /// left out of tools/list and calls to them are refused without reaching the server.
+    #[arg(long = "ignore-tool", value_name = "GLOB")]
+    pub ignore_tools: Vec<String>,
+    /// Also write the log to this file (stderr keeps it too; stdout is only JSON-RPC).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<std::path::PathBuf>,
     /// Authentication options.
     #[command(flatten)]
     pub auth: AuthArgs,

@@ -37,7 +37,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing(cli.verbose);
+    let log_file = match &cli.command {
+        Command::Connect(a) => a.log_file.clone(),
+        _ => None,
+    };
+    if let Err(e) = init_tracing(cli.verbose, log_file.as_deref()) {
+        eprintln!("mcpauth: {e:#}");
+        return ExitCode::from(exit::FAILURE);
+    }
     // One thread is plenty for a CLI and starts fastest (`mcpauth token` is called in loops).
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,21 +93,42 @@ fn target_of(cli: &Cli) -> Option<&str> {
     }
 }
 
-fn init_tracing(verbose: u8) {
+/// Logs to stderr (colour only on a terminal), and also to `log_file` (0600, appended).
+fn init_tracing(verbose: u8, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
     let default = match verbose {
         0 => "warn",
         1 => "info,mcpauth=info,mcpauth_client=info",
         _ => "debug,hyper_util=info,reqwest=info",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    };
+    let builder = tracing_subscriber::fmt()
         .with_target(verbose > 1)
         .without_time()
-        .with_env_filter(filter)
-        .init();
+        .with_env_filter(filter());
+    match log_file {
+        None => builder
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
+        Some(path) => {
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let file = options
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("cannot open the log file {}: {e}", path.display()))?;
+            builder
+                .with_writer(std::io::stderr.and(std::sync::Mutex::new(file)))
+                .with_ansi(false)
+                .init();
+        }
+    }
+    Ok(())
 }
 
 /// Maps an error to its documented exit code.

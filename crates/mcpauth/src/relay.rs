@@ -73,7 +73,31 @@ pub struct Relay {
     client: Sender,
     url: String,
     headers: HeaderMap,
+    ignore_tools: Arc<Vec<String>>,
     state: Arc<SessionState>,
+}
+
+/// `*` matches any run of characters, `?` any one character.
+fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
 }
 
 /// What a server message line needs before going to stdout.
@@ -127,12 +151,34 @@ fn error_line(id: &Value, message: String) -> String {
 
 impl Relay {
     /// A relay to `url`; `headers` are added to every request (`--header`).
-    pub fn new(client: Sender, url: String, headers: HeaderMap) -> Self {
+    pub fn new(client: Sender, url: String, headers: HeaderMap, ignore_tools: Vec<String>) -> Self {
         Self {
             client,
             url,
             headers,
+            ignore_tools: Arc::new(ignore_tools),
             state: Arc::default(),
+        }
+    }
+
+    fn ignored(&self, tool: &str) -> bool {
+        self.ignore_tools.iter().any(|g| glob_match(g, tool))
+    }
+
+    /// Applies `--ignore-tool` to a `tools/list` answer; other lines pass untouched.
+    fn filter_line(&self, line: String, method: Option<&str>) -> String {
+        if self.ignore_tools.is_empty() || method != Some("tools/list") {
+            return line;
+        }
+        let Ok(mut v) = serde_json::from_str::<Value>(&line) else {
+            return line;
+        };
+        match v["result"]["tools"].as_array_mut() {
+            Some(tools) => {
+                tools.retain(|t| !t["name"].as_str().is_some_and(|n| self.ignored(n)));
+                v.to_string()
+            }
+            None => line,
         }
     }
 
@@ -208,6 +254,13 @@ impl Relay {
             .and_then(Value::as_str)
             .map(str::to_owned);
         let id = message.get("id").cloned().filter(|_| method.is_some());
+        if method.as_deref() == Some("tools/call")
+            && let Some(tool) = message["params"]["name"].as_str()
+            && self.ignored(tool)
+        {
+            let text = format!("the tool {tool:?} is hidden by mcpauth connect --ignore-tool");
+            return self.fail(id.as_ref(), &tx, text).await;
+        }
         let wire = stateless_headers(&message);
         let result = self
             .client
@@ -302,7 +355,7 @@ impl Relay {
         };
         for line in lines {
             self.observe(&line, method);
-            let _ = tx.send(line).await;
+            let _ = tx.send(self.filter_line(line, method)).await;
         }
     }
 
@@ -318,7 +371,7 @@ impl Relay {
             for event in parser.push(&chunk) {
                 if let Some(line) = to_line(&event.data) {
                     self.observe(&line, method);
-                    let _ = tx.send(line).await;
+                    let _ = tx.send(self.filter_line(line, method)).await;
                 }
             }
         }
@@ -421,6 +474,16 @@ mod tests {
         );
         let old = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
         assert!(stateless_headers(&old).is_empty());
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("delete_*", "delete_repo"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a?c", "abc"));
+        assert!(glob_match("*_admin_*", "x_admin_y"));
+        assert!(!glob_match("delete_*", "undelete_repo"));
+        assert!(!glob_match("a?c", "ac"));
     }
 
     #[test]

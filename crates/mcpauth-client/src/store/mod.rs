@@ -126,6 +126,9 @@ pub struct FlowRecord {
     /// The `state` sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// The authorization URL the user was sent to (not a secret: shown again on a takeover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_url: Option<String>,
     /// The PKCE verifier (a secret: only in this 0600 record, only while the flow runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verifier: Option<PkceVerifier>,

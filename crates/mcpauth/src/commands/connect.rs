@@ -86,12 +86,17 @@ pub async fn connect(
         Sender::OAuth(AuthenticatedClient::new(Arc::clone(&session), http))
     };
     tracing::info!(url = %target.url, "relaying stdio");
-    Relay::new(sender, target.url.clone(), headers)
-        .run(
-            tokio::io::BufReader::new(tokio::io::stdin()),
-            tokio::io::stdout(),
-        )
-        .await
+    Relay::new(
+        sender,
+        target.url.clone(),
+        headers,
+        args.ignore_tools.clone(),
+    )
+    .run(
+        tokio::io::BufReader::new(tokio::io::stdin()),
+        tokio::io::stdout(),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -523,7 +523,8 @@ async fn the_spinner_shows_on_a_terminal_and_not_on_a_pipe() {
     tty.kill().await.unwrap();
 
     // On a pipe: the URL still (it is the only way to log in headless), but no spinner and no
-    // terminal escape codes.
+    // terminal escape codes. (Another home: the killed login above would be taken over here.)
+    let home = tempfile::tempdir().unwrap();
     let mut pipe = mcpauth(home.path())
         .args(["login", &server.mcp_url(), "--no-browser"])
         .stdin(Stdio::null())

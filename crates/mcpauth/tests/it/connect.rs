@@ -282,6 +282,8 @@ async fn the_login_of_a_killed_instance_is_finished_by_another_without_a_new_tab
     b.stderr_until("is logging in").await;
 
     a.child.kill().await.unwrap();
+    // B shows the same address again (no new flow, no new tab) and listens where A did.
+    b.stderr_until(&auth_url).await;
     b.stderr_until("continuing the login").await;
 
     // The user's browser, opened by A, comes back: B receives it on A's redirect URI.
@@ -302,4 +304,50 @@ async fn the_login_of_a_killed_instance_is_finished_by_another_without_a_new_tab
     assert!(answer.get("result").is_some(), "{answer}");
     server.seen(|c| assert_eq!((c.authorizations, c.code_exchanges), (1, 1)));
     assert!(b.finish().await.0);
+}
+
+#[tokio::test]
+async fn ignored_tools_are_hidden_and_cannot_be_called() {
+    let server = TestServer::start(Knobs::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let log = home.path().join("connect.log");
+    let mut p = Proxy::start(
+        home.path(),
+        &[
+            &server.mcp_url(),
+            "--authorize-headless",
+            "--ignore-tool",
+            "ec*o",
+            "--log-file",
+            log.to_str().unwrap(),
+        ],
+        &[],
+    );
+    p.initialize().await;
+    let tools = p.request(json!(2), "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"], json!([]), "{tools}");
+    let before = server.seen(|c| c.mcp_requests);
+    let call = p
+        .request(
+            json!(3),
+            "tools/call",
+            json!({"name": "echo", "arguments": {}}),
+        )
+        .await;
+    assert!(
+        call["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--ignore-tool"),
+        "{call}"
+    );
+    assert_eq!(
+        server.seen(|c| c.mcp_requests),
+        before,
+        "the call never reached the server"
+    );
+    assert!(p.finish().await.0);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("hidden by mcpauth connect"), "{logged}");
+    assert!(!logged.contains("at-"), "no token in the log: {logged}");
 }

@@ -1,0 +1,387 @@
+//! The JWK set of one issuer: located through its RFC 8414 / OpenID metadata (`jwks_uri`) or
+//! given explicitly, cached, refetched when a token names an unknown `kid` (at most once per
+//! interval) and when it grows old. Each key carries the algorithms its JWK allows (from `kty`,
+//! `crv` and `alg`), never more: the token header only picks among them.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mcpauth_core::AuthorizationServerMetadata;
+use mcpauth_core::well_known::authorization_server_urls;
+use serde_json::Value;
+
+use crate::ResourceError;
+use crate::fetch::{check_url, read_json};
+
+/// Largest JWK set or metadata document accepted.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// A verification key and the validation rules that go with it.
+pub(crate) struct VerifyKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) algorithms: Vec<Algorithm>,
+    pub(crate) key: DecodingKey,
+    /// Algorithms, issuer, audiences, leeway and required claims, ready to use.
+    pub(crate) validation: Validation,
+}
+
+/// The algorithms a JWK may verify (RFC 7517 §4, RFC 7518 §3.1). Symmetric (`oct`) keys and
+/// encryption keys are refused; an `alg` member must agree with the key type.
+pub(crate) fn algorithms_for(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
+    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return Err("not a signature key (`use`)".into());
+    }
+    let by_type: Vec<Algorithm> = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(p) => match p.curve {
+            EllipticCurve::P256 => vec![Algorithm::ES256],
+            EllipticCurve::P384 => vec![Algorithm::ES384],
+            _ => return Err("unsupported EC curve".into()),
+        },
+        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
+            EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
+            _ => return Err("unsupported OKP curve".into()),
+        },
+        AlgorithmParameters::RSA(_) => vec![
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("symmetric keys are never accepted from a JWK set".into());
+        }
+        _ => return Err("unsupported key type".into()),
+    };
+    let Some(alg) = jwk.common.key_algorithm else {
+        return Ok(by_type);
+    };
+    let named = match alg {
+        KeyAlgorithm::ES256 => Algorithm::ES256,
+        KeyAlgorithm::ES384 => Algorithm::ES384,
+        KeyAlgorithm::RS256 => Algorithm::RS256,
+        KeyAlgorithm::RS384 => Algorithm::RS384,
+        KeyAlgorithm::RS512 => Algorithm::RS512,
+        KeyAlgorithm::PS256 => Algorithm::PS256,
+        KeyAlgorithm::PS384 => Algorithm::PS384,
+        KeyAlgorithm::PS512 => Algorithm::PS512,
+        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+        _ => return Err("unsupported or non-signature `alg`".into()),
+    };
+    if by_type.contains(&named) {
+        Ok(vec![named])
+    } else {
+        Err("`alg` does not match the key type".into())
+    }
+}
+
+/// The keys of one fetch.
+#[derive(Default)]
+struct KeySet {
+    keys: Vec<Arc<VerifyKey>>,
+    /// When the keys were fetched successfully.
+    fetched_at: Option<Instant>,
+    /// When a fetch was last tried (successful or not).
+    attempted_at: Option<Instant>,
+}
+
+/// How often keys are refetched.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RefetchPolicy {
+    /// At most one refetch per interval for unknown key ids.
+    pub(crate) min_interval: Duration,
+    /// Keys older than this are refetched on the next request.
+    pub(crate) max_age: Duration,
+}
+
+/// Where the JWK set is.
+enum Location {
+    /// Fixed URL.
+    Url(String),
+    /// `jwks_uri` of the issuer's metadata, discovered on the first fetch.
+    Discover(tokio::sync::OnceCell<String>),
+}
+
+/// The cached keys of one issuer.
+pub(crate) struct IssuerKeys {
+    pub(crate) issuer: String,
+    location: Location,
+    state: RwLock<Arc<KeySet>>,
+    refetch: tokio::sync::Mutex<()>,
+    base: Validation,
+    policy: RefetchPolicy,
+    http: reqwest::Client,
+}
+
+/// What the key lookup found.
+pub(crate) enum Lookup {
+    /// Keys that may verify the token (by `kid`, or every key allowing the algorithm).
+    Keys(Vec<Arc<VerifyKey>>),
+    /// A key with that `kid` exists but does not allow the header's `alg`.
+    AlgMismatch,
+    /// No such key, even after a refetch (or a refetch was not allowed yet).
+    Unknown,
+}
+
+impl IssuerKeys {
+    /// Keys of `issuer`, from `jwks_url` or discovered; `base` is the validation template.
+    pub(crate) fn new(
+        issuer: String,
+        jwks_url: Option<String>,
+        base: Validation,
+        policy: RefetchPolicy,
+        http: reqwest::Client,
+    ) -> Result<Self, ResourceError> {
+        check_url(&issuer, "issuer")?;
+        let location = match jwks_url {
+            Some(u) => {
+                check_url(&u, "JWK set URL")?;
+                Location::Url(u)
+            }
+            None => Location::Discover(tokio::sync::OnceCell::new()),
+        };
+        let mut base = base;
+        base.set_issuer(&[&issuer]);
+        Ok(Self {
+            issuer,
+            location,
+            state: RwLock::new(Arc::new(KeySet::default())),
+            refetch: tokio::sync::Mutex::new(()),
+            base,
+            policy,
+            http,
+        })
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn find(set: &KeySet, kid: Option<&str>, alg: Algorithm) -> Lookup {
+        match kid {
+            Some(kid) => match set.keys.iter().find(|k| k.kid.as_deref() == Some(kid)) {
+                Some(k) if k.algorithms.contains(&alg) => Lookup::Keys(vec![k.clone()]),
+                Some(_) => Lookup::AlgMismatch,
+                None => Lookup::Unknown,
+            },
+            None => {
+                let keys: Vec<_> = set
+                    .keys
+                    .iter()
+                    .filter(|k| k.algorithms.contains(&alg))
+                    .cloned()
+                    .collect();
+                if keys.is_empty() {
+                    Lookup::Unknown
+                } else {
+                    Lookup::Keys(keys)
+                }
+            }
+        }
+    }
+
+    /// The keys that may verify a token with header `kid` and `alg`, refetching the set when it
+    /// was never fetched, is too old, or lacks the key (at most once per interval).
+    pub(crate) async fn lookup(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+    ) -> Result<Lookup, ResourceError> {
+        let mut set = self.snapshot();
+        let now = Instant::now();
+        match set.fetched_at {
+            None => {
+                self.refetch(true).await?;
+                set = self.snapshot();
+                if set.fetched_at.is_none() {
+                    return Err(ResourceError::unavailable(
+                        format!("the JWK set of {}", self.issuer),
+                        "the last fetch failed",
+                    ));
+                }
+            }
+            Some(t) if now.duration_since(t) > self.policy.max_age => {
+                // Old keys: refetch, but keep using them if that fails.
+                if let Err(e) = self.refetch(false).await {
+                    tracing::warn!(issuer = %self.issuer, error = %e, "refreshing the JWK set failed; using the cached keys");
+                }
+                set = self.snapshot();
+            }
+            Some(_) => {}
+        }
+        match Self::find(&set, kid, alg) {
+            Lookup::Unknown => {
+                // A key rotation at the issuer: refetch, at most once per interval.
+                self.refetch(false).await?;
+                Ok(Self::find(&self.snapshot(), kid, alg))
+            }
+            found => Ok(found),
+        }
+    }
+
+    /// Fetches the key set now (`force`), or unless a fetch was tried within the interval.
+    /// Concurrent callers wait for one fetch.
+    pub(crate) async fn refetch(&self, force: bool) -> Result<(), ResourceError> {
+        let before = self.snapshot().attempted_at;
+        let _guard = self.refetch.lock().await;
+        let current = self.snapshot();
+        if current.attempted_at != before {
+            return Ok(()); // another request fetched while this one waited
+        }
+        if !force
+            && current
+                .attempted_at
+                .is_some_and(|t| t.elapsed() < self.policy.min_interval)
+        {
+            return Ok(());
+        }
+        let result = self.fetch_keys().await;
+        let now = Instant::now();
+        let next = match &result {
+            Ok(keys) => KeySet {
+                keys: keys.clone(),
+                fetched_at: Some(now),
+                attempted_at: Some(now),
+            },
+            Err(_) => KeySet {
+                keys: current.keys.clone(),
+                fetched_at: current.fetched_at,
+                attempted_at: Some(now),
+            },
+        };
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        result.map(drop)
+    }
+
+    async fn jwks_url(&self) -> Result<String, ResourceError> {
+        match &self.location {
+            Location::Url(u) => Ok(u.clone()),
+            Location::Discover(cell) => cell
+                .get_or_try_init(|| discover_jwks_uri(&self.http, &self.issuer))
+                .await
+                .cloned(),
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<Vec<Arc<VerifyKey>>, ResourceError> {
+        let url = self.jwks_url().await?;
+        let what = format!("the JWK set {url}");
+        let resp = self
+            .http
+            .get(&url)
+            .header(
+                http::header::ACCEPT,
+                "application/json, application/jwk-set+json",
+            )
+            .send()
+            .await
+            .map_err(|e| ResourceError::unavailable(&what, e))?;
+        let doc: Value = read_json(resp, MAX_DOCUMENT_BYTES, &what).await?;
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ResourceError::unavailable(&what, "no `keys` array"))?;
+        let mut out = Vec::new();
+        for k in keys {
+            let parsed = serde_json::from_value::<Jwk>(k.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|jwk| {
+                    let algorithms = algorithms_for(&jwk)?;
+                    let key = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+                    let mut validation = self.base.clone();
+                    validation.algorithms = algorithms.clone();
+                    Ok(VerifyKey {
+                        kid: jwk.common.key_id.clone(),
+                        algorithms,
+                        key,
+                        validation,
+                    })
+                });
+            match parsed {
+                Ok(k) => out.push(Arc::new(k)),
+                Err(reason) => {
+                    tracing::debug!(issuer = %self.issuer, %reason, "skipping a JWK");
+                }
+            }
+        }
+        tracing::debug!(issuer = %self.issuer, keys = out.len(), "fetched the JWK set");
+        Ok(out)
+    }
+}
+
+/// The `jwks_uri` of `issuer`, from its RFC 8414 or OpenID metadata (tried in the order of
+/// MCP SPEC C5), whose `issuer` must be identical (RFC 8414 §3.3).
+async fn discover_jwks_uri(http: &reqwest::Client, issuer: &str) -> Result<String, ResourceError> {
+    let what = format!("the metadata of {issuer}");
+    let urls = authorization_server_urls(issuer).map_err(ResourceError::config)?;
+    let mut last = String::from("no metadata document found");
+    for (url, _) in urls {
+        let resp = match http
+            .get(&url)
+            .header(http::header::ACCEPT, "application/json")
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r,
+            Ok(r) => {
+                last = format!("{url}: HTTP status {}", r.status());
+                continue;
+            }
+            Err(e) => {
+                last = format!("{url}: {e}");
+                continue;
+            }
+        };
+        let body: Value = match read_json(resp, MAX_DOCUMENT_BYTES, &url).await {
+            Ok(b) => b,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let meta = AuthorizationServerMetadata::from_json_for_issuer(&bytes, issuer)
+            .map_err(|e| ResourceError::unavailable(&what, e))?;
+        let jwks_uri = meta
+            .jwks_uri
+            .ok_or_else(|| ResourceError::unavailable(&what, "the metadata has no jwks_uri"))?;
+        check_url(&jwks_uri, "jwks_uri").map_err(|e| ResourceError::unavailable(&what, e))?;
+        return Ok(jwks_uri);
+    }
+    Err(ResourceError::unavailable(what, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn jwk(v: Value) -> Jwk {
+        serde_json::from_value(v).unwrap()
+    }
+
+    const X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    #[test]
+    fn algorithms_come_from_the_key() {
+        let ec = json!({"kty": "EC", "crv": "P-256", "x": X, "y": Y});
+        assert_eq!(
+            algorithms_for(&jwk(ec.clone())).unwrap(),
+            [Algorithm::ES256]
+        );
+        let mut with_alg = ec.clone();
+        with_alg["alg"] = json!("RS256");
+        assert!(algorithms_for(&jwk(with_alg)).is_err());
+        let mut enc = ec;
+        enc["use"] = json!("enc");
+        assert!(algorithms_for(&jwk(enc)).is_err());
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0"});
+        assert!(algorithms_for(&jwk(oct)).is_err());
+        let ed = json!({"kty": "OKP", "crv": "Ed25519", "x": X, "alg": "EdDSA"});
+        assert_eq!(algorithms_for(&jwk(ed)).unwrap(), [Algorithm::EdDSA]);
+    }
+}
