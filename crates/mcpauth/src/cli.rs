@@ -75,6 +75,8 @@ pub enum Command {
     Call(CallArgs),
     /// Proxy stdio to a protected MCP server: use it as the `command` of an MCP client.
     Connect(ConnectArgs),
+    /// Put OAuth in front of an MCP server: an HTTP upstream, or `--demo`.
+    Gateway(GatewayArgs),
     /// Run the authorization server (SQLite by default, PostgreSQL for several instances).
     Serve(ServeArgs),
     /// Manage the authorization server's users.
@@ -118,6 +120,64 @@ pub struct ConnectArgs {
     /// Authentication options.
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+/// `mcpauth gateway`.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The MCP server to protect (Streamable HTTP), e.g. http://127.0.0.1:9000/mcp.
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present_any = ["demo", "command"],
+        conflicts_with_all = ["demo", "command"]
+    )]
+    pub upstream: Option<String>,
+    /// A stdio MCP server to serve over Streamable HTTP instead: `-- COMMAND ARGS…` (one process
+    /// per MCP session, bound to the user who opened it).
+    #[arg(last = true, value_name = "COMMAND", conflicts_with = "demo")]
+    pub command: Vec<String>,
+    /// Serve a built-in demo MCP server (tools echo, add, time) with a generated demo user.
+    #[arg(long)]
+    pub demo: bool,
+    /// A header for every upstream request, `Name: value` (repeatable; `${VAR}` from the
+    /// environment). The client's own Authorization is never passed on (MCP SPEC S5).
+    #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
+    pub upstream_headers: Vec<String>,
+    /// Address to listen on (loopback unless told otherwise).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub bind: String,
+    /// The URL clients use, if not http(s)://the bound address (e.g. behind a TLS proxy).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Use this external authorization server (its JWKS) instead of the embedded one.
+    #[arg(long, value_name = "URL", conflicts_with = "introspection_url")]
+    pub issuer: Option<String>,
+    /// Validate tokens by RFC 7662 introspection here instead (client id in
+    /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
+    #[arg(long, value_name = "URL", requires = "introspection_client_id")]
+    pub introspection_url: Option<String>,
+    /// The gateway's client id at the introspection endpoint.
+    #[arg(long)]
+    pub introspection_client_id: Option<String>,
+    /// A file holding the introspection client's secret.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+    /// A scope every request needs (repeatable).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// A scope one tool needs, `TOOL=SCOPE` (repeatable).
+    #[arg(long = "tool-scope", value_name = "TOOL=SCOPE")]
+    pub tool_scopes: Vec<String>,
+    /// TLS certificate chain (PEM).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// The embedded authorization server's database.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 /// Where the authorization server keeps its state.
@@ -167,6 +227,9 @@ pub struct ServeArgs {
     /// development, e.g. 127.0.0.0/8). Private and loopback addresses are refused otherwise.
     #[arg(long = "allow-fetch-network", value_name = "CIDR")]
     pub allow_fetch_networks: Vec<String>,
+    /// Turn off the rate limits on /register, /token, /authorize and logins (benchmarks only).
+    #[arg(long)]
+    pub no_rate_limits: bool,
     /// A TOML file with any of these settings (flags win).
     #[arg(long, value_name = "FILE")]
     pub settings: Option<PathBuf>,

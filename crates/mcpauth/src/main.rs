@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod config;
+mod gateway;
 mod present;
 mod relay;
 mod setup;
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        if matches!(cli.command, Command::Serve(_)) {
+        if matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) {
             // Servers shut down gracefully on SIGINT/SIGTERM themselves.
             return Some(run(&cli).await);
         }
@@ -170,6 +171,7 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Tools(a) => commands::tools(cli, a, config).await,
         Command::Call(a) => commands::call(cli, a, config).await,
         Command::Connect(a) => commands::connect(cli, a, config).await,
+        Command::Gateway(a) => gateway::gateway(a).await,
         Command::Serve(a) => commands::serve(a).await,
         Command::Users(c) => commands::users(cli, c).await,
         Command::Clients(c) => commands::clients(cli, c).await,

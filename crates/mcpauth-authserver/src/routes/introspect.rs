@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::{AppState, PeerIp, TokenQuery, no_store_json};
 use crate::client_auth::TokenError;
+use crate::clients::AuthMethod;
 use crate::secrets::{hash_secret, now};
 use crate::server::Shared;
 use crate::tokens::{ACCESS_TOKEN_TYP, AccessClaims};
@@ -36,6 +37,14 @@ async fn handle(
 ) -> Result<Value, TokenError> {
     let TokenQuery { client, token } =
         TokenQuery::parse(shared, ip, headers, body, "/introspect").await?;
+    // RFC 7662 §2.1, §4: introspection needs real client authentication, or anyone could
+    // register a public client and scan tokens. A public client's id proves nothing.
+    if client.auth_method == AuthMethod::None {
+        return Err(TokenError::invalid_client(
+            "introspection requires a confidential client (RFC 7662 §2.1)",
+            false,
+        ));
+    }
     let token = token.as_str();
     let inactive = json!({"active": false});
     let issuer = &shared.config.issuer;

@@ -52,9 +52,15 @@ pub(crate) async fn metadata(State(shared): AppState) -> Response {
         json!(shared.keys.algorithms()),
     );
     for endpoint in ["revocation", "introspection"] {
+        // Introspection answers confidential clients only (RFC 7662 §2.1).
+        let methods: &[&str] = if endpoint == "introspection" {
+            &auth_methods[1..]
+        } else {
+            &auth_methods
+        };
         extra.insert(
             format!("{endpoint}_endpoint_auth_methods_supported"),
-            json!(auth_methods),
+            json!(methods),
         );
         extra.insert(
             format!("{endpoint}_endpoint_auth_signing_alg_values_supported"),

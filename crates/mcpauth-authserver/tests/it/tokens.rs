@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_authserver::AuthMethod;
 use mcpauth_authserver::admin::{self, NewClient};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -165,6 +165,19 @@ both_backends! {
         // Unauthenticated introspection is refused.
         let resp = http().post(ts.url("/introspect")).form(&[("token", at)]).send().await.unwrap();
         assert_eq!(resp.status(), 401);
+        // RFC 7662 §2.1, §4: a public client's bare client_id is no authentication (anyone can
+        // register one), so it cannot scan other clients' tokens.
+        let public = ts.register_public_client(&["http://127.0.0.1:9/cb"]).await;
+        let resp = http().post(ts.url("/introspect"))
+            .form(&[("token", at), ("client_id", public.as_str())]).send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client");
+        assert!(body.get("sub").is_none() && body.get("active").is_none(), "{body}");
+        let meta: Value = http().get(ts.url("/.well-known/oauth-authorization-server"))
+            .send().await.unwrap().json().await.unwrap();
+        let methods = meta["introspection_endpoint_auth_methods_supported"].as_array().unwrap();
+        assert!(!methods.iter().any(|m| m == "none"), "{methods:?}");
     }
 
     /// RFC 7009: revoking a refresh token revokes its family; revoking an access token makes it

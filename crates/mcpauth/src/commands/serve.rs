@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mcpauth_authserver::{
-    AuthServer, Config, IpNet, RegistrationPolicy, SigningAlg, Store, admin, serve as serve_on,
+    AuthServer, Config, IpNet, RateLimits, RegistrationPolicy, SigningAlg, Store, admin,
+    serve as serve_on,
 };
 use serde::Deserialize;
 
@@ -34,6 +35,8 @@ struct Settings {
     signing_alg: Option<String>,
     #[serde(default)]
     allow_fetch_networks: Vec<String>,
+    /// `false` turns the rate limits off (benchmarks only).
+    rate_limits: Option<bool>,
 }
 
 /// The default database: `authserver.db` beside the token store, in a 0700 directory.
@@ -89,7 +92,7 @@ fn read_secret_file(path: &Path, what: &str) -> anyhow::Result<String> {
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -200,6 +203,10 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     };
     for n in networks {
         config.fetch.allow_networks.push(IpNet::parse(&n)?);
+    }
+    if args.no_rate_limits || settings.rate_limits == Some(false) {
+        tracing::warn!("rate limits are off: run like this only for benchmarks");
+        config.rate_limits = RateLimits::none();
     }
     let server = AuthServer::new(config, store.clone()).await?;
 

@@ -4,4 +4,5 @@
 
 mod cli;
 mod connect;
+mod gateway;
 mod serve;

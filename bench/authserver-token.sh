@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# Token-endpoint throughput of the authorization server, against oidc-provider, in one run
+# (DESIGN.md "Performance targets": at least 10x oidc-provider for client_credentials and
+# refresh_token, SQLite and PostgreSQL alike). Not part of CI; run on demand:
+#
+#   bench/authserver-token.sh                    all targets, 10 s per measurement
+#   bench/authserver-token.sh --duration 20 --connections 64 --threads 1
+#   bench/authserver-token.sh --only mcpauth-sqlite --only oidc-provider
+#   bench/authserver-token.sh --no-build         use the existing release binaries
+#
+# Targets (each started fresh, on 127.0.0.1, one after another, so they never share the CPU):
+#   mcpauth-sqlite     the authorization server on a new SQLite file
+#   mcpauth-postgres   the same on a new database at 127.0.0.1:5432 (trust, user postgres;
+#                      MCPAUTH_TEST_DATABASE_URL overrides the admin URL), dropped afterwards
+#   oidc-provider      npm oidc-provider (interop/package-lock.json), configured alike: see
+#                      bench/oidc-provider-server.mjs and bench/README.md
+#
+# The mcpauth server runs as `mcpauth serve --no-rate-limits` (its default /token limits, 100/s
+# per IP and 50/s per client, would measure the limiter).
+#
+# Per target, with wrk (Debian package, installed if missing) on loopback:
+#   client_credentials  warm-up (3 s), then D seconds of POST /token grant_type=client_credentials
+#                       &resource=R&scope=S, client_secret_basic
+#   refresh_token       a pool of refresh tokens made beforehand by the code flow over HTTP
+#                       (bench/refresh-pool.mjs), sized from the client_credentials rate; then D
+#                       seconds of POST /token grant_type=refresh_token&resource=R&refresh_token=T,
+#                       client_secret_basic, each token spent once (bench/wrk/refresh-token.lua);
+#                       every response must be 200 and the pool must not run out
+#
+# Prints requests/s, p99 and non-2xx per target and grant, and the ratios to oidc-provider. The
+# last line is "N passed, M failed": one check per (mcpauth target, grant) whose ratio must be at
+# least 10 (BENCH_TARGET_RATIO). Exit status: 0 all met, 3 measured but a ratio is under target,
+# 1 a measurement is invalid (errors, non-2xx, pool exhausted) or a target could not run.
+
+set -uo pipefail
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+fail() { echo "bench/authserver-token.sh: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
+# shellcheck source=../interop/lib/common.sh
+source "$REPO_ROOT/interop/lib/common.sh"
+
+DURATION=10
+WARMUP=3
+CONNECTIONS=32
+THREADS=1
+TARGET_RATIO=${BENCH_TARGET_RATIO:-10}
+MAX_POOL=${BENCH_MAX_POOL:-150000}
+WARMUP_POOL=6000
+TARGETS=()
+while (($#)); do
+  case $1 in
+    --duration) DURATION=$2; shift 2 ;;
+    --connections) CONNECTIONS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --only) TARGETS+=("$2"); shift 2 ;;
+    --no-build) export MCPAUTH_NO_BUILD=1; shift ;;
+    -h | --help) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+((${#TARGETS[@]})) || TARGETS=(mcpauth-sqlite mcpauth-postgres oidc-provider)
+for t in "${TARGETS[@]}"; do
+  case $t in mcpauth-sqlite | mcpauth-postgres | oidc-provider) ;; *) fail "unknown target $t" ;; esac
+done
+
+USERNAME=alice
+SCOPE=mcp:tools
+RESOURCE=http://127.0.0.1:8931/mcp
+REDIRECT_URI=http://127.0.0.1:8932/callback
+urlenc() { "$NODE" -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' -- "$1"; }
+json_field() { "$NODE" -e 'const o=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(String(o[process.argv[1]] ?? ""))' "$1"; }
+
+# --- installs and builds -------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  log "installing wrk (apt-get update; apt-get install -y wrk)"
+  sudo=
+  ((EUID == 0)) || sudo=sudo
+  $sudo apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >&2 ||
+    fail "apt-get install wrk failed"
+fi
+ensure_node
+ensure_interop_modules
+mkdir -p "$INTEROP_DIR/src/bench"
+cp "$SCRIPT_DIR"/*.mjs "$INTEROP_DIR/src/bench/"
+ensure_mcpauth
+
+# --- wrk runs ------------------------------------------------------------------------------
+# wrk_run OUTFILE LUA URL SECONDS: runs wrk and prints its output to OUTFILE.
+wrk_run() {
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${4}s" --timeout 5s --latency -s "$2" "$3" >"$1" 2>&1 ||
+    { cat "$1" >&2; fail "wrk failed against $3"; }
+}
+# Parses wrk output: "rps p99_ms non2xx socket_errors".
+wrk_parse() {
+  awk '
+    /^Requests\/sec:/ { rps = $2 }
+    $1 == "99%" { v = $2; ms = v + 0
+      if (v ~ /us$/) ms = ms / 1000; else if (v ~ /ms$/) ms = ms + 0; else if (v ~ /s$/) ms = ms * 1000
+      p99 = ms }
+    /Non-2xx or 3xx responses:/ { non = $NF }
+    /Socket errors:/ { gsub(/,/, ""); errs = $4 + $6 + $8 + $10 }
+    END { printf "%s %.2f %d %d\n", rps, p99, non, errs }' "$1"
+}
+
+declare -A RPS P99 NON ERRS NOTE
+INVALID=0
+RESULT_DIR=$REPO_ROOT/.cache/bench/results
+mkdir -p "$RESULT_DIR"
+
+# measure TARGET GRANT LUA URL SECONDS
+measure() {
+  local target=$1 grant=$2 out=$RESULT_DIR/$1-$2.txt rps p99 non errs
+  wrk_run "$out" "$3" "$4" "$5"
+  read -r rps p99 non errs < <(wrk_parse "$out")
+  RPS[$target/$grant]=$rps P99[$target/$grant]=$p99 NON[$target/$grant]=$non ERRS[$target/$grant]=$errs
+  printf '    %-18s %10.0f req/s   p99 %8.2f ms   non-2xx %d   socket errors %d\n' "$grant" "$rps" "$p99" "$non" "$errs" >&2
+  if ((non > 0 || errs > 0)); then
+    INVALID=1
+    NOTE[$target/$grant]="INVALID: $non non-2xx, $errs socket errors (see $out)"
+  fi
+  local pool
+  pool=$(grep '^pool:' "$out" || true)
+  if [[ -n $pool ]]; then
+    echo "    $pool" >&2
+    if [[ $pool != *", 0 requests after exhaustion" ]]; then
+      INVALID=1
+      NOTE[$target/$grant]="INVALID: the refresh-token pool ran out ($pool)"
+    fi
+  fi
+}
+
+# make_pool TARGET FILE COUNT: COUNT refresh tokens of client RT_ID by the code flow.
+make_pool() {
+  log "$1: $3 refresh tokens by the code flow"
+  (cd "$INTEROP_DIR/src/bench" && BENCH_ISSUER=$ISSUER BENCH_CLIENT_ID=$RT_ID BENCH_CLIENT_SECRET=$RT_SECRET \
+    BENCH_REDIRECT_URI=$REDIRECT_URI BENCH_RESOURCE=$RESOURCE BENCH_SCOPE=$SCOPE BENCH_USERNAME=$USERNAME \
+    BENCH_PASSWORD=$PASSWORD "$NODE" refresh-pool.mjs "$2" "$3") || fail "$1: making the refresh-token pool failed"
+}
+
+# bench_target TARGET: server already started (ISSUER, SERVER_PID); clients in CC_ID/CC_SECRET
+# and RT_ID/RT_SECRET.
+bench_target() {
+  local target=$1 cc_basic rt_basic resource_enc body pool count
+  resource_enc=$(urlenc "$RESOURCE")
+  cc_basic=$(printf '%s:%s' "$(urlenc "$CC_ID")" "$(urlenc "$CC_SECRET")" | base64 -w0)
+  rt_basic=$(printf '%s:%s' "$(urlenc "$RT_ID")" "$(urlenc "$RT_SECRET")" | base64 -w0)
+  body="grant_type=client_credentials&resource=$resource_enc&scope=$(urlenc "$SCOPE")"
+
+  # A functional check before loading: one token of each kind must be issued.
+  local probe
+  probe=$(curl -sS -H "Authorization: Basic $cc_basic" -d "$body" "$ISSUER/token") || fail "$target: /token unreachable"
+  [[ $(json_field access_token <<<"$probe") == ey* ]] || fail "$target: client_credentials failed: $probe"
+
+  log "$target: client_credentials (warm-up ${WARMUP}s, then ${DURATION}s, $CONNECTIONS connections)"
+  BENCH_BASIC=$cc_basic BENCH_BODY=$body wrk_run "$RESULT_DIR/$target-warmup.txt" "$SCRIPT_DIR/wrk/client-credentials.lua" "$ISSUER/token" "$WARMUP"
+  BENCH_BASIC=$cc_basic BENCH_BODY=$body measure "$target" client_credentials "$SCRIPT_DIR/wrk/client-credentials.lua" "$ISSUER/token" "$DURATION"
+
+  # Refresh-token pools: a small one first, spent in a 1 s warm-up that also estimates the rate,
+  # then one sized for D seconds at that rate (+60%; at most BENCH_MAX_POOL). A pool that runs out
+  # invalidates the run.
+  local est used
+  make_pool "$target" "$RESULT_DIR/$target-pool-warmup.txt" "$WARMUP_POOL"
+  log "$target: refresh_token warm-up (1s) to size the pool"
+  BENCH_BASIC=$rt_basic BENCH_POOL=$RESULT_DIR/$target-pool-warmup.txt BENCH_THREADS=$THREADS BENCH_EXTRA="&resource=$resource_enc" \
+    wrk_run "$RESULT_DIR/$target-refresh-warmup.txt" "$SCRIPT_DIR/wrk/refresh-token.lua" "$ISSUER/token" 1
+  used=$(sed -n 's/^pool: \([0-9]*\) used.*/\1/p' "$RESULT_DIR/$target-refresh-warmup.txt")
+  est=${used:-0}
+  if grep -q '^pool: .*, 0 requests after exhaustion' "$RESULT_DIR/$target-refresh-warmup.txt"; then :; else
+    est=${RPS[$target/client_credentials]%.*} # the warm-up ran out: take the (higher) client_credentials rate
+  fi
+  count=$(((est * DURATION * 16 / 10) + 1000))
+  ((count > MAX_POOL)) && count=$MAX_POOL
+  pool=$RESULT_DIR/$target-pool.txt
+  make_pool "$target" "$pool" "$count"
+  log "$target: refresh_token (${DURATION}s, each token spent once)"
+  BENCH_BASIC=$rt_basic BENCH_POOL=$pool BENCH_THREADS=$THREADS BENCH_EXTRA="&resource=$resource_enc" \
+    measure "$target" refresh_token "$SCRIPT_DIR/wrk/refresh-token.lua" "$ISSUER/token" "$DURATION"
+  rm -f "$RESULT_DIR/$target-pool-warmup.txt"
+  rm -f "$pool"
+}
+
+run_mcpauth() { # run_mcpauth sqlite|postgres
+  local kind=$1 target=mcpauth-$1 home database out
+  new_tmpdir home
+  if [[ $kind == sqlite ]]; then
+    database="sqlite://$home/authserver.db?mode=rwc"
+  else
+    ensure_postgres || fail "$target: no PostgreSQL answers at $PG_ADMIN_URL"
+    fresh_pg_database database mcpauth_bench
+  fi
+  printf '%s\n' "$PASSWORD" | mcpauth_cmd "$home" users add "$USERNAME" --database "$database" >/dev/null ||
+    fail "$target: users add failed"
+  out=$(mcpauth_cmd "$home" clients add --id bench-cc --name "bench client_credentials" \
+    --grant-type client_credentials --database "$database" --json) || fail "$target: clients add failed"
+  CC_ID=bench-cc CC_SECRET=$(json_field client_secret <<<"$out")
+  out=$(mcpauth_cmd "$home" clients add --id bench-rt --name "bench refresh_token" --redirect-uri "$REDIRECT_URI" \
+    --grant-type authorization_code --grant-type refresh_token --database "$database" --json) ||
+    fail "$target: clients add failed"
+  RT_ID=bench-rt RT_SECRET=$(json_field client_secret <<<"$out")
+
+  # `mcpauth serve --no-rate-limits` (start_serve adds `serve --bind 127.0.0.1:0`).
+  start_serve "$home" "$home/server.log" --no-rate-limits --database "$database" --resource "$RESOURCE" --scope "$SCOPE"
+  SERVER_PID=$SERVE_PID
+  echo "== $target: $ISSUER (mcpauth serve --no-rate-limits, ${database%%://*})" >&2
+  bench_target "$target"
+  stop_pid "$SERVER_PID" || true
+}
+
+wait_issuer() { # wait_issuer LOGFILE: sets ISSUER
+  ISSUER=
+  for _ in $(seq 1 300); do
+    ISSUER=$(sed -n 's/^[[:space:]]*issuer:[[:space:]]*//p' "$1" | head -n1)
+    [[ -n $ISSUER ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$1" >&2; fail "the server exited at start"; }
+    sleep 0.1
+  done
+  [[ -n $ISSUER ]] || { cat "$1" >&2; fail "the server printed no issuer"; }
+}
+
+run_oidc_provider() {
+  local target=oidc-provider dir port
+  new_tmpdir dir
+  port=$(free_port)
+  CC_ID=bench-cc CC_SECRET=$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d =)
+  RT_ID=bench-rt RT_SECRET=$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d =)
+  cat >"$dir/clients.json" <<EOF
+[{"client_id":"$CC_ID","client_secret":"$CC_SECRET","grant_types":["client_credentials"]},
+ {"client_id":"$RT_ID","client_secret":"$RT_SECRET","grant_types":["authorization_code","refresh_token"],
+  "redirect_uris":["$REDIRECT_URI"]}]
+EOF
+  (cd "$INTEROP_DIR/src/bench" && exec env NODE_ENV=production BENCH_PORT="$port" BENCH_RESOURCE="$RESOURCE" \
+    BENCH_SCOPE="$SCOPE" BENCH_CLIENTS_FILE="$dir/clients.json" "$NODE" oidc-provider-server.mjs) \
+    </dev/null >"$dir/server.log" 2>&1 &
+  SERVER_PID=$!
+  _CLEAN_PIDS+=("$SERVER_PID")
+  wait_issuer "$dir/server.log"
+  echo "== $target: $ISSUER (oidc-provider $(_pkg_version "$INTEROP_DIR/node_modules/oidc-provider"), Node $("$NODE" --version), in-memory adapter)" >&2
+  bench_target "$target"
+  stop_pid "$SERVER_PID" || true
+  if grep -q server_error "$dir/server.log"; then
+    cat "$dir/server.log" >&2
+    fail "oidc-provider logged server errors"
+  fi
+}
+
+for t in "${TARGETS[@]}"; do
+  case $t in
+    mcpauth-sqlite) run_mcpauth sqlite ;;
+    mcpauth-postgres) run_mcpauth postgres ;;
+    oidc-provider) run_oidc_provider ;;
+  esac
+done
+
+# --- report --------------------------------------------------------------------------------
+echo
+echo "Token endpoint throughput (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on loopback; $(nproc) cores shared by wrk and the server)"
+printf '%-18s %-20s %12s %10s %9s   %s\n' target grant "req/s" "p99 ms" "non-2xx" "vs oidc-provider"
+PASS=0
+FAILN=0
+for t in "${TARGETS[@]}"; do
+  for g in client_credentials refresh_token; do
+    k=$t/$g
+    [[ -n ${RPS[$k]:-} ]] || continue
+    ratio=
+    if [[ $t != oidc-provider && -n ${RPS[oidc-provider/$g]:-} ]]; then
+      ratio=$(awk -v a="${RPS[$k]}" -v b="${RPS[oidc-provider/$g]}" 'BEGIN { printf "%.1fx", a / b }')
+      p99r=$(awk -v a="${P99[$k]}" -v b="${P99[oidc-provider/$g]}" 'BEGIN { printf "%.2f", a / b }')
+      ratio="$ratio throughput, p99 x$p99r"
+    fi
+    printf '%-18s %-20s %12.0f %10.2f %9d   %s %s\n' "$t" "$g" "${RPS[$k]}" "${P99[$k]}" "${NON[$k]}" "$ratio" "${NOTE[$k]:-}"
+  done
+done
+echo
+for t in "${TARGETS[@]}"; do
+  [[ $t == oidc-provider ]] && continue
+  for g in client_credentials refresh_token; do
+    k=$t/$g
+    if [[ -z ${RPS[oidc-provider/$g]:-} ]]; then
+      echo "  NOT RUN  $t $g >= ${TARGET_RATIO}x oidc-provider (oidc-provider was not measured; not counted)"
+      continue
+    fi
+    if [[ -n ${NOTE[$k]:-} || -n ${NOTE[oidc-provider/$g]:-} ]]; then
+      echo "  FAIL  $t $g: invalid measurement"
+      FAILN=$((FAILN + 1))
+    elif awk -v a="${RPS[$k]}" -v b="${RPS[oidc-provider/$g]}" -v r="$TARGET_RATIO" 'BEGIN { exit !(a >= r * b) }'; then
+      echo "  PASS  $t $g >= ${TARGET_RATIO}x oidc-provider"
+      PASS=$((PASS + 1))
+    else
+      echo "  FAIL  $t $g < ${TARGET_RATIO}x oidc-provider"
+      FAILN=$((FAILN + 1))
+    fi
+  done
+done
+echo "raw wrk output: $RESULT_DIR"
+echo "$PASS passed, $FAILN failed"
+((INVALID)) && exit 1
+((FAILN)) && exit 3
+((PASS > 0)) || exit 1
+exit 0

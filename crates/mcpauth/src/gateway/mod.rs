@@ -1,0 +1,237 @@
+//! `mcpauth gateway`: OAuth in front of an MCP server. One listener serves the protected MCP
+//! endpoint (bearer validation, Origin/Host guard, scope policy), its protected resource
+//! metadata, and — unless an external issuer is named — the embedded authorization server on
+//! the same origin.
+
+mod demo;
+mod proxy;
+mod stdio;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::extract::Request;
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get};
+use axum::serve::ListenerExt;
+use mcpauth_authserver::{AuthServer, Config, Store, admin};
+use mcpauth_resource::{
+    BearerAuthLayer, IntrospectionVerifier, JwtVerifier, OriginGuardLayer, ResourceMetadata,
+    ScopePolicy, TokenVerifier,
+};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+use crate::cli::GatewayArgs;
+use crate::commands::{open_store, shutdown_signal};
+use crate::setup::read_secret;
+use crate::tls;
+
+/// One access-log line per request: method, path, status, time. Never headers or queries.
+async fn access_log(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let start = Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(
+        target: "mcpauth::access",
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        ms = start.elapsed().as_millis() as u64,
+    );
+    response
+}
+
+/// Parses `Name: value` lines with `${VAR}` expansion.
+fn upstream_headers(lines: &[String]) -> anyhow::Result<axum::http::HeaderMap> {
+    let mut map = axum::http::HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            bail!("--upstream-header must look like `Name: value`, not {line:?}");
+        };
+        let value = crate::config::expand_env(value.trim(), |n| std::env::var(n).ok())?;
+        map.append(
+            axum::http::HeaderName::try_from(name.trim()).context("bad header name")?,
+            axum::http::HeaderValue::try_from(value).context("bad header value")?,
+        );
+    }
+    Ok(map)
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
+pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
+    let tcp = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let local = tcp.local_addr()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(tls::server_config(c, k)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let resource = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("{scheme}://{local}/mcp"));
+    let resource_url =
+        url::Url::parse(&resource).with_context(|| format!("{resource:?} is not a URL"))?;
+    let origin = resource_url.origin().ascii_serialization();
+    if resource_url.scheme() != "https" && !mcpauth_core::url_policy::is_loopback(&resource_url) {
+        bail!(
+            "the public URL {resource} must be https unless it is on loopback (MCP SPEC C30); use --tls-cert/--tls-key or a TLS proxy and --public-url https://…"
+        );
+    }
+    if !local.ip().is_loopback() && tls.is_none() && resource_url.scheme() != "https" {
+        bail!(
+            "refusing to serve plain HTTP on {local}, which is not loopback; use --tls-cert/--tls-key"
+        );
+    }
+    let mut scopes: Vec<String> = args.scopes.clone();
+    let mut policy = ScopePolicy::new().require(args.scopes.clone());
+    for ts in &args.tool_scopes {
+        let Some((tool, scope)) = ts.split_once('=') else {
+            bail!("--tool-scope takes TOOL=SCOPE, not {ts:?}");
+        };
+        policy = policy.tool(tool, [scope]);
+        if !scopes.iter().any(|s| s == scope) {
+            scopes.push(scope.to_owned());
+        }
+    }
+
+    // Who issues and checks the tokens.
+    let mut demo_login = None;
+    let (issuer, verifier, authserver): (String, Arc<dyn TokenVerifier>, Option<AuthServer>) =
+        if let Some(issuer) = &args.issuer {
+            let v = JwtVerifier::builder()
+                .issuer(issuer)
+                .audience(&resource)
+                .build()?;
+            (issuer.clone(), Arc::new(v), None)
+        } else if let Some(url) = &args.introspection_url {
+            let secret = match &args.client_secret_file {
+                Some(f) => read_secret(f)?,
+                None => std::env::var("MCPAUTH_CLIENT_SECRET")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .map(mcpauth_core::ClientSecret::new)
+                    .context("introspection needs the client secret (MCPAUTH_CLIENT_SECRET or --client-secret-file)")?,
+            };
+            let client_id = args.introspection_client_id.clone().unwrap_or_default();
+            let v = IntrospectionVerifier::new(url, client_id, secret, [resource.clone()])?;
+            let issuer = url::Url::parse(url)?.origin().ascii_serialization();
+            (issuer, Arc::new(v), None)
+        } else {
+            let store = if args.demo {
+                Store::connect("sqlite::memory:").await?
+            } else {
+                open_store(&args.db, None).await?.0
+            };
+            let mut config = Config::new(&origin);
+            config.resources = vec![resource.clone()];
+            config.scopes_supported = scopes.clone();
+            if args.demo {
+                let password = mcpauth_core::random_urlsafe(12)?;
+                admin::add_user(&store, "demo", &password, config.password_params).await?;
+                demo_login = Some(password);
+            }
+            let server = AuthServer::new(config, store).await?;
+            let v = JwtVerifier::builder()
+                .issuer(&origin)
+                .audience(&resource)
+                .build()?;
+            (origin.clone(), Arc::new(v), Some(server))
+        };
+
+    let prm = ResourceMetadata::new(&resource, [issuer.clone()])?.scopes_supported(scopes.clone());
+    let bearer = BearerAuthLayer::new(verifier, &prm).scope_policy(policy);
+    let guard = OriginGuardLayer::new(&resource)?;
+    let path = resource_url.path().to_owned();
+    let mcp: Router = if args.demo {
+        Router::new().route(&path, any(demo::handle))
+    } else if !args.command.is_empty() {
+        let upstream = Arc::new(stdio::StdioUpstream::new(args.command.clone()));
+        Router::new()
+            .route(&path, any(stdio::handle))
+            .with_state(upstream)
+    } else {
+        let upstream = Arc::new(proxy::Upstream {
+            url: args.upstream.clone().unwrap_or_default(),
+            headers: upstream_headers(&args.upstream_headers)?,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(10))
+                .build()?,
+            sessions: proxy::Sessions::default(),
+        });
+        Router::new()
+            .route(&path, any(proxy::forward))
+            .with_state(upstream)
+    };
+    let mut app = mcp
+        .route_layer(bearer)
+        .route_layer(guard)
+        .route_service(prm.metadata_path(), prm.service());
+    app = match &authserver {
+        Some(server) => app.merge(server.router()),
+        None => app.route("/healthz", get(|| async { "ok" })),
+    };
+    let app =
+        app.layer(middleware::from_fn(access_log))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+            ]));
+
+    eprintln!("mcpauth gateway");
+    eprintln!("  MCP server:            {resource}");
+    match (&args.upstream, args.command.is_empty()) {
+        (Some(u), _) => eprintln!("  upstream:              {u}"),
+        (None, false) => eprintln!("  upstream:              stdio: {}", args.command.join(" ")),
+        (None, true) => {
+            eprintln!("  upstream:              built-in demo (tools: echo, add, time)")
+        }
+    }
+    eprintln!(
+        "  authorization server:  {issuer}{}",
+        if authserver.is_some() {
+            " (embedded)"
+        } else {
+            ""
+        }
+    );
+    if let Some(password) = &demo_login {
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "mcpauth".into());
+        eprintln!("  demo login:            user demo, password {password}");
+        eprintln!();
+        eprintln!("Try, in another terminal:");
+        eprintln!("  {exe} login {resource}");
+        eprintln!("  {exe} tools {resource}");
+        eprintln!("  {exe} call {resource} add '{{\"a\": 2, \"b\": 3}}'");
+        eprintln!();
+        eprintln!("Claude Desktop / Cursor (mcpServers):");
+        eprintln!(
+            "  {{\"mcpServers\": {{\"mcpauth-demo\": {{\"command\": \"{exe}\", \"args\": [\"connect\", \"{resource}\"]}}}}}}"
+        );
+    }
+    eprintln!("Press Ctrl-C to stop.");
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(tcp, config)?.tap_io(|_| ()), service)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        None => {
+            axum::serve(tcp, service)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
+    Ok(())
+}

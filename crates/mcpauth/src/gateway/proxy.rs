@@ -1,0 +1,181 @@
+//! The authenticating reverse proxy of `mcpauth gateway --upstream URL`: streams request and
+//! response bodies (SSE passes through event by event), keeps the MCP headers, never passes the
+//! client's token on (MCP SPEC S5), and binds each MCP session to the principal that opened it
+//! (S12: another user's token cannot use it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mcpauth_resource::principal;
+use serde_json::json;
+
+/// Request headers passed to the upstream (everything else, Authorization and cookies
+/// included, stays at the gateway).
+const FORWARDED_REQUEST: &[&str] = &[
+    "content-type",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+    "mcp-method",
+    "mcp-name",
+    "user-agent",
+];
+
+/// Response headers passed back to the client.
+const FORWARDED_RESPONSE: &[&str] = &[
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "cache-control",
+    "retry-after",
+];
+
+/// Sessions unused this long are forgotten.
+const SESSION_IDLE: Duration = Duration::from_secs(24 * 3600);
+
+/// Which principal opened which MCP session.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    owners: Mutex<HashMap<String, (String, String, Instant)>>,
+}
+
+impl Sessions {
+    /// Whether `owner` may use session `id` (an unknown session is the upstream's to judge).
+    fn allows(&self, id: &str, owner: (&str, &str)) -> bool {
+        let mut owners = self.owners.lock().unwrap();
+        match owners.get_mut(id) {
+            Some((iss, sub, used)) if (iss.as_str(), sub.as_str()) == owner => {
+                *used = Instant::now();
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    fn bind(&self, id: &str, owner: (&str, &str)) {
+        let mut owners = self.owners.lock().unwrap();
+        owners.retain(|_, (_, _, used)| used.elapsed() < SESSION_IDLE);
+        owners
+            .entry(id.to_owned())
+            .or_insert_with(|| (owner.0.to_owned(), owner.1.to_owned(), Instant::now()));
+    }
+
+    fn end(&self, id: &str) {
+        self.owners.lock().unwrap().remove(id);
+    }
+}
+
+/// The upstream and how to reach it.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The upstream MCP endpoint.
+    pub url: String,
+    /// Headers added to every upstream request (`--upstream-header`).
+    pub headers: HeaderMap,
+    /// The HTTP client (no redirects, no overall timeout: streams may last).
+    pub http: reqwest::Client,
+    /// Session owners.
+    pub sessions: Sessions,
+}
+
+fn json_rpc_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": message}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// Relays one request to the upstream.
+pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response {
+    let Some(who) = principal(&req).map(|p| {
+        let (iss, sub) = p.key();
+        (iss.to_owned(), sub.to_owned())
+    }) else {
+        // The bearer layer runs first; reaching here without a principal is a wiring bug.
+        return json_rpc_error(StatusCode::UNAUTHORIZED, "not authenticated");
+    };
+    let owner = (who.0.as_str(), who.1.as_str());
+    let session = req
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(id) = &session
+        && !up.sessions.allows(id, owner)
+    {
+        tracing::warn!(subject = %owner.1, "refused a session opened by another principal");
+        return json_rpc_error(
+            StatusCode::FORBIDDEN,
+            "this MCP session belongs to another user (MCP SPEC S12)",
+        );
+    }
+    let method = req.method().clone();
+    let mut out = up
+        .http
+        .request(method.clone(), &up.url)
+        .headers(up.headers.clone());
+    for name in FORWARDED_REQUEST {
+        for v in req.headers().get_all(*name) {
+            out = out.header(*name, v);
+        }
+    }
+    let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
+    let response = match out.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "the upstream MCP server is unreachable");
+            return json_rpc_error(
+                StatusCode::BAD_GATEWAY,
+                "the upstream MCP server is unreachable",
+            );
+        }
+    };
+    let status = response.status();
+    if matches!(status.as_u16(), 401 | 403) {
+        // The upstream refused the gateway's own credential: not the client's business to
+        // answer with OAuth (its token is not passed on).
+        tracing::warn!(
+            status = status.as_u16(),
+            "the upstream refused the gateway's credential"
+        );
+        return json_rpc_error(
+            StatusCode::BAD_GATEWAY,
+            "the upstream MCP server refused the gateway's credential (see --upstream-header)",
+        );
+    }
+    if let Some(id) = response
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        up.sessions.bind(id, owner);
+    }
+    if method == axum::http::Method::DELETE
+        && status.is_success()
+        && let Some(id) = &session
+    {
+        up.sessions.end(id);
+    }
+    let mut builder = Response::builder().status(status);
+    for name in FORWARDED_RESPONSE {
+        for v in response.headers().get_all(*name) {
+            builder = builder.header(HeaderName::from_static(name), v);
+        }
+    }
+    if response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    {
+        // Event streams must not be buffered by anything in between.
+        builder = builder.header("x-accel-buffering", "no");
+    }
+    builder
+        .body(Body::from_stream(response.bytes_stream()))
+        .unwrap_or_else(|_| json_rpc_error(StatusCode::BAD_GATEWAY, "bad upstream response"))
+}

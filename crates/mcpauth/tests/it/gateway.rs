@@ -1,0 +1,579 @@
+//! `mcpauth gateway`: OAuth in front of an MCP server, with the embedded authorization server.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn mcpauth(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mcpauth"));
+    c.env("MCPAUTH_HOME", home)
+        .env_remove("MCP_CLIENT_ID")
+        .env_remove("MCPAUTH_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    c
+}
+
+/// Starts a gateway; returns it and the banner lines (MCP URL first).
+async fn start_gateway(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Child, Vec<String>) {
+    let mut child = mcpauth(home)
+        .envs(envs.iter().copied())
+        .arg("gateway")
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let stop = line.contains("Press Ctrl-C");
+            banner.push(line);
+            if stop {
+                return;
+            }
+        }
+        panic!("the gateway stopped early: {banner:?}");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, banner)
+}
+
+fn banner_value(banner: &[String], label: &str) -> String {
+    banner
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label} in {banner:?}"))
+        .trim()
+        .to_owned()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker).unwrap() + marker.len();
+    html[start..][..html[start..].find('"').unwrap()].to_owned()
+}
+
+fn cookie(resp: &reqwest::Response) -> String {
+    resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, banner) = start_gateway(home.path(), &["--demo"], &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    let password = banner_value(&banner, "demo login:")
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+
+    // S2/S6: no token, a 401 pointing at the protected resource metadata.
+    let resp = http()
+        .post(&url)
+        .body("{}")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("resource_metadata=")
+    );
+
+    // mcpauth login through the embedded authorization server's pages, as the demo user.
+    let mut login = mcpauth(home.path())
+        .args(["login", &url, "--no-browser"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let auth_url = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.trim().starts_with(&format!("{issuer}/authorize?")) {
+                return line.trim().to_owned();
+            }
+        }
+        panic!("no authorization URL");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let page = http().get(&auth_url).send().await.unwrap();
+    let session = cookie(&page);
+    let html = page.text().await.unwrap();
+    let resp = http()
+        .post(format!("{issuer}/authorize/login"))
+        .header("cookie", &session)
+        .form(&[
+            ("request_id", hidden(&html, "request_id").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("username", "demo"),
+            ("password", password.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "consent page");
+    let session = cookie(&resp);
+    let html = resp.text().await.unwrap();
+    let resp = http()
+        .post(format!("{issuer}/authorize/consent"))
+        .header("cookie", &session)
+        .form(&[
+            ("request_id", hidden(&html, "request_id").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let back = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
+    assert!(
+        tokio::time::timeout(LIMIT, login.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .success()
+    );
+
+    let out = tokio::time::timeout(
+        LIMIT,
+        mcpauth(home.path())
+            .args(["call", &url, "add", r#"{"a": 2, "b": 3}"#])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["content"][0]["text"], "5");
+    gateway.kill().await.unwrap();
+}
+
+/// What the test upstream saw.
+#[derive(Default)]
+struct Seen {
+    authorization: Vec<Option<String>>,
+    upstream_key: Vec<Option<String>>,
+}
+
+type Release = Arc<tokio::sync::Notify>;
+
+async fn upstream(
+    seen: Arc<Mutex<Seen>>,
+    release: Release,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    {
+        let mut s = seen.lock().unwrap();
+        s.authorization.push(
+            headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        );
+        s.upstream_key.push(
+            headers
+                .get("x-upstream-key")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        );
+    }
+    let request: Value = serde_json::from_str(&body).unwrap_or(json!({}));
+    let id = request["id"].clone();
+    match request["method"].as_str().unwrap_or_default() {
+        "initialize" => (
+            [("mcp-session-id", "session-1")],
+            axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "up", "version": "0"}}})),
+        )
+            .into_response(),
+        "slow/stream" => {
+            // One event now; the second only after the test saw the first through the gateway.
+            let first = format!("data: {}\n\n", json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"n": 1}}));
+            let last = format!("data: {}\n\n", json!({"jsonrpc": "2.0", "id": id, "result": {"done": true}}));
+            let stream = async_stream(first, release, last);
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+        _ => axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {}})).into_response(),
+    }
+}
+
+/// Yields `first`, waits for `release`, then yields `last`.
+fn async_stream(
+    first: String,
+    release: Release,
+    last: String,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::spawn(async move {
+        let _ = tx.send(Ok(bytes::Bytes::from(first))).await;
+        release.notified().await;
+        let _ = tx.send(Ok(bytes::Bytes::from(last))).await;
+    });
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+async fn client_token(issuer: &str, id: &str, secret: &str) -> String {
+    let body: Value = http()
+        .post(format!("{issuer}/token"))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn s5_s12_proxy_strips_tokens_binds_sessions_and_streams_events() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("gw.db").display());
+    let mut secrets = Vec::new();
+    for id in ["alice-bot", "bob-bot"] {
+        let out = mcpauth(home.path())
+            .args([
+                "clients",
+                "add",
+                "--id",
+                id,
+                "--json",
+                "--database",
+                &database,
+            ])
+            .output()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        secrets.push(v["client_secret"].as_str().unwrap().to_owned());
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let release: Release = Arc::new(tokio::sync::Notify::new());
+    let (s2, r2) = (Arc::clone(&seen), Arc::clone(&release));
+    let app = axum::Router::new().route(
+        "/mcp",
+        any(move |h: HeaderMap, b: String| upstream(Arc::clone(&s2), Arc::clone(&r2), h, b)),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (mut gateway, banner) = start_gateway(
+        home.path(),
+        &[
+            "--upstream",
+            &upstream_url,
+            "--upstream-header",
+            "X-Upstream-Key: ${TEST_UPSTREAM_KEY}",
+            "--database",
+            &database,
+        ],
+        &[("TEST_UPSTREAM_KEY", "k-123")],
+    )
+    .await;
+    let url = banner_value(&banner, "MCP server:");
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let alice = client_token(&issuer, "alice-bot", &secrets[0]).await;
+    let bob = client_token(&issuer, "bob-bot", &secrets[1]).await;
+    let post = |token: &str, body: Value| {
+        http()
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string())
+    };
+
+    let init = post(
+        &alice,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    assert_eq!(init.headers()["mcp-session-id"], "session-1");
+    {
+        let s = seen.lock().unwrap();
+        assert_eq!(
+            s.authorization,
+            vec![None],
+            "S5: the client's token never reaches the upstream"
+        );
+        assert_eq!(
+            s.upstream_key,
+            vec![Some("k-123".to_owned())],
+            "--upstream-header with ${{ENV}}"
+        );
+    }
+
+    // S12: bob cannot use alice's session; alice can.
+    let stolen = post(
+        &bob,
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .header("mcp-session-id", "session-1")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(stolen.status(), 403);
+    let own = post(
+        &alice,
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}),
+    )
+    .header("mcp-session-id", "session-1")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(own.status(), 200);
+
+    // SSE passes through event by event: the first event arrives while the upstream still
+    // holds the second (it releases it only when the test has seen the first).
+    let mut stream = post(
+        &alice,
+        json!({"jsonrpc": "2.0", "id": 4, "method": "slow/stream"}),
+    )
+    .header("mcp-session-id", "session-1")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = tokio::time::timeout(LIMIT, stream.chunk())
+        .await
+        .expect("the first event was held back")
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+    release.notify_one();
+    let mut rest = Vec::new();
+    while let Some(c) = tokio::time::timeout(LIMIT, stream.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        rest.extend_from_slice(&c);
+    }
+    assert!(String::from_utf8_lossy(&rest).contains("\"done\":true"));
+
+    // S11: an evil Origin is refused before anything else.
+    let evil = post(&alice, json!({"jsonrpc": "2.0", "id": 5, "method": "ping"}))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(evil.status(), 403);
+    gateway.kill().await.unwrap();
+}
+
+/// A stdio MCP server whose one tool answers with its process id.
+const PY_SERVER: &str = r#"
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    method = m.get("method")
+    if method == "initialize":
+        r = {"protocolVersion": m["params"].get("protocolVersion", "2025-11-25"), "capabilities": {"tools": {}},
+             "serverInfo": {"name": "py", "version": "0"}}
+    elif method == "tools/list":
+        r = {"tools": [{"name": "pid", "inputSchema": {"type": "object"}}]}
+    elif method == "tools/call":
+        r = {"content": [{"type": "text", "text": str(os.getpid())}]}
+    else:
+        r = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+"#;
+
+fn alive(pid: &str) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+async fn gone(pid: &str) {
+    tokio::time::timeout(LIMIT, async {
+        while alive(pid) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("process {pid} was not reaped"));
+}
+
+#[tokio::test]
+async fn s12_a_stdio_server_gets_one_process_per_session_bound_to_its_user() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("gw.db").display());
+    let server = home.path().join("server.py");
+    std::fs::write(&server, PY_SERVER).unwrap();
+    let mut secrets = Vec::new();
+    for id in ["alice-bot", "bob-bot"] {
+        let out = mcpauth(home.path())
+            .args([
+                "clients",
+                "add",
+                "--id",
+                id,
+                "--json",
+                "--database",
+                &database,
+            ])
+            .output()
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        secrets.push(v["client_secret"].as_str().unwrap().to_owned());
+    }
+    let (mut gateway, banner) = start_gateway(
+        home.path(),
+        &[
+            "--database",
+            &database,
+            "--",
+            "python3",
+            server.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let url = banner_value(&banner, "MCP server:");
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let alice = client_token(&issuer, "alice-bot", &secrets[0]).await;
+    let bob = client_token(&issuer, "bob-bot", &secrets[1]).await;
+    let rpc = |token: &str, session: Option<&str>, body: Value| {
+        let mut r = http()
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        r
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}});
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "pid", "arguments": {}}});
+    let open = |token: String| {
+        let (rpc, init, call) = (&rpc, init.clone(), call.clone());
+        async move {
+            let r = rpc(&token, None, init).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+            let answer: Value = r.json().await.unwrap();
+            assert_eq!(answer["result"]["serverInfo"]["name"], "py");
+            let pid: Value = rpc(&token, Some(&session), call)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (
+                session,
+                pid["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        }
+    };
+    let (alice_session, alice_pid) = open(alice.clone()).await;
+    let (_bob_session, bob_pid) = open(bob.clone()).await;
+    assert_ne!(alice_pid, bob_pid, "one process per session");
+    assert!(alive(&alice_pid) && alive(&bob_pid));
+
+    // S12: bob cannot use alice's session.
+    let stolen = rpc(&bob, Some(&alice_session), call.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 403);
+
+    // DELETE ends the session and its process.
+    let deleted = http()
+        .delete(&url)
+        .bearer_auth(&alice)
+        .header("mcp-session-id", &alice_session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    gone(&alice_pid).await;
+    assert_eq!(
+        rpc(&alice, Some(&alice_session), call)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Stopping the gateway stops the remaining children.
+    let pid = gateway.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(
+        tokio::time::timeout(LIMIT, gateway.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .success()
+    );
+    gone(&bob_pid).await;
+}
