@@ -257,31 +257,30 @@ async fn refresh_token(
     if row.used_at.is_none() {
         let successor = random_secret();
         let successor_hash = hash_secret(&successor);
-        store
-            .insert_refresh(&NewRefresh {
-                token_hash: &successor_hash,
-                family_id: &row.family_id,
-                client_id: &row.client_id,
-                user_id: &row.user_id,
-                scope: &row.scope,
-                resource: row.resource.as_deref(),
-                created_at: now,
-                expires_at: family_until,
-            })
-            .await?;
         let rotated = store
-            .rotate_refresh(&Rotation {
-                old_hash: &hash,
-                now,
-                successor_hash: &successor_hash,
-                successor_sealed: &seal(presented, &successor),
-            })
+            .rotate_refresh(
+                &Rotation {
+                    old_hash: &hash,
+                    now,
+                    successor_hash: &successor_hash,
+                    successor_sealed: &seal(presented, &successor),
+                },
+                &NewRefresh {
+                    token_hash: &successor_hash,
+                    family_id: &row.family_id,
+                    client_id: &row.client_id,
+                    user_id: &row.user_id,
+                    scope: &row.scope,
+                    resource: row.resource.as_deref(),
+                    created_at: now,
+                    expires_at: family_until,
+                },
+            )
             .await?;
         if rotated {
             return issue(shared, &row, &scope, successor).await;
         }
         // Another request rotated it first: this is a reuse, judged below.
-        store.delete_refresh(&successor_hash).await?;
         row = store
             .refresh(&hash)
             .await?

@@ -198,9 +198,15 @@ impl Store {
         }))
     }
 
-    /// Spends a refresh token in favour of its (already inserted) successor; false when it was
-    /// spent or revoked meanwhile.
-    pub(crate) async fn rotate_refresh(&self, r: &Rotation<'_>) -> Result<bool, AuthServerError> {
+    /// Spends a refresh token and stores its successor, in one transaction (one commit): the
+    /// conditional UPDATE decides, across instances, who spends it (OAuth 2.1 §4.3.1); the
+    /// successor is inserted only by the winner. False when it was spent or revoked meanwhile.
+    pub(crate) async fn rotate_refresh(
+        &self,
+        r: &Rotation<'_>,
+        successor: &NewRefresh<'_>,
+    ) -> Result<bool, AuthServerError> {
+        let mut tx = self.pool().begin().await?;
         let n = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, successor_sealed = $3 \
              WHERE token_hash = $4 AND used_at IS NULL AND revoked_at IS NULL",
@@ -209,18 +215,29 @@ impl Store {
         .bind(r.successor_hash)
         .bind(r.successor_sealed)
         .bind(r.old_hash)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        Ok(n == 1)
-    }
-
-    pub(crate) async fn delete_refresh(&self, token_hash: &str) -> Result<(), AuthServerError> {
-        sqlx::query("DELETE FROM refresh_tokens WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        if n != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+             resource, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(successor.token_hash)
+        .bind(successor.family_id)
+        .bind(successor.client_id)
+        .bind(successor.user_id)
+        .bind(successor.scope)
+        .bind(successor.resource)
+        .bind(successor.created_at)
+        .bind(successor.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Revokes one access token by `jti` until its expiry.
