@@ -51,6 +51,12 @@ pub struct Knobs {
     pub refuse_all_tokens: bool,
     /// The token endpoint answers with this status (and `temporarily_unavailable`) instead.
     pub token_status: Option<u16>,
+    /// `/mcp` answers 405 to every POST (a server with only the 2024-11-05 transport).
+    pub legacy_only: bool,
+    /// The legacy stream names its message endpoint on this other origin (an attack).
+    pub legacy_endpoint_origin: Option<String>,
+    /// GET on `/mcp` opens a Streamable HTTP event stream that never ends (and DELETE stays 405).
+    pub endless_get_stream: bool,
 }
 
 impl Default for Knobs {
@@ -72,6 +78,9 @@ impl Default for Knobs {
             required_scopes: Vec::new(),
             refuse_all_tokens: false,
             token_status: None,
+            legacy_only: false,
+            legacy_endpoint_origin: None,
+            endless_get_stream: false,
         }
     }
 }
@@ -122,6 +131,9 @@ struct PendingDevice {
     approved: bool,
 }
 
+/// Open legacy (2024-11-05 HTTP+SSE) sessions: session id -> the stream's sender.
+type LegacySessions = Arc<Mutex<HashMap<String, tokio::sync::mpsc::Sender<String>>>>;
+
 /// A running test server.
 #[derive(Clone)]
 pub struct TestServer {
@@ -132,6 +144,7 @@ pub struct TestServer {
     /// What it saw.
     pub counters: Arc<Mutex<Counters>>,
     grants: Arc<Mutex<Grants>>,
+    legacy: LegacySessions,
 }
 
 impl TestServer {
@@ -144,6 +157,7 @@ impl TestServer {
             knobs: Arc::new(Mutex::new(knobs)),
             counters: Default::default(),
             grants: Default::default(),
+            legacy: Default::default(),
         };
         let app = Router::new()
             .route("/.well-known/oauth-protected-resource/mcp", get(prm))
@@ -154,7 +168,8 @@ impl TestServer {
             .route("/revoke", post(revoke))
             .route("/device_authorization", post(device_authorization))
             .route("/device", get(device_approve))
-            .route("/mcp", post(mcp))
+            .route("/mcp", post(mcp).get(legacy_sse))
+            .route("/messages", post(legacy_message))
             .with_state(server.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         server
@@ -510,7 +525,115 @@ async fn revoke(
     StatusCode::OK.into_response()
 }
 
+/// The 401 to answer unless the request carries a valid access token.
+fn unauthorized(s: &TestServer, headers: &HeaderMap) -> Option<Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if token.is_some_and(|t| s.grants.lock().unwrap().access.contains_key(t)) {
+        return None;
+    }
+    let error = token.map(|_| "invalid_token");
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, www_authenticate(s, error, ""))],
+        )
+            .into_response(),
+    )
+}
+
+/// The 2024-11-05 HTTP+SSE transport (GET on the MCP URL): the stream, whose first event names
+/// where to POST.
+async fn legacy_sse(State(s): State<TestServer>, headers: HeaderMap) -> Response {
+    let (legacy_only, endless) = {
+        let k = s.knobs.lock().unwrap();
+        (k.legacy_only, k.endless_get_stream)
+    };
+    if endless {
+        let stream = futures_util::stream::pending::<Result<String, std::convert::Infallible>>();
+        return axum::response::Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(axum::body::Body::from_stream(stream))
+            .unwrap();
+    }
+    if !legacy_only {
+        // A Streamable HTTP server without a GET stream (MCP Transports: 405 is allowed).
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let session = {
+        let mut g = s.grants.lock().unwrap();
+        g.next += 1;
+        format!("legacy-{}", g.next)
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
+    s.legacy.lock().unwrap().insert(session.clone(), tx);
+    let origin = s
+        .knobs
+        .lock()
+        .unwrap()
+        .legacy_endpoint_origin
+        .clone()
+        .unwrap_or_default();
+    let first = format!("event: endpoint\ndata: {origin}/messages?session={session}\n\n");
+    let stream = async_stream_of(first, move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(|line| format!("event: message\ndata: {line}\n\n")))
+    });
+    axum::response::Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap()
+}
+
+fn async_stream_of(
+    first: String,
+    mut next: impl FnMut(&mut std::task::Context<'_>) -> std::task::Poll<Option<String>>
+    + Send
+    + 'static,
+) -> impl futures_util::Stream<Item = Result<String, std::convert::Infallible>> + Send {
+    let mut first = Some(first);
+    futures_util::stream::poll_fn(move |cx| match first.take() {
+        Some(f) => std::task::Poll::Ready(Some(Ok(f))),
+        None => next(cx).map(|o| o.map(Ok)),
+    })
+}
+
+/// POSTs of the legacy transport: 202, and the answer goes down the session's stream.
+async fn legacy_message(
+    State(s): State<TestServer>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    s.counters.lock().unwrap().mcp_requests += 1;
+    let Some(tx) = q
+        .get("session")
+        .and_then(|id| s.legacy.lock().unwrap().get(id).cloned())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let answer = mcp_answer(&body);
+    if answer.status() == StatusCode::OK {
+        let bytes = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        let _ = tx.send(String::from_utf8_lossy(&bytes).into_owned()).await;
+    }
+    StatusCode::ACCEPTED.into_response()
+}
+
 async fn mcp(State(s): State<TestServer>, headers: HeaderMap, body: String) -> Response {
+    if s.knobs.lock().unwrap().legacy_only {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
     s.counters.lock().unwrap().mcp_requests += 1;
     let (required, refuse_all) = {
         let k = s.knobs.lock().unwrap();

@@ -110,6 +110,11 @@ pub struct ConnectArgs {
     /// that approve by themselves, e.g. test servers).
     #[arg(long)]
     pub authorize_headless: bool,
+    /// The MCP transport: `http-first` (Streamable HTTP, falling back to the 2024-11-05 HTTP+SSE
+    /// transport when the server answers 404/405 to `initialize`), `sse-first`, `http-only`,
+    /// `sse-only`.
+    #[arg(long, value_enum, default_value_t = Transport::HttpFirst)]
+    pub transport: Transport,
     /// Hide tools whose name matches this pattern (`*` and `?` wildcards; repeatable): they are
     /// left out of tools/list and calls to them are refused without reaching the server.
     #[arg(long = "ignore-tool", value_name = "GLOB")]
@@ -178,6 +183,19 @@ pub struct GatewayArgs {
     /// The embedded authorization server's database.
     #[command(flatten)]
     pub db: DatabaseArgs,
+}
+
+/// MCP transports for `mcpauth connect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Streamable HTTP, then HTTP+SSE on 404/405.
+    HttpFirst,
+    /// HTTP+SSE, then Streamable HTTP if no event stream opens.
+    SseFirst,
+    /// Streamable HTTP only.
+    HttpOnly,
+    /// HTTP+SSE (2024-11-05) only.
+    SseOnly,
 }
 
 /// Where the authorization server keeps its state.

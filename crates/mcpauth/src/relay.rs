@@ -12,6 +12,8 @@ use std::time::Duration;
 use mcpauth_client::ClientError;
 use mcpauth_client::authed::AuthenticatedClient;
 use mcpauth_client::sse::SseParser;
+
+use crate::cli::Transport;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
@@ -31,6 +33,23 @@ struct SessionState {
     protocol_version: Mutex<Option<String>>,
     /// Whether the GET stream for server-initiated messages has been started.
     listening: AtomicBool,
+    /// Which transport the server speaks, once known.
+    wire: tokio::sync::Mutex<Wire>,
+    /// Background stream readers (GET listener, HTTP+SSE stream), stopped when stdin ends: a
+    /// server may keep them open after the session ends (it MAY answer DELETE with 405).
+    streams: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The transport in use for this session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+enum Wire {
+    /// Not chosen yet.
+    #[default]
+    Undecided,
+    /// Streamable HTTP (2025-03-26 and later).
+    Streamable,
+    /// HTTP+SSE (2024-11-05): messages are POSTed to this endpoint, answers come on the stream.
+    Legacy(String),
 }
 
 /// How requests are sent: with OAuth, or as they are (the user gave an `Authorization` header).
@@ -74,6 +93,7 @@ pub struct Relay {
     url: String,
     headers: HeaderMap,
     ignore_tools: Arc<Vec<String>>,
+    transport: Transport,
     state: Arc<SessionState>,
 }
 
@@ -100,14 +120,17 @@ fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// What a server message line needs before going to stdout.
+/// What a server message needs before going to stdout: `None` for anything that is not JSON.
 fn to_line(data: &str) -> Option<String> {
     let data = data.trim();
     if data.is_empty() {
         return None;
     }
     if !data.contains('\n') {
-        return Some(data.to_owned());
+        // Only JSON goes to stdout (the client reads JSON-RPC there): validate without building.
+        return serde_json::from_str::<serde::de::IgnoredAny>(data)
+            .is_ok()
+            .then(|| data.to_owned());
     }
     // A message spread over lines would break newline-delimited framing: re-serialize it.
     serde_json::from_str::<Value>(data)
@@ -151,13 +174,134 @@ fn error_line(id: &Value, message: String) -> String {
 
 impl Relay {
     /// A relay to `url`; `headers` are added to every request (`--header`).
-    pub fn new(client: Sender, url: String, headers: HeaderMap, ignore_tools: Vec<String>) -> Self {
+    pub fn new(
+        client: Sender,
+        url: String,
+        headers: HeaderMap,
+        ignore_tools: Vec<String>,
+        transport: Transport,
+    ) -> Self {
         Self {
             client,
             url,
             headers,
             ignore_tools: Arc::new(ignore_tools),
+            transport,
             state: Arc::default(),
+        }
+    }
+
+    /// Chooses the transport before the first message (for `sse-first` / `sse-only`).
+    async fn wire(&self, tx: &mpsc::Sender<String>) -> Result<Wire, String> {
+        let mut wire = self.state.wire.lock().await;
+        if *wire == Wire::Undecided {
+            *wire = match self.transport {
+                Transport::SseOnly => Wire::Legacy(self.open_legacy(tx).await?),
+                Transport::SseFirst => match self.open_legacy(tx).await {
+                    Ok(endpoint) => Wire::Legacy(endpoint),
+                    Err(e) => {
+                        tracing::info!("no HTTP+SSE stream ({e}); using Streamable HTTP");
+                        Wire::Streamable
+                    }
+                },
+                Transport::HttpFirst | Transport::HttpOnly => Wire::Undecided,
+            };
+        }
+        Ok(wire.clone())
+    }
+
+    /// Opens the 2024-11-05 event stream at the server URL and waits for its `endpoint` event;
+    /// its later events go to the client. The endpoint must be on the server's origin: our token
+    /// is POSTed there.
+    async fn open_legacy(&self, tx: &mpsc::Sender<String>) -> Result<String, String> {
+        let mut response = self
+            .client
+            .send(|_| {
+                self.client
+                    .http()
+                    .get(&self.url)
+                    .headers(self.headers.clone())
+                    .header(ACCEPT, "text/event-stream")
+            })
+            .await
+            .map_err(|e| describe(&e))?;
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !response.status().is_success() || !is_sse {
+            return Err(format!(
+                "the server speaks neither MCP transport (GET for HTTP+SSE answered HTTP {})",
+                response.status().as_u16()
+            ));
+        }
+        let (endpoint_tx, endpoint_rx) = tokio::sync::oneshot::channel::<String>();
+        let out = tx.clone();
+        let reader = tokio::spawn(async move {
+            let mut parser = SseParser::default();
+            let mut endpoint_tx = Some(endpoint_tx);
+            while let Ok(Some(chunk)) = response.chunk().await {
+                for event in parser.push(&chunk) {
+                    if event.event.as_deref() == Some("endpoint") {
+                        if let Some(etx) = endpoint_tx.take() {
+                            let _ = etx.send(event.data);
+                        }
+                    } else if let Some(line) = to_line(&event.data)
+                        && out.send(line).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            tracing::warn!("the server closed the HTTP+SSE stream");
+        });
+        self.state.streams.lock().unwrap().push(reader);
+        let data = tokio::time::timeout(Duration::from_secs(10), endpoint_rx)
+            .await
+            .map_err(|_| "the HTTP+SSE stream sent no endpoint event".to_owned())?
+            .map_err(|_| "the HTTP+SSE stream ended before its endpoint event".to_owned())?;
+        let base = url::Url::parse(&self.url).map_err(|e| e.to_string())?;
+        let endpoint = base
+            .join(data.trim())
+            .map_err(|e| format!("bad endpoint event: {e}"))?;
+        if endpoint.origin() != base.origin() {
+            return Err(format!(
+                "the server named a message endpoint on another origin ({}); refusing to send \
+                 our token there",
+                endpoint.origin().ascii_serialization()
+            ));
+        }
+        tracing::info!(endpoint = %endpoint, "using the HTTP+SSE transport (2024-11-05)");
+        Ok(endpoint.to_string())
+    }
+
+    /// POSTs one message on the 2024-11-05 transport; the answer arrives on the stream.
+    async fn post_legacy(
+        &self,
+        endpoint: &str,
+        body: String,
+        id: Option<&Value>,
+        tx: &mpsc::Sender<String>,
+    ) {
+        let result = self
+            .client
+            .send(|_| {
+                self.client
+                    .http()
+                    .post(endpoint)
+                    .headers(self.headers.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await;
+        match result {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => {
+                let message = format!("the MCP server answered HTTP {}", r.status().as_u16());
+                self.fail(id, tx, message).await;
+            }
+            Err(e) => self.fail(id, tx, describe(&e)).await,
         }
     }
 
@@ -206,10 +350,9 @@ impl Relay {
         let (tx, mut rx) = mpsc::channel::<String>(256);
         let writer = tokio::spawn(async move {
             let mut stdout = stdout;
-            while let Some(line) = rx.recv().await {
-                if stdout.write_all(line.as_bytes()).await.is_err()
-                    || stdout.write_all(b"\n").await.is_err()
-                    || stdout.flush().await.is_err()
+            while let Some(mut line) = rx.recv().await {
+                line.push('\n');
+                if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err()
                 {
                     break;
                 }
@@ -242,6 +385,9 @@ impl Relay {
         }
         while tasks.join_next().await.is_some() {}
         self.end_session().await;
+        for stream in self.state.streams.lock().unwrap().drain(..) {
+            stream.abort();
+        }
         drop(tx);
         let _ = writer.await;
         Ok(())
@@ -260,6 +406,13 @@ impl Relay {
         {
             let text = format!("the tool {tool:?} is hidden by mcpauth connect --ignore-tool");
             return self.fail(id.as_ref(), &tx, text).await;
+        }
+        let chosen = match self.wire(&tx).await {
+            Ok(w) => w,
+            Err(e) => return self.fail(id.as_ref(), &tx, e).await,
+        };
+        if let Wire::Legacy(endpoint) = &chosen {
+            return self.post_legacy(endpoint, body, id.as_ref(), &tx).await;
         }
         let wire = stateless_headers(&message);
         let result = self
@@ -293,6 +446,22 @@ impl Relay {
                 self.start_listening(tx.clone());
             }
             return;
+        }
+        if matches!(status.as_u16(), 404 | 405)
+            && method.as_deref() == Some("initialize")
+            && self.transport == Transport::HttpFirst
+            && chosen == Wire::Undecided
+        {
+            // MCP Transports §Backwards Compatibility: a 2024-11-05 server.
+            let mut wire = self.state.wire.lock().await;
+            return match self.open_legacy(&tx).await {
+                Ok(endpoint) => {
+                    *wire = Wire::Legacy(endpoint.clone());
+                    drop(wire);
+                    self.post_legacy(&endpoint, body, id.as_ref(), &tx).await
+                }
+                Err(e) => self.fail(id.as_ref(), &tx, e).await,
+            };
         }
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -384,7 +553,7 @@ impl Relay {
             return;
         }
         let relay = self.clone();
-        tokio::spawn(async move {
+        let listener = tokio::spawn(async move {
             let mut last_id: Option<String> = None;
             let mut retry = Duration::from_secs(1);
             loop {
@@ -422,6 +591,9 @@ impl Relay {
                         if let Some(ms) = event.retry {
                             retry = Duration::from_millis(ms);
                         }
+                        if event.event.as_deref().is_some_and(|e| e != "message") {
+                            continue;
+                        }
                         if let Some(line) = to_line(&event.data)
                             && tx.send(line).await.is_err()
                         {
@@ -435,6 +607,7 @@ impl Relay {
                 tokio::time::sleep(retry).await;
             }
         });
+        self.state.streams.lock().unwrap().push(listener);
     }
 
     /// Ends the session with DELETE (MCP Transports §Session Management); 405 is fine.
@@ -495,5 +668,9 @@ mod tests {
         assert!(!line.contains('\n'));
         assert_eq!(serde_json::from_str::<Value>(&line).unwrap()["id"], 1);
         assert!(to_line("  ").is_none());
+        assert!(
+            to_line("/messages?session=1").is_none(),
+            "only JSON reaches stdout"
+        );
     }
 }

@@ -91,6 +91,7 @@ pub async fn connect(
         target.url.clone(),
         headers,
         args.ignore_tools.clone(),
+        args.transport,
     )
     .run(
         tokio::io::BufReader::new(tokio::io::stdin()),

@@ -101,14 +101,15 @@ impl Proxy {
     async fn finish(mut self) -> (bool, Vec<String>) {
         drop(self.stdin);
         let mut rest = Vec::new();
-        while let Ok(Some(l)) = self.stdout.next_line().await {
-            rest.push(l);
-        }
-        let status = tokio::time::timeout(LIMIT, self.child.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        (status.success(), rest)
+        let exited = tokio::time::timeout(LIMIT, async {
+            while let Ok(Some(l)) = self.stdout.next_line().await {
+                rest.push(l);
+            }
+            self.child.wait().await.unwrap()
+        })
+        .await
+        .expect("mcpauth connect did not exit after its stdin closed");
+        (exited.success(), rest)
     }
 }
 
@@ -350,4 +351,80 @@ async fn ignored_tools_are_hidden_and_cannot_be_called() {
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("hidden by mcpauth connect"), "{logged}");
     assert!(!logged.contains("at-"), "no token in the log: {logged}");
+}
+
+#[tokio::test]
+async fn falls_back_to_the_2024_11_05_http_sse_transport_on_405() {
+    let server = TestServer::start(Knobs {
+        legacy_only: true,
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut p = Proxy::start(
+        home.path(),
+        &[&server.mcp_url(), "--authorize-headless"],
+        &[],
+    );
+    p.initialize().await;
+    let tools = p.request(json!(2), "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"][0]["name"], "echo");
+    assert!(p.finish().await.0);
+    // Every message went over the legacy POST endpoint (the Streamable POSTs all got 405).
+    server.seen(|c| assert_eq!(c.mcp_requests, 3));
+}
+
+#[tokio::test]
+async fn a_legacy_endpoint_on_another_origin_is_refused() {
+    let server = TestServer::start(Knobs {
+        legacy_only: true,
+        legacy_endpoint_origin: Some("http://127.0.0.1:9".into()),
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut p = Proxy::start(
+        home.path(),
+        &[
+            &server.mcp_url(),
+            "--authorize-headless",
+            "--transport",
+            "sse-only",
+        ],
+        &[],
+    );
+    let answer = p
+        .request(json!(1), "initialize", json!({"protocolVersion": "2024-11-05", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}))
+        .await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("another origin"),
+        "{answer}"
+    );
+    server.seen(|c| assert_eq!(c.mcp_requests, 0, "nothing was POSTed anywhere"));
+    assert!(p.finish().await.0);
+}
+
+#[tokio::test]
+async fn exits_when_stdin_closes_even_if_the_server_keeps_its_stream_open() {
+    // The server may answer DELETE with 405 and keep the GET stream open (MCP Transports
+    // §Session Management); the local client still expects the proxy to exit (Lifecycle
+    // §Shutdown).
+    let server = TestServer::start(Knobs {
+        endless_get_stream: true,
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut p = Proxy::start(
+        home.path(),
+        &[&server.mcp_url(), "--authorize-headless"],
+        &[],
+    );
+    p.initialize().await;
+    let tools = p.request(json!(2), "tools/list", json!({})).await;
+    assert!(tools.get("result").is_some());
+    assert!(p.finish().await.0, "connect must exit on EOF");
 }
