@@ -128,13 +128,13 @@ pub struct ConnectArgs {
 }
 
 /// `mcpauth gateway`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct GatewayArgs {
     /// The MCP server to protect (Streamable HTTP), e.g. http://127.0.0.1:9000/mcp.
     #[arg(
         long,
         value_name = "URL",
-        required_unless_present_any = ["demo", "command"],
+        required_unless_present_any = ["demo", "command", "settings"],
         conflicts_with_all = ["demo", "command"]
     )]
     pub upstream: Option<String>,
@@ -149,9 +149,9 @@ pub struct GatewayArgs {
     /// environment). The client's own Authorization is never passed on (MCP SPEC S5).
     #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
     pub upstream_headers: Vec<String>,
-    /// Address to listen on (loopback unless told otherwise).
-    #[arg(long, default_value = "127.0.0.1:8090")]
-    pub bind: String,
+    /// Address to listen on (loopback unless told otherwise; default 127.0.0.1:8090).
+    #[arg(long)]
+    pub bind: Option<String>,
     /// The URL clients use, if not http(s)://the bound address (e.g. behind a TLS proxy).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
@@ -180,6 +180,11 @@ pub struct GatewayArgs {
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
+    /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`, and a
+    /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
     /// The embedded authorization server's database.
     #[command(flatten)]
     pub db: DatabaseArgs,

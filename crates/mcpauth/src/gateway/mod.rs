@@ -62,11 +62,84 @@ fn upstream_headers(lines: &[String]) -> anyhow::Result<axum::http::HeaderMap> {
     Ok(map)
 }
 
+/// Where the gateway listens unless told otherwise.
+const DEFAULT_BIND: &str = "127.0.0.1:8090";
+
+/// The TOML settings file of the gateway: the flags' settings (flags win).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    upstream: Option<String>,
+    #[serde(default)]
+    command: Vec<String>,
+    bind: Option<String>,
+    public_url: Option<String>,
+    issuer: Option<String>,
+    introspection_url: Option<String>,
+    introspection_client_id: Option<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    upstream_headers: Vec<String>,
+    #[serde(default)]
+    tool_scopes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The flags, completed from the settings file.
+fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
+    let mut a = args.clone();
+    let Some(path) = &args.settings else {
+        return Ok(a);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the settings file {}", path.display()))?;
+    let s: Settings = toml::from_str(&text)
+        .with_context(|| format!("{} is not a valid gateway settings file", path.display()))?;
+    if a.upstream.is_none() && a.command.is_empty() && !a.demo {
+        a.upstream = s.upstream;
+        a.command = s.command;
+    }
+    a.bind = a.bind.or(s.bind);
+    a.public_url = a.public_url.or(s.public_url);
+    a.issuer = a.issuer.or(s.issuer);
+    a.introspection_url = a.introspection_url.or(s.introspection_url);
+    a.introspection_client_id = a.introspection_client_id.or(s.introspection_client_id);
+    if a.scopes.is_empty() {
+        a.scopes = s.scopes;
+    }
+    if a.upstream_headers.is_empty() {
+        a.upstream_headers = s.upstream_headers;
+    }
+    if a.tool_scopes.is_empty() {
+        a.tool_scopes = s
+            .tool_scopes
+            .into_iter()
+            .flat_map(|(tool, scopes)| scopes.into_iter().map(move |sc| format!("{tool}={sc}")))
+            .collect();
+    }
+    Ok(a)
+}
+
 /// Runs the gateway until SIGINT/SIGTERM.
 pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
-    let tcp = tokio::net::TcpListener::bind(&args.bind)
+    let args = &with_settings(args)?;
+    if args.upstream.is_none() && args.command.is_empty() && !args.demo {
+        bail!(
+            "give the MCP server to protect: --upstream URL, -- COMMAND ARGS…, or --demo (or upstream/command in the settings file)"
+        );
+    }
+    if args.upstream.is_some() && !args.command.is_empty() {
+        bail!("give either an upstream URL or a command, not both");
+    }
+    if args.introspection_url.is_some() && args.introspection_client_id.is_none() {
+        bail!(
+            "introspection needs the gateway's client id (--introspection-client-id or introspection_client_id)"
+        );
+    }
+    let bind = args.bind.as_deref().unwrap_or(DEFAULT_BIND);
+    let tcp = tokio::net::TcpListener::bind(bind)
         .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
+        .with_context(|| format!("cannot listen on {bind}"))?;
     let local = tcp.local_addr()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(tls::server_config(c, k)?),

@@ -577,3 +577,153 @@ async fn s12_a_stdio_server_gets_one_process_per_session_bound_to_its_user() {
     );
     gone(&bob_pid).await;
 }
+
+#[tokio::test]
+async fn s7_tool_scopes_from_the_settings_file_are_enforced_in_one_challenge() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("gw.db").display());
+    let server = home.path().join("server.py");
+    std::fs::write(&server, PY_SERVER).unwrap();
+    let settings = home.path().join("gateway.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "command = [\"python3\", \"{}\"]\n\n[tool_scopes]\npid = [\"proc:read\", \"proc:list\"]\n",
+            server.display()
+        ),
+    )
+    .unwrap();
+    let out = mcpauth(home.path())
+        .args([
+            "clients",
+            "add",
+            "--id",
+            "bot",
+            "--json",
+            "--database",
+            &database,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let secret = serde_json::from_slice::<Value>(&out.stdout).unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut gateway, banner) = start_gateway(
+        home.path(),
+        &[
+            "--settings",
+            settings.to_str().unwrap(),
+            "--database",
+            &database,
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        banner.iter().any(|l| l.contains("stdio: python3")),
+        "{banner:?}"
+    );
+    let url = banner_value(&banner, "MCP server:");
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let token = |scope: &'static str| {
+        let (issuer, secret) = (issuer.clone(), secret.clone());
+        async move {
+            let mut form = vec![("grant_type", "client_credentials")];
+            if !scope.is_empty() {
+                form.push(("scope", scope));
+            }
+            let body: Value = http()
+                .post(format!("{issuer}/token"))
+                .basic_auth("bot", Some(secret))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned()
+        }
+    };
+    let rpc = |token: &str, session: Option<&str>, body: Value| {
+        let mut r = http()
+            .post(&url)
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        r
+    };
+    let plain = token("").await;
+    let init = rpc(&plain, None, json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "pid", "arguments": {}}});
+    let refused = rpc(&plain, Some(&session), call.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let challenges: Vec<&str> = refused
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(challenges.len(), 1, "one challenge (S7)");
+    assert!(
+        challenges[0].contains("insufficient_scope")
+            && challenges[0].contains("proc:read proc:list"),
+        "{challenges:?}"
+    );
+    let scoped = token("proc:read proc:list").await;
+    let ok = rpc(&scoped, Some(&session), call).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    gateway.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_settings_file_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let settings = home.path().join("gateway.toml");
+    std::fs::write(
+        &settings,
+        "upstream = \"http://127.0.0.1:9/mcp\"\nscopez = [\"typo\"]\n",
+    )
+    .unwrap();
+    let out = tokio::time::timeout(
+        LIMIT,
+        mcpauth(home.path())
+            .args([
+                "gateway",
+                "--bind",
+                "127.0.0.1:0",
+                "--settings",
+                settings.to_str().unwrap(),
+            ])
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a valid gateway settings file") && err.contains("scopez"),
+        "{err}"
+    );
+}
