@@ -57,6 +57,8 @@ pub struct Knobs {
     pub legacy_endpoint_origin: Option<String>,
     /// GET on `/mcp` opens a Streamable HTTP event stream that never ends (and DELETE stays 405).
     pub endless_get_stream: bool,
+    /// `initialize` opens an MCP session (`Mcp-Session-Id`); unknown session ids get 404.
+    pub sessions: bool,
 }
 
 impl Default for Knobs {
@@ -81,6 +83,7 @@ impl Default for Knobs {
             legacy_only: false,
             legacy_endpoint_origin: None,
             endless_get_stream: false,
+            sessions: false,
         }
     }
 }
@@ -145,6 +148,8 @@ pub struct TestServer {
     pub counters: Arc<Mutex<Counters>>,
     grants: Arc<Mutex<Grants>>,
     legacy: LegacySessions,
+    /// Live MCP sessions (with the `sessions` knob).
+    mcp_sessions: Arc<Mutex<HashSet<String>>>,
 }
 
 impl TestServer {
@@ -158,6 +163,7 @@ impl TestServer {
             counters: Default::default(),
             grants: Default::default(),
             legacy: Default::default(),
+            mcp_sessions: Default::default(),
         };
         let app = Router::new()
             .route("/.well-known/oauth-protected-resource/mcp", get(prm))
@@ -188,6 +194,11 @@ impl TestServer {
     /// Reads the counters.
     pub fn seen<T>(&self, f: impl FnOnce(&Counters) -> T) -> T {
         f(&self.counters.lock().unwrap())
+    }
+
+    /// Forgets every MCP session, as a restarted server would.
+    pub fn restart(&self) {
+        self.mcp_sessions.lock().unwrap().clear();
     }
 
     /// Invalidates every access token (as after a server-side revocation).
@@ -671,6 +682,26 @@ async fn mcp(State(s): State<TestServer>, headers: HeaderMap, body: String) -> R
             )],
         )
             .into_response();
+    }
+    if s.knobs.lock().unwrap().sessions {
+        let is_initialize = body.contains("\"initialize\"");
+        let sid = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+        if is_initialize {
+            let id = {
+                let mut g = s.grants.lock().unwrap();
+                g.next += 1;
+                format!("s-{}", g.next)
+            };
+            s.mcp_sessions.lock().unwrap().insert(id.clone());
+            let mut answer = mcp_answer(&body);
+            answer
+                .headers_mut()
+                .insert("mcp-session-id", id.parse().unwrap());
+            return answer;
+        }
+        if sid.is_none_or(|id| !s.mcp_sessions.lock().unwrap().contains(id)) {
+            return StatusCode::NOT_FOUND.into_response();
+        }
     }
     mcp_answer(&body)
 }

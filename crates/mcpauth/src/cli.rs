@@ -115,6 +115,10 @@ pub struct ConnectArgs {
     /// `sse-only`.
     #[arg(long, value_enum, default_value_t = Transport::HttpFirst)]
     pub transport: Transport,
+    /// When the server has lost the MCP session (HTTP 404, e.g. it restarted), start a new one by
+    /// replaying the client's initialize, and retry the request (else the client gets an error).
+    #[arg(long)]
+    pub reinit: bool,
     /// Hide tools whose name matches this pattern (`*` and `?` wildcards; repeatable): they are
     /// left out of tools/list and calls to them are refused without reaching the server.
     #[arg(long = "ignore-tool", value_name = "GLOB")]

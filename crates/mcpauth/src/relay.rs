@@ -35,6 +35,10 @@ struct SessionState {
     listening: AtomicBool,
     /// Which transport the server speaks, once known.
     wire: tokio::sync::Mutex<Wire>,
+    /// The client's `initialize` request, replayed by `--reinit`.
+    initialize: Mutex<Option<String>>,
+    /// Serializes re-initializations.
+    reinit_lock: tokio::sync::Mutex<()>,
     /// Background stream readers (GET listener, HTTP+SSE stream), stopped when stdin ends: a
     /// server may keep them open after the session ends (it MAY answer DELETE with 405).
     streams: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -94,6 +98,7 @@ pub struct Relay {
     headers: HeaderMap,
     ignore_tools: Arc<Vec<String>>,
     transport: Transport,
+    reinit: bool,
     state: Arc<SessionState>,
 }
 
@@ -180,6 +185,7 @@ impl Relay {
         headers: HeaderMap,
         ignore_tools: Vec<String>,
         transport: Transport,
+        reinit: bool,
     ) -> Self {
         Self {
             client,
@@ -187,8 +193,69 @@ impl Relay {
             headers,
             ignore_tools: Arc::new(ignore_tools),
             transport,
+            reinit,
             state: Arc::default(),
         }
+    }
+
+    /// Starts a new MCP session after the server lost `stale` (HTTP 404): replays the client's
+    /// `initialize` and `notifications/initialized` (MCP Transports §Session Management: the
+    /// client MUST start a new session). The answers stay here: the client is initialized.
+    async fn reinitialize(&self, stale: &str, tx: &mpsc::Sender<String>) -> Result<(), String> {
+        let _one_at_a_time = self.state.reinit_lock.lock().await;
+        if self.state.session_id.lock().unwrap().as_deref() != Some(stale) {
+            return Ok(()); // another request already did it
+        }
+        let init = self
+            .state
+            .initialize
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or("the server lost the session and there is no initialize to replay")?;
+        // The stale id stays in place until the new one is known; initialize goes without one.
+        let response = self
+            .client
+            .send(|_| {
+                self.client
+                    .http()
+                    .post(&self.url)
+                    .headers(self.headers.clone())
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "application/json, text/event-stream")
+                    .body(init.clone())
+            })
+            .await
+            .map_err(|e| describe(&e))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "starting a new MCP session failed: HTTP {}",
+                response.status().as_u16()
+            ));
+        }
+        let new_id = response
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        drop(response.bytes().await);
+        *self.state.session_id.lock().unwrap() = new_id;
+        let initialized =
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+        self.client
+            .send(|_| {
+                self.request(reqwest::Method::POST)
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "application/json, text/event-stream")
+                    .body(initialized.clone())
+            })
+            .await
+            .map_err(|e| describe(&e))?;
+        if self.state.listening.swap(false, Ordering::SeqCst) {
+            self.start_listening(tx.clone());
+        }
+        tracing::warn!("the server lost the MCP session (HTTP 404); started a new one (--reinit)");
+        Ok(())
     }
 
     /// Chooses the transport before the first message (for `sse-first` / `sse-only`).
@@ -414,23 +481,44 @@ impl Relay {
         if let Wire::Legacy(endpoint) = &chosen {
             return self.post_legacy(endpoint, body, id.as_ref(), &tx).await;
         }
+        if method.as_deref() == Some("initialize") {
+            *self.state.initialize.lock().unwrap() = Some(body.clone());
+        }
         let wire = stateless_headers(&message);
-        let result = self
-            .client
-            .send(|_| {
-                let mut r = self
-                    .request(reqwest::Method::POST)
-                    .header(CONTENT_TYPE, "application/json")
-                    .header(ACCEPT, "application/json, text/event-stream");
-                for (k, v) in &wire {
-                    r = r.header(*k, v);
+        let mut reinitialized = false;
+        let response = loop {
+            // The session this attempt goes out with (a 404 means that one is gone).
+            let sent_with = self.state.session_id.lock().unwrap().clone();
+            let result = self
+                .client
+                .send(|_| {
+                    let mut r = self
+                        .request(reqwest::Method::POST)
+                        .header(CONTENT_TYPE, "application/json")
+                        .header(ACCEPT, "application/json, text/event-stream");
+                    for (k, v) in &wire {
+                        r = r.header(*k, v);
+                    }
+                    r.body(body.clone())
+                })
+                .await;
+            let response = match result {
+                Ok(r) => r,
+                Err(e) => return self.fail(id.as_ref(), &tx, describe(&e)).await,
+            };
+            if response.status() == StatusCode::NOT_FOUND
+                && self.reinit
+                && !reinitialized
+                && method.as_deref() != Some("initialize")
+                && let Some(stale) = sent_with
+            {
+                if let Err(e) = self.reinitialize(&stale, &tx).await {
+                    return self.fail(id.as_ref(), &tx, e).await;
                 }
-                r.body(body.clone())
-            })
-            .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => return self.fail(id.as_ref(), &tx, describe(&e)).await,
+                reinitialized = true;
+                continue;
+            }
+            break response;
         };
         if method.as_deref() == Some("initialize")
             && let Some(sid) = response
@@ -469,7 +557,8 @@ impl Relay {
             let message = if status == StatusCode::NOT_FOUND
                 && self.state.session_id.lock().unwrap().is_some()
             {
-                "the server ended the MCP session (HTTP 404); reconnect to start a new one"
+                "the server ended the MCP session (HTTP 404); reconnect, or use --reinit to start a new \
+                 one automatically"
                     .to_owned()
             } else {
                 format!(

@@ -92,6 +92,7 @@ pub async fn connect(
         headers,
         args.ignore_tools.clone(),
         args.transport,
+        args.reinit,
     )
     .run(
         tokio::io::BufReader::new(tokio::io::stdin()),

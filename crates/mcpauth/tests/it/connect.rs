@@ -428,3 +428,47 @@ async fn exits_when_stdin_closes_even_if_the_server_keeps_its_stream_open() {
     assert!(tools.get("result").is_some());
     assert!(p.finish().await.0, "connect must exit on EOF");
 }
+
+#[tokio::test]
+async fn reinit_starts_a_new_session_after_the_server_restarts() {
+    let server = TestServer::start(Knobs {
+        sessions: true,
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    // Without --reinit: a clear error for the request, pointing at the flag.
+    let mut p = Proxy::start(
+        home.path(),
+        &[&server.mcp_url(), "--authorize-headless"],
+        &[],
+    );
+    p.initialize().await;
+    server.restart();
+    let lost = p.request(json!(2), "tools/list", json!({})).await;
+    assert!(
+        lost["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--reinit"),
+        "{lost}"
+    );
+    assert!(p.finish().await.0);
+
+    // With --reinit: the session is re-established and the request answered.
+    let mut p = Proxy::start(
+        home.path(),
+        &[&server.mcp_url(), "--authorize-headless", "--reinit"],
+        &[],
+    );
+    p.initialize().await;
+    server.restart();
+    let tools = p.request(json!(2), "tools/list", json!({})).await;
+    assert_eq!(tools["result"]["tools"][0]["name"], "echo", "{tools}");
+    let again = p.request(json!(3), "tools/list", json!({})).await;
+    assert!(
+        again.get("result").is_some(),
+        "the new session keeps working: {again}"
+    );
+    assert!(p.finish().await.0);
+}
