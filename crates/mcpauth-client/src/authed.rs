@@ -83,7 +83,11 @@ impl AuthenticatedClient {
                 });
             }
             token = Some(match (&challenge, insufficient_scope) {
-                (Some(c), true) => self.session.on_insufficient_scope(c).await?,
+                (Some(c), true) => {
+                    self.session
+                        .on_insufficient_scope(c, token.as_ref())
+                        .await?
+                }
                 _ => {
                     self.session
                         .on_unauthorized(challenge.as_ref(), token.as_ref(), attempts)

@@ -371,12 +371,20 @@ impl Session {
     pub async fn on_insufficient_scope(
         &self,
         challenge: &BearerChallenge,
+        rejected: Option<&AccessToken>,
     ) -> Result<AccessToken, ClientError> {
         let mut inner = self.inner.lock().await;
+        let challenged = ScopeSet::parse(challenge.scope.as_deref().unwrap_or_default());
+        // Concurrent 403s: another task may already hold a token with these scopes.
+        if let Some(r) = inner.record.as_ref().filter(|r| self.is_fresh(r))
+            && rejected.is_some_and(|t| *t != r.access_token)
+            && r.granted_scopes.is_superset(&challenged)
+        {
+            return Ok(r.access_token.clone());
+        }
         if inner.discovered.is_none() {
             self.discover(&mut inner, Some(challenge)).await?;
         }
-        let challenged = ScopeSet::parse(challenge.scope.as_deref().unwrap_or_default());
         self.authorize_new(&mut inner, Some(challenged)).await
     }
 

@@ -472,3 +472,33 @@ async fn reinit_starts_a_new_session_after_the_server_restarts() {
     );
     assert!(p.finish().await.0);
 }
+
+#[tokio::test]
+async fn c26_a_403_step_up_mid_session_is_invisible_to_the_client() {
+    let server = TestServer::start(Knobs {
+        required_scopes: vec!["mcp:read".into()],
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut p = Proxy::start(
+        home.path(),
+        &[&server.mcp_url(), "--authorize-headless"],
+        &[],
+    );
+    p.initialize().await;
+    // The server now wants more: one 403 insufficient_scope, a new authorization with the union
+    // of the scopes (C26), and the request replayed — the client only sees its answer.
+    server.set(|k| k.required_scopes = vec!["mcp:read".into(), "mcp:admin".into()]);
+    let tools = p.request(json!(2), "tools/list", json!({})).await;
+    assert!(tools.get("result").is_some(), "{tools}");
+    server.seen(|c| {
+        assert_eq!(c.authorizations, 2);
+        let scope = mcpauth_core::ScopeSet::parse(&c.last_authorize["scope"]);
+        assert!(
+            scope.contains("mcp:read") && scope.contains("mcp:admin"),
+            "{scope}"
+        );
+    });
+    assert!(p.finish().await.0);
+}
