@@ -10,20 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Bounds "this should happen" so a broken build fails instead of hanging.
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn mcpauth(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mcpauth"));
-    c.env("MCPAUTH_HOME", home)
-        .env_remove("MCP_CLIENT_ID")
-        .env_remove("MCP_CLIENT_SECRET")
-        .env_remove("MCPAUTH_CLIENT_SECRET")
-        .env_remove("MCPAUTH_STORE")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    c
-}
+use crate::common::{LIMIT, mcpauth};
 
 struct Output {
     code: i32,

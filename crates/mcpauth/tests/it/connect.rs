@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
-const LIMIT: Duration = Duration::from_secs(60);
+use crate::common::LIMIT;
 
 struct Proxy {
     child: Child,

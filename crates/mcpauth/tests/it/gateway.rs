@@ -11,19 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn mcpauth(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mcpauth"));
-    c.env("MCPAUTH_HOME", home)
-        .env_remove("MCP_CLIENT_ID")
-        .env_remove("MCPAUTH_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    c
-}
+use crate::common::{LIMIT, browser_login, http, mcpauth, start_login};
 
 /// Starts a gateway; returns it and the banner lines (MCP URL first).
 async fn start_gateway(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Child, Vec<String>) {
@@ -63,29 +53,6 @@ fn banner_value(banner: &[String], label: &str) -> String {
         .to_owned()
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap() + marker.len();
-    html[start..][..html[start..].find('"').unwrap()].to_owned()
-}
-
-fn cookie(resp: &reqwest::Response) -> String {
-    resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
     let home = tempfile::tempdir().unwrap();
@@ -115,55 +82,8 @@ async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
     );
 
     // mcpauth login through the embedded authorization server's pages, as the demo user.
-    let mut login = mcpauth(home.path())
-        .args(["login", &url, "--no-browser"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
-    let auth_url = tokio::time::timeout(LIMIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.trim().starts_with(&format!("{issuer}/authorize?")) {
-                return line.trim().to_owned();
-            }
-        }
-        panic!("no authorization URL");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let page = http().get(&auth_url).send().await.unwrap();
-    let session = cookie(&page);
-    let html = page.text().await.unwrap();
-    let resp = http()
-        .post(format!("{issuer}/authorize/login"))
-        .header("cookie", &session)
-        .form(&[
-            ("request_id", hidden(&html, "request_id").as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("username", "demo"),
-            ("password", password.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "consent page");
-    let session = cookie(&resp);
-    let html = resp.text().await.unwrap();
-    let resp = http()
-        .post(format!("{issuer}/authorize/consent"))
-        .header("cookie", &session)
-        .form(&[
-            ("request_id", hidden(&html, "request_id").as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let back = resp.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
+    let (mut login, auth_url) = start_login(home.path(), &url, &issuer).await;
+    browser_login(&issuer, &auth_url, "demo", &password).await;
     assert!(
         tokio::time::timeout(LIMIT, login.wait())
             .await

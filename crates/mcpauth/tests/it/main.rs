@@ -3,6 +3,7 @@
 //! redirect to the loopback listener).
 
 mod cli;
+mod common;
 mod connect;
 mod gateway;
 mod serve;

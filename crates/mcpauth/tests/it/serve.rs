@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -14,20 +13,11 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-const LIMIT: Duration = Duration::from_secs(60);
+use crate::common::{LIMIT, browser_login, mcpauth, start_login};
+
 const PASSWORD: &str = "correct horse battery staple";
-
-fn mcpauth(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_mcpauth"));
-    c.env("MCPAUTH_HOME", home)
-        .env_remove("MCP_CLIENT_ID")
-        .env_remove("MCPAUTH_DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true);
-    c
-}
 
 async fn run(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = mcpauth(home)
@@ -124,74 +114,6 @@ async fn start_resource(
     format!("{base}/mcp")
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} field in {html}"))
-        + marker.len();
-    html[start..][..html[start..].find('"').unwrap()].to_owned()
-}
-
-fn cookie(resp: &reqwest::Response) -> String {
-    resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-/// The user's browser: opens the authorization URL, logs in, allows, and follows the redirect
-/// back to the CLI's loopback listener.
-async fn browser(issuer: &str, authorization_url: &str, user: &str) {
-    let page = http().get(authorization_url).send().await.unwrap();
-    assert_eq!(page.status(), 200, "login page");
-    let session = cookie(&page);
-    let html = page.text().await.unwrap();
-    let resp = http()
-        .post(format!("{issuer}/authorize/login"))
-        .header("cookie", &session)
-        .form(&[
-            ("request_id", hidden(&html, "request_id").as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("username", user),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "consent page");
-    let session = cookie(&resp);
-    let html = resp.text().await.unwrap();
-    assert!(
-        html.contains("127.0.0.1"),
-        "A10: the consent page shows the redirect host"
-    );
-    let resp = http()
-        .post(format!("{issuer}/authorize/consent"))
-        .header("cookie", &session)
-        .form(&[
-            ("request_id", hidden(&html, "request_id").as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    let back = resp.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
-}
-
 fn jwt_part(token: &str, i: usize) -> Value {
     let part = token.split('.').nth(i).expect("a JWT");
     serde_json::from_slice(
@@ -224,25 +146,8 @@ async fn a1_mcpauth_login_completes_the_code_flow_against_mcpauth_serve() {
         resource
     );
 
-    let mut login = mcpauth(home.path())
-        .args(["login", &resource, "--no-browser"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
-    let auth_url = tokio::time::timeout(LIMIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.trim().starts_with(&format!("{issuer}/authorize?")) {
-                return line.trim().to_owned();
-            }
-        }
-        panic!("no authorization URL");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    browser(&issuer, &auth_url, "alice").await;
+    let (mut login, auth_url) = start_login(home.path(), &resource, &issuer).await;
+    browser_login(&issuer, &auth_url, "alice", PASSWORD).await;
     let status = tokio::time::timeout(LIMIT, login.wait())
         .await
         .unwrap()

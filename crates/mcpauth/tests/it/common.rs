@@ -1,0 +1,121 @@
+//! Helpers shared by the test modules: the binary, HTTP without redirects, and a scripted
+//! "browser" that logs in and consents through the authorization server's pages.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Bounds "this should happen" so a broken build fails instead of hanging.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// `mcpauth` with a private home and none of the caller's credentials or settings.
+pub fn mcpauth(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mcpauth"));
+    c.env("MCPAUTH_HOME", home)
+        .env_remove("MCP_CLIENT_ID")
+        .env_remove("MCP_CLIENT_SECRET")
+        .env_remove("MCPAUTH_CLIENT_SECRET")
+        .env_remove("MCPAUTH_STORE")
+        .env_remove("MCPAUTH_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    c
+}
+
+/// An HTTP client that does not follow redirects.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value of a hidden form field.
+pub fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} field in {html}"))
+        + marker.len();
+    html[start..][..html[start..].find('"').unwrap()].to_owned()
+}
+
+/// The session cookie a response sets.
+pub fn cookie(resp: &reqwest::Response) -> String {
+    resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Starts `mcpauth login URL --no-browser` and returns it with the authorization URL it prints.
+pub async fn start_login(home: &Path, resource: &str, issuer: &str) -> (Child, String) {
+    let mut login = mcpauth(home)
+        .args(["login", resource, "--no-browser"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(login.stderr.take().unwrap()).lines();
+    let prefix = format!("{issuer}/authorize?");
+    let url = tokio::time::timeout(LIMIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.trim().starts_with(&prefix) {
+                return line.trim().to_owned();
+            }
+        }
+        panic!("mcpauth login printed no authorization URL");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (login, url)
+}
+
+/// The user's browser: opens the authorization URL, logs in, allows, and follows the redirect
+/// back to the CLI's loopback listener.
+pub async fn browser_login(issuer: &str, authorization_url: &str, user: &str, password: &str) {
+    let page = http().get(authorization_url).send().await.unwrap();
+    assert_eq!(page.status(), 200, "login page");
+    let session = cookie(&page);
+    let html = page.text().await.unwrap();
+    let resp = http()
+        .post(format!("{issuer}/authorize/login"))
+        .header("cookie", &session)
+        .form(&[
+            ("request_id", hidden(&html, "request_id").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("username", user),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "consent page");
+    let session = cookie(&resp);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("127.0.0.1"),
+        "A10: the consent page shows the redirect host"
+    );
+    let resp = http()
+        .post(format!("{issuer}/authorize/consent"))
+        .header("cookie", &session)
+        .form(&[
+            ("request_id", hidden(&html, "request_id").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("decision", "allow"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let back = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
+}
