@@ -160,6 +160,29 @@ pub fn expand_env(value: &str, lookup: impl Fn(&str) -> Option<String>) -> anyho
     Ok(out)
 }
 
+/// Parses `Name: value` header lines, replacing `${VAR}` from the environment. Every value is
+/// marked sensitive: headers given here often carry credentials, and `Debug` must not show them.
+pub fn parse_headers<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<reqwest::header::HeaderMap> {
+    use reqwest::header::{HeaderName, HeaderValue};
+    let mut map = reqwest::header::HeaderMap::new();
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            bail!("a header must look like `Name: value`, not {line:?}");
+        };
+        let value = expand_env(value.trim(), |n| std::env::var(n).ok())
+            .with_context(|| format!("header {}", name.trim()))?;
+        let name = HeaderName::try_from(name.trim())
+            .with_context(|| format!("bad header name {:?}", name.trim()))?;
+        let mut value =
+            HeaderValue::try_from(value).with_context(|| format!("bad value for header {name}"))?;
+        value.set_sensitive(true);
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +226,19 @@ mod tests {
             file.http_server("x").unwrap_err().to_string(),
             "the server \"x\" in the config file has no \"url\""
         );
+    }
+
+    #[test]
+    fn headers_parse_hide_their_values_and_bad_ones_are_clear() {
+        let h = parse_headers(["X-Api-Key:  abc ", "Authorization: Bearer s3cret"]).unwrap();
+        assert_eq!(h["x-api-key"], "abc");
+        assert!(
+            !format!("{h:?}").contains("s3cret"),
+            "header values stay out of Debug"
+        );
+        let e = parse_headers(["no colon"]).unwrap_err();
+        assert!(e.to_string().contains("Name: value"), "{e}");
+        assert!(parse_headers(["X: ${MCPAUTH_SURELY_UNSET_VAR}"]).is_err());
     }
 
     #[test]

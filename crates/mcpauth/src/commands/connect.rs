@@ -4,39 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use mcpauth_client::authed::AuthenticatedClient;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
 
 use crate::cli::{Cli, ConnectArgs};
-use crate::config::{ConfigFile, expand_env};
+use crate::config::{ConfigFile, parse_headers};
 use crate::relay::{Relay, Sender};
 use crate::setup::{self, Interaction};
-
-/// Parses `Name: value` headers, expanding `${VAR}`.
-fn parse_headers(lines: &[String]) -> anyhow::Result<HeaderMap> {
-    let mut map = HeaderMap::new();
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            bail!("a header must look like `Name: value`, not {line:?}");
-        };
-        let value = expand_env(value.trim(), |n| std::env::var(n).ok())
-            .with_context(|| format!("header {}", name.trim()))?;
-        let name = HeaderName::try_from(name.trim())
-            .with_context(|| format!("bad header name {name:?}"))?;
-        if name == reqwest::header::AUTHORIZATION {
-            tracing::info!(
-                "an Authorization header was given: OAuth is replaced by it for this server"
-            );
-        }
-        map.append(
-            name,
-            HeaderValue::try_from(value).context("bad header value")?,
-        );
-    }
-    Ok(map)
-}
 
 /// Runs the proxy until the local client closes stdin.
 pub async fn connect(
@@ -68,7 +43,7 @@ pub async fn connect(
     if let Some(entry) = &target.entry {
         lines.extend(entry.headers.iter().map(|(k, v)| format!("{k}: {v}")));
     }
-    let headers = parse_headers(&lines)?;
+    let headers = parse_headers(lines.iter().map(String::as_str))?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
@@ -99,22 +74,4 @@ pub async fn connect(
         tokio::io::stdout(),
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_parse_and_bad_ones_are_clear() {
-        let h = parse_headers(&["X-Api-Key:  abc ".into()]).unwrap();
-        assert_eq!(h["x-api-key"], "abc");
-        assert!(
-            parse_headers(&["no colon".into()])
-                .unwrap_err()
-                .to_string()
-                .contains("Name: value")
-        );
-        assert!(parse_headers(&["X: ${MCPAUTH_SURELY_UNSET_VAR}".into()]).is_err());
-    }
 }

@@ -6,11 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use mcpauth_client::authed::AuthenticatedClient;
 use mcpauth_client::mcp::Mcp;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use crate::cli::{AuthArgs, CallArgs, Cli, ToolsArgs};
-use crate::config::{ConfigFile, expand_env};
+use crate::config::{ConfigFile, parse_headers};
 use crate::setup::{self, Target};
 
 /// The protocol revision used for one-shot requests.
@@ -18,18 +17,13 @@ const PROTOCOL_VERSION: &str = "2025-11-25";
 
 async fn connect(cli: &Cli, auth: &AuthArgs, target: &Target) -> anyhow::Result<Mcp> {
     let session = setup::session(cli, auth, target, true, setup::Interaction::Terminal)?;
-    let mut headers = HeaderMap::new();
-    if let Some(entry) = &target.entry {
-        for (k, v) in &entry.headers {
-            let v = expand_env(v, |n| std::env::var(n).ok())
-                .with_context(|| format!("header {k} of the config entry"))?;
-            headers.insert(
-                HeaderName::try_from(k.as_str())
-                    .with_context(|| format!("bad header name {k:?}"))?,
-                HeaderValue::try_from(v).with_context(|| format!("bad value for header {k}"))?,
-            );
-        }
-    }
+    let lines: Vec<String> = target
+        .entry
+        .iter()
+        .flat_map(|e| e.headers.iter().map(|(k, v)| format!("{k}: {v}")))
+        .collect();
+    let headers = parse_headers(lines.iter().map(String::as_str))
+        .context("the headers of the config entry")?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(60))

@@ -46,22 +46,6 @@ async fn access_log(req: Request, next: Next) -> Response {
     response
 }
 
-/// Parses `Name: value` lines with `${VAR}` expansion.
-fn upstream_headers(lines: &[String]) -> anyhow::Result<axum::http::HeaderMap> {
-    let mut map = axum::http::HeaderMap::new();
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            bail!("--upstream-header must look like `Name: value`, not {line:?}");
-        };
-        let value = crate::config::expand_env(value.trim(), |n| std::env::var(n).ok())?;
-        map.append(
-            axum::http::HeaderName::try_from(name.trim()).context("bad header name")?,
-            axum::http::HeaderValue::try_from(value).context("bad header value")?,
-        );
-    }
-    Ok(map)
-}
-
 /// Where the gateway listens unless told otherwise.
 const DEFAULT_BIND: &str = "127.0.0.1:8090";
 
@@ -233,7 +217,9 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     } else {
         let upstream = Arc::new(proxy::Upstream {
             url: args.upstream.clone().unwrap_or_default(),
-            headers: upstream_headers(&args.upstream_headers)?,
+            headers: crate::config::parse_headers(
+                args.upstream_headers.iter().map(String::as_str),
+            )?,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(10))
