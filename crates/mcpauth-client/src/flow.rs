@@ -108,7 +108,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| ClientError::Config(format!("store task failed: {e}")))?
 }
 
-/// Waits for this process's turn. `tokens_arrived` says whether fresh tokens are in the store.
+/// Waits for this process's turn. `tokens_arrived` says whether another process stored fresh
+/// tokens this one can use instead of running a flow.
 pub(crate) async fn acquire(
     store: Arc<dyn TokenStore>,
     key: StoreKey,
@@ -116,6 +117,11 @@ pub(crate) async fn acquire(
 ) -> Result<Turn, ClientError> {
     let mut told = false;
     loop {
+        // Also before the first decision: a flow that finished just before we got here must not
+        // be followed by a second one.
+        if tokens_arrived()? {
+            return Ok(Turn::TokensArrived);
+        }
         let (s, k) = (Arc::clone(&store), key.clone());
         match blocking(move || decide(s.as_ref(), &k)).await? {
             Decision::Lead => return Ok(Turn::Lead(Lease::start(store, key))),
@@ -129,9 +135,6 @@ pub(crate) async fn acquire(
                     told = true;
                 }
                 tokio::time::sleep(POLL).await;
-                if tokens_arrived()? {
-                    return Ok(Turn::TokensArrived);
-                }
             }
         }
     }

@@ -683,10 +683,12 @@ impl Session {
                 issuer: d.issuer().to_owned(),
                 client_id: String::new(),
             };
+            // New tokens, not the ones this process already holds (a step-up needs more).
+            let held = inner.record.as_ref().map(|r| r.access_token.clone());
             let arrived = || {
                 Ok(self
                     .find_stored(Some(&d))?
-                    .is_some_and(|r| self.is_fresh(&r)))
+                    .is_some_and(|r| self.is_fresh(&r) && Some(&r.access_token) != held.as_ref()))
             };
             match flow::acquire(Arc::clone(&self.store), key, arrived).await? {
                 Turn::TokensArrived => {
