@@ -14,12 +14,16 @@
 //   CONNECT_USERNAME / CONNECT_PASSWORD   the user for "pages"
 //   CONNECT_EXPECT_LOGIN "1": the authorization URL must appear; "0": it must not (cached token)
 //   CONNECT_TOOL, CONNECT_TOOL_ARGS (JSON), CONNECT_EXPECT_TEXT   the tool call and its answer
+//   CONNECT_ELICIT_TOOL, CONNECT_ELICIT_ARGS (JSON), CONNECT_ELICIT_EXPECT   optional: a tool that
+//                        asks the user (elicitation/create, answered with name "Ada") and the text
+//                        its answer must contain
 //   CONNECT_LABEL        a label for the PASS/FAIL lines
 //
 // Prints one PASS/FAIL line per check and "N passed, M failed" last; exits non-zero on failure.
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { loginAndConsent } from "./http-login.mjs";
 
 const env = process.env;
@@ -102,7 +106,18 @@ if (env.CONNECT_LOGIN === "pages") {
   loginDone.catch(() => {});
 }
 
-const client = new Client({ name: "mcpauth-interop-ts-stdio", version: "1.0.0" });
+const elicitTool = env.CONNECT_ELICIT_TOOL;
+const client = new Client(
+  { name: "mcpauth-interop-ts-stdio", version: "1.0.0" },
+  elicitTool ? { capabilities: { elicitation: { form: {} } } } : undefined,
+);
+const asked = [];
+if (elicitTool) {
+  client.setRequestHandler(ElicitRequestSchema, async (request) => {
+    asked.push(request.params.message);
+    return { action: "accept", content: { name: "Ada" } };
+  });
+}
 // The SDK reports anything on stdout that is not a JSON-RPC message here.
 const transportErrors = [];
 client.onerror = (e) => transportErrors.push(String(e));
@@ -127,6 +142,18 @@ try {
   );
   const text = result.content?.find((c) => c.type === "text")?.text;
   check(!result.isError && text === env.CONNECT_EXPECT_TEXT, `tools/call ${env.CONNECT_TOOL} answered ${JSON.stringify(env.CONNECT_EXPECT_TEXT)}`, JSON.stringify(result));
+
+  if (elicitTool) {
+    const r = await withTimeout(
+      client.callTool({ name: elicitTool, arguments: JSON.parse(env.CONNECT_ELICIT_ARGS ?? "{}") }),
+      15000,
+      `tools/call ${elicitTool}`,
+    );
+    const t = r.content?.find((c) => c.type === "text")?.text ?? "";
+    check(asked.length === 1 && !r.isError && t.includes(env.CONNECT_ELICIT_EXPECT),
+      `tools/call ${elicitTool}: the server asked the user once (elicitation/create) and answered`,
+      `asked ${JSON.stringify(asked)}; ${JSON.stringify(r)}`);
+  }
 
   // An unknown method must come back as a JSON-RPC error from the server, relayed as such.
   try {

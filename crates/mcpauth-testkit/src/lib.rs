@@ -16,6 +16,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+mod eras;
+pub use eras::{Era, Received};
+
 /// How the test authorization server behaves.
 #[derive(Clone, Debug)]
 pub struct Knobs {
@@ -59,6 +62,10 @@ pub struct Knobs {
     pub endless_get_stream: bool,
     /// `initialize` opens an MCP session (`Mcp-Session-Id`); unknown session ids get 404.
     pub sessions: bool,
+    /// Which MCP revisions `/mcp` speaks (see the `eras` module).
+    pub era: Era,
+    /// With `sessions`: GET on `/mcp` opens the session's notification stream.
+    pub get_stream: bool,
 }
 
 impl Default for Knobs {
@@ -84,6 +91,8 @@ impl Default for Knobs {
             legacy_endpoint_origin: None,
             endless_get_stream: false,
             sessions: false,
+            era: Era::Legacy,
+            get_stream: false,
         }
     }
 }
@@ -150,6 +159,7 @@ pub struct TestServer {
     legacy: LegacySessions,
     /// Live MCP sessions (with the `sessions` knob).
     mcp_sessions: Arc<Mutex<HashSet<String>>>,
+    eras: Arc<eras::EraLog>,
 }
 
 impl TestServer {
@@ -164,6 +174,7 @@ impl TestServer {
             grants: Default::default(),
             legacy: Default::default(),
             mcp_sessions: Default::default(),
+            eras: Default::default(),
         };
         let app = Router::new()
             .route("/.well-known/oauth-protected-resource/mcp", get(prm))
@@ -558,10 +569,24 @@ fn unauthorized(s: &TestServer, headers: &HeaderMap) -> Option<Response> {
 /// The 2024-11-05 HTTP+SSE transport (GET on the MCP URL): the stream, whose first event names
 /// where to POST.
 async fn legacy_sse(State(s): State<TestServer>, headers: HeaderMap) -> Response {
-    let (legacy_only, endless) = {
+    let (legacy_only, endless, get_stream) = {
         let k = s.knobs.lock().unwrap();
-        (k.legacy_only, k.endless_get_stream)
+        (
+            k.legacy_only,
+            k.endless_get_stream,
+            k.sessions && k.get_stream,
+        )
     };
+    if get_stream {
+        if let Some(r) = unauthorized(&s, &headers) {
+            return r;
+        }
+        let sid = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+        if sid.is_none_or(|id| !s.mcp_sessions.lock().unwrap().contains(id)) {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        return eras::legacy_stream(&s);
+    }
     if endless {
         let stream = futures_util::stream::pending::<Result<String, std::convert::Infallible>>();
         return axum::response::Response::builder()
@@ -683,7 +708,11 @@ async fn mcp(State(s): State<TestServer>, headers: HeaderMap, body: String) -> R
         )
             .into_response();
     }
+    if s.knobs.lock().unwrap().era == Era::Modern {
+        return eras::modern(&s, &headers, &body);
+    }
     if s.knobs.lock().unwrap().sessions {
+        eras::record(&s, &headers, &body);
         let is_initialize = body.contains("\"initialize\"");
         let sid = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
         if is_initialize {
@@ -701,6 +730,9 @@ async fn mcp(State(s): State<TestServer>, headers: HeaderMap, body: String) -> R
         }
         if sid.is_none_or(|id| !s.mcp_sessions.lock().unwrap().contains(id)) {
             return StatusCode::NOT_FOUND.into_response();
+        }
+        if let Some(r) = eras::legacy(&s, &body).await {
+            return r;
         }
     }
     mcp_answer(&body)
@@ -720,7 +752,8 @@ fn mcp_answer(body: &str) -> Response {
     let result = match request["method"].as_str().unwrap_or_default() {
         "initialize" => json!({
             "protocolVersion": params["protocolVersion"],
-            "capabilities": {"tools": {}},
+            "capabilities": {"tools": {"listChanged": true},
+                "resources": {"subscribe": true}, "logging": {}},
             "serverInfo": {"name": "mcpauth-testkit", "version": "0"},
         }),
         "tools/list" => json!({"tools": [{"name": "echo", "inputSchema": {"type": "object"}}]}),

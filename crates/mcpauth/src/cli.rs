@@ -115,6 +115,14 @@ pub struct ConnectArgs {
     /// `sse-only`.
     #[arg(long, value_enum, default_value_t = Transport::HttpFirst)]
     pub transport: Transport,
+    /// Which era of MCP the server speaks, so that clients of the other era can use it: `auto`
+    /// finds out from the server's answer to the first message (MCP 2026-07-28 "Versioning"
+    /// §Backward Compatibility); `legacy` for servers with the `initialize` handshake (2025-11-25
+    /// and earlier); `native` for stateless 2026-07-28 servers. When the client's era differs,
+    /// mcpauth connect translates: handshake and `server/discover`, per-request `_meta`,
+    /// subscriptions and the GET stream, server requests and `input_required` results.
+    #[arg(long, value_enum, default_value_t = Protocol::Auto)]
+    pub protocol: Protocol,
     /// When the server has lost the MCP session (HTTP 404, e.g. it restarted), start a new one by
     /// replaying the client's initialize, and retry the request (else the client gets an error).
     #[arg(long)]
@@ -205,6 +213,17 @@ pub enum Transport {
     HttpOnly,
     /// HTTP+SSE (2024-11-05) only.
     SseOnly,
+}
+
+/// The MCP era of the server behind `mcpauth connect`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// Find out from the server's answers.
+    Auto,
+    /// `initialize` handshake and sessions (2025-11-25 and earlier).
+    Legacy,
+    /// Stateless, `_meta` on every request (2026-07-28).
+    Native,
 }
 
 /// Where the authorization server keeps its state.

@@ -67,6 +67,7 @@ pub async fn connect(
         headers,
         args.ignore_tools.clone(),
         args.transport,
+        args.protocol,
         args.reinit,
     )
     .run(

@@ -11,7 +11,7 @@ use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
 use crate::common::LIMIT;
 
-struct Proxy {
+pub(crate) struct Proxy {
     child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -19,11 +19,11 @@ struct Proxy {
 }
 
 impl Proxy {
-    fn start(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proxy {
+    pub(crate) fn start(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> Proxy {
         Self::spawn(home, args, envs, Stdio::null())
     }
 
-    fn spawn(home: &Path, args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Proxy {
+    pub(crate) fn spawn(home: &Path, args: &[&str], envs: &[(&str, &str)], stderr: Stdio) -> Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mcpauth"))
             .arg("connect")
             .args(args)
@@ -49,7 +49,7 @@ impl Proxy {
     }
 
     /// Reads this proxy's stderr until a line contains `needle`; returns that line.
-    async fn stderr_until(&mut self, needle: &str) -> String {
+    pub(crate) async fn stderr_until(&mut self, needle: &str) -> String {
         let lines = self.stderr.as_mut().expect("stderr is piped");
         tokio::time::timeout(LIMIT, async {
             while let Some(line) = lines.next_line().await.unwrap() {
@@ -63,7 +63,7 @@ impl Proxy {
         .expect("timed out waiting on stderr")
     }
 
-    async fn send(&mut self, message: Value) {
+    pub(crate) async fn send(&mut self, message: Value) {
         self.stdin
             .write_all(format!("{message}\n").as_bytes())
             .await
@@ -71,7 +71,7 @@ impl Proxy {
     }
 
     /// The next line on stdout, which must be JSON.
-    async fn recv(&mut self) -> Value {
+    pub(crate) async fn recv(&mut self) -> Value {
         let line = tokio::time::timeout(LIMIT, self.stdout.next_line())
             .await
             .expect("no answer")
@@ -80,7 +80,7 @@ impl Proxy {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON on stdout ({e}): {line}"))
     }
 
-    async fn request(&mut self, id: Value, method: &str, params: Value) -> Value {
+    pub(crate) async fn request(&mut self, id: Value, method: &str, params: Value) -> Value {
         self.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
             .await;
         let answer = self.recv().await;
@@ -88,7 +88,7 @@ impl Proxy {
         answer
     }
 
-    async fn initialize(&mut self) {
+    pub(crate) async fn initialize(&mut self) {
         let init = self
             .request(json!(1), "initialize", json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}))
             .await;
@@ -98,7 +98,7 @@ impl Proxy {
     }
 
     /// Closes stdin and returns the exit status and anything left on stdout.
-    async fn finish(mut self) -> (bool, Vec<String>) {
+    pub(crate) async fn finish(mut self) -> (bool, Vec<String>) {
         drop(self.stdin);
         let mut rest = Vec::new();
         let exited = tokio::time::timeout(LIMIT, async {
@@ -113,15 +113,23 @@ impl Proxy {
     }
 }
 
+/// A test server with `knobs`, a fresh home, and `mcpauth connect --authorize-headless ARGS` to it.
+pub(crate) async fn headless(
+    knobs: Knobs,
+    args: &[&str],
+) -> (TestServer, tempfile::TempDir, Proxy) {
+    let server = TestServer::start(knobs).await;
+    let home = tempfile::tempdir().unwrap();
+    let url = server.mcp_url();
+    let mut all = vec![url.as_str(), "--authorize-headless"];
+    all.extend_from_slice(args);
+    let p = Proxy::start(home.path(), &all, &[]);
+    (server, home, p)
+}
+
 #[tokio::test]
 async fn relays_requests_and_unknown_fields_both_ways_byte_for_byte_in_meaning() {
-    let server = TestServer::start(Knobs::default()).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut p = Proxy::start(
-        home.path(),
-        &[&server.mcp_url(), "--authorize-headless"],
-        &[],
-    );
+    let (server, _home, mut p) = headless(Knobs::default(), &[]).await;
     p.initialize().await;
     let tools = p.request(json!(2), "tools/list", json!({})).await;
     assert_eq!(tools["result"]["tools"][0]["name"], "echo");
@@ -149,13 +157,7 @@ async fn relays_requests_and_unknown_fields_both_ways_byte_for_byte_in_meaning()
 
 #[tokio::test]
 async fn a_401_mid_session_is_refreshed_and_replayed_unseen_by_the_client() {
-    let server = TestServer::start(Knobs::default()).await;
-    let home = tempfile::tempdir().unwrap();
-    let mut p = Proxy::start(
-        home.path(),
-        &[&server.mcp_url(), "--authorize-headless"],
-        &[],
-    );
+    let (server, _home, mut p) = headless(Knobs::default(), &[]).await;
     p.initialize().await;
     server.revoke_access_tokens();
     let tools = p.request(json!(2), "tools/list", json!({})).await;
@@ -355,17 +357,14 @@ async fn ignored_tools_are_hidden_and_cannot_be_called() {
 
 #[tokio::test]
 async fn falls_back_to_the_2024_11_05_http_sse_transport_on_405() {
-    let server = TestServer::start(Knobs {
-        legacy_only: true,
-        ..Default::default()
-    })
-    .await;
-    let home = tempfile::tempdir().unwrap();
-    let mut p = Proxy::start(
-        home.path(),
-        &[&server.mcp_url(), "--authorize-headless"],
+    let (server, _home, mut p) = headless(
+        Knobs {
+            legacy_only: true,
+            ..Default::default()
+        },
         &[],
-    );
+    )
+    .await;
     p.initialize().await;
     let tools = p.request(json!(2), "tools/list", json!({})).await;
     assert_eq!(tools["result"]["tools"][0]["name"], "echo");
@@ -412,17 +411,14 @@ async fn exits_when_stdin_closes_even_if_the_server_keeps_its_stream_open() {
     // The server may answer DELETE with 405 and keep the GET stream open (MCP Transports
     // §Session Management); the local client still expects the proxy to exit (Lifecycle
     // §Shutdown).
-    let server = TestServer::start(Knobs {
-        endless_get_stream: true,
-        ..Default::default()
-    })
-    .await;
-    let home = tempfile::tempdir().unwrap();
-    let mut p = Proxy::start(
-        home.path(),
-        &[&server.mcp_url(), "--authorize-headless"],
+    let (server, _home, mut p) = headless(
+        Knobs {
+            endless_get_stream: true,
+            ..Default::default()
+        },
         &[],
-    );
+    )
+    .await;
     p.initialize().await;
     let tools = p.request(json!(2), "tools/list", json!({})).await;
     assert!(tools.get("result").is_some());
@@ -475,17 +471,14 @@ async fn reinit_starts_a_new_session_after_the_server_restarts() {
 
 #[tokio::test]
 async fn c26_a_403_step_up_mid_session_is_invisible_to_the_client() {
-    let server = TestServer::start(Knobs {
-        required_scopes: vec!["mcp:read".into()],
-        ..Default::default()
-    })
-    .await;
-    let home = tempfile::tempdir().unwrap();
-    let mut p = Proxy::start(
-        home.path(),
-        &[&server.mcp_url(), "--authorize-headless"],
+    let (server, _home, mut p) = headless(
+        Knobs {
+            required_scopes: vec!["mcp:read".into()],
+            ..Default::default()
+        },
         &[],
-    );
+    )
+    .await;
     p.initialize().await;
     // The server now wants more: one 403 insufficient_scope, a new authorization with the union
     // of the scopes (C26), and the request replayed — the client only sees its answer.

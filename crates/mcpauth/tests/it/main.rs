@@ -5,5 +5,6 @@
 mod cli;
 mod common;
 mod connect;
+mod connect_eras;
 mod gateway;
 mod serve;

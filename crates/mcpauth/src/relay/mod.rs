@@ -4,7 +4,11 @@
 //! Messages pass through unchanged: each stdin line is POSTed as it is, each server message is
 //! written to stdout as the server sent it (re-serialized compactly only if it spans lines), so
 //! unknown methods, fields and `_meta` survive both ways. Nothing but JSON-RPC goes to stdout.
+//! When the client and the server speak different eras of MCP (a 2025-11-25 client, a 2026-07-28
+//! stateless server, or the reverse) the relay bridges them ([`eras`]); every message from the
+//! server goes through [`Relay::deliver`], where those translations happen.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,13 +17,19 @@ use mcpauth_client::ClientError;
 use mcpauth_client::authed::AuthenticatedClient;
 use mcpauth_client::sse::SseParser;
 
-use crate::cli::Transport;
+use crate::cli::{Protocol, Transport};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
+
+mod bridge;
+mod eras;
+mod modern;
+
+use modern::ToolHeaders;
 
 /// Largest message accepted from the local client.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -42,6 +52,44 @@ struct SessionState {
     /// Background stream readers (GET listener, HTTP+SSE stream), stopped when stdin ends: a
     /// server may keep them open after the session ends (it MAY answer DELETE with 405).
     streams: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// `x-mcp-header` parameters of the tools seen (2026-07-28 wire).
+    tools: ToolHeaders,
+    /// Requests in flight on the HTTP+SSE transport, whose answers come on the shared stream.
+    legacy_inflight: Mutex<HashMap<String, Ctx>>,
+    /// Answers to requests the relay itself sent, by JSON-RPC id.
+    waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    /// Translation between the client's and the server's era.
+    eras: eras::EraState,
+}
+
+/// What a server message answers: the client request it came with (none for the GET stream).
+#[derive(Clone, Debug, Default)]
+struct Ctx {
+    /// The request's method.
+    method: Option<String>,
+    /// The request's JSON-RPC id.
+    id: Option<Value>,
+    /// Whether the request asked for log messages (2026-07-28 `_meta` `logLevel`).
+    log: bool,
+}
+
+impl Ctx {
+    fn of(message: &Value) -> Self {
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Self {
+            id: message.get("id").cloned().filter(|_| method.is_some()),
+            method,
+            log: false,
+        }
+    }
+}
+
+/// The key of a JSON-RPC id in the relay's maps.
+fn id_key(id: &Value) -> String {
+    id.to_string()
 }
 
 /// The transport in use for this session.
@@ -98,6 +146,7 @@ pub struct Relay {
     headers: HeaderMap,
     ignore_tools: Arc<Vec<String>>,
     transport: Transport,
+    protocol: Protocol,
     reinit: bool,
     state: Arc<SessionState>,
 }
@@ -143,35 +192,6 @@ fn to_line(data: &str) -> Option<String> {
         .map(|v| v.to_string())
 }
 
-/// The first stateless revision: no `initialize`; the version travels in each message's `_meta`.
-const STATELESS: &str = "2026-07-28";
-
-/// HTTP headers the 2026-07-28 wire requires, derived from the message itself (a local client
-/// speaking that revision puts its version in `_meta`, SEP-2243): `MCP-Protocol-Version`,
-/// `Mcp-Method`, and `Mcp-Name` for `tools/call`, `prompts/get` and `resources/read`.
-fn stateless_headers(message: &Value) -> Vec<(&'static str, String)> {
-    let params = &message["params"];
-    let Some(version) = params["_meta"]["io.modelcontextprotocol/protocolVersion"].as_str() else {
-        return Vec::new();
-    };
-    if version < STATELESS {
-        return Vec::new();
-    }
-    let mut h = vec![("mcp-protocol-version", version.to_owned())];
-    if let Some(method) = message["method"].as_str() {
-        h.push(("mcp-method", method.to_owned()));
-        let name = match method {
-            "tools/call" | "prompts/get" => params["name"].as_str(),
-            "resources/read" => params["uri"].as_str(),
-            _ => None,
-        };
-        if let Some(n) = name {
-            h.push(("mcp-name", n.to_owned()));
-        }
-    }
-    h
-}
-
 /// A JSON-RPC error answering request `id`, for failures the server never answered.
 fn error_line(id: &Value, message: String) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32000, "message": message}}).to_string()
@@ -185,6 +205,7 @@ impl Relay {
         headers: HeaderMap,
         ignore_tools: Vec<String>,
         transport: Transport,
+        protocol: Protocol,
         reinit: bool,
     ) -> Self {
         Self {
@@ -193,6 +214,7 @@ impl Relay {
             headers,
             ignore_tools: Arc::new(ignore_tools),
             transport,
+            protocol,
             reinit,
             state: Arc::default(),
         }
@@ -303,8 +325,9 @@ impl Relay {
                 response.status().as_u16()
             ));
         }
-        let (endpoint_tx, endpoint_rx) = tokio::sync::oneshot::channel::<String>();
+        let (endpoint_tx, endpoint_rx) = oneshot::channel::<String>();
         let out = tx.clone();
+        let relay = self.clone();
         let reader = tokio::spawn(async move {
             let mut parser = SseParser::default();
             let mut endpoint_tx = Some(endpoint_tx);
@@ -314,10 +337,12 @@ impl Relay {
                         if let Some(etx) = endpoint_tx.take() {
                             let _ = etx.send(event.data);
                         }
-                    } else if let Some(line) = to_line(&event.data)
-                        && out.send(line).await.is_err()
-                    {
-                        return;
+                    } else if let Some(line) = to_line(&event.data) {
+                        if out.is_closed() {
+                            return;
+                        }
+                        let ctx = relay.legacy_ctx(&line);
+                        relay.deliver(line, &ctx, &out).await;
                     }
                 }
             }
@@ -343,14 +368,34 @@ impl Relay {
         Ok(endpoint.to_string())
     }
 
+    /// What a message on the HTTP+SSE stream answers: the request in flight with its id.
+    fn legacy_ctx(&self, line: &str) -> Ctx {
+        let inflight = &self.state.legacy_inflight;
+        if inflight.lock().unwrap().is_empty() {
+            return Ctx::default();
+        }
+        serde_json::from_str::<Value>(line)
+            .ok()
+            .filter(|m| m.get("method").is_none())
+            .and_then(|m| inflight.lock().unwrap().remove(&id_key(&m["id"])))
+            .unwrap_or_default()
+    }
+
     /// POSTs one message on the 2024-11-05 transport; the answer arrives on the stream.
     async fn post_legacy(
         &self,
         endpoint: &str,
         body: String,
-        id: Option<&Value>,
+        ctx: &Ctx,
         tx: &mpsc::Sender<String>,
     ) {
+        if let Some(id) = &ctx.id {
+            self.state
+                .legacy_inflight
+                .lock()
+                .unwrap()
+                .insert(id_key(id), ctx.clone());
+        }
         let result = self
             .client
             .send(|_| {
@@ -366,31 +411,14 @@ impl Relay {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => {
                 let message = format!("the MCP server answered HTTP {}", r.status().as_u16());
-                self.fail(id, tx, message).await;
+                self.fail(ctx, tx, message).await;
             }
-            Err(e) => self.fail(id, tx, describe(&e)).await,
+            Err(e) => self.fail(ctx, tx, describe(&e)).await,
         }
     }
 
     fn ignored(&self, tool: &str) -> bool {
         self.ignore_tools.iter().any(|g| glob_match(g, tool))
-    }
-
-    /// Applies `--ignore-tool` to a `tools/list` answer; other lines pass untouched.
-    fn filter_line(&self, line: String, method: Option<&str>) -> String {
-        if self.ignore_tools.is_empty() || method != Some("tools/list") {
-            return line;
-        }
-        let Ok(mut v) = serde_json::from_str::<Value>(&line) else {
-            return line;
-        };
-        match v["result"]["tools"].as_array_mut() {
-            Some(tools) => {
-                tools.retain(|t| !t["name"].as_str().is_some_and(|n| self.ignored(n)));
-                v.to_string()
-            }
-            None => line,
-        }
     }
 
     fn request(&self, method: reqwest::Method) -> reqwest::RequestBuilder {
@@ -450,6 +478,7 @@ impl Relay {
             // Reap finished tasks so the set does not grow without bound.
             while tasks.try_join_next().is_some() {}
         }
+        self.client_gone(&tx).await;
         while tasks.join_next().await.is_some() {}
         self.end_session().await;
         for stream in self.state.streams.lock().unwrap().drain(..) {
@@ -460,36 +489,58 @@ impl Relay {
         Ok(())
     }
 
-    /// POSTs one client message and relays what comes back.
+    /// Routes one client message: an answer to a request the relay made for the bridge, or a
+    /// message for the server, translated when the eras differ.
     async fn forward(&self, body: String, message: Value, tx: mpsc::Sender<String>) {
-        let method = message
-            .get("method")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let id = message.get("id").cloned().filter(|_| method.is_some());
+        if message.get("method").is_none() && self.answer_from_client(&message) {
+            return;
+        }
+        self.route(body, message, tx).await;
+    }
+
+    /// POSTs one client message as it is and relays what comes back.
+    async fn pass(&self, body: String, message: Value, ctx: Ctx, tx: &mpsc::Sender<String>) {
+        let method = ctx.method.clone();
         if method.as_deref() == Some("tools/call")
             && let Some(tool) = message["params"]["name"].as_str()
             && self.ignored(tool)
         {
             let text = format!("the tool {tool:?} is hidden by mcpauth connect --ignore-tool");
-            return self.fail(id.as_ref(), &tx, text).await;
+            return self.fail(&ctx, tx, text).await;
         }
-        let chosen = match self.wire(&tx).await {
+        let chosen = match self.wire(tx).await {
             Ok(w) => w,
-            Err(e) => return self.fail(id.as_ref(), &tx, e).await,
+            Err(e) => return self.fail(&ctx, tx, e).await,
         };
         if let Wire::Legacy(endpoint) = &chosen {
-            return self.post_legacy(endpoint, body, id.as_ref(), &tx).await;
+            return self.post_legacy(endpoint, body, &ctx, tx).await;
         }
         if method.as_deref() == Some("initialize") {
             *self.state.initialize.lock().unwrap() = Some(body.clone());
         }
-        let wire = stateless_headers(&message);
+        let response = match self.post(&body, &message, tx).await {
+            Ok(r) => r,
+            Err(e) => return self.fail(&ctx, tx, e).await,
+        };
+        self.answer(response, body, &ctx, &chosen, tx).await;
+    }
+
+    /// POSTs a message on Streamable HTTP with the headers it needs: the session's, the 2026-07-28
+    /// ones derived from the message, and `--header`s; starts a new session first on a 404 when
+    /// `--reinit` says so.
+    async fn post(
+        &self,
+        body: &str,
+        message: &Value,
+        tx: &mpsc::Sender<String>,
+    ) -> Result<reqwest::Response, String> {
+        let method = message["method"].as_str();
+        let wire = modern::request_headers(message, &self.state.tools);
         let mut reinitialized = false;
-        let response = loop {
+        loop {
             // The session this attempt goes out with (a 404 means that one is gone).
             let sent_with = self.state.session_id.lock().unwrap().clone();
-            let result = self
+            let response = self
                 .client
                 .send(|_| {
                     let mut r = self
@@ -497,123 +548,158 @@ impl Relay {
                         .header(CONTENT_TYPE, "application/json")
                         .header(ACCEPT, "application/json, text/event-stream");
                     for (k, v) in &wire {
-                        r = r.header(*k, v);
+                        r = r.header(k.as_str(), v.as_str());
                     }
-                    r.body(body.clone())
+                    r.body(body.to_owned())
                 })
-                .await;
-            let response = match result {
-                Ok(r) => r,
-                Err(e) => return self.fail(id.as_ref(), &tx, describe(&e)).await,
-            };
+                .await
+                .map_err(|e| describe(&e))?;
             if response.status() == StatusCode::NOT_FOUND
                 && self.reinit
                 && !reinitialized
-                && method.as_deref() != Some("initialize")
+                && method != Some("initialize")
                 && let Some(stale) = sent_with
             {
-                if let Err(e) = self.reinitialize(&stale, &tx).await {
-                    return self.fail(id.as_ref(), &tx, e).await;
-                }
+                self.reinitialize(&stale, tx).await?;
                 reinitialized = true;
                 continue;
             }
-            break response;
-        };
-        if method.as_deref() == Some("initialize")
-            && let Some(sid) = response
-                .headers()
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
-        {
-            *self.state.session_id.lock().unwrap() = Some(sid.to_owned());
+            if method == Some("initialize")
+                && let Some(sid) = response
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+            {
+                *self.state.session_id.lock().unwrap() = Some(sid.to_owned());
+            }
+            return Ok(response);
         }
+    }
+
+    /// Relays the server's answer to one POST.
+    async fn answer(
+        &self,
+        response: reqwest::Response,
+        body: String,
+        ctx: &Ctx,
+        chosen: &Wire,
+        tx: &mpsc::Sender<String>,
+    ) {
+        let method = ctx.method.as_deref();
         let status = response.status();
         if status == StatusCode::ACCEPTED {
-            if method.as_deref() == Some("notifications/initialized") {
+            if method == Some("notifications/initialized") {
                 self.start_listening(tx.clone());
             }
             return;
         }
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return self.unanswered(status, &text, body, ctx, chosen, tx).await;
+        }
+        self.relay_body(response, ctx, tx).await;
+    }
+
+    /// An error status: the 2024-11-05 fallback when `initialize` meets 404/405, else an error
+    /// for the client.
+    async fn unanswered(
+        &self,
+        status: StatusCode,
+        text: &str,
+        body: String,
+        ctx: &Ctx,
+        chosen: &Wire,
+        tx: &mpsc::Sender<String>,
+    ) {
         if matches!(status.as_u16(), 404 | 405)
-            && method.as_deref() == Some("initialize")
+            && ctx.method.as_deref() == Some("initialize")
             && self.transport == Transport::HttpFirst
-            && chosen == Wire::Undecided
+            && *chosen == Wire::Undecided
         {
             // MCP Transports §Backwards Compatibility: a 2024-11-05 server.
             let mut wire = self.state.wire.lock().await;
-            return match self.open_legacy(&tx).await {
+            return match self.open_legacy(tx).await {
                 Ok(endpoint) => {
                     *wire = Wire::Legacy(endpoint.clone());
                     drop(wire);
-                    self.post_legacy(&endpoint, body, id.as_ref(), &tx).await
+                    self.post_legacy(&endpoint, body, ctx, tx).await
                 }
-                Err(e) => self.fail(id.as_ref(), &tx, e).await,
+                Err(e) => self.fail(ctx, tx, e).await,
             };
         }
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            let excerpt: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
-            let message = if status == StatusCode::NOT_FOUND
-                && self.state.session_id.lock().unwrap().is_some()
-            {
-                "the server ended the MCP session (HTTP 404); reconnect, or use --reinit to start a new \
+        self.refused(status, text, ctx, tx).await
+    }
+
+    /// Tells the client why the server refused a message: its JSON-RPC error when it sent one,
+    /// else the HTTP status.
+    async fn refused(&self, status: StatusCode, text: &str, ctx: &Ctx, tx: &mpsc::Sender<String>) {
+        if let Ok(v) = serde_json::from_str::<Value>(text)
+            && v.get("error").is_some()
+            && let Some(id) = &ctx.id
+        {
+            let mut v = v;
+            v["id"] = id.clone();
+            return self.deliver(v.to_string(), ctx, tx).await;
+        }
+        let excerpt: String = text.chars().filter(|c| !c.is_control()).take(200).collect();
+        let message = if status == StatusCode::NOT_FOUND
+            && self.state.session_id.lock().unwrap().is_some()
+        {
+            "the server ended the MCP session (HTTP 404); reconnect, or use --reinit to start a new \
                  one automatically"
                     .to_owned()
-            } else {
-                format!(
-                    "the MCP server answered HTTP {}: {excerpt}",
-                    status.as_u16()
-                )
-            };
-            return self.fail(id.as_ref(), &tx, message).await;
-        }
+        } else {
+            format!(
+                "the MCP server answered HTTP {}: {excerpt}",
+                status.as_u16()
+            )
+        };
+        self.fail(ctx, tx, message).await
+    }
+
+    /// Relays a successful answer body, JSON or SSE.
+    async fn relay_body(&self, response: reqwest::Response, ctx: &Ctx, tx: &mpsc::Sender<String>) {
         let is_sse = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if is_sse {
-            self.relay_stream(response, &tx, method.as_deref()).await;
+            self.relay_stream(response, ctx, tx).await;
         } else {
             match response.text().await {
-                Ok(text) => self.relay_json(&text, &tx, method.as_deref()).await,
+                Ok(text) => self.relay_json(&text, ctx, tx).await,
                 Err(e) => {
-                    self.fail(id.as_ref(), &tx, format!("reading the answer failed: {e}"))
+                    self.fail(ctx, tx, format!("reading the answer failed: {e}"))
                         .await
                 }
             }
         }
     }
 
-    async fn fail(&self, id: Option<&Value>, tx: &mpsc::Sender<String>, message: String) {
+    /// Answers the client's request with a JSON-RPC error (notifications get none).
+    async fn fail(&self, ctx: &Ctx, tx: &mpsc::Sender<String>, message: String) {
         tracing::warn!("{message}");
-        if let Some(id) = id {
-            let _ = tx.send(error_line(id, message)).await;
+        if let Some(id) = &ctx.id {
+            self.deliver(error_line(id, message), ctx, tx).await;
         }
     }
 
     /// Notes the negotiated version from an `initialize` result.
-    fn observe(&self, line: &str, method: Option<&str>) {
-        if method != Some("initialize") {
-            return;
-        }
-        if let Ok(v) = serde_json::from_str::<Value>(line)
-            && let Some(version) = v["result"]["protocolVersion"].as_str()
-        {
+    fn observe(&self, message: &Value) {
+        if let Some(version) = message["result"]["protocolVersion"].as_str() {
             *self.state.protocol_version.lock().unwrap() = Some(version.to_owned());
         }
     }
 
-    async fn relay_json(&self, text: &str, tx: &mpsc::Sender<String>, method: Option<&str>) {
+    async fn relay_json(&self, text: &str, ctx: &Ctx, tx: &mpsc::Sender<String>) {
         // A JSON-RPC batch answer is an array; every element goes out as its own line.
         let lines: Vec<String> = match serde_json::from_str::<Value>(text) {
             Ok(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
             _ => to_line(text).into_iter().collect(),
         };
         for line in lines {
-            self.observe(&line, method);
-            let _ = tx.send(self.filter_line(line, method)).await;
+            self.deliver(line, ctx, tx).await;
         }
     }
 
@@ -621,17 +707,62 @@ impl Relay {
     async fn relay_stream(
         &self,
         mut response: reqwest::Response,
+        ctx: &Ctx,
         tx: &mpsc::Sender<String>,
-        method: Option<&str>,
     ) {
         let mut parser = SseParser::default();
         while let Ok(Some(chunk)) = response.chunk().await {
             for event in parser.push(&chunk) {
                 if let Some(line) = to_line(&event.data) {
-                    self.observe(&line, method);
-                    let _ = tx.send(self.filter_line(line, method)).await;
+                    self.deliver(line, ctx, tx).await;
                 }
             }
+        }
+    }
+
+    /// Every server message goes to the client through here: answers to the relay's own requests
+    /// are taken out, `initialize` results noted, `tools/list` answers checked (`x-mcp-header`,
+    /// `--ignore-tool`), and the bridge translates when the eras differ.
+    async fn deliver(&self, line: String, ctx: &Ctx, tx: &mpsc::Sender<String>) {
+        let method = ctx.method.as_deref();
+        let inspect = matches!(method, Some("initialize" | "tools/list"))
+            || !self.state.waiters.lock().unwrap().is_empty()
+            || self.bridging();
+        if !inspect {
+            let _ = tx.send(line).await;
+            return;
+        }
+        let Ok(mut message) = serde_json::from_str::<Value>(&line) else {
+            let _ = tx.send(line).await;
+            return;
+        };
+        let is_response = message.get("method").is_none();
+        if is_response && method == Some("initialize") {
+            self.observe(&message);
+        }
+        if is_response {
+            let waiter = message
+                .get("id")
+                .and_then(|id| self.state.waiters.lock().unwrap().remove(&id_key(id)));
+            if let Some(w) = waiter {
+                let _ = w.send(message);
+                return;
+            }
+        }
+        let mut changed = false;
+        if is_response && method == Some("tools/list") && message["result"]["tools"].is_array() {
+            changed |= self.state.tools.learn(&mut message["result"]);
+            if let Some(tools) = message["result"]["tools"].as_array_mut()
+                && !self.ignore_tools.is_empty()
+            {
+                let before = tools.len();
+                tools.retain(|t| !t["name"].as_str().is_some_and(|n| self.ignored(n)));
+                changed |= tools.len() != before;
+            }
+        }
+        let line = if changed { message.to_string() } else { line };
+        if let Some(out) = self.translate(message, line, ctx, tx).await {
+            let _ = tx.send(out).await;
         }
     }
 
@@ -683,10 +814,11 @@ impl Relay {
                         if event.event.as_deref().is_some_and(|e| e != "message") {
                             continue;
                         }
-                        if let Some(line) = to_line(&event.data)
-                            && tx.send(line).await.is_err()
-                        {
-                            return;
+                        if let Some(line) = to_line(&event.data) {
+                            if tx.is_closed() {
+                                return;
+                            }
+                            relay.deliver(line, &Ctx::default(), &tx).await;
                         }
                     }
                 }
@@ -721,22 +853,6 @@ fn describe(e: &ClientError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stateless_messages_get_their_headers() {
-        let m = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t",
-            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
-        assert_eq!(
-            stateless_headers(&m),
-            vec![
-                ("mcp-protocol-version", "2026-07-28".to_owned()),
-                ("mcp-method", "tools/call".to_owned()),
-                ("mcp-name", "t".to_owned())
-            ]
-        );
-        let old = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
-        assert!(stateless_headers(&old).is_empty());
-    }
 
     #[test]
     fn globs() {
