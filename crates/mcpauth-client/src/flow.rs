@@ -51,8 +51,8 @@ enum Decision {
     TakeOver(Box<FlowRecord>),
 }
 
+/// Decides under the store lock of `key` (the caller holds it).
 fn decide(store: &dyn TokenStore, key: &StoreKey) -> Result<Decision, ClientError> {
-    let _guard = store.lock(key)?;
     let now = now_unix();
     let me = std::process::id();
     let previous = store.load_flow(key)?;
@@ -123,7 +123,15 @@ pub(crate) async fn acquire(
             return Ok(Turn::TokensArrived);
         }
         let (s, k) = (Arc::clone(&store), key.clone());
-        match blocking(move || decide(s.as_ref(), &k)).await? {
+        let guard = blocking(move || s.lock(&k)).await?;
+        // Again under the lock: a leader stores its tokens before it ends its flow record (which
+        // takes this lock), so a flow that ended after the check above shows its tokens here.
+        if tokens_arrived()? {
+            return Ok(Turn::TokensArrived);
+        }
+        let decision = decide(store.as_ref(), &key);
+        drop(guard);
+        match decision? {
             Decision::Lead => return Ok(Turn::Lead(Lease::start(store, key))),
             Decision::TakeOver(r) => return Ok(Turn::TakeOver(Lease::start(store, key), r)),
             Decision::Wait(pid) => {

@@ -182,7 +182,7 @@ impl Relay {
             (Protocol::Auto, _) => None,
         };
         if let Some(mode) = fixed {
-            self.set_mode(&mut guard, mode);
+            self.set_mode(&mut guard, mode, client_modern);
             drop(guard);
             return self.dispatch(mode, body, message, &tx).await;
         }
@@ -198,7 +198,7 @@ impl Relay {
             } else {
                 Mode::Through
             };
-            self.set_mode(&mut guard, mode);
+            self.set_mode(&mut guard, mode, client_modern);
             drop(guard);
             return self.dispatch(mode, body, message, &tx).await;
         }
@@ -212,7 +212,7 @@ impl Relay {
         let status = response.status();
         if status.is_success() || !matches!(status.as_u16(), 400 | 404 | 405) {
             if status.is_success() {
-                self.set_mode(&mut guard, Mode::Through);
+                self.set_mode(&mut guard, Mode::Through, client_modern);
             }
             drop(guard);
             return self.answer(response, body, &ctx, &chosen, &tx).await;
@@ -221,17 +221,17 @@ impl Relay {
         let modern_error = bridge::is_modern_error(status.as_u16(), &text);
         match (client_modern, modern_error) {
             (false, true) => {
-                self.set_mode(&mut guard, Mode::Up);
+                self.set_mode(&mut guard, Mode::Up, client_modern);
                 drop(guard);
                 self.up_initialize(message, &tx).await;
             }
             (true, false) => {
-                self.set_mode(&mut guard, Mode::Down);
+                self.set_mode(&mut guard, Mode::Down, client_modern);
                 drop(guard);
                 self.down(message, &tx).await;
             }
             _ => {
-                self.set_mode(&mut guard, Mode::Through);
+                self.set_mode(&mut guard, Mode::Through, client_modern);
                 drop(guard);
                 self.unanswered(status, &text, body, &ctx, &chosen, &tx)
                     .await;
@@ -239,9 +239,13 @@ impl Relay {
         }
     }
 
-    fn set_mode(&self, slot: &mut Option<Mode>, mode: Mode) {
+    fn set_mode(&self, slot: &mut Option<Mode>, mode: Mode, client_modern: bool) {
         *slot = Some(mode);
         *self.state.eras.decided.lock().unwrap() = Some(mode);
+        let modern_server = mode == Mode::Up || (mode == Mode::Through && client_modern);
+        self.state
+            .modern_server
+            .store(modern_server, Ordering::Relaxed);
         match mode {
             Mode::Up => tracing::info!("bridging a legacy MCP client to a {STATELESS} server"),
             Mode::Down => tracing::info!("bridging a {STATELESS} MCP client to a legacy server"),

@@ -60,6 +60,11 @@ struct SessionState {
     waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
     /// Translation between the client's and the server's era.
     eras: eras::EraState,
+    /// Whether the server speaks 2026-07-28, where closing a request's stream cancels it.
+    modern_server: AtomicBool,
+    /// Requests being relayed, by id: sending stops one (dropping its HTTP exchange); the flag
+    /// marks `subscriptions/listen` streams, which end only that way.
+    inflight: Mutex<HashMap<String, (oneshot::Sender<()>, bool)>>,
 }
 
 /// What a server message answers: the client request it came with (none for the GET stream).
@@ -474,11 +479,35 @@ impl Relay {
             };
             let relay = self.clone();
             let tx = tx.clone();
-            tasks.spawn(async move { relay.forward(line, message, tx).await });
+            let key = message
+                .get("id")
+                .filter(|_| message.get("method").is_some())
+                .map(id_key);
+            let (stop_tx, stop_rx) = oneshot::channel();
+            if let Some(k) = &key {
+                let listen = message["method"] == "subscriptions/listen";
+                let mut inflight = self.state.inflight.lock().unwrap();
+                inflight.insert(k.clone(), (stop_tx, listen));
+            }
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = relay.forward(line, message, tx) => {}
+                    _ = stop_rx, if key.is_some() => {}
+                }
+                if let Some(k) = key {
+                    relay.state.inflight.lock().unwrap().remove(&k);
+                }
+            });
             // Reap finished tasks so the set does not grow without bound.
             while tasks.try_join_next().is_some() {}
         }
         self.client_gone(&tx).await;
+        // Subscription streams last until cancelled: the client has gone, so they end now.
+        self.state
+            .inflight
+            .lock()
+            .unwrap()
+            .retain(|_, (_, listen)| !*listen);
         while tasks.join_next().await.is_some() {}
         self.end_session().await;
         for stream in self.state.streams.lock().unwrap().drain(..) {
@@ -493,6 +522,22 @@ impl Relay {
     /// message for the server, translated when the eras differ.
     async fn forward(&self, body: String, message: Value, tx: mpsc::Sender<String>) {
         if message.get("method").is_none() && self.answer_from_client(&message) {
+            return;
+        }
+        if message["method"] == "notifications/cancelled"
+            && self.state.modern_server.load(Ordering::Relaxed)
+        {
+            // 2026-07-28 "Cancellation": on Streamable HTTP, closing the request's stream is the
+            // cancellation; no notification is expected.
+            let stop = self
+                .state
+                .inflight
+                .lock()
+                .unwrap()
+                .remove(&id_key(&message["params"]["requestId"]));
+            if let Some((stop, _)) = stop {
+                let _ = stop.send(());
+            }
             return;
         }
         self.route(body, message, tx).await;

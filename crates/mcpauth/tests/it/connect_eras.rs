@@ -417,6 +417,41 @@ async fn versioning_modern_on_both_sides_passes_through_with_the_wire_headers() 
         .await;
     assert_eq!(ask["result"]["resultType"], "input_required");
     assert!(received(&server, "server/discover").is_empty());
+
+    // subscriptions/listen is relayed as the long stream it is; the client's stdio
+    // notifications/cancelled becomes closing that stream (2026-07-28 "Cancellation").
+    p.send(
+        json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen",
+        "params": {"_meta": meta(json!({})), "notifications": {"toolsListChanged": true}}}),
+    )
+    .await;
+    let ack = p.recv().await;
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    until(|| server.open_streams() == 1).await;
+    server.notify(json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}));
+    let n = p.recv().await;
+    assert_eq!(
+        n["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-1"
+    );
+    p.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "sub-1"}}),
+    )
+    .await;
+    until(|| server.open_streams() == 0).await;
+    assert!(received(&server, "notifications/cancelled").is_empty());
+
+    // A stream still open when the client leaves does not keep connect alive.
+    p.send(
+        json!({"jsonrpc": "2.0", "id": "sub-2", "method": "subscriptions/listen",
+        "params": {"_meta": meta(json!({})), "notifications": {"toolsListChanged": true}}}),
+    )
+    .await;
+    p.recv().await;
     assert!(p.finish().await.0);
 }
 
