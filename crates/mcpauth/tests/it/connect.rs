@@ -411,7 +411,7 @@ async fn exits_when_stdin_closes_even_if_the_server_keeps_its_stream_open() {
     // The server may answer DELETE with 405 and keep the GET stream open (MCP Transports
     // §Session Management); the local client still expects the proxy to exit (Lifecycle
     // §Shutdown).
-    let (server, _home, mut p) = headless(
+    let (_server, _home, mut p) = headless(
         Knobs {
             endless_get_stream: true,
             ..Default::default()

@@ -472,3 +472,36 @@ async fn versioning_protocol_native_bridges_without_trying_initialize() {
     assert_eq!(received(&server, "server/discover").len(), 1);
     assert!(p.finish().await.0);
 }
+
+#[tokio::test]
+async fn versioning_a_2026_07_28_client_reaches_a_2024_11_05_http_sse_server() {
+    let (server, _home, mut p) = headless(
+        Knobs {
+            legacy_only: true,
+            ..Default::default()
+        },
+        &[],
+    )
+    .await;
+    // POST answers 405 without a modern error: legacy. The bridge's initialize falls back to
+    // the HTTP+SSE transport, where every answer comes on the event stream.
+    let discover = p
+        .request(
+            json!(1),
+            "server/discover",
+            json!({"_meta": meta(json!({}))}),
+        )
+        .await;
+    assert_eq!(
+        discover["result"]["supportedVersions"],
+        json!([MODERN]),
+        "{discover}"
+    );
+    let tools = p
+        .request(json!(2), "tools/list", json!({"_meta": meta(json!({}))}))
+        .await;
+    assert_eq!(tools["result"]["tools"][0]["name"], "echo", "{tools}");
+    assert_eq!(tools["result"]["resultType"], "complete");
+    server.seen(|c| assert!(c.mcp_requests >= 3, "initialize, initialized, tools/list"));
+    assert!(p.finish().await.0);
+}
