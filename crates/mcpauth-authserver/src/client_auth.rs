@@ -269,32 +269,90 @@ fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
     }
 }
 
-/// The client's public keys: inline `jwks`, or `jwks_uri` fetched with the SSRF-safe fetcher
-/// and cached for five minutes.
-async fn client_keys(shared: &Shared, client: &Client) -> Result<JwkSet, TokenError> {
+/// A `jwks_uri` document is fetched again at most this often when an assertion does not verify
+/// with the cached keys (the client may have rotated them; an attacker's made-up `kid`s must
+/// not turn the server into a fetcher).
+const JWKS_REFETCH_AFTER: Duration = Duration::from_secs(10);
+
+/// A fetched `jwks_uri` document: the keys, when they were fetched, and until when the
+/// document's `Cache-Control` lets them be used.
+pub(crate) type CachedJwks = (JwkSet, Instant, Instant);
+
+/// The client's public keys: inline `jwks`, or `jwks_uri` fetched with the SSRF-safe fetcher and
+/// kept as long as its `Cache-Control` allows (within the fetch policy's bounds). `stale`: the
+/// cached keys did not verify an assertion, so fetch again unless that was just done. The flag
+/// returned says whether the keys came from a cache (and may be worth refetching).
+async fn client_keys(
+    shared: &Shared,
+    client: &Client,
+    stale: bool,
+) -> Result<(JwkSet, bool), TokenError> {
     let bad = |d: String| TokenError::invalid_client(&d, false);
     if let Some(jwks) = &client.metadata.jwks {
-        return serde_json::from_value(jwks.clone()).map_err(|e| bad(format!("client jwks: {e}")));
+        let set =
+            serde_json::from_value(jwks.clone()).map_err(|e| bad(format!("client jwks: {e}")))?;
+        return Ok((set, false));
     }
     let Some(uri) = &client.metadata.jwks_uri else {
         return Err(bad("the client has no jwks or jwks_uri".into()));
     };
-    if let Some((set, at)) = shared.jwks_cache.lock().unwrap().get(uri)
-        && at.elapsed() < Duration::from_secs(300)
-    {
-        return Ok(set.clone());
+    if let Some((set, fetched, fresh_until)) = shared.jwks_cache.lock().unwrap().get(uri) {
+        let usable = if stale {
+            fetched.elapsed() < JWKS_REFETCH_AFTER
+        } else {
+            Instant::now() < *fresh_until
+        };
+        if usable {
+            return Ok((set.clone(), !stale));
+        }
     }
     let fetched = fetch::fetch(&shared.config.fetch, uri)
         .await
         .map_err(|e| bad(format!("client jwks_uri: {e}")))?;
     let set: JwkSet = serde_json::from_slice(&fetched.body)
         .map_err(|e| bad(format!("client jwks_uri document: {e}")))?;
+    let now = Instant::now();
     let mut cache = shared.jwks_cache.lock().unwrap();
     if cache.len() > 1000 {
         cache.clear();
     }
-    cache.insert(uri.clone(), (set.clone(), Instant::now()));
-    Ok(set)
+    cache.insert(uri.clone(), (set.clone(), now, now + fetched.cache_for));
+    Ok((set, false))
+}
+
+/// The claims of `assertion` if one of `keys` (matching its `kid` and `alg`) verifies it.
+fn verify_with(
+    keys: &JwkSet,
+    assertion: &str,
+    header: &jsonwebtoken::Header,
+    client_id: &str,
+    audiences: &[&str],
+) -> Option<AssertionClaims> {
+    for jwk in keys
+        .keys
+        .iter()
+        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
+    {
+        let Some(alg) = key_algorithm(jwk) else {
+            continue;
+        };
+        if alg != header.alg {
+            continue;
+        }
+        let Ok(key) = DecodingKey::from_jwk(jwk) else {
+            continue;
+        };
+        let mut v = Validation::new(alg);
+        v.leeway = 30;
+        v.set_audience(audiences);
+        v.set_issuer(&[client_id]);
+        v.sub = Some(client_id.to_owned());
+        v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        if let Ok(d) = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v) {
+            return Some(d.claims);
+        }
+    }
+    None
 }
 
 async fn verify_assertion(
@@ -320,38 +378,18 @@ async fn verify_assertion(
     if client.auth_method != AuthMethod::PrivateKeyJwt {
         return Err(fail("the client is not registered for private_key_jwt"));
     }
-    let keys = client_keys(shared, &client).await?;
     let token_endpoint = shared.config.endpoint("/token");
     let audiences = [
         shared.config.issuer.as_str(),
         token_endpoint.as_str(),
         endpoint,
     ];
-    let mut verified = None;
-    for jwk in keys
-        .keys
-        .iter()
-        .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
-    {
-        let Some(alg) = key_algorithm(jwk) else {
-            continue;
-        };
-        if alg != header.alg {
-            continue;
-        }
-        let Ok(key) = DecodingKey::from_jwk(jwk) else {
-            continue;
-        };
-        let mut v = Validation::new(alg);
-        v.leeway = 30;
-        v.set_audience(&audiences);
-        v.set_issuer(&[&client_id]);
-        v.sub = Some(client_id.clone());
-        v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        if let Ok(d) = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v) {
-            verified = Some(d.claims);
-            break;
-        }
+    let (keys, cached) = client_keys(shared, &client, false).await?;
+    let mut verified = verify_with(&keys, assertion, &header, &client_id, &audiences);
+    if verified.is_none() && cached {
+        // Perhaps the client rotated its keys since they were fetched.
+        let (keys, _) = client_keys(shared, &client, true).await?;
+        verified = verify_with(&keys, assertion, &header, &client_id, &audiences);
     }
     let claims = verified.ok_or_else(|| fail("the client assertion does not verify"))?;
     let now = now();

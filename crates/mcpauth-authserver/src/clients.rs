@@ -163,15 +163,24 @@ pub(crate) async fn resolve(shared: &Shared, client_id: &str) -> Result<Client, 
     if client_id.is_empty() || client_id.len() > 2048 {
         return Err(LookupError::Unknown);
     }
+    if let Some(client) = shared.store.cached_client(client_id) {
+        return Ok(client);
+    }
     let row = shared.store.client(client_id).await?;
-    match row {
-        Some(row) if row.kind != ClientKind::MetadataDocument.as_str() => {
-            return Ok(Client::from_row(&row)?);
-        }
-        Some(row) if row.expires_at.is_some_and(|e| e > now()) => {
-            return Ok(Client::from_row(&row)?);
-        }
-        _ => {}
+    let now = now();
+    let max_age = match &row {
+        Some(row) if row.kind != ClientKind::MetadataDocument.as_str() => Some(Duration::MAX),
+        // A cached metadata document is used until its own expiry.
+        Some(row) => row
+            .expires_at
+            .filter(|e| *e > now)
+            .map(|e| Duration::from_secs((e - now) as u64)),
+        None => None,
+    };
+    if let (Some(row), Some(max_age)) = (row, max_age) {
+        let client = Client::from_row(&row)?;
+        shared.store.cache_client(&client, max_age);
+        return Ok(client);
     }
     if !is_url_client_id(client_id) || !shared.config.fetch.enabled {
         return Err(LookupError::Unknown);
@@ -206,7 +215,6 @@ pub(crate) async fn resolve(shared: &Shared, client_id: &str) -> Result<Client, 
     }
     let app_type = application_type(&doc.metadata);
     validate_redirect_uris(app_type, &doc.metadata.redirect_uris).map_err(LookupError::Document)?;
-    let now = now();
     let row = ClientRow {
         client_id: client_id.to_owned(),
         kind: ClientKind::MetadataDocument.as_str().into(),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
@@ -13,7 +13,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::{Listener, ListenerExt};
-use jsonwebtoken::jwk::JwkSet;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -38,7 +37,7 @@ pub(crate) struct Shared {
     /// SHA-256 of the initial access token, when registration requires one.
     pub registration_token_hash: Option<String>,
     /// Fetched client `jwks_uri` documents.
-    pub jwks_cache: Mutex<HashMap<String, (JwkSet, Instant)>>,
+    pub jwks_cache: Mutex<HashMap<String, crate::client_auth::CachedJwks>>,
 }
 
 crate::redacted_debug!(Shared);

@@ -46,11 +46,15 @@ fn main() -> ExitCode {
         eprintln!("mcpauth: {e:#}");
         return ExitCode::from(exit::FAILURE);
     }
-    // One thread is plenty for a CLI and starts fastest (`mcpauth token` is called in loops).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread is plenty for a CLI and starts fastest (`mcpauth token` is called in loops);
+    // the servers get a worker per core.
+    let server = matches!(cli.command, Command::Serve(_) | Command::Gateway(_));
+    let mut builder = if server {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mcpauth: cannot start: {e}");
@@ -58,7 +62,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        if matches!(cli.command, Command::Serve(_) | Command::Gateway(_)) {
+        if server {
             // Servers shut down gracefully on SIGINT/SIGTERM themselves.
             return Some(run(&cli).await);
         }

@@ -1,9 +1,55 @@
-//! Registered clients and cached client ID metadata documents.
+//! Registered clients and cached client ID metadata documents, with a short-lived in-memory
+//! cache of resolved clients.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 
 use super::{Store, is_unique_violation};
+use crate::clients::Client;
 use crate::error::AuthServerError;
+
+/// How long a resolved client is served from memory.
+const CLIENT_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Above this many entries the cache is emptied (client ids come from requests).
+const CLIENT_CACHE_MAX: usize = 10_000;
+
+/// Recently resolved clients, so that a busy client does not cost a query on every token
+/// request. Adding, replacing or removing a client through any clone of the [`Store`] (the
+/// admin functions, registration, a refreshed metadata document) drops its entry at once. A
+/// change made by another process or instance on the same database (`mcpauth clients remove`
+/// while `mcpauth serve` runs, or a second instance on PostgreSQL) is seen here within
+/// [`CLIENT_CACHE_TTL`]: that is the bounded staleness of a removed client or secret. (The same
+/// bound covers a lookup that read the row just before a local removal and stores it just
+/// after.)
+#[derive(Debug, Default)]
+pub(crate) struct ClientCache {
+    entries: Mutex<HashMap<String, (Client, Instant)>>,
+}
+
+impl ClientCache {
+    fn get(&self, client_id: &str) -> Option<Client> {
+        let entries = self.entries.lock().unwrap();
+        let (client, until) = entries.get(client_id)?;
+        (Instant::now() < *until).then(|| client.clone())
+    }
+
+    fn put(&self, client: &Client, max_age: Duration) {
+        let mut entries = self.entries.lock().unwrap();
+        if entries.len() >= CLIENT_CACHE_MAX {
+            entries.clear();
+        }
+        let until = Instant::now() + max_age.min(CLIENT_CACHE_TTL);
+        entries.insert(client.client_id.clone(), (client.clone(), until));
+    }
+
+    fn forget(&self, client_id: &str) {
+        self.entries.lock().unwrap().remove(client_id);
+    }
+}
 
 /// A client as stored; `metadata` is RFC 7591 client metadata JSON.
 #[derive(Clone, Debug)]
@@ -30,6 +76,16 @@ fn client(row: &sqlx::any::AnyRow) -> Result<ClientRow, sqlx::Error> {
 }
 
 impl Store {
+    /// A client resolved within the last few seconds (see [`ClientCache`]).
+    pub(crate) fn cached_client(&self, client_id: &str) -> Option<Client> {
+        self.clients.get(client_id)
+    }
+
+    /// Remembers a resolved client for at most `max_age` (and at most [`CLIENT_CACHE_TTL`]).
+    pub(crate) fn cache_client(&self, client: &Client, max_age: Duration) {
+        self.clients.put(client, max_age);
+    }
+
     pub(crate) async fn insert_client(&self, c: &ClientRow) -> Result<(), AuthServerError> {
         sqlx::query(
             "INSERT INTO clients (client_id, kind, auth_method, secret_hash, metadata, created_at, \
@@ -54,6 +110,7 @@ impl Store {
                 e.into()
             }
         })?;
+        self.clients.forget(&c.client_id);
         Ok(())
     }
 
@@ -75,6 +132,7 @@ impl Store {
         .bind(c.expires_at)
         .execute(self.pool())
         .await?;
+        self.clients.forget(&c.client_id);
         Ok(())
     }
 
@@ -113,6 +171,7 @@ impl Store {
             .execute(self.pool())
             .await?
             .rows_affected();
+        self.clients.forget(client_id);
         Ok(n > 0)
     }
 }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, is_unique_violation};
+use super::{Backend, Store, is_unique_violation};
 use crate::error::AuthServerError;
 
 /// A new authorization code.
@@ -198,14 +198,37 @@ impl Store {
         }))
     }
 
-    /// Spends a refresh token and stores its successor, in one transaction (one commit): the
-    /// conditional UPDATE decides, across instances, who spends it (OAuth 2.1 §4.3.1); the
-    /// successor is inserted only by the winner. False when it was spent or revoked meanwhile.
+    /// Spends a refresh token and stores its successor atomically: the conditional UPDATE
+    /// decides, across instances, who spends it (OAuth 2.1 §4.3.1); the successor is inserted
+    /// only by the winner. False when it was spent or revoked meanwhile.
+    ///
+    /// PostgreSQL: one statement (a data-modifying CTE), so one round trip and one commit; a
+    /// concurrent UPDATE of the same row waits for ours and then no longer matches
+    /// `used_at IS NULL`. SQLite: one transaction (SQLite has no data-modifying CTEs).
     pub(crate) async fn rotate_refresh(
         &self,
         r: &Rotation<'_>,
         successor: &NewRefresh<'_>,
     ) -> Result<bool, AuthServerError> {
+        if self.backend == Backend::Postgres {
+            let n = sqlx::query(
+                "WITH spent AS (UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, \
+                 successor_sealed = $3 WHERE token_hash = $4 AND used_at IS NULL \
+                 AND revoked_at IS NULL RETURNING family_id, client_id, user_id, scope, resource) \
+                 INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
+                 resource, created_at, expires_at) \
+                 SELECT $2, family_id, client_id, user_id, scope, resource, $1, $5 FROM spent",
+            )
+            .bind(r.now)
+            .bind(r.successor_hash)
+            .bind(r.successor_sealed)
+            .bind(r.old_hash)
+            .bind(successor.expires_at)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            return Ok(n == 1);
+        }
         let mut tx = self.pool().begin().await?;
         let n = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, successor_sealed = $3 \

@@ -14,6 +14,7 @@ mod sessions;
 mod users;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::AnyPool;
@@ -21,6 +22,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Executor, SqlStr};
 
+use clients::ClientCache;
 pub(crate) use clients::ClientRow;
 pub(crate) use grants::{NewCode, NewRefresh, RefreshRow, Rotation};
 pub(crate) use keys::KeyRow;
@@ -44,6 +46,7 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    clients: Arc<ClientCache>,
 }
 
 /// The embedded migrations. One portable file today; a backend-specific step would be added
@@ -97,7 +100,11 @@ impl Store {
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
         migrator(backend).run(&pool).await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            clients: Arc::default(),
+        })
     }
 
     /// Which backend this is.

@@ -14,6 +14,7 @@
 
 mod support;
 
+mod cimd;
 mod clients;
 mod code_flow;
 mod interop;

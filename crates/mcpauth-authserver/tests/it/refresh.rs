@@ -84,4 +84,47 @@ both_backends! {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["scope"], "mcp:read");
     }
+
+    /// A6 under load: many concurrent refreshes of one token rotate it once. Within the grace
+    /// window every one gets the same successor; without it exactly one succeeds.
+    async fn a6_a_burst_of_refreshes_of_one_token_rotates_it_once(db) {
+        for (grace, expect_ok) in [(60, 8), (0, 1)] {
+            let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(grace)).await;
+            ts.add_user().await;
+            let client_id = ts.register_public_client(&[REDIRECT]).await;
+            let first = code_flow_tokens(&ts, &client_id).await;
+            let rt = first["refresh_token"].as_str().unwrap();
+            let mut burst = tokio::task::JoinSet::new();
+            for _ in 0..8 {
+                let request = http().post(ts.url("/token")).form(&[
+                    ("grant_type", "refresh_token"), ("client_id", client_id.as_str()),
+                    ("refresh_token", rt),
+                ]);
+                burst.spawn(async move {
+                    let resp = request.send().await.unwrap();
+                    (resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+                });
+            }
+            let answers = burst.join_all().await;
+            let ok: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+            assert_eq!(ok.len(), expect_ok, "grace {grace}: {answers:?}");
+            assert!(ok.iter().all(|(_, b)| b["refresh_token"] == ok[0].1["refresh_token"]));
+        }
+    }
+
+    /// A client removed through the store is refused at once, although its record was cached
+    /// by the token request before.
+    async fn removing_a_client_takes_effect_at_once(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        let (id, secret) = ts.add_secret_client().await;
+        let form = [
+            ("grant_type", "client_credentials"), ("client_id", id.as_str()),
+            ("client_secret", secret.as_str()),
+        ];
+        let (status, body) = token_request(&ts, &form).await;
+        assert_eq!(status, 200, "{body}");
+        mcpauth_authserver::admin::remove_client(ts.store(), &id).await.unwrap();
+        let (status, body) = token_request(&ts, &form).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    }
 }

@@ -436,3 +436,202 @@ pub fn jwt_header(jwt: &str) -> Value {
     )
     .unwrap()
 }
+
+/// A P-256 key pair for `private_key_jwt`: (PKCS#8 private key, public JWK with `kid`).
+pub fn ec_key(kid: &str) -> (Vec<u8>, Value) {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .unwrap();
+    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+    let p = kp.public_key().as_ref();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
+    });
+    (pkcs8.as_ref().to_vec(), jwk)
+}
+
+/// An RFC 7523 client assertion (ES256) signed with `pkcs8`.
+pub fn assertion(pkcs8: &[u8], kid: &str, client_id: &str, aud: &str, jti: &str) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(kid.into());
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "iat": now,
+        "exp": now + 120, "jti": jti});
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_der(pkcs8),
+    )
+    .unwrap()
+}
+
+/// A canned response of a [`DocServer`].
+#[derive(Clone)]
+struct Doc {
+    body: Vec<u8>,
+    cache_control: Option<String>,
+}
+
+type Docs = std::sync::Arc<std::sync::Mutex<HashMap<String, Doc>>>;
+type Hits = std::sync::Arc<std::sync::Mutex<HashMap<String, usize>>>;
+
+/// A real HTTPS server on 127.0.0.1:0 for the documents the authorization server fetches
+/// (client ID metadata documents, `jwks_uri` sets): a fresh self-signed certificate for
+/// 127.0.0.1, canned responses per path, and a count of the requests each path received.
+pub struct DocServer {
+    /// `https://127.0.0.1:PORT`
+    pub base: String,
+    /// The self-signed certificate (PEM), to be trusted by the fetch policy.
+    pub cert_pem: String,
+    docs: Docs,
+    hits: Hits,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for DocServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Accepts TCP connections and completes their TLS handshakes (one at a time: a test server).
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, peer)) = self.tcp.accept().await else {
+                continue;
+            };
+            let handshake = self.acceptor.accept(tcp);
+            if let Ok(Ok(tls)) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), handshake).await
+            {
+                return (tls, peer);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+impl DocServer {
+    pub async fn start() -> DocServer {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert_pem = cert.cert.pem();
+        let chain = vec![CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap()];
+        let key =
+            PrivateKeyDer::from_pem_slice(cert.signing_key.serialize_pem().as_bytes()).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", tcp.local_addr().unwrap());
+        let listener = TlsListener {
+            tcp,
+            acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls)),
+        };
+
+        let docs = Docs::default();
+        let hits = Hits::default();
+        let (d, h) = (docs.clone(), hits.clone());
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let (d, h) = (d.clone(), h.clone());
+            async move {
+                use axum::response::IntoResponse;
+                let path = uri.path().to_owned();
+                *h.lock().unwrap().entry(path.clone()).or_default() += 1;
+                let doc = d.lock().unwrap().get(&path).cloned();
+                match doc {
+                    None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                    Some(doc) => {
+                        let mut resp = (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            doc.body,
+                        )
+                            .into_response();
+                        if let Some(cc) = doc.cache_control {
+                            resp.headers_mut()
+                                .insert(axum::http::header::CACHE_CONTROL, cc.parse().unwrap());
+                        }
+                        resp
+                    }
+                }
+            }
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        DocServer {
+            base,
+            cert_pem,
+            docs,
+            hits,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Serves `body` at `path` with an optional `Cache-Control` header.
+    pub fn serve(&self, path: &str, body: impl Into<Vec<u8>>, cache_control: Option<&str>) {
+        self.docs.lock().unwrap().insert(
+            path.to_owned(),
+            Doc {
+                body: body.into(),
+                cache_control: cache_control.map(str::to_owned),
+            },
+        );
+    }
+
+    /// Serves `value` as JSON at `path`.
+    pub fn serve_json(&self, path: &str, value: &Value, cache_control: Option<&str>) {
+        self.serve(path, serde_json::to_vec(value).unwrap(), cache_control);
+    }
+
+    /// How many requests `path` has received.
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// Makes the server's fetch policy trust this server: its certificate as an extra root and
+    /// 127.0.0.0/8 allow-listed (the development escape hatch of MCP SPEC A10's SSRF rule).
+    pub fn trust(&self, config: &mut Config) {
+        config.fetch.extra_root_certs_pem = vec![self.cert_pem.clone()];
+        config.fetch.allow_networks =
+            vec![mcpauth_authserver::IpNet::parse("127.0.0.0/8").unwrap()];
+    }
+}

@@ -1,7 +1,5 @@
 //! Client authentication, client credentials, introspection, revocation and request limits.
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_authserver::AuthMethod;
@@ -9,34 +7,6 @@ use mcpauth_authserver::admin::{self, NewClient};
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-/// A P-256 key pair: (PKCS#8 private key, public JWK).
-fn ec_key(kid: &str) -> (Vec<u8>, serde_json::Value) {
-    let pkcs8 =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .unwrap();
-    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let p = kp.public_key().as_ref();
-    let jwk = json!({
-        "kty": "EC", "crv": "P-256", "kid": kid,
-        "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
-    });
-    (pkcs8.as_ref().to_vec(), jwk)
-}
-
-fn assertion(pkcs8: &[u8], kid: &str, client_id: &str, aud: &str, jti: &str) -> String {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(kid.into());
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = json!({"iss": client_id, "sub": client_id, "aud": aud, "iat": now,
-        "exp": now + 120, "jti": jti});
-    jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ec_der(pkcs8),
-    )
-    .unwrap()
-}
 
 both_backends! {
     /// A12: client_credentials with client_secret_basic; a wrong secret is a 401 with a Basic
@@ -119,6 +89,104 @@ both_backends! {
             ("client_assertion", &a),
         ]).await;
         assert_eq!(status, 401, "wrong audience");
+    }
+
+    /// A12, RFC 7523 §2.2 with the keys at an RFC 7591 `jwks_uri` (MCP SPEC A10, C31: fetched
+    /// with the SSRF-safe fetcher): a pre-registered private_key_jwt client whose JWK set is
+    /// served over real HTTPS gets a token for an assertion signed by its key, and the set was
+    /// fetched; an assertion signed by another key (same kid) is `invalid_client`; an instance
+    /// whose fetch policy does not allow-list the address refuses to fetch it at all.
+    async fn a12_private_key_jwt_with_keys_at_a_jwks_uri(db) {
+        let docs = DocServer::start().await;
+        let (pkcs8, jwk) = ec_key("k1");
+        docs.serve_json("/jwks.json", &json!({"keys": [jwk]}), None);
+        let ts = TestServer::start(db, |c| docs.trust(c)).await;
+        let mut c = NewClient::new(AuthMethod::PrivateKeyJwt);
+        c.client_id = Some("jwks-robot".into());
+        c.jwks_uri = Some(docs.url("/jwks.json"));
+        admin::add_client(ts.store(), c).await.unwrap();
+        let jwt_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+        let token_endpoint = ts.url("/token");
+
+        let a = assertion(&pkcs8, "k1", "jwks-robot", &token_endpoint, "j1");
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "client_credentials"), ("client_assertion_type", jwt_type),
+            ("client_assertion", &a), ("resource", RESOURCE),
+        ]).await;
+        assert_eq!(status, 200, "{body}");
+        let c = claims(body["access_token"].as_str().unwrap());
+        assert_eq!(c["client_id"], "jwks-robot");
+        assert_eq!(c["aud"], RESOURCE);
+        assert_eq!(docs.hits("/jwks.json"), 1, "the key set was fetched from the jwks_uri");
+
+        let (other_key, _) = ec_key("k1");
+        let a = assertion(&other_key, "k1", "jwks-robot", &token_endpoint, "j2");
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "client_credentials"), ("client_assertion_type", jwt_type),
+            ("client_assertion", &a),
+        ]).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+
+        // A second instance on the same database that trusts the certificate but does not
+        // allow-list 127.0.0.0/8: the loopback jwks_uri is refused before any request is made.
+        let strict = TestServer::start(db, |c| {
+            c.fetch.extra_root_certs_pem = vec![docs.cert_pem.clone()];
+        }).await;
+        let before = docs.hits("/jwks.json");
+        let a = assertion(&pkcs8, "k1", "jwks-robot", &strict.url("/token"), "j3");
+        let (status, body) = token_request(&strict, &[
+            ("grant_type", "client_credentials"), ("client_assertion_type", jwt_type),
+            ("client_assertion", &a),
+        ]).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+        let description = body["error_description"].as_str().unwrap();
+        assert!(description.contains("SSRF") && description.contains("loopback"), "{description}");
+        assert_eq!(docs.hits("/jwks.json"), before, "nothing was fetched");
+    }
+
+    /// RFC 7591 `jwks_uri` kept as its `Cache-Control` says: within `max-age` no refetch, after
+    /// it the client's rotated keys are used; `no-store` is fetched for every assertion.
+    async fn a12_jwks_uri_follows_cache_control_and_key_rotation(db) {
+        let docs = DocServer::start().await;
+        let (k1, jwk1) = ec_key("k1");
+        let (k2, jwk2) = ec_key("k2");
+        docs.serve_json("/rot.json", &json!({"keys": [jwk1]}), Some("max-age=1"));
+        docs.serve_json("/nostore.json", &json!({"keys": [jwk1]}), Some("no-store"));
+        let ts = TestServer::start(db, |c| docs.trust(c)).await;
+        for (id, path) in [("rotating", "/rot.json"), ("nostore", "/nostore.json")] {
+            let mut c = NewClient::new(AuthMethod::PrivateKeyJwt);
+            c.client_id = Some(id.into());
+            c.jwks_uri = Some(docs.url(path));
+            admin::add_client(ts.store(), c).await.unwrap();
+        }
+        let jwt_type = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+        let token_endpoint = ts.url("/token");
+        let grant = |a: String| {
+            let ts = &ts;
+            async move {
+                token_request(ts, &[
+                    ("grant_type", "client_credentials"), ("client_assertion_type", jwt_type),
+                    ("client_assertion", &a),
+                ]).await.0
+            }
+        };
+        assert_eq!(grant(assertion(&k1, "k1", "rotating", &token_endpoint, "r1")).await, 200);
+        assert_eq!(grant(assertion(&k1, "k1", "rotating", &token_endpoint, "r2")).await, 200);
+        assert_eq!(docs.hits("/rot.json"), 1, "within max-age the keys come from the cache");
+        // The client rotates to k2; once max-age has passed, the new keys are fetched.
+        docs.serve_json("/rot.json", &json!({"keys": [jwk2]}), Some("max-age=1"));
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        assert_eq!(grant(assertion(&k2, "k2", "rotating", &token_endpoint, "r3")).await, 200);
+        assert_eq!(docs.hits("/rot.json"), 2);
+        assert_eq!(
+            grant(assertion(&k1, "k1", "rotating", &token_endpoint, "r4")).await,
+            401,
+            "the retired key no longer verifies"
+        );
+
+        assert_eq!(grant(assertion(&k1, "k1", "nostore", &token_endpoint, "n1")).await, 200);
+        assert_eq!(grant(assertion(&k1, "k1", "nostore", &token_endpoint, "n2")).await, 200);
+        assert_eq!(docs.hits("/nostore.json"), 2, "no-store: fetched for every assertion");
     }
 
     /// RFC 7662: introspection needs client authentication and reports the token's claims;
