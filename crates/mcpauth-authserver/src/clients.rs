@@ -227,7 +227,10 @@ pub(crate) async fn resolve(shared: &Shared, client_id: &str) -> Result<Client, 
     if fetched.cache_for > Duration::ZERO {
         shared.store.upsert_metadata_document(&row).await?;
     }
-    Ok(Client::from_row(&row)?)
+    let client = Client::from_row(&row)?;
+    // Fresh for exactly its max-age from now (the stored expiry has whole seconds).
+    shared.store.cache_client(&client, fetched.cache_for);
+    Ok(client)
 }
 
 /// `native` or `web`: the declared `application_type`, else inferred from the redirect URIs
