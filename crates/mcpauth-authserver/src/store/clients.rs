@@ -38,6 +38,9 @@ impl ClientCache {
     }
 
     fn put(&self, client: &Client, max_age: Duration) {
+        if max_age.is_zero() {
+            return; // e.g. a `no-store` metadata document
+        }
         let mut entries = self.entries.lock().unwrap();
         if entries.len() >= CLIENT_CACHE_MAX {
             entries.clear();

@@ -162,6 +162,10 @@ impl Relay {
 
     /// Sends `message` by the mode of the session, deciding it on the first message.
     pub(super) async fn route(&self, body: String, message: Value, tx: mpsc::Sender<String>) {
+        // Decided once, early: later messages need not queue on the lock.
+        if let Some(mode) = self.mode_now() {
+            return self.dispatch(mode, body, message, &tx).await;
+        }
         let mut guard = self.state.eras.mode.lock().await;
         if let Some(mode) = *guard {
             drop(guard);
@@ -276,16 +280,15 @@ impl Relay {
         self.state.waiters.lock().unwrap().insert(key.clone(), wtx);
         self.pass(message.to_string(), message, ctx, tx).await;
         let legacy = matches!(*self.state.wire.lock().await, Wire::Legacy(_));
-        let answer = if legacy {
-            // The answer comes on the HTTP+SSE stream, later.
-            tokio::time::timeout(Duration::from_secs(60), wrx)
-                .await
-                .ok()
-                .and_then(Result::ok)
-        } else {
+        if !legacy {
+            // Streamable HTTP: the answer came with the POST, or never will.
             self.state.waiters.lock().unwrap().remove(&key);
-            wrx.await.ok()
-        };
+        }
+        // HTTP+SSE: the answer comes on the event stream, later.
+        let answer = tokio::time::timeout(Duration::from_secs(60), wrx)
+            .await
+            .ok()
+            .and_then(Result::ok);
         self.state.waiters.lock().unwrap().remove(&key);
         answer.ok_or_else(|| "the MCP server closed the stream without answering".to_owned())
     }

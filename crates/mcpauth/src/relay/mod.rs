@@ -796,7 +796,10 @@ impl Relay {
         }
         let mut changed = false;
         if is_response && method == Some("tools/list") && message["result"]["tools"].is_array() {
-            changed |= self.state.tools.learn(&mut message["result"]);
+            // x-mcp-header exists on the 2026-07-28 wire only (Streamable HTTP §Custom Headers).
+            if self.state.modern_server.load(Ordering::Relaxed) {
+                changed |= self.state.tools.learn(&mut message["result"]);
+            }
             if let Some(tools) = message["result"]["tools"].as_array_mut()
                 && !self.ignore_tools.is_empty()
             {
