@@ -620,23 +620,9 @@ impl Relay {
             return;
         };
         let honored = Filter::from_params(params).honored(&init["capabilities"]);
-        let known: BTreeSet<String> = self
-            .state
-            .eras
-            .subscriptions
-            .lock()
-            .unwrap()
-            .values()
-            .flat_map(|(_, f)| f.uris.iter().cloned())
-            .collect();
-        for uri in honored.uris.difference(&known) {
-            if let Err(e) = self
-                .down_call("resources/subscribe", json!({"uri": uri}), tx)
-                .await
-            {
-                tracing::warn!("{e}");
-            }
-        }
+        let known = self.subscribed_uris();
+        self.down_each_uri("resources/subscribe", honored.uris.difference(&known), tx)
+            .await;
         self.send_client(tx, bridge::acknowledgement(&id, &honored))
             .await;
         self.state
@@ -647,26 +633,39 @@ impl Relay {
             .insert(id_key(&id), (id, honored));
     }
 
+    /// The resource URIs the open subscriptions want updates of.
+    fn subscribed_uris(&self) -> BTreeSet<String> {
+        let subscriptions = self.state.eras.subscriptions.lock().unwrap();
+        subscriptions
+            .values()
+            .flat_map(|(_, f)| f.uris.iter().cloned())
+            .collect()
+    }
+
+    /// `resources/subscribe` or `resources/unsubscribe` for each URI (failures are logged: the
+    /// subscription still gets what the server does send).
+    async fn down_each_uri(
+        &self,
+        method: &str,
+        uris: impl Iterator<Item = &String>,
+        tx: &mpsc::Sender<String>,
+    ) {
+        for uri in uris {
+            if let Err(e) = self.down_call(method, json!({"uri": uri}), tx).await {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
     /// Ends the subscription a `notifications/cancelled` names; false if it names none.
     async fn down_unsubscribe(&self, request_id: &Value, tx: &mpsc::Sender<String>) -> bool {
         let subscriptions = &self.state.eras.subscriptions;
         let Some((_, filter)) = subscriptions.lock().unwrap().remove(&id_key(request_id)) else {
             return false;
         };
-        let still: BTreeSet<String> = subscriptions
-            .lock()
-            .unwrap()
-            .values()
-            .flat_map(|(_, f)| f.uris.iter().cloned())
-            .collect();
-        for uri in filter.uris.difference(&still) {
-            if let Err(e) = self
-                .down_call("resources/unsubscribe", json!({"uri": uri}), tx)
-                .await
-            {
-                tracing::warn!("{e}");
-            }
-        }
+        let still = self.subscribed_uris();
+        self.down_each_uri("resources/unsubscribe", filter.uris.difference(&still), tx)
+            .await;
         true
     }
 
