@@ -19,7 +19,7 @@ use crate::params::{Params, invalid_request, oauth_error};
 use crate::rate_limit::Bucket;
 use crate::secrets::{hash_secret, now, random_secret, seal, unseal};
 use crate::server::Shared;
-use crate::store::{NewRefresh, RefreshRow, Rotation};
+use crate::store::{NewRefresh, RefreshRow, Spend, Spent};
 use crate::tokens::{audience, check_resource, check_scope, issue_access_token};
 
 /// `POST /token`.
@@ -214,7 +214,70 @@ async fn refresh_token(
         .ok_or_else(|| invalid_request("refresh_token is required"))?;
     let hash = hash_secret(presented);
     let store = &shared.store;
-    let Some(mut row) = store.refresh(&hash).await? else {
+    let requested = params.get("scope").map(ScopeSet::parse);
+    let resource = params.get("resource");
+    let now = now();
+    if requested.is_some() {
+        // A narrower scope is checked against the grant before the token is spent.
+        let row = store.refresh(&hash).await?;
+        check_refresh(row.as_ref(), client, requested.as_ref(), resource, now)?;
+    }
+    // The common case in one step: spend the token if this refresh may spend it (its own
+    // client, not spent, revoked or expired, the same resource) and store the successor.
+    let successor = random_secret();
+    let successor_hash = hash_secret(&successor);
+    let spent = store
+        .spend_refresh(Spend {
+            token_hash: hash.clone(),
+            client_id: client.client_id.clone(),
+            resource: resource.map(str::to_owned),
+            now,
+            successor_sealed: seal(presented, &successor),
+            successor_hash,
+            successor_expires_at: now + shared.config.refresh_token_ttl.as_secs() as i64,
+        })
+        .await?;
+    if let Some(grant) = spent {
+        let scope = requested.unwrap_or_else(|| ScopeSet::parse(&grant.scope));
+        return issue(shared, &grant, &client.client_id, &scope, successor).await;
+    }
+    // Not spent: the stored token says why.
+    let row = store.refresh(&hash).await?;
+    let scope = check_refresh(row.as_ref(), client, requested.as_ref(), resource, now)?;
+    let Some(row) = row.filter(|r| r.used_at.is_some()) else {
+        return Err(invalid_grant("the refresh token could not be used"));
+    };
+    // A spent token. Within the grace window, the same successor again (concurrent refresh);
+    // otherwise a reuse: revoke the whole family (OAuth 2.1 §4.3.1).
+    if let Some(successor) = grace_successor(shared, &row, presented, now).await? {
+        let grant = Spent {
+            family_id: row.family_id,
+            user_id: row.user_id,
+            scope: row.scope,
+            resource: row.resource,
+        };
+        return issue(shared, &grant, &client.client_id, &scope, successor).await;
+    }
+    let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+    store
+        .revoke_family(&row.family_id, now, family_until)
+        .await?;
+    tracing::warn!(client_id = %client.client_id, "refresh token reuse; family revoked");
+    Err(invalid_grant(
+        "the refresh token was already used; every token of this grant is revoked",
+    ))
+}
+
+/// Everything a refresh request must satisfy but the token being unspent; returns the scope to
+/// issue (the requested one, at most the granted one; RFC 6749 §6).
+fn check_refresh(
+    row: Option<&RefreshRow>,
+    client: &Client,
+    requested: Option<&ScopeSet>,
+    resource: Option<&str>,
+    now: i64,
+) -> Result<ScopeSet, TokenError> {
+    let Some(row) = row else {
         return Err(invalid_grant("unknown refresh token"));
     };
     if row.client_id != client.client_id {
@@ -222,7 +285,6 @@ async fn refresh_token(
             "the refresh token was issued to another client",
         ));
     }
-    let now = now();
     if row.revoked_at.is_some() {
         return Err(invalid_grant("the refresh token was revoked"));
     }
@@ -230,21 +292,16 @@ async fn refresh_token(
         return Err(invalid_grant("the refresh token has expired"));
     }
     let granted = ScopeSet::parse(&row.scope);
-    let scope = match params.get("scope") {
-        Some(s) => {
-            let s = ScopeSet::parse(s);
-            if !granted.is_superset(&s) {
-                return Err(oauth_error(
-                    ErrorCode::InvalidScope,
-                    "the requested scope exceeds the original grant",
-                )
-                .into());
-            }
-            s
-        }
-        None => granted,
-    };
-    if let Some(r) = params.get("resource")
+    if let Some(s) = requested
+        && !granted.is_superset(s)
+    {
+        return Err(oauth_error(
+            ErrorCode::InvalidScope,
+            "the requested scope exceeds the original grant",
+        )
+        .into());
+    }
+    if let Some(r) = resource
         && row.resource.as_deref() != Some(r)
     {
         return Err(oauth_error(
@@ -253,51 +310,7 @@ async fn refresh_token(
         )
         .into());
     }
-    let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
-    if row.used_at.is_none() {
-        let successor = random_secret();
-        let successor_hash = hash_secret(&successor);
-        let rotated = store
-            .rotate_refresh(
-                &Rotation {
-                    old_hash: &hash,
-                    now,
-                    successor_hash: &successor_hash,
-                    successor_sealed: &seal(presented, &successor),
-                },
-                &NewRefresh {
-                    token_hash: &successor_hash,
-                    family_id: &row.family_id,
-                    client_id: &row.client_id,
-                    user_id: &row.user_id,
-                    scope: &row.scope,
-                    resource: row.resource.as_deref(),
-                    created_at: now,
-                    expires_at: family_until,
-                },
-            )
-            .await?;
-        if rotated {
-            return issue(shared, &row, &scope, successor).await;
-        }
-        // Another request rotated it first: this is a reuse, judged below.
-        row = store
-            .refresh(&hash)
-            .await?
-            .ok_or_else(|| invalid_grant("unknown refresh token"))?;
-    }
-    // A spent token. Within the grace window, the same successor again (concurrent refresh);
-    // otherwise a reuse: revoke the whole family (OAuth 2.1 §4.3.1).
-    if let Some(successor) = grace_successor(shared, &row, presented, now).await? {
-        return issue(shared, &row, &scope, successor).await;
-    }
-    store
-        .revoke_family(&row.family_id, now, family_until)
-        .await?;
-    tracing::warn!(client_id = %client.client_id, "refresh token reuse; family revoked");
-    Err(invalid_grant(
-        "the refresh token was already used; every token of this grant is revoked",
-    ))
+    Ok(requested.cloned().unwrap_or(granted))
 }
 
 /// The successor of a spent refresh token when the grace window allows returning it again.
@@ -327,18 +340,19 @@ async fn grace_successor(
 
 async fn issue(
     shared: &Shared,
-    row: &RefreshRow,
+    grant: &Spent,
+    client_id: &str,
     scope: &ScopeSet,
     refresh: String,
 ) -> Result<Response, TokenError> {
-    let aud = audience(shared, row.resource.as_deref());
+    let aud = audience(shared, grant.resource.as_deref());
     let (access, ttl) = issue_access_token(
         shared,
-        &row.user_id,
-        &row.client_id,
+        &grant.user_id,
+        client_id,
         &aud,
         scope,
-        Some(&row.family_id),
+        Some(&grant.family_id),
     )
     .await?;
     Ok(respond(access, ttl, Some(refresh), scope))

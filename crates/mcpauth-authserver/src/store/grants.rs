@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Backend, Store, is_unique_violation};
+use super::{Store, is_unique_violation};
 use crate::error::AuthServerError;
 
 /// A new authorization code.
@@ -61,15 +61,6 @@ pub(crate) struct RefreshRow {
     pub successor_hash: Option<String>,
     pub successor_sealed: Option<String>,
     pub revoked_at: Option<i64>,
-}
-
-/// The record of a rotation: the successor and the old token's successor, sealed.
-#[derive(Debug)]
-pub(crate) struct Rotation<'a> {
-    pub old_hash: &'a str,
-    pub now: i64,
-    pub successor_hash: &'a str,
-    pub successor_sealed: &'a str,
 }
 
 impl Store {
@@ -196,71 +187,6 @@ impl Store {
             successor_sealed: row.try_get("successor_sealed")?,
             revoked_at: row.try_get("revoked_at")?,
         }))
-    }
-
-    /// Spends a refresh token and stores its successor atomically: the conditional UPDATE
-    /// decides, across instances, who spends it (OAuth 2.1 §4.3.1); the successor is inserted
-    /// only by the winner. False when it was spent or revoked meanwhile.
-    ///
-    /// PostgreSQL: one statement (a data-modifying CTE), so one round trip and one commit; a
-    /// concurrent UPDATE of the same row waits for ours and then no longer matches
-    /// `used_at IS NULL`. SQLite: one transaction (SQLite has no data-modifying CTEs).
-    pub(crate) async fn rotate_refresh(
-        &self,
-        r: &Rotation<'_>,
-        successor: &NewRefresh<'_>,
-    ) -> Result<bool, AuthServerError> {
-        if self.backend == Backend::Postgres {
-            let n = sqlx::query(
-                "WITH spent AS (UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, \
-                 successor_sealed = $3 WHERE token_hash = $4 AND used_at IS NULL \
-                 AND revoked_at IS NULL RETURNING family_id, client_id, user_id, scope, resource) \
-                 INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-                 resource, created_at, expires_at) \
-                 SELECT $2, family_id, client_id, user_id, scope, resource, $1, $5 FROM spent",
-            )
-            .bind(r.now)
-            .bind(r.successor_hash)
-            .bind(r.successor_sealed)
-            .bind(r.old_hash)
-            .bind(successor.expires_at)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-            return Ok(n == 1);
-        }
-        let mut tx = self.pool().begin().await?;
-        let n = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $1, successor_hash = $2, successor_sealed = $3 \
-             WHERE token_hash = $4 AND used_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(r.now)
-        .bind(r.successor_hash)
-        .bind(r.successor_sealed)
-        .bind(r.old_hash)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, client_id, user_id, scope, \
-             resource, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(successor.token_hash)
-        .bind(successor.family_id)
-        .bind(successor.client_id)
-        .bind(successor.user_id)
-        .bind(successor.scope)
-        .bind(successor.resource)
-        .bind(successor.created_at)
-        .bind(successor.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// Revokes one access token by `jti` until its expiry.

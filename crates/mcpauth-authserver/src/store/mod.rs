@@ -4,12 +4,14 @@
 //! on SQLite too.
 //!
 //! Every state change that must happen once (spending a code, rotating a refresh token) is a
-//! single conditional `UPDATE … WHERE used_at IS NULL` whose row count decides the winner, so
-//! several server instances on one PostgreSQL database stay correct without locks.
+//! single conditional `UPDATE … WHERE used_at IS NULL` whose row count (or `RETURNING` rows)
+//! decides the winner, so several server instances on one PostgreSQL database stay correct
+//! without locks. Refresh rotations are committed in batches (`rotation.rs`).
 
 mod clients;
 mod grants;
 mod keys;
+mod rotation;
 mod sessions;
 mod users;
 
@@ -24,8 +26,10 @@ use sqlx::{Executor, SqlStr};
 
 use clients::ClientCache;
 pub(crate) use clients::ClientRow;
-pub(crate) use grants::{NewCode, NewRefresh, RefreshRow, Rotation};
+pub(crate) use grants::{NewCode, NewRefresh, RefreshRow};
 pub(crate) use keys::KeyRow;
+use rotation::Rotator;
+pub(crate) use rotation::{Spend, Spent};
 pub(crate) use users::UserRow;
 
 use crate::error::AuthServerError;
@@ -47,6 +51,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     clients: Arc<ClientCache>,
+    rotator: Arc<Rotator>,
 }
 
 /// The embedded migrations. One portable file today; a backend-specific step would be added
@@ -104,6 +109,7 @@ impl Store {
             pool,
             backend,
             clients: Arc::default(),
+            rotator: Arc::default(),
         })
     }
 

@@ -112,6 +112,94 @@ both_backends! {
         }
     }
 
+    /// A refresh that fails (another resource, RFC 8707 §2; a wider scope) leaves the token
+    /// unspent: the client can still refresh with it.
+    async fn a6_a_refused_refresh_does_not_spend_the_token(db) {
+        let ts = TestServer::start(db, |c| c.refresh_grace = Duration::ZERO).await;
+        ts.add_user().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt = first["refresh_token"].as_str().unwrap();
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "refresh_token"), ("client_id", &client_id),
+            ("refresh_token", rt), ("resource", "http://127.0.0.1:9000/other"),
+        ]).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_target")), "{body}");
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "refresh_token"), ("client_id", &client_id),
+            ("refresh_token", rt), ("resource", RESOURCE), ("scope", "mcp:read admin"),
+        ]).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_scope")), "{body}");
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "refresh_token"), ("client_id", &client_id),
+            ("refresh_token", rt), ("resource", RESOURCE),
+        ]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(claims(body["access_token"].as_str().unwrap())["aud"], RESOURCE);
+        assert_eq!(body["scope"], first["scope"]);
+    }
+
+    /// An expired refresh token is refused (and stays refused).
+    async fn a6_an_expired_refresh_token_is_refused(db) {
+        let ts = TestServer::start(db, |c| c.refresh_token_ttl = Duration::from_secs(1)).await;
+        ts.add_user().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt = first["refresh_token"].as_str().unwrap();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        for _ in 0..2 {
+            let (status, body) = refresh(&ts, &client_id, rt).await;
+            assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+            assert!(body["error_description"].as_str().unwrap().contains("expired"), "{body}");
+        }
+    }
+
+    /// Refreshes of many tokens at once (committed together in batches): each gets its own
+    /// successor, every successor works, and every old token is spent.
+    async fn a6_concurrent_refreshes_of_many_tokens_each_rotate(db) {
+        let ts = TestServer::start(db, |c| c.refresh_grace = Duration::ZERO).await;
+        ts.add_user().await;
+        // One client per token: consent is remembered per client, and the helper consents.
+        let mut tokens = Vec::new();
+        for _ in 0..12 {
+            let client_id = ts.register_public_client(&[REDIRECT]).await;
+            let t = code_flow_tokens(&ts, &client_id).await;
+            tokens.push((client_id, t["refresh_token"].as_str().unwrap().to_owned()));
+        }
+        let burst = |tokens: Vec<(String, String)>| {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, (client_id, rt)) in tokens.into_iter().enumerate() {
+                let request = http().post(ts.url("/token")).form(&[
+                    ("grant_type", "refresh_token"), ("client_id", client_id.as_str()),
+                    ("refresh_token", rt.as_str()),
+                ]);
+                set.spawn(async move {
+                    let resp = request.send().await.unwrap();
+                    (i, resp.status().as_u16(), resp.json::<serde_json::Value>().await.unwrap())
+                });
+            }
+            set.join_all()
+        };
+        let mut answers = burst(tokens.clone()).await;
+        answers.sort_by_key(|(i, _, _)| *i);
+        assert!(answers.iter().all(|(_, s, _)| *s == 200), "{answers:?}");
+        let successors: Vec<(String, String)> = answers
+            .iter()
+            .zip(&tokens)
+            .map(|((_, _, b), (c, _))| (c.clone(), b["refresh_token"].as_str().unwrap().to_owned()))
+            .collect();
+        let distinct: std::collections::HashSet<_> = successors.iter().map(|(_, t)| t).collect();
+        assert_eq!(distinct.len(), successors.len());
+        assert!(successors.iter().all(|(_, s)| tokens.iter().all(|(_, t)| t != s)));
+        let again = burst(successors).await;
+        assert!(again.iter().all(|(_, s, _)| *s == 200), "{again:?}");
+        let reused = burst(tokens).await;
+        assert!(
+            reused.iter().all(|(_, s, b)| *s == 400 && b["error"] == "invalid_grant"),
+            "{reused:?}"
+        );
+    }
+
     /// A client removed through the store is refused at once, although its record was cached
     /// by the token request before.
     async fn removing_a_client_takes_effect_at_once(db) {

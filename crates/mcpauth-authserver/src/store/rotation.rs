@@ -1,0 +1,269 @@
+//! Refresh-token rotation with group commit. Every refresh spends one token and stores its
+//! successor (OAuth 2.1 §4.3.1); done one by one, each costs a transaction (a commit, and on
+//! SQLite several hops to the database thread), which bounds the token endpoint far below what
+//! signing the access token costs. Here the token endpoint queues its rotation and a writer
+//! task takes everything queued (up to [`MAX_BATCH`]) and rotates it with one statement and one
+//! commit:
+//!
+//! - the spend is one conditional `UPDATE … FROM (VALUES …) … WHERE used_at IS NULL` whose
+//!   `RETURNING` rows are the winners, so several writers, or several server instances on one
+//!   PostgreSQL database, still spend each token at most once;
+//! - the conditions a client may fail (another client's token, revoked, expired, a different
+//!   `resource`) are in the `WHERE` too, so a token is spent only when the refresh succeeds;
+//! - each caller gets its own answer; a batch that fails is retried one rotation at a time, so
+//!   one bad row never fails the others.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
+use std::sync::{Arc, OnceLock};
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, AssertSqlSafe, Row};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{Backend, Store};
+use crate::error::AuthServerError;
+
+/// Rotations waiting for a writer; beyond this many, callers wait.
+const QUEUE: usize = 4096;
+
+/// At most this many rotations in one statement (7 parameters each).
+const MAX_BATCH: usize = 64;
+
+/// One refresh token to spend and the successor to store, from the token endpoint.
+#[derive(Debug)]
+pub(crate) struct Spend {
+    /// SHA-256 of the presented token.
+    pub token_hash: String,
+    /// The authenticated client: the token must be its own.
+    pub client_id: String,
+    /// The `resource` of the request, if any: the token's must be the same (RFC 8707).
+    pub resource: Option<String>,
+    /// The time of the request: the token must not have expired by then.
+    pub now: i64,
+    pub successor_hash: String,
+    /// The successor sealed with the presented token (for the grace window).
+    pub successor_sealed: String,
+    pub successor_expires_at: i64,
+}
+
+/// What a spent refresh token granted: its successor carries the same.
+#[derive(Debug)]
+pub(crate) struct Spent {
+    pub family_id: String,
+    pub user_id: String,
+    pub scope: String,
+    pub resource: Option<String>,
+}
+
+type Answer = Result<Option<Spent>, AuthServerError>;
+
+struct Job {
+    spend: Spend,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The queue of rotations and its writers, started on first use (in the runtime that uses it).
+#[derive(Debug, Default)]
+pub(crate) struct Rotator {
+    queue: OnceLock<mpsc::Sender<Job>>,
+}
+
+/// Writers running at once: one for SQLite (it has one writer anyway), a few for PostgreSQL so
+/// that a batch waiting for its commit does not hold up the next.
+fn writers(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    }
+}
+
+impl Store {
+    /// Spends the refresh token `spend.token_hash` and stores its successor, atomically, if the
+    /// token exists, belongs to `spend.client_id`, is neither spent nor revoked nor expired at
+    /// `spend.now` and (when the request names one) was granted for `spend.resource`. Returns
+    /// what the token granted, or `None` when any of that does not hold: then nothing changed
+    /// and the caller looks the token up to say why.
+    pub(crate) async fn spend_refresh(&self, spend: Spend) -> Answer {
+        let queue = self.rotator.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let rx = Arc::new(Mutex::new(rx));
+            for _ in 0..writers(self.backend) {
+                tokio::spawn(writer(self.pool.clone(), self.backend, rx.clone()));
+            }
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Job { spend, reply })
+            .await
+            .map_err(|_| sqlx::Error::WorkerCrashed)?;
+        answer.await.map_err(|_| sqlx::Error::WorkerCrashed)?
+    }
+}
+
+async fn writer(pool: AnyPool, backend: Backend, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        if queue.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return; // every Store clone is gone
+        }
+        run(&pool, backend, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Rotates one batch and answers each caller.
+async fn run(pool: &AnyPool, backend: Backend, batch: Vec<Job>) {
+    // A token asked for twice in one batch: the first request decides; the others find it
+    // spent (or not spendable) once the batch is committed, like a concurrent request would.
+    let mut seen = HashSet::new();
+    let (unique, repeats): (Vec<Job>, Vec<Job>) = batch
+        .into_iter()
+        .partition(|job| seen.insert(job.spend.token_hash.clone()));
+    let spends: Vec<&Spend> = unique.iter().map(|job| &job.spend).collect();
+    match rotate(pool, backend, &spends).await {
+        Ok(mut spent) => {
+            for job in unique {
+                let answer = spent.remove(&job.spend.token_hash);
+                let _ = job.reply.send(Ok(answer));
+            }
+        }
+        Err(e) if unique.len() == 1 => {
+            if let Some(job) = unique.into_iter().next() {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, size = unique.len(), "batched refresh rotation failed; retrying one by one");
+            for job in unique {
+                let answer = rotate(pool, backend, &[&job.spend])
+                    .await
+                    .map(|mut spent| spent.remove(&job.spend.token_hash));
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+    for job in repeats {
+        let _ = job.reply.send(Ok(None));
+    }
+}
+
+/// `($1, …, $7), ($8, …)`: `rows` tuples of `width` numbered placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    let mut sql = String::new();
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..width {
+            let sep = if col == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}${}", row * width + col + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// The spend itself, shared by both backends: the winners are the rows it returns.
+const SPEND: &str = "UPDATE refresh_tokens SET used_at = req.k_now, successor_hash = req.k_new, \
+     successor_sealed = req.k_sealed FROM req WHERE token_hash = req.k_old \
+     AND client_id = req.k_client AND used_at IS NULL AND revoked_at IS NULL \
+     AND expires_at > req.k_now AND (req.k_resource IS NULL OR resource = req.k_resource) \
+     RETURNING token_hash, family_id, user_id, scope, resource";
+
+/// Columns of successor rows.
+const SUCCESSOR_COLUMNS: &str =
+    "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at";
+
+/// Spends the tokens of `spends` that may be spent and stores their successors, atomically;
+/// returns the spent ones by token hash.
+async fn rotate(
+    pool: &AnyPool,
+    backend: Backend,
+    spends: &[&Spend],
+) -> Result<HashMap<String, Spent>, AuthServerError> {
+    let req = format!(
+        "WITH req(k_old, k_client, k_resource, k_new, k_sealed, k_now, k_until) AS (VALUES {})",
+        placeholders(spends.len(), 7)
+    );
+    let sql = match backend {
+        // One statement (no transaction around it): the successors are inserted by a
+        // data-modifying CTE, so one round trip and one commit.
+        Backend::Postgres => format!(
+            "{req}, spent AS ({SPEND}), born AS (INSERT INTO refresh_tokens ({SUCCESSOR_COLUMNS}) \
+             SELECT req.k_new, spent.family_id, req.k_client, spent.user_id, spent.scope, \
+             spent.resource, req.k_now, req.k_until FROM spent JOIN req ON req.k_old = \
+             spent.token_hash) SELECT token_hash, family_id, user_id, scope, resource FROM spent"
+        ),
+        // SQLite has no data-modifying CTEs: the successors follow in the same transaction.
+        Backend::Sqlite => format!("{req} {SPEND}"),
+    };
+    // Dynamic only in the number of placeholder tuples; every value is bound.
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    for s in spends {
+        query = query
+            .bind(s.token_hash.as_str())
+            .bind(s.client_id.as_str())
+            .bind(s.resource.as_deref())
+            .bind(s.successor_hash.as_str())
+            .bind(s.successor_sealed.as_str())
+            .bind(s.now)
+            .bind(s.successor_expires_at);
+    }
+    if backend == Backend::Postgres {
+        return spent_by_hash(query.fetch_all(pool).await?);
+    }
+    let mut tx = pool.begin().await?;
+    let spent = spent_by_hash(query.fetch_all(&mut *tx).await?)?;
+    let born: Vec<&&Spend> = spends
+        .iter()
+        .filter(|s| spent.contains_key(&s.token_hash))
+        .collect();
+    if !born.is_empty() {
+        let sql = format!(
+            "INSERT INTO refresh_tokens ({SUCCESSOR_COLUMNS}) VALUES {}",
+            placeholders(born.len(), 8)
+        );
+        let mut insert = sqlx::query(AssertSqlSafe(sql));
+        for s in born {
+            let grant = &spent[&s.token_hash];
+            insert = insert
+                .bind(s.successor_hash.as_str())
+                .bind(grant.family_id.as_str())
+                .bind(s.client_id.as_str())
+                .bind(grant.user_id.as_str())
+                .bind(grant.scope.as_str())
+                .bind(grant.resource.as_deref())
+                .bind(s.now)
+                .bind(s.successor_expires_at);
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(spent)
+}
+
+fn spent_by_hash(rows: Vec<AnyRow>) -> Result<HashMap<String, Spent>, AuthServerError> {
+    rows.into_iter()
+        .map(|row| {
+            Ok((
+                row.try_get("token_hash")?,
+                Spent {
+                    family_id: row.try_get("family_id")?,
+                    user_id: row.try_get("user_id")?,
+                    scope: row.try_get("scope")?,
+                    resource: row.try_get("resource")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_row_by_row() {
+        assert_eq!(placeholders(1, 2), "($1, $2)");
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+}
