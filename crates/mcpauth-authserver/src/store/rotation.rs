@@ -261,6 +261,58 @@ fn spent_by_hash(rows: Vec<AnyRow>) -> Result<HashMap<String, Spent>, AuthServer
 mod tests {
     use super::*;
 
+    fn spend(old: &str, successor: &str) -> Spend {
+        Spend {
+            token_hash: old.into(),
+            client_id: "client".into(),
+            resource: None,
+            now: 1,
+            successor_hash: successor.into(),
+            successor_sealed: "sealed".into(),
+            successor_expires_at: 100,
+        }
+    }
+
+    /// One rotation that fails (its successor collides with a stored token) fails alone: the
+    /// batch is retried one by one, the other token is rotated, the failing one stays unspent.
+    #[tokio::test]
+    async fn a_failing_rotation_does_not_fail_its_batch() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        for hash in ["a", "b", "taken"] {
+            store
+                .insert_refresh(&crate::store::NewRefresh {
+                    token_hash: hash,
+                    family_id: hash,
+                    client_id: "client",
+                    user_id: "user",
+                    scope: "mcp",
+                    resource: None,
+                    created_at: 0,
+                    expires_at: 100,
+                })
+                .await
+                .unwrap();
+        }
+        // Both are queued before the writer runs (one thread), so they share a batch.
+        let (a, b) = tokio::join!(
+            store.spend_refresh(spend("a", "a2")),
+            store.spend_refresh(spend("b", "taken"))
+        );
+        assert_eq!(a.unwrap().unwrap().family_id, "a");
+        assert!(b.is_err());
+        assert!(store.refresh("a").await.unwrap().unwrap().used_at.is_some());
+        assert!(store.refresh("a2").await.unwrap().is_some());
+        assert!(store.refresh("b").await.unwrap().unwrap().used_at.is_none());
+        // A repeat in one batch: the first spends the token, the second is told it did not.
+        let (first, again) = tokio::join!(
+            store.spend_refresh(spend("b", "b2")),
+            store.spend_refresh(spend("b", "b3"))
+        );
+        assert!(first.unwrap().is_some());
+        assert!(again.unwrap().is_none());
+        assert!(store.refresh("b3").await.unwrap().is_none());
+    }
+
     #[test]
     fn placeholders_are_numbered_row_by_row() {
         assert_eq!(placeholders(1, 2), "($1, $2)");
