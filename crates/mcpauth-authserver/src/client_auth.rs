@@ -274,9 +274,14 @@ fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
 /// not turn the server into a fetcher).
 const JWKS_REFETCH_AFTER: Duration = Duration::from_secs(10);
 
-/// A fetched `jwks_uri` document: the keys, when they were fetched, and until when the
-/// document's `Cache-Control` lets them be used.
-pub(crate) type CachedJwks = (JwkSet, Instant, Instant);
+/// A fetched `jwks_uri` document.
+#[derive(Debug)]
+pub(crate) struct CachedJwks {
+    keys: JwkSet,
+    fetched: Instant,
+    /// Until when the document's `Cache-Control` lets the keys be used.
+    fresh_until: Instant,
+}
 
 /// The client's public keys: inline `jwks`, or `jwks_uri` fetched with the SSRF-safe fetcher and
 /// kept as long as its `Cache-Control` allows (within the fetch policy's bounds). `stale`: the
@@ -296,14 +301,14 @@ async fn client_keys(
     let Some(uri) = &client.metadata.jwks_uri else {
         return Err(bad("the client has no jwks or jwks_uri".into()));
     };
-    if let Some((set, fetched, fresh_until)) = shared.jwks_cache.lock().unwrap().get(uri) {
+    if let Some(cached) = shared.jwks_cache.lock().unwrap().get(uri) {
         let usable = if stale {
-            fetched.elapsed() < JWKS_REFETCH_AFTER
+            cached.fetched.elapsed() < JWKS_REFETCH_AFTER
         } else {
-            Instant::now() < *fresh_until
+            Instant::now() < cached.fresh_until
         };
         if usable {
-            return Ok((set.clone(), !stale));
+            return Ok((cached.keys.clone(), !stale));
         }
     }
     let fetched = fetch::fetch(&shared.config.fetch, uri)
@@ -316,7 +321,14 @@ async fn client_keys(
     if cache.len() > 1000 {
         cache.clear();
     }
-    cache.insert(uri.clone(), (set.clone(), now, now + fetched.cache_for));
+    cache.insert(
+        uri.clone(),
+        CachedJwks {
+            keys: set.clone(),
+            fetched: now,
+            fresh_until: now + fetched.cache_for,
+        },
+    );
     Ok((set, false))
 }
 

@@ -217,6 +217,7 @@ async fn refresh_token(
     let requested = params.get("scope").map(ScopeSet::parse);
     let resource = params.get("resource");
     let now = now();
+    let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
     if requested.is_some() {
         // A narrower scope is checked against the grant before the token is spent.
         let row = store.refresh(&hash).await?;
@@ -234,7 +235,7 @@ async fn refresh_token(
             now,
             successor_sealed: seal(presented, &successor),
             successor_hash,
-            successor_expires_at: now + shared.config.refresh_token_ttl.as_secs() as i64,
+            successor_expires_at: family_until,
         })
         .await?;
     if let Some(grant) = spent {
@@ -258,7 +259,6 @@ async fn refresh_token(
         };
         return issue(shared, &grant, &client.client_id, &scope, successor).await;
     }
-    let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
     store
         .revoke_family(&row.family_id, now, family_until)
         .await?;

@@ -1,5 +1,5 @@
-//! Refresh-token rotation with group commit. Every refresh spends one token and stores its
-//! successor (OAuth 2.1 §4.3.1); done one by one, each costs a transaction (a commit, and on
+//! Refresh-token rotation with group commit (MCP SPEC A6). Every refresh spends one token and
+//! stores its successor (OAuth 2.1 §4.3.1); done one by one, each costs a transaction (a commit, and on
 //! SQLite several hops to the database thread), which bounds the token endpoint far below what
 //! signing the access token costs. Here the token endpoint queues its rotation and a writer
 //! task takes everything queued (up to [`MAX_BATCH`]) and rotates it with one statement and one
@@ -174,7 +174,8 @@ const SUCCESSOR_COLUMNS: &str =
     "token_hash, family_id, client_id, user_id, scope, resource, created_at, expires_at";
 
 /// Spends the tokens of `spends` that may be spent and stores their successors, atomically;
-/// returns the spent ones by token hash.
+/// returns the spent ones by token hash. The token hashes must be distinct ([`run`] sees to
+/// it): a token listed twice is spent once, but both requests' successors would be stored.
 async fn rotate(
     pool: &AnyPool,
     backend: Backend,

@@ -112,14 +112,22 @@ both_backends! {
         }
     }
 
-    /// A refresh that fails (another resource, RFC 8707 §2; a wider scope) leaves the token
-    /// unspent: the client can still refresh with it.
+    /// A refresh that fails (no token, an unknown one, another resource (RFC 8707 §2), a wider
+    /// scope) says why and leaves the token unspent: the client can still refresh with it.
     async fn a6_a_refused_refresh_does_not_spend_the_token(db) {
         let ts = TestServer::start(db, |c| c.refresh_grace = Duration::ZERO).await;
         ts.add_user().await;
         let client_id = ts.register_public_client(&[REDIRECT]).await;
         let first = code_flow_tokens(&ts, &client_id).await;
         let rt = first["refresh_token"].as_str().unwrap();
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "refresh_token"), ("client_id", &client_id),
+        ]).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+        assert!(body["error_description"].as_str().unwrap().contains("refresh_token is required"));
+        let (status, body) = refresh(&ts, &client_id, "not-a-token-we-issued").await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+        assert_eq!(body["error_description"], "unknown refresh token");
         let (status, body) = token_request(&ts, &[
             ("grant_type", "refresh_token"), ("client_id", &client_id),
             ("refresh_token", rt), ("resource", "http://127.0.0.1:9000/other"),

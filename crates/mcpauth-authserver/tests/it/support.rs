@@ -104,12 +104,25 @@ pub struct TestServer {
     /// Where this instance listens (differs from the issuer when instances share one).
     pub base: String,
     pub server: AuthServer,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _stop: StopOnDrop,
 }
 
-impl Drop for TestServer {
+/// Stops a test server (its graceful-shutdown signal) when dropped.
+pub struct StopOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl StopOnDrop {
+    /// The guard and the future the server waits on.
+    pub fn new() -> (StopOnDrop, impl Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        (StopOnDrop(Some(tx)), async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
+        if let Some(tx) = self.0.take() {
             let _ = tx.send(());
         }
     }
@@ -128,20 +141,18 @@ impl TestServer {
         adjust(&mut config);
         let store = Store::connect(&db.url).await.unwrap();
         let server = AuthServer::new(config, store).await.unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = StopOnDrop::new();
         let s = server.clone();
         tokio::spawn(async move {
-            mcpauth_authserver::serve(listener, s, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
+            mcpauth_authserver::serve(listener, s, stopped)
+                .await
+                .unwrap();
         });
         TestServer {
             base,
             issuer: server.config().issuer.clone(),
             server,
-            shutdown: Some(tx),
+            _stop: stop,
         }
     }
 
@@ -490,15 +501,7 @@ pub struct DocServer {
     pub cert_pem: String,
     docs: Docs,
     hits: Hits,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for DocServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
+    _stop: StopOnDrop,
 }
 
 /// Accepts TCP connections and completes their TLS handshakes (one at a time: a test server).
@@ -583,12 +586,10 @@ impl DocServer {
                 }
             }
         });
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (stop, stopped) = StopOnDrop::new();
         tokio::spawn(async move {
             axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
+                .with_graceful_shutdown(stopped)
                 .await
                 .unwrap();
         });
@@ -597,7 +598,7 @@ impl DocServer {
             cert_pem,
             docs,
             hits,
-            shutdown: Some(tx),
+            _stop: stop,
         }
     }
 
