@@ -263,6 +263,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest accepted total size of request headers.
     pub max_header_bytes: usize,
+    /// Timeouts and the connection cap of [`serve`](crate::serve) (slowloris protection).
+    pub connections: crate::ConnectionLimits,
     /// Argon2id parameters of the dummy hash verified for unknown users (match the real ones).
     pub password_params: PasswordParams,
     /// Whether cookies are `Secure` (and `__Host-` prefixed). Derived from the issuer scheme by
@@ -272,7 +274,8 @@ pub struct Config {
 
 impl Config {
     /// Defaults for `issuer`: 1 h access tokens, 30 d refresh tokens, 30 s refresh grace,
-    /// 60 s codes, 8 h sessions, open registration, ES256, 64 KiB bodies, 16 KiB headers.
+    /// 60 s codes, 8 h sessions, open registration, ES256, 64 KiB bodies, 16 KiB headers, the
+    /// default [`ConnectionLimits`](crate::ConnectionLimits).
     pub fn new(issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
         let secure_cookies = issuer.starts_with("https://");
@@ -291,6 +294,7 @@ impl Config {
             rate_limits: RateLimits::default(),
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
+            connections: crate::ConnectionLimits::default(),
             password_params: PasswordParams::default(),
             secure_cookies,
         }

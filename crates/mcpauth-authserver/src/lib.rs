@@ -36,7 +36,10 @@ mod clients;
 pub mod config;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod keys;
+mod listen;
 mod pages;
 mod params;
 mod passwords;
@@ -53,5 +56,6 @@ pub use config::{
     SigningAlg,
 };
 pub use error::AuthServerError;
+pub use listen::{ConnectionLimits, serve_router};
 pub use server::{AuthServer, router, serve};
 pub use store::{Backend, Store};

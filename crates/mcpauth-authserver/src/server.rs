@@ -12,7 +12,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::Listener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -229,8 +229,9 @@ pub(crate) fn page_headers(resp: &mut Response) {
     set(h, header::CACHE_CONTROL, "no-store");
 }
 
-/// Serves `server` on `listener` until `shutdown` completes, then finishes in-flight requests.
-/// Expired rows are purged every ten minutes meanwhile.
+/// Serves `server` on `listener` until `shutdown` completes, then finishes in-flight requests,
+/// within the configured [`ConnectionLimits`](crate::ConnectionLimits). Expired rows are purged
+/// every ten minutes meanwhile.
 ///
 /// `listener` is a TCP listener or any axum [`Listener`] with socket addresses (e.g. a TLS
 /// listener); the peer address feeds the per-IP rate limits.
@@ -252,12 +253,8 @@ where
             }
         }
     });
-    let app = server
-        .router()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener.tap_io(|_| ()), app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = server.config().connections;
+    let result = crate::serve_router(listener, server.router(), limits, shutdown).await;
     purge.abort();
     result.map_err(AuthServerError::Io)
 }

@@ -208,6 +208,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("rate limits are off: run like this only for benchmarks");
         config.rate_limits = RateLimits::none();
     }
+    config.connections = args.connections.limits();
     let server = AuthServer::new(config, store.clone()).await?;
 
     let users = admin::list_users(&store).await?.len();

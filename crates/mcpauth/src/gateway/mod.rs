@@ -7,7 +7,6 @@ mod demo;
 mod proxy;
 mod stdio;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +17,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{any, get};
-use axum::serve::ListenerExt;
-use mcpauth_authserver::{AuthServer, Config, Store, admin};
+use mcpauth_authserver::{AuthServer, Config, Store, admin, serve_router};
 use mcpauth_resource::{
     BearerAuthLayer, IntrospectionVerifier, JwtVerifier, OriginGuardLayer, ResourceMetadata,
     ScopePolicy, TokenVerifier,
@@ -279,18 +277,18 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         );
     }
     eprintln!("Press Ctrl-C to stop.");
-    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let limits = args.connections.limits();
     match tls {
         Some(config) => {
-            axum::serve(tls::TlsListener::new(tcp, config)?.tap_io(|_| ()), service)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?
+            serve_router(
+                tls::TlsListener::new(tcp, config)?,
+                app,
+                limits,
+                shutdown_signal(),
+            )
+            .await?
         }
-        None => {
-            axum::serve(tcp, service)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?
-        }
+        None => serve_router(tcp, app, limits, shutdown_signal()).await?,
     }
     Ok(())
 }
