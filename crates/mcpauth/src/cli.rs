@@ -200,6 +200,9 @@ pub struct GatewayArgs {
     /// The embedded authorization server's database.
     #[command(flatten)]
     pub db: DatabaseArgs,
+    /// Connection timeouts and cap.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// MCP transports for `mcpauth connect`.
@@ -224,6 +227,47 @@ pub enum Protocol {
     Legacy,
     /// Stateless, `_meta` on every request (2026-07-28).
     Native,
+}
+
+/// Limits on what one HTTP client can make a server hold (slowloris protection).
+#[derive(Clone, Debug, Default, Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client may take to send a request's headers before the connection is closed
+    /// [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client may take to send a request's body (answered 400 after that)
+    /// [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub body_timeout: Option<u64>,
+    /// Seconds a connection may stay open with no request in flight (open SSE streams count as
+    /// in flight) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+    /// Most connections open at once; more wait in the listen backlog [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+}
+
+impl ConnectionArgs {
+    /// The limits: the defaults with these flags applied.
+    pub fn limits(&self) -> mcpauth_authserver::ConnectionLimits {
+        let mut l = mcpauth_authserver::ConnectionLimits::default();
+        let secs = std::time::Duration::from_secs;
+        if let Some(s) = self.header_timeout {
+            l.header_read_timeout = secs(s.max(1));
+        }
+        if let Some(s) = self.body_timeout {
+            l.body_read_timeout = secs(s.max(1));
+        }
+        if let Some(s) = self.idle_timeout {
+            l.idle_timeout = secs(s.max(1));
+        }
+        if let Some(n) = self.max_connections {
+            l.max_connections = n.max(1);
+        }
+        l
+    }
 }
 
 /// Where the authorization server keeps its state.
@@ -282,6 +326,9 @@ pub struct ServeArgs {
     /// The database.
     #[command(flatten)]
     pub db: DatabaseArgs,
+    /// Connection timeouts and cap.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// Dynamic registration policies.
