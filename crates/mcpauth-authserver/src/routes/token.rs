@@ -1,6 +1,7 @@
 //! The token endpoint (RFC 6749 §3.2): `authorization_code` with PKCE (single use; a replay
 //! revokes what the code issued), `refresh_token` (rotation for every client, reuse detection
-//! revoking the family, a grace window for concurrent refreshes; MCP SPEC A6) and
+//! revoking the family, a grace window for the same client's lost response or concurrent
+//! refreshes while the successor is unused; MCP SPEC A6) and
 //! `client_credentials` (confidential clients; MCP SPEC A12).
 
 use axum::body::Bytes;
@@ -204,6 +205,11 @@ async fn authorization_code(
     Ok(respond(access, ttl, refresh, &scope))
 }
 
+/// The `refresh_token` grant (OAuth 2.1 §4.3, MCP SPEC A6). Every refresh rotates: the
+/// presented token is spent and a successor issued (OAuth 2.1 §4.3.1). A spent token presented
+/// again is a reuse (RFC 9700 §4.14.2) and revokes the whole family (every refresh token and,
+/// through the jti prefix, every access token of the grant), with one exception, the lost
+/// response: see [`grace_successor`] for when the replay gets the same successor instead.
 async fn refresh_token(
     shared: &Shared,
     client: &Client,
@@ -219,9 +225,12 @@ async fn refresh_token(
     let now = now();
     let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
     if requested.is_some() {
-        // A narrower scope is checked against the grant before the token is spent.
+        // A narrower scope is checked against the grant before the token is spent. A spent
+        // token is judged as a reuse below, whatever it asks for.
         let row = store.refresh(&hash).await?;
-        check_refresh(row.as_ref(), client, requested.as_ref(), resource, now)?;
+        if row.as_ref().is_none_or(|r| r.used_at.is_none()) {
+            check_refresh(row.as_ref(), client, requested.as_ref(), resource, now)?;
+        }
     }
     // The common case in one step: spend the token if this refresh may spend it (its own
     // client, not spent, revoked or expired, the same resource) and store the successor.
@@ -243,14 +252,22 @@ async fn refresh_token(
         return issue(shared, &grant, &client.client_id, &scope, successor).await;
     }
     // Not spent: the stored token says why.
-    let row = store.refresh(&hash).await?;
-    let scope = check_refresh(row.as_ref(), client, requested.as_ref(), resource, now)?;
-    let Some(row) = row.filter(|r| r.used_at.is_some()) else {
-        return Err(invalid_grant("the refresh token could not be used"));
+    let row = match store.refresh(&hash).await? {
+        Some(row) if row.used_at.is_some() => row,
+        // Unknown, or unspent but another client's, revoked, expired or for another resource:
+        // refused, and an unspent token stays usable by its own client.
+        row => {
+            check_refresh(row.as_ref(), client, requested.as_ref(), resource, now)?;
+            return Err(invalid_grant("the refresh token could not be used"));
+        }
     };
-    // A spent token. Within the grace window, the same successor again (concurrent refresh);
-    // otherwise a reuse: revoke the whole family (OAuth 2.1 §4.3.1).
-    if let Some(successor) = grace_successor(shared, &row, presented, now).await? {
+    if row.revoked_at.is_some() {
+        return Err(invalid_grant("the refresh token was revoked"));
+    }
+    if let Some(successor) = grace_successor(shared, &row, client, presented, now).await? {
+        // The lost response: a new access token and the same successor. The request itself
+        // must still be valid (scope, resource, expiry); a refusal here revokes nothing.
+        let scope = check_refresh(Some(&row), client, requested.as_ref(), resource, now)?;
         let grant = Spent {
             family_id: row.family_id,
             user_id: row.user_id,
@@ -259,6 +276,9 @@ async fn refresh_token(
         };
         return issue(shared, &grant, &client.client_id, &scope, successor).await;
     }
+    // A reuse (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2): by another client, after the grace window,
+    // or after the successor was used. Either the legitimate client or an attacker holds a
+    // newer token, and we cannot tell which: revoke the whole family.
     store
         .revoke_family(&row.family_id, now, family_until)
         .await?;
@@ -313,10 +333,23 @@ fn check_refresh(
     Ok(requested.cloned().unwrap_or(granted))
 }
 
-/// The successor of a spent refresh token when the grace window allows returning it again.
+/// The successor of the spent refresh token `row` when presenting it again is the lost-response
+/// case rather than a reuse (MCP SPEC A6; OAuth 2.1 §4.3.1 and RFC 9700 §4.14.2 leave room
+/// for it). The client refreshed, the response got lost (or several of its requests raced)
+/// and it retries with the token it still has. That is assumed only when all of these hold:
+///
+/// - the presenter is the token's holder ([`same_holder`]);
+/// - the token was spent at most `refresh_grace` ago (default 30 s; zero turns this off);
+/// - its successor has been neither used nor revoked: the client never received it, or is
+///   about to. Once the successor has been rotated, its holder has moved on, so presenting
+///   the old token can only be a replay.
+///
+/// The answer is then a new access token and that same successor, never a new one: the
+/// family stays a single chain, and the first use of the successor ends the window.
 async fn grace_successor(
     shared: &Shared,
     row: &RefreshRow,
+    client: &Client,
     presented: &str,
     now: i64,
 ) -> Result<Option<String>, TokenError> {
@@ -326,7 +359,7 @@ async fn grace_successor(
     else {
         return Ok(None);
     };
-    if grace == 0 || row.revoked_at.is_some() || now - used_at > grace {
+    if grace == 0 || now - used_at > grace || !same_holder(row, client) {
         return Ok(None);
     }
     let Some(successor) = shared.store.refresh(successor_hash).await? else {
@@ -336,6 +369,14 @@ async fn grace_successor(
         return Ok(None);
     }
     Ok(unseal(presented, sealed))
+}
+
+/// Whether the presenter of a spent refresh token is the one it was issued to, the first
+/// condition of the grace window: the same client (RFC 6749 §6 binds a refresh token to its
+/// client). This is the one place that decides it, so a refresh token bound to a DPoP key
+/// (MCP SPEC D6, RFC 9449 §5) adds its condition here: the proof's key must be that key.
+fn same_holder(row: &RefreshRow, client: &Client) -> bool {
+    row.client_id == client.client_id
 }
 
 async fn issue(

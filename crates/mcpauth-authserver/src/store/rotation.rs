@@ -12,6 +12,11 @@
 //!   `resource`) are in the `WHERE` too, so a token is spent only when the refresh succeeds;
 //! - each caller gets its own answer; a batch that fails is retried one rotation at a time, so
 //!   one bad row never fails the others.
+//!
+//! A token that is not spent here is judged by the token endpoint (`routes/token.rs`): a spent
+//! token presented again revokes its family (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2), unless it is
+//! the same client within the grace window and the successor stored here is still unused;
+//! then that successor (sealed with the spent token, `successor_sealed`) is returned again.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;

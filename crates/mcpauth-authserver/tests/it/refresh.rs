@@ -61,6 +61,78 @@ both_backends! {
         assert_eq!(status, 400);
     }
 
+    /// Security finding 6, A6 (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2): the grace window is for
+    /// the client that lost a response. A spent token presented by another client, even within
+    /// the window and with the successor unused, is a reuse: refused, and the family revoked.
+    async fn sec6_refresh_reuse_by_another_client_revokes_family_a6(db) {
+        let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(60)).await;
+        ts.add_user().await;
+        let rs = ts.add_secret_client().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let other = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt0 = first["refresh_token"].as_str().unwrap();
+        let (status, second) = refresh(&ts, &client_id, rt0).await;
+        assert_eq!(status, 200, "{second}");
+        let rt1 = second["refresh_token"].as_str().unwrap();
+        let at1 = second["access_token"].as_str().unwrap();
+        let (status, body) = refresh(&ts, &other, rt0).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        let (status, body) = refresh(&ts, &client_id, rt1).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+        assert_eq!(introspect(&ts, &rs, at1).await["active"], false, "family revoked");
+    }
+
+    /// Security finding 6, A6 (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2): once the successor has
+    /// been rotated itself, presenting the first token again (even within the grace window)
+    /// revokes the whole family: the newest refresh token and its access tokens die too.
+    async fn sec6_refresh_reuse_after_successor_used_revokes_family_a6(db) {
+        let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(60)).await;
+        ts.add_user().await;
+        let rs = ts.add_secret_client().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt0 = first["refresh_token"].as_str().unwrap();
+        let (status, second) = refresh(&ts, &client_id, rt0).await;
+        assert_eq!(status, 200, "{second}");
+        let rt1 = second["refresh_token"].as_str().unwrap();
+        let (status, third) = refresh(&ts, &client_id, rt1).await;
+        assert_eq!(status, 200, "{third}");
+        let rt2 = third["refresh_token"].as_str().unwrap();
+        let at2 = third["access_token"].as_str().unwrap();
+        assert_eq!(introspect(&ts, &rs, at2).await["active"], true);
+        let (status, body) = refresh(&ts, &client_id, rt0).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+        assert!(body.get("refresh_token").is_none(), "{body}");
+        assert_eq!(introspect(&ts, &rs, at2).await["active"], false, "rt2's access token revoked");
+        let (status, body) = refresh(&ts, &client_id, rt2).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "rt2 revoked: {body}");
+    }
+
+    /// Security finding 6, A6: the lost-response case. The same client presents the spent
+    /// token within the grace window while its successor is unused: it gets that successor
+    /// again with a new access token, and the family stays valid.
+    async fn sec6_refresh_reuse_within_grace_with_successor_unused_gets_it_and_a_new_access_token_a6(db) {
+        let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(60)).await;
+        ts.add_user().await;
+        let rs = ts.add_secret_client().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let first = code_flow_tokens(&ts, &client_id).await;
+        let rt0 = first["refresh_token"].as_str().unwrap();
+        let (status, lost) = refresh(&ts, &client_id, rt0).await;
+        assert_eq!(status, 200, "{lost}");
+        let (status, retry) = refresh(&ts, &client_id, rt0).await;
+        assert_eq!(status, 200, "{retry}");
+        assert_eq!(retry["refresh_token"], lost["refresh_token"], "the same successor");
+        assert_ne!(retry["access_token"], lost["access_token"], "a new access token");
+        for at in [&lost["access_token"], &retry["access_token"]] {
+            assert_eq!(introspect(&ts, &rs, at.as_str().unwrap()).await["active"], true);
+        }
+        let (status, next) = refresh(&ts, &client_id, retry["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{next}");
+    }
+
     /// A6: a refresh token presented by another client is refused.
     async fn a6_wrong_client_on_refresh_is_refused(db) {
         let ts = TestServer::start(db, |_| {}).await;
