@@ -57,5 +57,5 @@ pub use config::{
 };
 pub use error::AuthServerError;
 pub use listen::{ConnectionLimits, serve_router};
-pub use server::{AuthServer, router, serve};
+pub use server::{AuthServer, REVOCATION_SYNC, router, serve};
 pub use store::{Backend, Store};

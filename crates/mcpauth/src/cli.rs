@@ -172,6 +172,9 @@ pub struct GatewayArgs {
     pub issuer: Option<String>,
     /// Validate tokens by RFC 7662 introspection here instead (client id in
     /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
+    /// Active answers are cached for 30 s: a token revoked at that server may still be
+    /// accepted for up to 30 s. (With the embedded server, a revoked token is refused at once;
+    /// with --issuer, JWTs are accepted until they expire.)
     #[arg(long, value_name = "URL", requires = "introspection_client_id")]
     pub introspection_url: Option<String>,
     /// The gateway's client id at the introspection endpoint.

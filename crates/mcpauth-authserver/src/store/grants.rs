@@ -145,6 +145,7 @@ impl Store {
         .bind(family_id)
         .execute(self.pool())
         .await?;
+        self.revoked.add_family(family_id, now, until);
         Ok(())
     }
 
@@ -203,6 +204,7 @@ impl Store {
         .bind(expires_at)
         .execute(self.pool())
         .await?;
+        self.revoked.add_token(jti, expires_at);
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 mod clients;
 mod grants;
 mod keys;
+mod revoked;
 mod rotation;
 mod sessions;
 mod users;
@@ -52,6 +53,7 @@ pub struct Store {
     backend: Backend,
     clients: Arc<ClientCache>,
     rotator: Arc<Rotator>,
+    revoked: Arc<revoked::Revoked>,
 }
 
 /// The embedded migrations. One portable file today; a backend-specific step would be added
@@ -110,6 +112,7 @@ impl Store {
             backend,
             clients: Arc::default(),
             rotator: Arc::default(),
+            revoked: Arc::default(),
         })
     }
 

@@ -45,3 +45,63 @@ both_backends! {
         assert_eq!(status, 400, "the family is revoked on both instances");
     }
 }
+
+/// Waits (up to 10 s, five times the sync interval) for `server` to know `jti` is revoked.
+async fn sees_revoked(server: &TestServer, jti: &str) -> bool {
+    for _ in 0..100 {
+        if server.server.access_token_revoked(jti) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+async fn revoke(ts: &TestServer, form: &[(&str, &str)], basic: Option<&(String, String)>) {
+    let mut req = http().post(ts.url("/revoke")).form(form);
+    if let Some((id, secret)) = basic {
+        req = req.basic_auth(id, Some(secret));
+    }
+    assert_eq!(req.send().await.unwrap().status(), 200);
+}
+
+both_backends! {
+    /// Security finding 1 (RFC 7009 §2): the in-process revocation check used by the gateway's
+    /// embedded verifier knows a revocation at once on the instance that made it, and on the
+    /// other instances of a shared database within the sync interval.
+    async fn sec1_revocations_reach_every_instance_in_memory(db) {
+        let a = TestServer::start(db, |_| {}).await;
+        let issuer = a.issuer.clone();
+        let b = TestServer::start(db, |c| c.issuer = issuer).await;
+        a.add_user().await;
+
+        // A grant revoked through its refresh token (what `mcpauth logout` does).
+        let client_id = a.register_public_client(&[REDIRECT]).await;
+        let t = code_flow_tokens(&a, &client_id).await;
+        let jti = claims(t["access_token"].as_str().unwrap())["jti"].as_str().unwrap().to_owned();
+        assert!(!a.server.access_token_revoked(&jti));
+        assert!(!b.server.access_token_revoked(&jti));
+        revoke(&a, &[("token", t["refresh_token"].as_str().unwrap()), ("client_id", &client_id)], None).await;
+        assert!(a.server.access_token_revoked(&jti), "the revoking instance knows at once");
+        assert!(sees_revoked(&b, &jti).await, "the other instance learns it from the database");
+
+        // One access token revoked by itself, at the other instance.
+        let robot = a.add_secret_client().await;
+        let (status, cc) = token_request(&b, &[
+            ("grant_type", "client_credentials"), ("client_id", &robot.0),
+            ("client_secret", &robot.1), ("resource", RESOURCE),
+        ]).await;
+        assert_eq!(status, 200, "{cc}");
+        let at = cc["access_token"].as_str().unwrap();
+        let jti = claims(at)["jti"].as_str().unwrap().to_owned();
+        assert!(!a.server.access_token_revoked(&jti));
+        revoke(&b, &[("token", at), ("token_type_hint", "access_token")], Some(&robot)).await;
+        assert!(b.server.access_token_revoked(&jti));
+        assert!(sees_revoked(&a, &jti).await);
+
+        // A server started after the revocations knows them from the start.
+        let issuer = a.issuer.clone();
+        let c = TestServer::start(db, |c| c.issuer = issuer).await;
+        assert!(c.server.access_token_revoked(&jti));
+    }
+}

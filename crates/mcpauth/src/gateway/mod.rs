@@ -4,6 +4,7 @@
 //! the same origin.
 
 mod demo;
+mod embedded;
 mod proxy;
 mod stdio;
 
@@ -194,10 +195,14 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 demo_login = Some(password);
             }
             let server = AuthServer::new(config, store).await?;
-            let v = JwtVerifier::builder()
+            let jwt = JwtVerifier::builder()
                 .issuer(&origin)
                 .audience(&resource)
                 .build()?;
+            let v = embedded::EmbeddedVerifier {
+                jwt,
+                server: server.clone(),
+            };
             (origin.clone(), Arc::new(v), Some(server))
         };
 

@@ -647,3 +647,67 @@ async fn a_bad_settings_file_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// A JSON-RPC `initialize` to the gateway with `token`; the HTTP status.
+async fn initialize_with(url: &str, token: &str) -> u16 {
+    http()
+        .post(url)
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Security finding 1 (RFC 7009 §2): after `mcpauth logout` revoked the grant at the embedded
+/// authorization server, the gateway refuses its access token at once, although the JWT has
+/// not expired and the verifier caches verified tokens.
+#[tokio::test]
+async fn sec1_a_revoked_token_is_refused_at_once_by_the_embedded_gateway() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, banner) = start_gateway(home.path(), &["--demo"], &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    let password = banner_value(&banner, "demo login:")
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let (mut login, auth_url) = start_login(home.path(), &url, &issuer).await;
+    browser_login(&issuer, &auth_url, "demo", &password).await;
+    assert!(login.wait().await.unwrap().success());
+    let token = mcpauth(home.path())
+        .args(["token", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    assert_eq!(initialize_with(&url, &token).await, 200);
+
+    let logout = mcpauth(home.path())
+        .args(["logout", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        logout.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logout.stderr)
+    );
+    assert_eq!(
+        initialize_with(&url, &token).await,
+        401,
+        "a revoked access token was accepted"
+    );
+    gateway.kill().await.unwrap();
+}
