@@ -3,9 +3,9 @@
 // createMcpExpressApp, RFC 9728 metadata from mcpAuthMetadataRouter, requireBearerAuth with a
 // token verifier that calls the authorization server's RFC 7662 introspection endpoint, and a
 // stateless Streamable HTTP transport. The difference from the example: the verifier
-// authenticates to /introspect (client_secret_basic, a client registered with `mcpauth clients
-// add`), as RFC 7662 §2.1 requires, and requires the token's audience to be this server
-// (expectedResource, RFC 8707).
+// authenticates to /introspect (client_secret_basic, a resource server registered with `mcpauth
+// clients add --introspection URL`, the only kind of client mcpauth answers), as RFC 7662 §2.1
+// requires, and requires the token's audience to be this server (expectedResource, RFC 8707).
 
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";

@@ -2,6 +2,7 @@
 //! pre-registered clients (the secret is returned once and stored hashed) and signing keys.
 //! Every function works on a [`Store`] alone, with no running server.
 
+use mcpauth_core::resource::canonical_resource;
 use mcpauth_core::{ClientMetadata, ClientSecret};
 
 use crate::clients::{AuthMethod, Client, ClientKind, application_type, validate_redirect_uris};
@@ -114,6 +115,12 @@ pub struct NewClient {
     pub jwks_uri: Option<String>,
     /// `native` or `web`; inferred from the redirect URIs when `None`.
     pub application_type: Option<String>,
+    /// The resources (RFC 8707 resource URIs, i.e. access-token audiences) this client serves
+    /// as a resource server. Only such a client may use the introspection endpoint (RFC 7662),
+    /// and only for access tokens issued for one of these; every other token it presents is
+    /// inactive (security finding 8). Empty: an ordinary client. Needs a confidential
+    /// `auth_method`.
+    pub introspection: Vec<String>,
 }
 
 impl NewClient {
@@ -129,6 +136,7 @@ impl NewClient {
             jwks: None,
             jwks_uri: None,
             application_type: None,
+            introspection: Vec::new(),
         }
     }
 }
@@ -148,6 +156,9 @@ pub struct ClientInfo {
     pub redirect_uris: Vec<String>,
     /// Allowed grant types.
     pub grant_types: Vec<String>,
+    /// The resources whose access tokens it may introspect (a resource server); see
+    /// [`NewClient::introspection`].
+    pub introspection: Vec<String>,
     /// Unix seconds.
     pub created_at: i64,
 }
@@ -161,7 +172,7 @@ pub struct CreatedClient {
     pub client_secret: Option<ClientSecret>,
 }
 
-fn client_info(row: &ClientRow) -> Result<ClientInfo, AuthServerError> {
+fn client_info(row: &ClientRow, introspection: Vec<String>) -> Result<ClientInfo, AuthServerError> {
     let c = Client::from_row(row)?;
     Ok(ClientInfo {
         client_id: c.client_id,
@@ -170,6 +181,7 @@ fn client_info(row: &ClientRow) -> Result<ClientInfo, AuthServerError> {
         auth_method: c.auth_method,
         redirect_uris: c.metadata.redirect_uris,
         grant_types: c.metadata.grant_types,
+        introspection,
         created_at: row.created_at,
     })
 }
@@ -223,6 +235,7 @@ pub async fn add_client(store: &Store, new: NewClient) -> Result<CreatedClient, 
         serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(jwks.clone())
             .map_err(|e| invalid("jwks", e.to_string()))?;
     }
+    let introspection = introspection_resources(new.auth_method, new.introspection)?;
     let mut metadata = ClientMetadata {
         redirect_uris: new.redirect_uris,
         token_endpoint_auth_method: Some(new.auth_method.as_str().into()),
@@ -249,20 +262,54 @@ pub async fn add_client(store: &Store, new: NewClient) -> Result<CreatedClient, 
         created_at: now(),
         expires_at: None,
     };
-    store.insert_client(&row).await?;
+    store.insert_resource_server(&row, &introspection).await?;
     Ok(CreatedClient {
-        info: client_info(&row)?,
+        info: client_info(&row, introspection)?,
         client_secret: secret.map(ClientSecret::new),
     })
 }
 
+/// Checks the resources of a resource server: absolute http(s) URIs without a fragment (RFC
+/// 8707 §2), each once, and a client that can authenticate (RFC 7662 §2.1: introspection needs
+/// client authentication).
+fn introspection_resources(
+    auth_method: AuthMethod,
+    resources: Vec<String>,
+) -> Result<Vec<String>, AuthServerError> {
+    if !resources.is_empty() && auth_method == AuthMethod::None {
+        return Err(invalid(
+            "introspection",
+            "a resource server must be a confidential client (RFC 7662 §2.1)",
+        ));
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(resources.len());
+    for r in resources {
+        if r.contains('#') || canonical_resource(&r).is_err() {
+            return Err(invalid(
+                "introspection resource",
+                format!("{r:?} is not an absolute http(s) URI without a fragment (RFC 8707 §2)"),
+            ));
+        }
+        if !checked.contains(&r) {
+            checked.push(r);
+        }
+    }
+    Ok(checked)
+}
+
 /// Every client (pre-registered, dynamically registered and cached metadata documents).
 pub async fn list_clients(store: &Store) -> Result<Vec<ClientInfo>, AuthServerError> {
+    let mut introspection = store.all_introspection_resources().await?;
     store
         .list_clients()
         .await?
         .iter()
-        .map(client_info)
+        .map(|row| {
+            client_info(
+                row,
+                introspection.remove(&row.client_id).unwrap_or_default(),
+            )
+        })
         .collect()
 }
 
@@ -352,6 +399,31 @@ mod tests {
         let mut bad = NewClient::new(AuthMethod::None);
         bad.redirect_uris = vec!["http://evil.example/cb".into()];
         assert!(add_client(&store, bad).await.is_err());
+        // Security finding 8: a resource server's resources are absolute http(s) URIs.
+        for resource in [
+            "not a uri",
+            "urn:example:mcp",
+            "https://mcp.example/mcp#frag",
+        ] {
+            let mut bad = NewClient::new(AuthMethod::SecretBasic);
+            bad.introspection = vec![resource.into()];
+            assert!(add_client(&store, bad).await.is_err(), "{resource}");
+        }
+        let mut rs = NewClient::new(AuthMethod::SecretBasic);
+        rs.introspection = vec!["https://mcp.example/mcp".into(); 2];
+        let rs = add_client(&store, rs).await.unwrap().info;
+        assert_eq!(rs.introspection, ["https://mcp.example/mcp"]);
+        let listed = list_clients(&store).await.unwrap();
+        let found = listed.iter().find(|c| c.client_id == rs.client_id).unwrap();
+        assert_eq!(found.introspection, rs.introspection);
+        remove_client(&store, &rs.client_id).await.unwrap();
+        assert!(
+            store
+                .introspection_resources(&rs.client_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         remove_client(&store, &created.info.client_id)
             .await
             .unwrap();

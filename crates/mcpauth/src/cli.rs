@@ -177,7 +177,8 @@ pub struct GatewayArgs {
     /// with --issuer, JWTs are accepted until they expire.)
     #[arg(long, value_name = "URL", requires = "introspection_client_id")]
     pub introspection_url: Option<String>,
-    /// The gateway's client id at the introspection endpoint.
+    /// The gateway's client id at the introspection endpoint (at `mcpauth serve`, a resource
+    /// server for the gateway's MCP URL: `mcpauth clients add --introspection URL`).
     #[arg(long)]
     pub introspection_client_id: Option<String>,
     /// A file holding the introspection client's secret.
@@ -406,6 +407,11 @@ pub enum ClientsCommand {
         /// Where the client's public keys are (private_key_jwt).
         #[arg(long, value_name = "URL")]
         jwks_uri: Option<String>,
+        /// Make this client a resource server for RESOURCE (repeatable): it may introspect
+        /// (RFC 7662) the access tokens issued for that resource (their audience), and only
+        /// those. Other clients, and other tokens, are answered {"active": false}.
+        #[arg(long = "introspection", value_name = "RESOURCE")]
+        introspection: Vec<String>,
         /// The database.
         #[command(flatten)]
         db: DatabaseArgs,

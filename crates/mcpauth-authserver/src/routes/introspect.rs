@@ -1,12 +1,19 @@
-//! Token introspection (RFC 7662) for authenticated confidential clients (resource servers).
-//! Access tokens are verified with our own keys and the key's algorithm only, so `alg: none`
-//! and HS256 signed with the public key are inactive; refresh tokens are reported only to the
-//! client they were issued to.
+//! Token introspection (RFC 7662) for resource servers. The caller must authenticate as a
+//! confidential client (RFC 7662 §2.1) that an administrator registered as a resource server
+//! with the resources it serves (`mcpauth clients add --introspection RESOURCE`); a client
+//! registered through `/register` never is one, though it may hold a secret. A token is
+//! reported only to a resource server of its audience (an access token's `aud`, a refresh
+//! token's resource, or the issuer when it has none) and, for a refresh token, only to the
+//! client it was issued to. Every other answer is `{"active": false}`, the same as for an
+//! unknown token, so it does not tell why (RFC 7662 §2.2, §4; security finding 8). Access
+//! tokens are verified with our own keys and the key's algorithm only, so `alg: none` and
+//! HS256 signed with the public key are inactive.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use mcpauth_core::resource::canonical_resource;
 use serde_json::{Value, json};
 
 use super::{AppState, PeerIp, TokenQuery, no_store_json};
@@ -47,13 +54,21 @@ async fn handle(
     }
     let token = token.as_str();
     let inactive = json!({"active": false});
+    // Security finding 8 (RFC 7662 §4): only resource servers, for their own audiences.
+    let served = shared
+        .store
+        .introspection_resources(&client.client_id)
+        .await?;
+    if served.is_empty() {
+        return Ok(inactive);
+    }
     let issuer = &shared.config.issuer;
     if let Some(c) = shared
         .keys
         .verify::<AccessClaims>(token, ACCESS_TOKEN_TYP, issuer)
         .await
     {
-        if shared.store.access_token_revoked(&c.jti).await? {
+        if !serves(&served, &c.aud) || shared.store.access_token_revoked(&c.jti).await? {
             return Ok(inactive);
         }
         let mut v = json!({
@@ -67,6 +82,7 @@ async fn handle(
     }
     if let Some(row) = shared.store.refresh(&hash_secret(token)).await?
         && row.client_id == client.client_id
+        && serves(&served, row.resource.as_deref().unwrap_or(issuer))
         && row.used_at.is_none()
         && row.revoked_at.is_none()
         && row.expires_at > now()
@@ -84,4 +100,13 @@ async fn handle(
         return Ok(v);
     }
     Ok(inactive)
+}
+
+/// Whether `audience` is one of the `served` resources, compared as canonical URIs (MCP SPEC
+/// C22) like the `resource` parameter of a token request (RFC 8707 §2).
+fn serves(served: &[String], audience: &str) -> bool {
+    let canonical = canonical_resource(audience).ok();
+    served
+        .iter()
+        .any(|r| r == audience || (canonical.is_some() && canonical_resource(r).ok() == canonical))
 }

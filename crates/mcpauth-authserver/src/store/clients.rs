@@ -90,6 +90,17 @@ impl Store {
     }
 
     pub(crate) async fn insert_client(&self, c: &ClientRow) -> Result<(), AuthServerError> {
+        self.insert_resource_server(c, &[]).await
+    }
+
+    /// Inserts a client and, atomically with it, the resources it may introspect tokens for
+    /// (none: an ordinary client; security finding 8).
+    pub(crate) async fn insert_resource_server(
+        &self,
+        c: &ClientRow,
+        resources: &[String],
+    ) -> Result<(), AuthServerError> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO clients (client_id, kind, auth_method, secret_hash, metadata, created_at, \
              expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -101,7 +112,7 @@ impl Store {
         .bind(&c.metadata)
         .bind(c.created_at)
         .bind(c.expires_at)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
@@ -113,8 +124,50 @@ impl Store {
                 e.into()
             }
         })?;
+        for resource in resources {
+            sqlx::query(
+                "INSERT INTO introspection_resources (client_id, resource) VALUES ($1, $2)",
+            )
+            .bind(&c.client_id)
+            .bind(resource)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         self.clients.forget(&c.client_id);
         Ok(())
+    }
+
+    /// The resources whose access tokens `client_id` may introspect; empty unless an
+    /// administrator made it a resource server.
+    pub(crate) async fn introspection_resources(
+        &self,
+        client_id: &str,
+    ) -> Result<Vec<String>, AuthServerError> {
+        Ok(sqlx::query_scalar(
+            "SELECT resource FROM introspection_resources WHERE client_id = $1 ORDER BY resource",
+        )
+        .bind(client_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Every resource server's resources, by client id.
+    pub(crate) async fn all_introspection_resources(
+        &self,
+    ) -> Result<HashMap<String, Vec<String>>, AuthServerError> {
+        let rows = sqlx::query(
+            "SELECT client_id, resource FROM introspection_resources ORDER BY client_id, resource",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut all: HashMap<String, Vec<String>> = HashMap::new();
+        for row in rows {
+            all.entry(row.try_get("client_id")?)
+                .or_default()
+                .push(row.try_get("resource")?);
+        }
+        Ok(all)
     }
 
     /// Stores a freshly fetched client ID metadata document, replacing an older copy.
@@ -163,6 +216,7 @@ impl Store {
             "UPDATE refresh_tokens SET revoked_at = 0 WHERE client_id = $1 AND revoked_at IS NULL",
             "DELETE FROM consents WHERE client_id = $1",
             "DELETE FROM authorization_codes WHERE client_id = $1",
+            "DELETE FROM introspection_resources WHERE client_id = $1",
         ] {
             sqlx::query(sql)
                 .bind(client_id)

@@ -56,16 +56,26 @@ pub struct Store {
     revoked: Arc<revoked::Revoked>,
 }
 
-/// The embedded migrations. One portable file today; a backend-specific step would be added
-/// here with a `match backend`.
+/// The embedded migrations. Each is one portable file that both backends run; a
+/// backend-specific step would be added here with a `match backend`.
 fn migrator(_backend: Backend) -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../../migrations/0001_init.sql")),
-        false,
-    )])
+    let migration = |version, name, sql| {
+        Migration::new(
+            version,
+            Cow::Borrowed(name),
+            MigrationType::Simple,
+            SqlStr::from_static(sql),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("../../migrations/0001_init.sql")),
+        migration(
+            2,
+            "introspection",
+            include_str!("../../migrations/0002_introspection.sql"),
+        ),
+    ])
 }
 
 impl Store {

@@ -156,7 +156,7 @@ both_backends! {
     async fn a1_code_replay_revokes_issued_tokens(db) {
         let ts = TestServer::start(db, |_| {}).await;
         ts.add_user().await;
-        let rs = ts.add_secret_client().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
         let client_id = ts.register_public_client(&[REDIRECT]).await;
         let a = authorization(&ts, &client_id, REDIRECT, &[]);
         let (resp, _) = browser_flow(&ts, &a.url).await;

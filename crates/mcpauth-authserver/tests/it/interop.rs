@@ -31,7 +31,7 @@ both_backends! {
         );
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-        let (id, secret) = ts.add_secret_client().await;
+        let (id, secret) = ts.add_resource_server(&[&resource]).await;
         let mut config = SessionConfig::new(resource.clone(), Grant::ClientCredentials);
         config.client.static_client = Some(StaticClient {
             client_id: id.clone(),

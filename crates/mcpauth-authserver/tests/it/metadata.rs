@@ -68,7 +68,7 @@ both_backends! {
     /// EdDSA signing as an option; a rotated key set keeps the previous key published.
     async fn eddsa_signing_and_key_rotation(db) {
         let ts = TestServer::start(db, |c| c.signing_alg = mcpauth_authserver::SigningAlg::EdDsa).await;
-        let rs = ts.add_secret_client().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
         let (_, t) = token_request(&ts, &[
             ("grant_type", "client_credentials"), ("client_id", &rs.0), ("client_secret", &rs.1),
         ]).await;

@@ -27,7 +27,7 @@ both_backends! {
         ]).await;
         assert_eq!(status, 200, "{t}");
         // Both instances sign with the same key.
-        let rs = a.add_secret_client().await;
+        let rs = a.add_resource_server(&[RESOURCE]).await;
         assert_eq!(introspect(&a, &rs, t["access_token"].as_str().unwrap()).await["active"], true);
         let rt1 = t["refresh_token"].as_str().unwrap();
         let (status, t2) = token_request(&a, &[

@@ -67,7 +67,7 @@ both_backends! {
     async fn sec6_refresh_reuse_by_another_client_revokes_family_a6(db) {
         let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(60)).await;
         ts.add_user().await;
-        let rs = ts.add_secret_client().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
         let client_id = ts.register_public_client(&[REDIRECT]).await;
         let other = ts.register_public_client(&[REDIRECT]).await;
         let first = code_flow_tokens(&ts, &client_id).await;
@@ -90,7 +90,7 @@ both_backends! {
     async fn sec6_refresh_reuse_after_successor_used_revokes_family_a6(db) {
         let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(60)).await;
         ts.add_user().await;
-        let rs = ts.add_secret_client().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
         let client_id = ts.register_public_client(&[REDIRECT]).await;
         let first = code_flow_tokens(&ts, &client_id).await;
         let rt0 = first["refresh_token"].as_str().unwrap();
@@ -116,7 +116,7 @@ both_backends! {
     async fn sec6_refresh_reuse_within_grace_with_successor_unused_gets_it_and_a_new_access_token_a6(db) {
         let ts = TestServer::start(db, |c| c.refresh_grace = Duration::from_secs(60)).await;
         ts.add_user().await;
-        let rs = ts.add_secret_client().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
         let client_id = ts.register_public_client(&[REDIRECT]).await;
         let first = code_flow_tokens(&ts, &client_id).await;
         let rt0 = first["refresh_token"].as_str().unwrap();

@@ -212,6 +212,19 @@ impl TestServer {
             created.client_secret.unwrap().expose().to_owned(),
         )
     }
+
+    /// Pre-registers a resource server: a confidential client that may introspect the access
+    /// tokens of `resources` (security finding 8); returns (id, secret).
+    pub async fn add_resource_server(&self, resources: &[&str]) -> (String, String) {
+        let mut c = NewClient::new(AuthMethod::SecretBasic);
+        c.client_name = Some("Resource server".into());
+        c.introspection = resources.iter().map(|r| r.to_string()).collect();
+        let created = admin::add_client(self.store(), c).await.unwrap();
+        (
+            created.info.client_id,
+            created.client_secret.unwrap().expose().to_owned(),
+        )
+    }
 }
 
 /// An HTTP client that never follows redirects.
@@ -411,7 +424,8 @@ pub async fn code_flow_tokens(ts: &TestServer, client_id: &str) -> Value {
     body
 }
 
-/// Introspects `token` as the confidential client `(id, secret)`.
+/// Introspects `token` as the confidential client `(id, secret)` (a resource server, see
+/// [`TestServer::add_resource_server`], or every answer is inactive).
 pub async fn introspect(ts: &TestServer, client: &(String, String), token: &str) -> Value {
     let resp = http()
         .post(ts.url("/introspect"))

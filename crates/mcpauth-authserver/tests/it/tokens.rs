@@ -8,6 +8,26 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+/// A client_credentials access token for `resource`, asked for by `client`.
+async fn client_credentials_token(
+    ts: &TestServer,
+    client: &(String, String),
+    resource: &str,
+) -> String {
+    let (status, body) = token_request(
+        ts,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client.0),
+            ("client_secret", &client.1),
+            ("resource", resource),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
 both_backends! {
     /// A12: client_credentials with client_secret_basic; a wrong secret is a 401 with a Basic
     /// challenge; client_secret_post works too; a public client may not use the grant.
@@ -193,7 +213,7 @@ both_backends! {
     /// `alg: none` and HS256 signed with our public key are inactive.
     async fn introspection_refuses_alg_none_and_hs256_with_the_public_key(db) {
         let ts = TestServer::start(db, |_| {}).await;
-        let rs = ts.add_secret_client().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
         let (status, body) = token_request(&ts, &[
             ("grant_type", "client_credentials"), ("client_id", &rs.0), ("client_secret", &rs.1),
             ("scope", "mcp:read"),
@@ -248,12 +268,65 @@ both_backends! {
         assert!(!methods.iter().any(|m| m == "none"), "{methods:?}");
     }
 
+    /// Security finding 8 (RFC 7662 §2.1, §4): open dynamic registration hands a secret to
+    /// anyone, so a confidential client is no proof of being a resource server. A client
+    /// registered that way introspects a valid token as inactive, and learns nothing more
+    /// (RFC 7662 §2.2); so does a pre-registered client that is not a resource server.
+    async fn sec8_anonymous_dcr_client_with_a_secret_introspects_inactive(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
+        let at = client_credentials_token(&ts, &rs, RESOURCE).await;
+        assert_eq!(introspect(&ts, &rs, &at).await["active"], true);
+        let resp = http().post(ts.url("/register")).json(&json!({
+            "client_name": "Anyone", "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "client_secret_basic",
+        })).send().await.unwrap();
+        assert_eq!(resp.status(), 201);
+        let registered: Value = resp.json().await.unwrap();
+        let anonymous = (
+            registered["client_id"].as_str().unwrap().to_owned(),
+            registered["client_secret"].as_str().expect("a secret").to_owned(),
+        );
+        assert_eq!(introspect(&ts, &anonymous, &at).await, json!({"active": false}));
+        let robot = ts.add_secret_client().await;
+        let own = client_credentials_token(&ts, &robot, RESOURCE).await;
+        for token in [&at, &own] {
+            assert_eq!(introspect(&ts, &robot, token).await, json!({"active": false}));
+        }
+    }
+
+    /// Security finding 8 (RFC 7662 §2.1, §4; RFC 8707 §2): a resource server introspects the
+    /// access tokens of the resources it serves (compared as canonical URIs, MCP SPEC C22) and
+    /// no others: a token for another audience is inactive, exactly like an unknown one.
+    async fn sec8_resource_server_introspects_only_tokens_for_its_resources(db) {
+        const OTHER: &str = "http://127.0.0.1:9001/mcp";
+        let ts = TestServer::start(db, |c| c.resources = vec![RESOURCE.into(), OTHER.into()]).await;
+        let robot = ts.add_secret_client().await;
+        let at_a = client_credentials_token(&ts, &robot, RESOURCE).await;
+        let at_b = client_credentials_token(&ts, &robot, OTHER).await;
+        let rs_a = ts.add_resource_server(&[RESOURCE]).await;
+        let v = introspect(&ts, &rs_a, &at_a).await;
+        assert_eq!((v["active"].as_bool(), v["aud"].as_str()), (Some(true), Some(RESOURCE)), "{v}");
+        assert_eq!(introspect(&ts, &rs_a, &at_b).await, json!({"active": false}));
+        let rs_b = ts.add_resource_server(&["HTTP://127.0.0.1:9001/mcp"]).await;
+        assert_eq!(introspect(&ts, &rs_b, &at_b).await["active"], true);
+        assert_eq!(introspect(&ts, &rs_b, &at_a).await, json!({"active": false}));
+        let both = ts.add_resource_server(&[RESOURCE, OTHER]).await;
+        for at in [&at_a, &at_b] {
+            assert_eq!(introspect(&ts, &both, at).await["active"], true);
+        }
+        // A public client cannot be a resource server: it cannot authenticate (RFC 7662 §2.1).
+        let mut public = NewClient::new(AuthMethod::None);
+        public.introspection = vec![RESOURCE.into()];
+        assert!(admin::add_client(ts.store(), public).await.is_err());
+    }
+
     /// RFC 7009: revoking a refresh token revokes its family; revoking an access token makes it
     /// inactive.
     async fn revocation_of_refresh_and_access_tokens(db) {
         let ts = TestServer::start(db, |_| {}).await;
         ts.add_user().await;
-        let rs = ts.add_secret_client().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
         let client_id = ts.register_public_client(&[REDIRECT]).await;
         let t = code_flow_tokens(&ts, &client_id).await;
         let at = t["access_token"].as_str().unwrap();

@@ -54,7 +54,9 @@ async fn s4_introspection_verifier_checks_audience_and_caches() {
     let pending = Pending::new().await;
     let other = "http://127.0.0.1:1/other";
     let auth = As::start(&[&pending.resource, other]).await;
-    let rs_client = auth.client().await;
+    // A resource server for both, so that the verifier's own audience check (not the
+    // authorization server's) is what refuses the other resource's token.
+    let rs_client = auth.resource_server(&[&pending.resource, other]).await;
     let (endpoint, count, _proxy) = counting_proxy(format!("{}/introspect", auth.issuer)).await;
     let verifier = IntrospectionVerifier::new(
         endpoint,

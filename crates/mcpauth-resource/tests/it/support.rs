@@ -120,6 +120,18 @@ impl As {
         )
     }
 
+    /// A resource server for `resources`: a confidential client that may introspect their
+    /// access tokens: (id, secret).
+    pub async fn resource_server(&self, resources: &[&str]) -> (String, String) {
+        let mut new = NewClient::new(AuthMethod::SecretBasic);
+        new.introspection = resources.iter().map(|r| r.to_string()).collect();
+        let created = admin::add_client(self.server.store(), new).await.unwrap();
+        (
+            created.info.client_id,
+            created.client_secret.unwrap().expose().to_owned(),
+        )
+    }
+
     /// A client_credentials access token for `resource` with `scope`.
     pub async fn token(&self, client: &(String, String), resource: &str, scope: &str) -> String {
         let resp = http()

@@ -79,6 +79,7 @@ pub async fn clients(cli: &Cli, cmd: &ClientsCommand) -> anyhow::Result<()> {
             scope,
             jwks_file,
             jwks_uri,
+            introspection,
             db,
         } => {
             let method = AuthMethod::parse(auth_method).with_context(|| {
@@ -91,6 +92,7 @@ pub async fn clients(cli: &Cli, cmd: &ClientsCommand) -> anyhow::Result<()> {
             new.grant_types = grant_types.clone();
             new.scope = scope.clone();
             new.jwks_uri = jwks_uri.clone();
+            new.introspection = introspection.clone();
             if let Some(f) = jwks_file {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("cannot read {}", f.display()))?;
@@ -108,10 +110,14 @@ pub async fn clients(cli: &Cli, cmd: &ClientsCommand) -> anyhow::Result<()> {
                         "client_id": created.info.client_id,
                         "client_secret": created.client_secret.as_ref().map(|s| s.expose()),
                         "token_endpoint_auth_method": created.info.auth_method.as_str(),
+                        "introspection": created.info.introspection,
                     })
                 );
             } else {
                 println!("client_id: {}", created.info.client_id);
+                for resource in &created.info.introspection {
+                    println!("introspection: {resource}");
+                }
                 if let Some(secret) = &created.client_secret {
                     // Shown once, on stdout only, never logged (it is stored hashed).
                     println!("client_secret: {}", secret.expose());
@@ -134,6 +140,7 @@ pub async fn clients(cli: &Cli, cmd: &ClientsCommand) -> anyhow::Result<()> {
                             "token_endpoint_auth_method": c.auth_method.as_str(),
                             "redirect_uris": c.redirect_uris,
                             "grant_types": c.grant_types,
+                            "introspection": c.introspection,
                             "created_at": c.created_at,
                         })
                     })

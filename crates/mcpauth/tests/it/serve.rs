@@ -265,6 +265,92 @@ async fn admin_commands_manage_clients_and_keys() {
     assert!(err.contains("unknown auth method"), "{err}");
 }
 
+/// Security finding 8 (RFC 7662 §2.1, §4): `mcpauth clients add --introspection RESOURCE`
+/// makes a resource server that introspects the access tokens of RESOURCE through `mcpauth
+/// serve`; a client added without it gets `{"active": false}` for the same token.
+#[tokio::test]
+async fn sec8_clients_add_introspection_makes_a_resource_server() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let db = ["--database", database.as_str()];
+    let resource = "http://127.0.0.1:9/mcp";
+    let add = |args: &'static [&'static str]| {
+        let args = [&["clients", "add", "--json"][..], args, &db].concat();
+        let home = home.path().to_owned();
+        async move {
+            let (code, out, err) = run(&home, &args, "").await;
+            assert_eq!(code, 0, "{err}");
+            let v: Value = serde_json::from_str(&out).unwrap();
+            let secret = v["client_secret"].as_str().unwrap().to_owned();
+            (v, secret)
+        }
+    };
+    let (rs, rs_secret) = add(&["--id", "rs", "--introspection", "http://127.0.0.1:9/mcp"]).await;
+    assert_eq!(rs["introspection"], json!([resource]));
+    let (robot, robot_secret) = add(&["--id", "robot"]).await;
+    assert_eq!(robot["introspection"], json!([]));
+    let (code, _, err) = run(
+        home.path(),
+        &[
+            &["clients", "add", "--auth-method", "none"][..],
+            &["--introspection", resource],
+            &db,
+        ]
+        .concat(),
+        "",
+    )
+    .await;
+    assert_eq!(code, 1, "a public client cannot introspect: {err}");
+    let (_, out, _) = run(
+        home.path(),
+        &[&["clients", "list", "--json"][..], &db].concat(),
+        "",
+    )
+    .await;
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let listed_rs = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == "rs");
+    assert_eq!(listed_rs.unwrap()["introspection"], json!([resource]));
+
+    let (_serve, issuer) = start_serve(home.path(), &database, resource).await;
+    let resp = reqwest::Client::new()
+        .post(format!("{issuer}/token"))
+        .basic_auth("robot", Some(&robot_secret))
+        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token: Value = resp.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let introspect = |id: &'static str, secret: String| {
+        let url = format!("{issuer}/introspect");
+        async move {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let v = introspect("rs", rs_secret).await;
+    assert_eq!(
+        (v["active"].as_bool(), v["aud"].as_str()),
+        (Some(true), Some(resource))
+    );
+    assert_eq!(
+        introspect("robot", robot_secret).await,
+        json!({"active": false})
+    );
+}
+
 #[tokio::test]
 async fn a7_plain_http_on_a_public_interface_is_refused() {
     let home = tempfile::tempdir().unwrap();
