@@ -130,7 +130,7 @@ fn form_decode(s: &str) -> Option<String> {
 }
 
 /// Credentials of an `Authorization: Basic` header, if there is one.
-fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

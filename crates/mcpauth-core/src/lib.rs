@@ -17,6 +17,8 @@
 pub mod authorization_response;
 pub mod device;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metadata;
 pub mod oauth_error;
 pub mod pkce;

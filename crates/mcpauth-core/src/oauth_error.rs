@@ -147,13 +147,19 @@ impl OAuthError {
     }
 }
 
+/// Server-supplied text as shown to people and logs: on one line, without control characters
+/// (terminal escapes included), and at most `max` characters.
+fn shown(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.error)?;
+        // The code comes from the server too: RFC 6749 §5.2 allows no control characters in it,
+        // but nothing stops a server from sending them.
+        f.write_str(&shown(self.error.as_str(), 100))?;
         if let Some(d) = &self.error_description {
-            // Server-supplied text: keep it on one line and short.
-            let d: String = d.chars().filter(|c| !c.is_control()).take(300).collect();
-            write!(f, " ({d})")?;
+            write!(f, " ({})", shown(d, 300))?;
         }
         Ok(())
     }
@@ -181,5 +187,18 @@ mod tests {
                 .unwrap();
         assert_eq!(e.error, ErrorCode::InvalidGrant);
         assert_eq!(e.to_string(), "invalid_grant (expired)");
+    }
+
+    #[test]
+    fn control_characters_of_a_server_error_code_are_not_shown() {
+        let e: OAuthError =
+            serde_json::from_str(r#"{"error":"bad\u001b[2J\ncode","error_description":"x\r"}"#)
+                .unwrap();
+        assert_eq!(e.to_string(), "bad[2Jcode (x)");
+        assert_eq!(
+            e.error.as_str(),
+            "bad\u{1b}[2J\ncode",
+            "the wire form is kept"
+        );
     }
 }

@@ -93,6 +93,11 @@ fn is_token68_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)
 }
 
+/// HTAB, SP, VCHAR or obs-text: what a quoted string may hold, raw or escaped.
+fn is_qdtext_or_pair(b: u8) -> bool {
+    b == b'\t' || b >= 0x20 && b != 0x7f
+}
+
 struct Cursor<'a> {
     s: &'a [u8],
     pos: usize,
@@ -143,11 +148,16 @@ impl Cursor<'_> {
                 }
                 Some(b'\\') => {
                     self.pos += 1;
-                    let c = self.peek().ok_or_else(|| self.err("dangling escape"))?;
-                    out.push(c);
+                    // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ) (RFC 9110 §5.6.4): a
+                    // control character cannot be smuggled in by escaping it.
+                    match self.peek() {
+                        None => return Err(self.err("dangling escape")),
+                        Some(c) if is_qdtext_or_pair(c) => out.push(c),
+                        Some(_) => return Err(self.err("control character in quoted string")),
+                    }
                     self.pos += 1;
                 }
-                Some(c) if c == b'\t' || c >= 0x20 && c != 0x7f => {
+                Some(c) if is_qdtext_or_pair(c) => {
                     out.push(c);
                     self.pos += 1;
                 }
@@ -324,6 +334,8 @@ mod tests {
             "=x",
             "Bearer a=b c=d",
             "Bearer\"x\"",
+            "Bearer error=\"a\\\u{1}\"",
+            "Bearer error=\"a\\\u{7f}\"",
         ] {
             let e = parse(bad).unwrap_err();
             assert!(

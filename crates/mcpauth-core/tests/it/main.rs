@@ -1,3 +1,4 @@
 //! Integration tests of `mcpauth-core`.
 
+mod fuzz_corpus;
 mod properties;
