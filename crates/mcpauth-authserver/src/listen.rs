@@ -20,8 +20,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::serve::Listener;
 use http_body::{Frame, SizeHint};
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower::ServiceExt;
@@ -101,7 +101,7 @@ where
     Ok(())
 }
 
-/// One connection: HTTP/1.1 with the head deadline, the body deadline on every request, and
+/// One connection: HTTP/1.1 (or HTTP/2) with the head deadline, the body deadline on every request, and
 /// the idle watchdog.
 async fn serve_connection<I>(
     io: I,
@@ -131,10 +131,14 @@ async fn serve_connection<I>(
             }
         })
     };
-    let conn = http1::Builder::new()
+    // HTTP/1.1, or HTTP/2 when TLS negotiated it (ALPN `h2`).
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(io), service);
+        .header_read_timeout(limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing: Option<Instant> = None;
     loop {

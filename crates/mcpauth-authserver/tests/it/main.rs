@@ -18,6 +18,7 @@ mod cimd;
 mod clients;
 mod code_flow;
 mod fuzz_corpus;
+mod hostile;
 mod interop;
 mod listen;
 mod metadata;
