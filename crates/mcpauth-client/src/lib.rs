@@ -32,6 +32,8 @@ pub mod cross_app;
 pub mod discovery;
 mod error;
 mod flow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 pub mod http;
 pub mod loopback;

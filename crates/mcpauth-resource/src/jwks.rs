@@ -280,10 +280,21 @@ impl IssuerKeys {
             .await
             .map_err(|e| ResourceError::unavailable(&what, e))?;
         let doc: Value = read_json(resp, MAX_DOCUMENT_BYTES, &what).await?;
+        let keys = self
+            .keys_of(&doc)
+            .map_err(|reason| ResourceError::unavailable(&what, reason))?;
+        tracing::debug!(issuer = %self.issuer, keys = keys.len(), "fetched the JWK set");
+        Ok(keys)
+    }
+
+    /// The usable keys of a JWK set document (RFC 7517 §5), each with this issuer's validation
+    /// rules; keys that cannot be used (see [`algorithms_for`]) are skipped. An error if the
+    /// document has no `keys` array.
+    pub(crate) fn keys_of(&self, doc: &Value) -> Result<Vec<Arc<VerifyKey>>, &'static str> {
         let keys = doc
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or_else(|| ResourceError::unavailable(&what, "no `keys` array"))?;
+            .ok_or("no `keys` array")?;
         let mut out = Vec::new();
         for k in keys {
             let parsed = serde_json::from_value::<Jwk>(k.clone())
@@ -307,8 +318,18 @@ impl IssuerKeys {
                 }
             }
         }
-        tracing::debug!(issuer = %self.issuer, keys = out.len(), "fetched the JWK set");
         Ok(out)
+    }
+
+    /// Uses `keys` as if they had just been fetched (for the fuzz targets, which must not touch
+    /// the network): no refetch happens before the refetch policy's interval and maximum age.
+    pub(crate) fn preload(&self, keys: Vec<Arc<VerifyKey>>) {
+        let now = Instant::now();
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(KeySet {
+            keys,
+            fetched_at: Some(now),
+            attempted_at: Some(now),
+        });
     }
 }
 

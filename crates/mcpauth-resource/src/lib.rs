@@ -40,6 +40,8 @@
 mod challenge;
 mod error;
 mod fetch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod jwks;
 mod layer;
 mod origin;

@@ -73,6 +73,11 @@ pub struct OAuthBlock {
     pub extra: BTreeMap<String, Value>,
 }
 
+// By explicit path, so that it resolves the same where the fuzz crate includes this file.
+#[cfg(test)]
+#[path = "config/fuzz_target.rs"]
+mod fuzz_target;
+
 /// The mcpo default callback port.
 pub const MCPO_CALLBACK_PORT: u16 = 3030;
 
@@ -239,6 +244,12 @@ mod tests {
         let e = parse_headers(["no colon"]).unwrap_err();
         assert!(e.to_string().contains("Name: value"), "{e}");
         assert!(parse_headers(["X: ${MCPAUTH_SURELY_UNSET_VAR}"]).is_err());
+    }
+
+    #[test]
+    fn fuzz_corpus_replays() {
+        let fuzz_dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fuzz"));
+        mcpauth_core::fuzzing::replay(fuzz_dir, "config", super::fuzz_target::config);
     }
 
     #[test]

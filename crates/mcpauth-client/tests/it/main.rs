@@ -1,5 +1,6 @@
 //! Integration tests of `mcpauth-client`, one module per area.
 
+mod fuzz_corpus;
 mod processes;
 mod session;
 mod store;

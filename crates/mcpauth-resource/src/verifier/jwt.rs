@@ -95,6 +95,11 @@ impl JwtVerifier {
         Ok(())
     }
 
+    /// The key cache of the trusted issuer `issuer`.
+    pub(crate) fn issuer_keys(&self, issuer: &str) -> Option<&IssuerKeys> {
+        self.issuers.iter().find(|i| i.issuer == issuer)
+    }
+
     fn check_typ(&self, typ: Option<&str>) -> Result<(), ResourceError> {
         let ok = match typ {
             Some(t) if t.eq_ignore_ascii_case("at+jwt") => true,
