@@ -174,9 +174,18 @@ start_serve() {
   fail "mcpauth serve at $ISSUER does not answer /healthz"
 }
 
+# Whether PID is running (a zombie, exited but not yet reaped, is not).
+alive() { [[ -r /proc/$1/stat ]] && [[ $(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) != Z ]]; }
+
 stop_pid() { # stop_pid PID: SIGTERM, wait, and report its exit status
   local pid=$1 rc=0
-  kill -TERM "$pid" 2>/dev/null || return 0
+  if ! alive "$pid"; then
+    # Gone before the stop (crashed, or exited by itself): a failure whatever its status.
+    wait "$pid" 2>/dev/null || rc=$?
+    echo "process $pid had already exited (status $rc) before it was asked to stop" >&2
+    return $((rc == 0 ? 125 : rc))
+  fi
+  kill -TERM "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null || rc=$?
   return $rc
 }
