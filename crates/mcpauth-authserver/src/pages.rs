@@ -31,6 +31,9 @@ pub(crate) struct ConsentPage<'a> {
     pub username: &'a str,
     pub redirect_host: &'a str,
     pub localhost_warning: bool,
+    /// The user approved this client before, but that approval cannot answer for it
+    /// (security finding 7, RFC 8252 §8.6): say so above the same one-click form.
+    pub consented_before: bool,
     pub scopes: Vec<&'a str>,
     pub resource: Option<&'a str>,
 }
@@ -76,6 +79,7 @@ mod tests {
             username: "u",
             redirect_host: "app.example",
             localhost_warning: true,
+            consented_before: true,
             scopes: vec!["read"],
             resource: None,
         }
@@ -85,5 +89,6 @@ mod tests {
         assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
         assert!(html.contains("localhost"));
         assert!(html.contains("app.example"));
+        assert!(html.contains("You allowed this application before"));
     }
 }

@@ -5,16 +5,26 @@
 //! The browser is identified by a random session cookie; a pending request is stored bound to
 //! its hash, and each form's CSRF token is a hash of the cookie and the request id, so a form
 //! can only be posted by the browser it was shown to.
+//!
+//! Consent is remembered per user, client and scope set, but it answers without a page only for
+//! a client whose identity is assured (RFC 8252 §8.6, security finding 7): one that
+//! authenticates at the token endpoint, or a public client whose redirect URI is claimed https
+//! (for a client ID metadata document: https on the document's own origin). Anyone can claim a
+//! public client's id with a loopback or private-use redirect URI and their own PKCE challenge,
+//! so such a client gets the consent page every time, noting the earlier approval.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mcpauth_core::url_policy::is_loopback;
 use mcpauth_core::{ErrorCode, OAuthError, ScopeSet, constant_time_eq, pkce::S256};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, PeerIp};
-use crate::clients::{self, ClientKind, LookupError, is_loopback_redirect, redirect_uri_allowed};
+use crate::clients::{
+    self, Client, ClientKind, LookupError, is_loopback_redirect, redirect_uri_allowed,
+};
 use crate::error::AuthServerError;
 use crate::pages::{ConsentPage, LoginPage, error_page, render};
 use crate::params::{Params, oauth_error};
@@ -262,18 +272,26 @@ pub(crate) async fn authorize(
         let Some(user) = &user else {
             return fail(OAuthError::new(ErrorCode::Other("login_required".into())));
         };
+        // Without a page, only remembered consent for an assured client can answer (RFC 8252
+        // §8.6); anything else needs the page (OIDC Core §3.1.2.6).
         return match has_consent(&shared, user, &pending).await {
-            Ok(true) => finish(&shared, &pending, user, StatusCode::FOUND).await,
-            Ok(false) => fail(OAuthError::new(ErrorCode::Other("consent_required".into()))),
+            Ok(true) if identity_assured(&client, &redirect_uri) => {
+                finish(&shared, &pending, user, StatusCode::FOUND).await
+            }
+            Ok(_) => fail(OAuthError::new(ErrorCode::Other("consent_required".into()))),
             Err(e) => internal(e),
         };
     }
+    let mut consented_before = false;
     if let Some(user) = &user
         && prompt.is_empty()
     {
         match has_consent(&shared, user, &pending).await {
-            Ok(true) => return finish(&shared, &pending, user, StatusCode::FOUND).await,
-            Ok(false) => {}
+            // RFC 8252 §8.6: remembered consent answers only for an assured client.
+            Ok(true) if identity_assured(&client, &redirect_uri) => {
+                return finish(&shared, &pending, user, StatusCode::FOUND).await;
+            }
+            Ok(c) => consented_before = c,
             Err(e) => return internal(e),
         }
     }
@@ -291,7 +309,17 @@ pub(crate) async fn authorize(
         return internal(e);
     }
     let mut resp = match &user {
-        Some(user_id) => consent_page(&shared, &pending, &request_id, &sid, user_id).await,
+        Some(user_id) => {
+            consent_page(
+                &shared,
+                &pending,
+                &request_id,
+                &sid,
+                user_id,
+                consented_before,
+            )
+            .await
+        }
         None => login_page(&shared, &pending, &request_id, &sid, "", None).await,
     };
     if new_cookie {
@@ -345,12 +373,15 @@ fn redirect_host(uri: &str) -> String {
     }
 }
 
+/// The consent form; `consented_before`: the user approved this client and scope set before,
+/// but that approval cannot answer for it (see [`identity_assured`]).
 async fn consent_page(
     shared: &Shared,
     pending: &Pending,
     request_id: &str,
     sid: &str,
     user_id: &str,
+    consented_before: bool,
 ) -> Response {
     let client = match clients::resolve(shared, &pending.client_id).await {
         Ok(c) => c,
@@ -381,6 +412,7 @@ async fn consent_page(
             username: &username,
             redirect_host: &redirect_host(&pending.redirect_uri),
             localhost_warning: is_document && is_loopback_redirect(&pending.redirect_uri),
+            consented_before,
             scopes: scope.iter().collect(),
             resource: pending.resource.as_deref(),
         },
@@ -393,6 +425,36 @@ fn consent_key(scope: &str) -> String {
     let mut v: Vec<&str> = set.iter().collect();
     v.sort_unstable();
     v.join(" ")
+}
+
+/// Whether the client's identity is assured well enough for remembered consent to answer
+/// without the page (RFC 8252 §8.6: "unless the identity of the client can be proven, the
+/// request SHOULD be processed as if no previous request had been approved"). A confidential
+/// client proves it at the token endpoint, where the code is useless without its credentials;
+/// a public client only through a claimed https redirect URI (see [`claimed_https_redirect`]).
+fn identity_assured(client: &Client, redirect_uri: &str) -> bool {
+    client.is_confidential() || claimed_https_redirect(client.kind, &client.client_id, redirect_uri)
+}
+
+/// Whether `redirect_uri` is an https URI that only the client can receive: for a client ID
+/// metadata document, one on the document's own origin (whoever serves the document there
+/// receives the code; MCP SPEC A10); for any other client, one on a host that is not loopback.
+/// Loopback and private-use redirect URIs can be claimed by any program on the user's
+/// machine (RFC 8252 §8.6, §8.7), and http is never claimed.
+fn claimed_https_redirect(kind: ClientKind, client_id: &str, redirect_uri: &str) -> bool {
+    let Ok(redirect) = url::Url::parse(redirect_uri) else {
+        return false;
+    };
+    if redirect.scheme() != "https" {
+        return false;
+    }
+    match kind {
+        // A loopback document origin is only fetched when an operator allow-lists it (A10).
+        ClientKind::MetadataDocument => {
+            url::Url::parse(client_id).is_ok_and(|doc| doc.origin() == redirect.origin())
+        }
+        ClientKind::Static | ClientKind::Dynamic => !is_loopback(&redirect),
+    }
 }
 
 async fn has_consent(
@@ -563,12 +625,31 @@ pub(crate) async fn login(
     if let Err(e) = stored.await {
         return internal(e);
     }
-    let mut resp = match has_consent(&shared, &user.id, &form.pending).await {
-        Ok(true) => match shared.store.take_request(&form.request_id).await {
-            Ok(_) => finish(&shared, &form.pending, &user.id, StatusCode::SEE_OTHER).await,
-            Err(e) => internal(e),
-        },
-        Ok(false) => consent_page(&shared, &form.pending, &form.request_id, &sid, &user.id).await,
+    let p = &form.pending;
+    let mut resp = match has_consent(&shared, &user.id, p).await {
+        // RFC 8252 §8.6: signing in is no consent; remembered consent answers only for an
+        // assured client.
+        Ok(true)
+            if clients::resolve(&shared, &p.client_id)
+                .await
+                .is_ok_and(|c| identity_assured(&c, &p.redirect_uri)) =>
+        {
+            match shared.store.take_request(&form.request_id).await {
+                Ok(_) => finish(&shared, p, &user.id, StatusCode::SEE_OTHER).await,
+                Err(e) => internal(e),
+            }
+        }
+        Ok(consented_before) => {
+            consent_page(
+                &shared,
+                p,
+                &form.request_id,
+                &sid,
+                &user.id,
+                consented_before,
+            )
+            .await
+        }
         Err(e) => internal(e),
     };
     resp.headers_mut()
@@ -635,4 +716,35 @@ pub(crate) async fn consent(
         return internal(e);
     }
     finish(&shared, p, &user, StatusCode::SEE_OTHER).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sec7_only_claimed_https_redirects_assure_a_public_client_rfc8252_8_6() {
+        use ClientKind::{Dynamic, MetadataDocument as Doc, Static};
+        let doc = "https://app.example.com/oauth/client.json";
+        for (kind, redirect, assured) in [
+            (Doc, "https://app.example.com/cb", true),
+            (Doc, "https://app.example.com:8443/cb", false),
+            (Doc, "https://other.example.com/cb", false),
+            (Doc, "http://127.0.0.1:5000/cb", false),
+            (Doc, "com.example.app:/cb", false),
+            (Dynamic, "https://app.example.com/cb", true),
+            (Static, "https://app.example.com/cb", true),
+            (Dynamic, "https://127.0.0.1/cb", false),
+            (Dynamic, "https://localhost/cb", false),
+            (Dynamic, "http://127.0.0.1:5000/cb", false),
+            (Dynamic, "http://app.example.com/cb", false),
+            (Dynamic, "com.example.app:/cb", false),
+        ] {
+            assert_eq!(
+                claimed_https_redirect(kind, doc, redirect),
+                assured,
+                "{kind:?} {redirect}"
+            );
+        }
+    }
 }

@@ -37,7 +37,8 @@ both_backends! {
     /// over HTTPS; the consent page names the client from the document, shows the document URL
     /// and the redirect host, and warns because the only redirect URI is on localhost; the code
     /// is redeemed for a token issued to the URL client id. `Cache-Control: max-age=3600` keeps
-    /// the document for the whole flow and for a second authorization: one fetch in all. A
+    /// the document for the whole flow and for a second authorization, which shows the consent
+    /// page again (a public client on localhost: security finding 7): one fetch in all. A
     /// document whose redirect URI is a public https host gets no localhost warning; a redirect
     /// URI the document does not list gets an error page, not a redirect (A8, A9).
     async fn a9_a10_cimd_client_completes_the_code_flow(db) {
@@ -73,11 +74,15 @@ both_backends! {
         assert_eq!(c["client_id"], url.as_str());
         assert_eq!(c["aud"], RESOURCE);
 
-        // Within max-age: a second authorization (consent remembered) and its token request
-        // use the cached document.
+        // Within max-age: a second authorization and its token request use the cached
+        // document. The client is public on localhost: the consent page again, one click.
         let again = authorization(&ts, &url, REDIRECT, &[]);
         let resp = http().get(&again.url).header("cookie", &cookie).send().await.unwrap();
-        assert_eq!(resp.status(), 302);
+        assert_eq!(resp.status(), 200);
+        let html = resp.text().await.unwrap();
+        assert!(html.contains(CONSENT_AGAIN) && html.contains(LOCALHOST_WARNING), "{html}");
+        let resp = post_consent(&ts, &cookie, &html, "allow").await;
+        assert_eq!(resp.status(), 303);
         let p = location_params(&resp);
         let (status, body) = token_request(&ts, &[
             ("grant_type", "authorization_code"), ("code", &p["code"]),
@@ -99,6 +104,47 @@ both_backends! {
         let (status, location, html) = authorize_page(&a.url).await;
         assert_eq!((status, location), (400, None));
         assert!(html.contains("redirect URI is not registered"), "{html}");
+    }
+
+    /// Security finding 7, RFC 8252 §8.6, A10: a public CIMD client whose redirect URI is https
+    /// on its document's own host is identified by that host, so a second authorization uses
+    /// the remembered consent (302 with a code that redeems); a public CIMD client whose https
+    /// redirect URI is on another host gets the consent page again.
+    async fn sec7_cimd_client_on_its_own_https_host_keeps_consent_rfc8252_8_6(db) {
+        let docs = DocServer::start().await;
+        let url = docs.url("/clients/own.json");
+        let own = docs.url("/cb");
+        docs.serve_json("/clients/own.json", &document(&url, "Own Host Client", &[&own]),
+            Some("max-age=3600"));
+        let other_url = docs.url("/clients/other.json");
+        let other = "https://app.example.net/cb";
+        docs.serve_json("/clients/other.json", &document(&other_url, "Other Host Client", &[other]),
+            Some("max-age=3600"));
+        let ts = TestServer::start(db, |c| docs.trust(c)).await;
+        ts.add_user().await;
+
+        let a = authorization(&ts, &url, &own, &[]);
+        let (_, cookie) = browser_flow(&ts, &a.url).await;
+        let again = authorization(&ts, &url, &own, &[]);
+        let resp = http().get(&again.url).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(resp.status(), 302, "remembered consent");
+        assert!(resp.headers()["location"].to_str().unwrap().starts_with(&own));
+        let p = location_params(&resp);
+        let (status, body) = token_request(&ts, &[
+            ("grant_type", "authorization_code"), ("code", &p["code"]),
+            ("redirect_uri", &own), ("code_verifier", &again.verifier),
+            ("client_id", &url), ("resource", RESOURCE),
+        ]).await;
+        assert_eq!(status, 200, "{body}");
+
+        let a = authorization(&ts, &other_url, other, &[]);
+        let (_, cookie) = browser_flow(&ts, &a.url).await;
+        let again = authorization(&ts, &other_url, other, &[]);
+        let resp = http().get(&again.url).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "the consent page again");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains(CONSENT_AGAIN), "{html}");
+        assert!(html.contains("<p class=\"host\">app.example.net</p>"), "A10: {html}");
     }
 
     /// A9 (CIMD draft §4.3, RFC 9111 §5.2.2): the HTTP cache headers decide how long a document

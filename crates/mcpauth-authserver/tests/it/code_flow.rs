@@ -4,7 +4,7 @@ use crate::support::*;
 
 both_backends! {
     /// A1, A4, A10, A11: log in, consent, get a code with `state` and `iss`, redeem it with
-    /// PKCE for an RFC 9068 access token bound to the resource; consent is remembered.
+    /// PKCE for an RFC 9068 access token bound to the resource.
     async fn a1_a4_a10_full_code_flow_with_pkce(db) {
         let ts = TestServer::start(db, |_| {}).await;
         ts.add_user().await;
@@ -20,7 +20,7 @@ both_backends! {
         let set_cookie = h["set-cookie"].to_str().unwrap();
         assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
 
-        let (resp, cookie) = browser_flow(&ts, &a.url).await;
+        let (resp, _) = browser_flow(&ts, &a.url).await;
         let p = location_params(&resp);
         assert!(resp.headers()["location"].to_str().unwrap().starts_with(REDIRECT));
         assert_eq!(p["state"], a.state);
@@ -44,13 +44,75 @@ both_backends! {
         assert_eq!(c["scope"], "mcp:read mcp:write");
         assert!(c["sub"].is_string() && c["jti"].is_string());
         assert!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap() <= 3600);
+    }
 
-        // Consent is remembered for (user, client, scope set): straight back with a code.
-        let again = authorization(&ts, &client_id, REDIRECT, &[("scope", "mcp:read")]);
-        let resp = http().get(&again.url).header("cookie", &cookie).send().await.unwrap();
+    /// Security finding 7, RFC 8252 §8.6: a public client on a loopback redirect URI cannot
+    /// prove who it is, so an earlier approval never answers for it silently. After one
+    /// approval, an authorization for the same client id from another loopback port with
+    /// another PKCE challenge (an impersonator's) gets the consent page again (one click, the
+    /// earlier approval noted, the redirect host shown), never a redirect with a code; the same
+    /// right after a fresh login, and `prompt=none` answers `consent_required`. Clients whose
+    /// identity is assured keep their remembered consent (straight back with a code): a
+    /// confidential client, which must authenticate to redeem the code, and a public client
+    /// whose redirect URI is claimed https on a public host.
+    async fn sec7_public_client_consent_not_remembered_rfc8252_8_6(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        ts.add_user().await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let a = authorization(&ts, &client_id, REDIRECT, &[]);
+        let (_, cookie) = browser_flow(&ts, &a.url).await;
+
+        let impostor = "http://127.0.0.1:40000/callback";
+        let b = authorization(&ts, &client_id, impostor, &[]);
+        let resp = http().get(&b.url).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "the consent page, not a redirect with a code");
+        assert!(resp.headers().get("location").is_none());
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("name=\"decision\" value=\"allow\""), "the consent form: {html}");
+        assert!(html.contains("<p class=\"host\">127.0.0.1:40000</p>"), "A10: {html}");
+        assert!(html.contains(CONSENT_AGAIN), "the earlier approval is noted: {html}");
+        let resp = post_consent(&ts, &cookie, &html, "allow").await;
+        assert_eq!(resp.status(), 303, "one click");
+        assert!(resp.headers()["location"].to_str().unwrap().starts_with(impostor));
+        assert!(location_params(&resp).contains_key("code"));
+
+        // Straight after a fresh login, too.
+        let c = authorization(&ts, &client_id, REDIRECT, &[]);
+        let (_, html) = login_to_consent(&ts, &c.url).await;
+        assert!(html.contains(CONSENT_AGAIN), "{html}");
+
+        // prompt=none cannot show the page: consent_required, no code.
+        let d = authorization(&ts, &client_id, REDIRECT, &[("prompt", "none")]);
+        let resp = http().get(&d.url).header("cookie", &cookie).send().await.unwrap();
         assert_eq!(resp.status(), 302);
         let p = location_params(&resp);
-        assert!(p.contains_key("code") && p["iss"] == ts.issuer);
+        assert_eq!((p["error"].as_str(), p.get("code")), ("consent_required", None));
+        assert_eq!((p["state"].as_str(), p["iss"].as_str()), (d.state.as_str(), ts.issuer.as_str()));
+
+        // A confidential client (same loopback redirect URI) keeps its remembered consent.
+        let (secret_client, _) = ts.add_secret_client().await;
+        let e = authorization(&ts, &secret_client, REDIRECT, &[]);
+        let (_, cookie) = browser_flow(&ts, &e.url).await;
+        let again = authorization(&ts, &secret_client, REDIRECT, &[]);
+        let resp = http().get(&again.url).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(resp.status(), 302);
+        assert!(location_params(&resp).contains_key("code"));
+
+        // So does a public client whose redirect URI is https on a public host.
+        let web = "https://app.example.com/cb";
+        let resp = http().post(ts.url("/register")).json(&serde_json::json!({
+            "client_name": "Web", "redirect_uris": [web], "token_endpoint_auth_method": "none",
+        })).send().await.unwrap();
+        assert_eq!(resp.status(), 201);
+        let web_client = resp.json::<serde_json::Value>().await.unwrap()["client_id"]
+            .as_str().unwrap().to_owned();
+        let f = authorization(&ts, &web_client, web, &[]);
+        let (_, cookie) = browser_flow(&ts, &f.url).await;
+        let again = authorization(&ts, &web_client, web, &[]);
+        let resp = http().get(&again.url).header("cookie", &cookie).send().await.unwrap();
+        assert_eq!(resp.status(), 302);
+        assert!(resp.headers()["location"].to_str().unwrap().starts_with(web));
+        assert!(location_params(&resp).contains_key("code"));
     }
 
     /// A10: the consent page shows the redirect host; a loopback redirect of a fetched

@@ -13,6 +13,9 @@ pub const USER: &str = "alice";
 pub const PASSWORD: &str = "correct horse battery";
 pub const REDIRECT: &str = "http://127.0.0.1:53682/callback";
 pub const RESOURCE: &str = "http://127.0.0.1:9000/mcp";
+/// What the consent page says when the user approved the client before but the approval cannot
+/// answer for it silently (security finding 7, RFC 8252 §8.6).
+pub const CONSENT_AGAIN: &str = "You allowed this application before";
 
 /// Generates `mod $name { sqlite, postgres }` running `$body` with a fresh [`Db`] of each kind.
 macro_rules! both_backends {
