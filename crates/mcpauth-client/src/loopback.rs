@@ -18,6 +18,9 @@ use crate::authorize::{BoxFuture, FrontEnd, PendingRedirect, Presenter};
 /// Largest request head read from the browser.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// Most connections served at once; further ones are closed unanswered.
+const MAX_CONNECTIONS: usize = 16;
+
 /// Where the listener binds and which path it answers.
 #[derive(Clone, Debug)]
 pub struct LoopbackOptions {
@@ -168,14 +171,27 @@ impl PendingLoopback {
         self,
         expected_state: String,
     ) -> Result<AuthorizationResponse, ClientError> {
+        // Connections are served side by side, so a stray or slow one (a port scan, a
+        // browser's speculative connection) cannot hold up the real redirect.
         let wait = async {
+            let mut connections = tokio::task::JoinSet::new();
             loop {
-                let (stream, _) =
-                    self.listener.accept().await.map_err(|e| {
-                        ClientError::Authorization(format!("callback listener: {e}"))
-                    })?;
-                if let Some(r) = handle(stream, &self.path, &expected_state).await {
-                    return Ok(r);
+                tokio::select! {
+                    accepted = self.listener.accept() => {
+                        let (stream, _) = accepted.map_err(|e| {
+                            ClientError::Authorization(format!("callback listener: {e}"))
+                        })?;
+                        if connections.len() >= MAX_CONNECTIONS {
+                            continue;
+                        }
+                        let (path, state) = (self.path.clone(), expected_state.clone());
+                        connections.spawn(async move { handle(stream, &path, &state).await });
+                    }
+                    Some(done) = connections.join_next(), if !connections.is_empty() => {
+                        if let Ok(Some(r)) = done {
+                            return Ok(r);
+                        }
+                    }
                 }
             }
         };
@@ -304,4 +320,49 @@ async fn respond(
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Silent;
+    impl Presenter for Silent {
+        fn show_authorization_url(&self, _: &str) {}
+        fn show_device_code(&self, _: &mcpauth_core::device::DeviceAuthorization) {}
+    }
+
+    /// Code review finding 8: a stray connection that sends nothing must not hold up the
+    /// browser's redirect (before, connections were served one at a time, each for up to 10 s).
+    #[tokio::test]
+    async fn review8_a_stray_connection_does_not_block_the_redirect() {
+        let pending = Loopback::new(LoopbackOptions::default(), Arc::new(Silent))
+            .bind()
+            .await
+            .unwrap();
+        let addr = pending
+            .redirect_uri
+            .trim_start_matches("http://")
+            .to_owned();
+        let addr = addr.split_once('/').unwrap().0.to_owned();
+        let receiving = tokio::spawn(pending.receive("st".into()));
+        let _stray = TcpStream::connect(&addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut browser = TcpStream::connect(&addr).await.unwrap();
+        browser
+            .write_all(b"GET /callback?code=c0de&state=st HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let response = tokio::time::timeout(Duration::from_secs(5), receiving)
+            .await
+            .expect("the redirect waited behind the stray connection")
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.state.as_deref(), Some("st"));
+        assert!(response.code.is_some());
+        let mut page = String::new();
+        browser.read_to_string(&mut page).await.unwrap();
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    }
 }

@@ -190,6 +190,15 @@ impl Session {
         }
     }
 
+    /// Stores `record` on the blocking pool: the file store writes, fsyncs and renames, which
+    /// must not stall an async worker thread (code review finding 8).
+    async fn save_tokens(&self, record: &TokenRecord) -> Result<(), ClientError> {
+        let (store, record) = (Arc::clone(&self.store), record.clone());
+        tokio::task::spawn_blocking(move || store.save_tokens(&record))
+            .await
+            .map_err(|e| ClientError::Config(format!("token store task failed: {e}")))?
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.config
@@ -553,7 +562,7 @@ impl Session {
                     // RFC 6749 §6: no new refresh token means the old one stays valid.
                     new.refresh_token = Some(refresh_token);
                 }
-                self.store.save_tokens(&new)?;
+                self.save_tokens(&new).await?;
                 let token = new.access_token.clone();
                 inner.record = Some(new);
                 inner.client = Some(client);
@@ -564,7 +573,7 @@ impl Session {
                 let mut kept = latest;
                 kept.refresh_token = None;
                 kept.expires_at = Some(0);
-                self.store.save_tokens(&kept)?;
+                self.save_tokens(&kept).await?;
                 inner.record = Some(kept);
                 Ok(None)
             }
@@ -761,7 +770,7 @@ impl Session {
                         client_id: client.client_id.clone(),
                     };
                     let record = self.record_from(key, tokens, scopes.clone(), None);
-                    self.store.save_tokens(&record)?;
+                    self.save_tokens(&record).await?;
                     let token = record.access_token.clone();
                     inner.record = Some(record);
                     inner.client = Some(client);
@@ -822,7 +831,7 @@ impl Session {
         .exchange_code(&code, verifier, redirect_uri, self.resource_param(d))
         .await?;
         let record = self.record_from(key, tokens, scopes.clone(), None);
-        self.store.save_tokens(&record)?;
+        self.save_tokens(&record).await?;
         let token = record.access_token.clone();
         inner.record = Some(record);
         inner.client = Some(client);

@@ -172,7 +172,9 @@ fn redact_url(url: &str) -> String {
             let _ = u.set_password(Some("***"));
             u.to_string()
         }
-        _ => url.chars().take(100).collect(),
+        Ok(u) => u.to_string(),
+        // Unparseable: it may still hold a password, so none of it is shown (review finding 8).
+        Err(_) => "(an unparseable URL)".into(),
     }
 }
 
@@ -192,6 +194,19 @@ mod tests {
         assert_eq!(store.purge_expired().await.unwrap(), 0);
         // Migrating twice is a no-op.
         migrator(Backend::Sqlite).run(store.pool()).await.unwrap();
+    }
+
+    #[test]
+    fn review8_an_unparseable_database_url_is_redacted_whole() {
+        assert_eq!(
+            redact_url("postgres://u:s3cret@[bad/db"),
+            "(an unparseable URL)"
+        );
+        assert_eq!(
+            redact_url("postgres://u:s3cret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 
     #[tokio::test]

@@ -436,3 +436,84 @@ async fn transient_refresh_failure_keeps_the_stored_credentials() {
     session.access_token().await.unwrap();
     assert_eq!(server.seen(|c| (c.refreshes, c.authorizations)), (1, 1));
 }
+
+/// A memory store that records the threads its tokens were saved on.
+#[derive(Debug, Default)]
+struct ThreadRecordingStore {
+    inner: MemoryStore,
+    saved_on: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+}
+
+impl TokenStore for ThreadRecordingStore {
+    fn load_tokens(
+        &self,
+        key: &mcpauth_client::store::StoreKey,
+    ) -> Result<Option<mcpauth_client::store::TokenRecord>, ClientError> {
+        self.inner.load_tokens(key)
+    }
+    fn save_tokens(&self, record: &mcpauth_client::store::TokenRecord) -> Result<(), ClientError> {
+        self.saved_on
+            .lock()
+            .unwrap()
+            .push(std::thread::current().id());
+        self.inner.save_tokens(record)
+    }
+    fn delete_tokens(&self, key: &mcpauth_client::store::StoreKey) -> Result<(), ClientError> {
+        self.inner.delete_tokens(key)
+    }
+    fn list_tokens(&self) -> Result<Vec<mcpauth_client::store::TokenRecord>, ClientError> {
+        self.inner.list_tokens()
+    }
+    fn load_client(
+        &self,
+        issuer: &str,
+    ) -> Result<Option<mcpauth_client::store::ClientRecord>, ClientError> {
+        self.inner.load_client(issuer)
+    }
+    fn save_client(&self, record: &mcpauth_client::store::ClientRecord) -> Result<(), ClientError> {
+        self.inner.save_client(record)
+    }
+    fn delete_client(&self, issuer: &str) -> Result<(), ClientError> {
+        self.inner.delete_client(issuer)
+    }
+    fn load_flow(
+        &self,
+        key: &mcpauth_client::store::StoreKey,
+    ) -> Result<Option<mcpauth_client::store::FlowRecord>, ClientError> {
+        self.inner.load_flow(key)
+    }
+    fn save_flow(&self, record: &mcpauth_client::store::FlowRecord) -> Result<(), ClientError> {
+        self.inner.save_flow(record)
+    }
+    fn lock(
+        &self,
+        key: &mcpauth_client::store::StoreKey,
+    ) -> Result<Box<dyn mcpauth_client::store::StoreLock>, ClientError> {
+        self.inner.lock(key)
+    }
+}
+
+/// Code review finding 8: saving tokens (a write, fsync and rename for the file store) runs on
+/// the blocking pool, never on the thread that drives the async tasks.
+#[tokio::test(flavor = "current_thread")]
+async fn review8_tokens_are_saved_off_the_async_worker_thread() {
+    let server = TestServer::start(Knobs::default()).await;
+    server.add_client("machine", Some("s3cret"));
+    let mut config = SessionConfig::new(server.mcp_url(), Grant::ClientCredentials);
+    config.client.static_client = Some(StaticClient {
+        client_id: "machine".into(),
+        client_secret: Some(ClientSecret::new("s3cret")),
+        auth_method: None,
+        issuer: None,
+    });
+    let store = Arc::new(ThreadRecordingStore::default());
+    let session = Arc::new(Session::new(config, http(), store.clone()));
+    assert_eq!(call(&session, &server).await.unwrap(), 200);
+    let saved_on = store.saved_on.lock().unwrap().clone();
+    assert!(!saved_on.is_empty(), "the tokens were never saved");
+    let runtime_thread = std::thread::current().id();
+    assert!(
+        saved_on.iter().all(|t| *t != runtime_thread),
+        "tokens were saved on the async runtime's thread"
+    );
+}
