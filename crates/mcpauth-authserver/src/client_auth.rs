@@ -157,6 +157,11 @@ async fn lookup(shared: &Shared, client_id: &str, basic: bool) -> Result<Client,
             &format!("the client ID metadata document is unusable: {d}"),
             basic,
         )),
+        // Why is in the server log only (security finding 10).
+        Err(LookupError::NotFetched) => Err(TokenError::invalid_client(
+            "the client ID metadata document could not be fetched",
+            basic,
+        )),
         Err(LookupError::Internal(e)) => Err(TokenError::internal(e)),
     }
 }
@@ -311,9 +316,11 @@ async fn client_keys(
             return Ok((cached.keys.clone(), !stale));
         }
     }
-    let fetched = fetch::fetch(&shared.config.fetch, uri)
-        .await
-        .map_err(|e| bad(format!("client jwks_uri: {e}")))?;
+    let fetched = fetch::fetch(&shared.config.fetch, uri).await.map_err(|e| {
+        // Why is in the server log only (security finding 10).
+        e.log("a client's jwks_uri document");
+        bad("the client's jwks_uri document could not be fetched".into())
+    })?;
     let set: JwkSet = serde_json::from_slice(&fetched.body)
         .map_err(|e| bad(format!("client jwks_uri document: {e}")))?;
     let now = Instant::now();

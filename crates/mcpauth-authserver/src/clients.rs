@@ -140,8 +140,11 @@ impl Client {
 pub(crate) enum LookupError {
     /// No such client.
     Unknown,
-    /// A URL client id whose document could not be fetched or is invalid.
+    /// A URL client id whose document is invalid (what is wrong with it may be shown).
     Document(String),
+    /// A URL client id whose document could not be fetched. Why is logged, never shown: it
+    /// would reveal what internal names resolve to (security finding 10).
+    NotFetched,
     /// The database failed.
     Internal(AuthServerError),
 }
@@ -188,7 +191,10 @@ pub(crate) async fn resolve(shared: &Shared, client_id: &str) -> Result<Client, 
     check_client_id_url(client_id).map_err(|e| LookupError::Document(e.to_string()))?;
     let fetched = fetch::fetch(&shared.config.fetch, client_id)
         .await
-        .map_err(|e| LookupError::Document(e.0))?;
+        .map_err(|e| {
+            e.log("a client ID metadata document");
+            LookupError::NotFetched
+        })?;
     let doc = ClientIdMetadataDocument::from_json_for_url(&fetched.body, client_id)
         .map_err(|e| LookupError::Document(e.to_string()))?;
     let method = doc

@@ -3,6 +3,7 @@
 //! address must be public unless its network is allow-listed for development; the connection
 //! goes to the checked addresses only (no second resolution); no redirects, no proxy, a time
 //! limit and a size limit; `Cache-Control: max-age` decides how long the result may be kept.
+//! Why a fetch failed is for the server log only (security finding 10).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -19,10 +20,21 @@ pub(crate) struct Fetched {
     pub cache_for: Duration,
 }
 
-/// Why a fetch did not produce a document. The message is safe to show to the client.
+/// Why a fetch did not produce a document. The message names the URL (without credentials),
+/// the addresses its host resolves to and the resolver's or the transport's complaint: it is
+/// for the server log only ([`FetchError::log`]). Clients and users are told no more than that
+/// the document could not be fetched, or anyone could map internal names and addresses
+/// through the fetcher (security finding 10, MCP SPEC A10).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct FetchError(pub String);
+pub(crate) struct FetchError(String);
+
+impl FetchError {
+    /// Logs why `what` (e.g. "a client ID metadata document") could not be fetched.
+    pub(crate) fn log(&self, what: &str) {
+        tracing::warn!(error = %self, "{what} could not be fetched");
+    }
+}
 
 /// Why an address may not be fetched, or `None` when it is public.
 pub(crate) fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
@@ -106,7 +118,14 @@ fn check_address(policy: &FetchPolicy, url: &str, ip: IpAddr) -> Result<(), Fetc
 
 /// Fetches `url` under the policy.
 pub(crate) async fn fetch(policy: &FetchPolicy, url: &str) -> Result<Fetched, FetchError> {
-    let parsed = Url::parse(url).map_err(|e| FetchError(format!("invalid URL {url}: {e}")))?;
+    let parsed = Url::parse(url).map_err(|e| FetchError(format!("invalid URL: {e}")))?;
+    // The URL as the messages name it: without any credentials (refused below, never logged).
+    let url = &{
+        let mut shown = parsed.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        shown.to_string()
+    };
     if parsed.scheme() != "https" {
         return Err(FetchError(format!(
             "refusing to fetch {url}: only https is allowed"
@@ -269,5 +288,17 @@ mod tests {
         }
         let e = fetch(&p, "http://8.8.8.8/c.json").await.unwrap_err();
         assert!(e.0.contains("only https"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn sec10_fetch_errors_name_no_credentials() {
+        let e = fetch(
+            &FetchPolicy::default(),
+            "https://user:hunter2@127.0.0.1/c.json",
+        )
+        .await
+        .unwrap_err();
+        assert!(e.0.contains("carries credentials"), "{e}");
+        assert!(!e.0.contains("hunter2") && !e.0.contains("user"), "{e}");
     }
 }

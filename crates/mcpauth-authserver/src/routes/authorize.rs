@@ -185,6 +185,13 @@ pub(crate) async fn authorize(
                 "The application's metadata document could not be used: {d}"
             ));
         }
+        // Why is in the server log only (security finding 10).
+        Err(LookupError::NotFetched) => {
+            return bad(
+                "The application's metadata document could not be fetched. The authorization \
+                 server's log says why.",
+            );
+        }
         Err(LookupError::Internal(e)) => return internal(e),
     };
     let registered = &client.metadata.redirect_uris;

@@ -183,7 +183,8 @@ both_backends! {
     /// A9, C11 (CIMD draft §4.1, §6): a document whose `client_id` is not its own URL is refused
     /// with an error page naming the mismatch (never a redirect to the document's redirect
     /// URIs), and the token endpoint answers `invalid_client`; a document larger than the
-    /// fetch limit is refused likewise, as is one that is not served (404).
+    /// fetch limit is refused likewise, as is one that is not served (404), both saying only
+    /// that the document could not be fetched (security finding 10).
     async fn a9_cimd_mismatched_or_oversized_document_is_refused(db) {
         let docs = DocServer::start().await;
         let ts = TestServer::start(db, |c| docs.trust(c)).await;
@@ -212,13 +213,13 @@ both_backends! {
         let a = authorization(&ts, &url, REDIRECT, &[]);
         let (status, location, html) = authorize_page(&a.url).await;
         assert_eq!((status, location), (400, None));
-        assert!(html.contains("is larger than 65536 bytes"), "{html}");
+        assert!(html.contains(NOT_FETCHED) && !html.contains("65536"), "{html}");
         assert_eq!(docs.hits("/big.json"), 1);
 
         let url = docs.url("/missing.json");
         let a = authorization(&ts, &url, REDIRECT, &[]);
         let (status, location, html) = authorize_page(&a.url).await;
         assert_eq!((status, location), (400, None));
-        assert!(html.contains("returned HTTP 404"), "{html}");
+        assert!(html.contains(NOT_FETCHED) && !html.contains("404"), "{html}");
     }
 }

@@ -71,7 +71,8 @@ both_backends! {
     }
 
     /// A10: a URL client id whose host is loopback or the cloud metadata address is not
-    /// fetched (SSRF), and the user sees an error page, not a redirect.
+    /// fetched (SSRF), and the user sees an error page, not a redirect, saying only that the
+    /// document could not be fetched (security finding 10).
     async fn a10_cimd_url_on_loopback_or_metadata_address_is_refused(db) {
         let ts = TestServer::start(db, |_| {}).await;
         for client_id in [
@@ -84,7 +85,7 @@ both_backends! {
             assert_eq!(resp.status(), 400, "{client_id}");
             assert!(resp.headers().get("location").is_none());
             let html = resp.text().await.unwrap();
-            assert!(html.contains("SSRF"), "{html}");
+            assert!(html.contains(NOT_FETCHED), "{html}");
             // Nor at the token endpoint.
             let (status, body) = token_request(&ts, &[
                 ("grant_type", "authorization_code"), ("client_id", client_id), ("code", "x"),
@@ -92,5 +93,39 @@ both_backends! {
             ]).await;
             assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
         }
+    }
+
+    /// Security finding 10 (A10, RFC 6749 §4.1.2.1: error descriptions are for developers, not
+    /// a probe): why a metadata document was not fetched is never shown, or anyone could map
+    /// internal names through `/authorize`. A name that resolves to loopback (not
+    /// allow-listed) and a name that does not resolve at all get the same error page and the
+    /// same `error_description` at the token endpoint, naming neither the address, nor the
+    /// name, nor the resolver's complaint.
+    async fn sec10_cimd_fetch_refusal_does_not_leak_dns_results(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        let mut pages = Vec::new();
+        let mut descriptions = Vec::new();
+        for client_id in ["https://localhost/client.json", "https://nonexistent.invalid/client.json"] {
+            let a = authorization(&ts, client_id, REDIRECT, &[]);
+            let resp = http().get(&a.url).send().await.unwrap();
+            assert_eq!(resp.status(), 400, "{client_id}");
+            assert!(resp.headers().get("location").is_none());
+            pages.push(resp.text().await.unwrap());
+            let (status, body) = token_request(&ts, &[
+                ("grant_type", "authorization_code"), ("client_id", client_id), ("code", "x"),
+                ("redirect_uri", REDIRECT), ("code_verifier", &a.verifier),
+            ]).await;
+            assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+            descriptions.push(body["error_description"].as_str().unwrap().to_owned());
+        }
+        for text in pages.iter().chain(&descriptions) {
+            assert!(text.contains(NOT_FETCHED), "{text}");
+            for leak in ["127.0.0.1", "::1", "resolve", "loopback", "SSRF", "lookup",
+                         "Name or service", "localhost", "nonexistent"] {
+                assert!(!text.contains(leak), "{leak:?} leaked: {text}");
+            }
+        }
+        assert_eq!(pages[0], pages[1], "the same page for both");
+        assert_eq!(descriptions[0], descriptions[1], "the same description for both");
     }
 }

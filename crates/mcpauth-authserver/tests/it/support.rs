@@ -16,6 +16,9 @@ pub const RESOURCE: &str = "http://127.0.0.1:9000/mcp";
 /// What the consent page says when the user approved the client before but the approval cannot
 /// answer for it silently (security finding 7, RFC 8252 §8.6).
 pub const CONSENT_AGAIN: &str = "You allowed this application before";
+/// All that the error page and `error_description` say when a client's metadata document could
+/// not be fetched; the reason goes to the server log only (security finding 10).
+pub const NOT_FETCHED: &str = "metadata document could not be fetched";
 
 /// Generates `mod $name { sqlite, postgres }` running `$body` with a fresh [`Db`] of each kind.
 macro_rules! both_backends {
