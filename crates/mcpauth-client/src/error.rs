@@ -28,6 +28,13 @@ pub enum ClientError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// An event of a `text/event-stream` grew past the parser's limit
+    /// ([`SseParser::with_max_event_bytes`](crate::sse::SseParser::with_max_event_bytes)).
+    #[error("an event of the server's event stream is larger than {limit} bytes; refusing it")]
+    EventTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// An HTTP status the flow cannot go on with.
     #[error("{context}: {url} answered HTTP {status}{}", body_hint(.body))]
     UnexpectedStatus {

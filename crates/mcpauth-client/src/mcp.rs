@@ -191,6 +191,7 @@ impl Mcp {
                     Some(chunk) => pending.extend(
                         parser
                             .push(&chunk)
+                            .map_err(|e| mcp_error(method, e.to_string()))?
                             .into_iter()
                             .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok()),
                     ),

@@ -337,7 +337,14 @@ impl Relay {
             let mut parser = SseParser::default();
             let mut endpoint_tx = Some(endpoint_tx);
             while let Ok(Some(chunk)) = response.chunk().await {
-                for event in parser.push(&chunk) {
+                let events = match parser.push(&chunk) {
+                    Ok(events) => events,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dropping the HTTP+SSE stream");
+                        return;
+                    }
+                };
+                for event in events {
                     if event.event.as_deref() == Some("endpoint") {
                         if let Some(etx) = endpoint_tx.take() {
                             let _ = etx.send(event.data);
@@ -757,7 +764,14 @@ impl Relay {
     ) {
         let mut parser = SseParser::default();
         while let Ok(Some(chunk)) = response.chunk().await {
-            for event in parser.push(&chunk) {
+            let events = match parser.push(&chunk) {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping the server's answer stream");
+                    return;
+                }
+            };
+            for event in events {
                 if let Some(line) = to_line(&event.data) {
                     self.deliver(line, ctx, tx).await;
                 }
@@ -852,12 +866,20 @@ impl Relay {
                 };
                 let mut parser = SseParser::default();
                 while let Ok(Some(chunk)) = response.chunk().await {
-                    for event in parser.push(&chunk) {
+                    let events = match parser.push(&chunk) {
+                        Ok(events) => events,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dropping the GET stream; reconnecting");
+                            break;
+                        }
+                    };
+                    for event in events {
                         if let Some(id) = event.id {
                             last_id = Some(id);
                         }
                         if let Some(ms) = event.retry {
-                            retry = Duration::from_millis(ms);
+                            // Within bounds: review finding 5.
+                            retry = mcpauth_client::sse::retry_delay(ms);
                         }
                         if event.event.as_deref().is_some_and(|e| e != "message") {
                             continue;
