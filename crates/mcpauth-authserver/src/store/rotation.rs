@@ -10,8 +10,13 @@
 //!   PostgreSQL database, still spend each token at most once;
 //! - the conditions a client may fail (another client's token, revoked, expired, a different
 //!   `resource`) are in the `WHERE` too, so a token is spent only when the refresh succeeds;
-//! - each caller gets its own answer; a batch that fails is retried one rotation at a time, so
-//!   one bad row never fails the others.
+//! - each caller gets its own answer; a batch that one row may have failed (a constraint it
+//!   violates, a value the database refuses) is retried one rotation at a time, so one bad row
+//!   never fails the others; a batch that failed for a reason every row shares (the pool timed
+//!   out or is closed, I/O, a lost connection) fails whole at once with that error;
+//! - the writers are supervised: one that ended (it panicked, or the runtime it ran on shut
+//!   down) is replaced by the next rotation, and the rotations it held fail with an error rather
+//!   than wait.
 //!
 //! A token that is not spent here is judged by the token endpoint (`routes/token.rs`): a spent
 //! token presented again revokes its family (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2), unless it is
@@ -20,11 +25,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError, Weak};
 
 use sqlx::any::AnyRow;
+use sqlx::error::ErrorKind;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::{Backend, Store};
 use crate::error::AuthServerError;
@@ -68,10 +75,53 @@ struct Job {
     reply: oneshot::Sender<Answer>,
 }
 
-/// The queue of rotations and its writers, started on first use (in the runtime that uses it).
+/// The queue of rotations and its writers, started on first use (in the runtime that uses it)
+/// and restarted by the rotation after one ended.
 #[derive(Debug, Default)]
 pub(crate) struct Rotator {
-    queue: OnceLock<mpsc::Sender<Job>>,
+    state: std::sync::Mutex<Option<Writers>>,
+}
+
+/// A queue and the writers that take from it.
+#[derive(Debug)]
+struct Writers {
+    queue: mpsc::Sender<Job>,
+    /// Held by the writers only: when the last one ends, the jobs still queued are dropped (their
+    /// callers get an error) instead of waiting for a writer that may never come.
+    receiver: Weak<Mutex<mpsc::Receiver<Job>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Rotator {
+    /// The queue, with all its writers running: writers that ended are replaced, and when none
+    /// is left the queue (closed by then) is replaced too.
+    fn queue(&self, pool: &AnyPool, backend: Backend) -> mpsc::Sender<Job> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let live = state
+            .as_mut()
+            .and_then(|w| w.receiver.upgrade().map(|rx| (w, rx)));
+        let (writers_now, receiver) = match live {
+            Some((w, rx)) => {
+                w.tasks.retain(|task| !task.is_finished());
+                (w, rx)
+            }
+            None => {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let rx = Arc::new(Mutex::new(rx));
+                let fresh = state.insert(Writers {
+                    queue: tx,
+                    receiver: Arc::downgrade(&rx),
+                    tasks: Vec::new(),
+                });
+                (fresh, rx)
+            }
+        };
+        while writers_now.tasks.len() < writers(backend) {
+            let task = tokio::spawn(writer(pool.clone(), backend, receiver.clone()));
+            writers_now.tasks.push(task);
+        }
+        writers_now.queue.clone()
+    }
 }
 
 /// Writers running at once: one for SQLite (it has one writer anyway), a few for PostgreSQL so
@@ -90,15 +140,10 @@ impl Store {
     /// what the token granted, or `None` when any of that does not hold: then nothing changed
     /// and the caller looks the token up to say why.
     pub(crate) async fn spend_refresh(&self, spend: Spend) -> Answer {
-        let queue = self.rotator.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            let rx = Arc::new(Mutex::new(rx));
-            for _ in 0..writers(self.backend) {
-                tokio::spawn(writer(self.pool.clone(), self.backend, rx.clone()));
-            }
-            tx
-        });
+        let queue = self.rotator.queue(&self.pool, self.backend);
         let (reply, answer) = oneshot::channel();
+        // Either fails only when the writers ended (panicked, or their runtime shut down) with
+        // this rotation queued or taken: it fails now, and the next rotation has new writers.
         queue
             .send(Job { spend, reply })
             .await
@@ -133,24 +178,92 @@ async fn run(pool: &AnyPool, backend: Backend, batch: Vec<Job>) {
                 let _ = job.reply.send(Ok(answer));
             }
         }
-        Err(e) if unique.len() == 1 => {
-            if let Some(job) = unique.into_iter().next() {
-                let _ = job.reply.send(Err(e));
-            }
-        }
-        Err(e) => {
+        Err(e) if unique.len() > 1 && row_level(&e, backend) => {
             tracing::warn!(error = %e, size = unique.len(), "batched refresh rotation failed; retrying one by one");
-            for job in unique {
+            let mut jobs = unique.into_iter();
+            while let Some(job) = jobs.next() {
                 let answer = rotate(pool, backend, &[&job.spend])
                     .await
                     .map(|mut spent| spent.remove(&job.spend.token_hash));
+                if let Err(e) = &answer
+                    && !row_level(e, backend)
+                {
+                    // The pool or the connection failed meanwhile: the rest would fail alike.
+                    fail(jobs.by_ref().chain(repeats), e);
+                    let _ = job.reply.send(answer);
+                    return;
+                }
                 let _ = job.reply.send(answer);
             }
+        }
+        Err(e) => {
+            // Every rotation would fail alike (or there is only one): each caller is told now.
+            fail(unique.into_iter().chain(repeats), &e);
+            return;
         }
     }
     for job in repeats {
         let _ = job.reply.send(Ok(None));
     }
+}
+
+/// Answers every job of `jobs` with (a copy of) `e`.
+fn fail(jobs: impl Iterator<Item = Job>, e: &AuthServerError) {
+    for job in jobs {
+        let _ = job.reply.send(Err(again(e)));
+    }
+}
+
+/// Whether `e` may be the fault of one row of a batch, so that the rotations are retried one by
+/// one: a constraint a row violates, or a value the database refused (PostgreSQL SQLSTATE
+/// classes 22 and 23; SQLite's constraint, type-mismatch and too-big results). Anything else
+/// (the pool timed out or is closed, I/O, a lost connection, a locked database) would fail every
+/// retry alike, each waiting as long again.
+fn row_level(e: &AuthServerError, backend: Backend) -> bool {
+    let AuthServerError::Database(e) = e else {
+        return false;
+    };
+    match e {
+        sqlx::Error::Database(db) => {
+            let constraint = matches!(
+                db.kind(),
+                ErrorKind::UniqueViolation
+                    | ErrorKind::ForeignKeyViolation
+                    | ErrorKind::NotNullViolation
+                    | ErrorKind::CheckViolation
+                    | ErrorKind::ExclusionViolation
+            );
+            let code = db.code();
+            let code = code.as_deref().unwrap_or_default();
+            constraint
+                || match backend {
+                    Backend::Postgres => code.starts_with("22") || code.starts_with("23"),
+                    // The primary result code is the low byte of the extended one:
+                    // SQLITE_TOOBIG 18, SQLITE_CONSTRAINT 19, SQLITE_MISMATCH 20.
+                    Backend::Sqlite => code
+                        .parse::<u32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 18..=20)),
+                }
+        }
+        sqlx::Error::Encode(_) | sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => true,
+        _ => false,
+    }
+}
+
+/// A copy of a batch's error for each of its callers (`sqlx::Error` is not `Clone`): the same
+/// variant where it carries no payload, the same I/O error kind and message, otherwise the
+/// message.
+fn again(e: &AuthServerError) -> AuthServerError {
+    let copy = match e {
+        AuthServerError::Database(sqlx::Error::PoolTimedOut) => sqlx::Error::PoolTimedOut,
+        AuthServerError::Database(sqlx::Error::PoolClosed) => sqlx::Error::PoolClosed,
+        AuthServerError::Database(sqlx::Error::WorkerCrashed) => sqlx::Error::WorkerCrashed,
+        AuthServerError::Database(sqlx::Error::Io(io)) => {
+            sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string()))
+        }
+        other => sqlx::Error::AnyDriverError(other.to_string().into()),
+    };
+    copy.into()
 }
 
 /// `($1, …, $7), ($8, …)`: `rows` tuples of `width` numbered placeholders.
@@ -305,7 +418,11 @@ mod tests {
             store.spend_refresh(spend("b", "taken"))
         );
         assert_eq!(a.unwrap().unwrap().family_id, "a");
-        assert!(b.is_err());
+        // The successor's primary key collides (review finding 14: the error, not any error).
+        assert!(
+            matches!(&b, Err(AuthServerError::Database(e)) if crate::store::is_unique_violation(e)),
+            "{b:?}"
+        );
         assert!(store.refresh("a").await.unwrap().unwrap().used_at.is_some());
         assert!(store.refresh("a2").await.unwrap().is_some());
         assert!(store.refresh("b").await.unwrap().unwrap().used_at.is_none());
@@ -317,6 +434,132 @@ mod tests {
         assert!(first.unwrap().is_some());
         assert!(again.unwrap().is_none());
         assert!(store.refresh("b3").await.unwrap().is_none());
+    }
+
+    /// A job for [`run`] and where its answer comes.
+    fn job(old: &str, successor: &str) -> (Job, oneshot::Receiver<Answer>) {
+        let (reply, answer) = oneshot::channel();
+        let spend = spend(old, successor);
+        (Job { spend, reply }, answer)
+    }
+
+    /// A pool error fails the whole batch at once, without retrying it one rotation at a time:
+    /// with the pool's one connection held, the batch times out acquiring; once the first caller
+    /// has its answer the connection is free, and a retry would now reach the database, yet the
+    /// second caller has the pool's error too. A closed pool fails every caller alike.
+    async fn review6_a_pool_error_fails_the_batch_at_once(url: &str, backend: Backend) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_millis(300))
+            .connect(url)
+            .await
+            .unwrap();
+        let held = pool.acquire().await.unwrap();
+        let (a, a_answer) = job("a", "a2");
+        let (b, b_answer) = job("b", "b2");
+        let batch = tokio::spawn({
+            let pool = pool.clone();
+            async move { run(&pool, backend, vec![a, b]).await }
+        });
+        let a = a_answer.await.unwrap();
+        drop(held);
+        let b = b_answer.await.unwrap();
+        batch.await.unwrap();
+        for answer in [a, b] {
+            assert!(
+                matches!(
+                    answer,
+                    Err(AuthServerError::Database(sqlx::Error::PoolTimedOut))
+                ),
+                "{answer:?}"
+            );
+        }
+
+        pool.close().await;
+        let (jobs, answers): (Vec<_>, Vec<_>) = [("c", "c2"), ("d", "d2"), ("c", "c3")]
+            .into_iter()
+            .map(|(old, new)| job(old, new))
+            .unzip();
+        run(&pool, backend, jobs).await;
+        for answer in answers {
+            let answer = answer.await.unwrap();
+            assert!(
+                matches!(
+                    answer,
+                    Err(AuthServerError::Database(sqlx::Error::PoolClosed))
+                ),
+                "{answer:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn review6_a_pool_error_fails_the_batch_at_once_sqlite() {
+        review6_a_pool_error_fails_the_batch_at_once("sqlite::memory:", Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    #[cfg_attr(
+        not(mcpauth_pg),
+        ignore = "needs PostgreSQL: build and run with MCPAUTH_TEST_DATABASE_URL set"
+    )]
+    async fn review6_a_pool_error_fails_the_batch_at_once_postgres() {
+        let url = std::env::var("MCPAUTH_TEST_DATABASE_URL").expect(
+            "MCPAUTH_TEST_DATABASE_URL is not set: this test must not pass without running",
+        );
+        review6_a_pool_error_fails_the_batch_at_once(&url, Backend::Postgres).await;
+    }
+
+    /// Writers that ended (here: the runtime they ran on shut down) are replaced by the next
+    /// rotation, which neither fails nor waits for them.
+    #[test]
+    fn review6_a_writer_that_ended_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/mcpauth.db?mode=rwc", dir.path().display());
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
+        let store = first.block_on(async {
+            let store = Store::connect(&url).await.unwrap();
+            for hash in ["a", "b"] {
+                store
+                    .insert_refresh(&crate::store::NewRefresh {
+                        token_hash: hash,
+                        family_id: hash,
+                        client_id: "client",
+                        user_id: "user",
+                        scope: "mcp",
+                        resource: None,
+                        created_at: 0,
+                        expires_at: 100,
+                    })
+                    .await
+                    .unwrap();
+            }
+            assert!(
+                store
+                    .spend_refresh(spend("a", "a2"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            store
+        });
+        drop(first);
+        runtime().block_on(async {
+            let spent = tokio::time::timeout(
+                std::time::Duration::from_secs(60),
+                store.spend_refresh(spend("b", "b2")),
+            )
+            .await
+            .expect("a rotation waited for a writer that is gone");
+            assert_eq!(spent.unwrap().unwrap().family_id, "b");
+        });
     }
 
     #[test]
