@@ -21,6 +21,26 @@ pub enum AuthServerError {
         "unsupported database URL {0:?}: use sqlite://PATH?mode=rwc, sqlite::memory: or postgres://…"
     )]
     UnsupportedDatabase(String),
+    /// A SQLite database file, or its `-wal` or `-shm`, that group or others can access
+    /// (security finding 4: it holds the signing keys and password hashes).
+    #[error(
+        "the database file {path} has mode {mode:o}; it holds signing keys and password hashes, so \
+         a file that group or others can access is refused. Fix it with: chmod 600 {path}"
+    )]
+    InsecureDatabaseFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A SQLite database file that could not be created or examined.
+    #[error("the database file {path}: {error}")]
+    DatabaseFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error (shown in the message, so not also a `source`).
+        error: std::io::Error,
+    },
     /// A key could not be generated, parsed or used.
     #[error("cryptographic failure: {0}")]
     Crypto(String),

@@ -17,6 +17,8 @@ mod sessions;
 mod users;
 
 use std::borrow::Cow;
+#[cfg(unix)]
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,6 +114,10 @@ impl Store {
                 })
             });
         }
+        #[cfg(unix)]
+        if backend == Backend::Sqlite && !memory {
+            protect_sqlite_file(url)?;
+        }
         let pool = options.connect(url).await?;
         if backend == Backend::Sqlite && !memory {
             pool.execute("PRAGMA journal_mode = WAL").await?;
@@ -165,6 +171,79 @@ impl Store {
     }
 }
 
+/// Keeps the SQLite file behind `url` to its owner (security finding 4: it holds the signing keys
+/// and password hashes). When sqlx would create it (`mode=rwc`), creates it first with mode 0600,
+/// whatever the umask; SQLite gives the `-wal` and `-shm` files it writes beside it the main
+/// file's mode. Refuses an existing file, `-wal` or `-shm` that group or others can access.
+#[cfg(unix)]
+fn protect_sqlite_file(url: &str) -> Result<(), AuthServerError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+    use sqlx::ConnectOptions;
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    // An unparseable URL is left to sqlx, which refuses it with its own reason.
+    let Some(options) = url::Url::parse(url)
+        .ok()
+        .and_then(|u| SqliteConnectOptions::from_url(&u).ok())
+    else {
+        return Ok(());
+    };
+    let sqlx_mode = options
+        .to_url_lossy()
+        .query_pairs()
+        .find_map(|(k, v)| (k == "mode").then(|| v.into_owned()));
+    if sqlx_mode.as_deref() == Some("memory") {
+        return Ok(());
+    }
+    let path = options.get_filename();
+    let file_error = |path: &Path, error| AuthServerError::DatabaseFile {
+        path: path.to_owned(),
+        error,
+    };
+    if sqlx_mode.as_deref() == Some("rwc") {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            // The umask may have taken bits away; set exactly 0600.
+            Ok(file) => file
+                .set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| file_error(path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(file_error(path, e)),
+        }
+    }
+    for file in [
+        path.to_owned(),
+        companion(path, "-wal"),
+        companion(path, "-shm"),
+    ] {
+        match std::fs::metadata(&file) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                return Err(AuthServerError::InsecureDatabaseFile {
+                    mode: m.permissions().mode() & 0o7777,
+                    path: file,
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(file_error(&file, e)),
+        }
+    }
+    Ok(())
+}
+
+/// `PATH-wal` or `PATH-shm`: the files SQLite keeps beside the database in WAL mode.
+#[cfg(unix)]
+fn companion(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// The URL without its password, for error messages.
 fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
@@ -207,6 +286,61 @@ mod tests {
             "postgres://u:***@h/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    /// Security finding 4: the database holds the signing keys and password hashes, so a new
+    /// file, and the `-wal` and `-shm` files SQLite writes beside it, are readable by the owner
+    /// only.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sec4_a_new_sqlite_database_and_its_wal_and_shm_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("as.db");
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap();
+        // The migrations wrote through the WAL: both companions exist while it is open.
+        for file in [&path, &companion(&path, "-wal"), &companion(&path, "-shm")] {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        store.close().await;
+    }
+
+    /// Security finding 4: an existing database (or a companion file) that others can read is
+    /// refused, with the command that fixes it.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn sec4_a_group_or_world_readable_database_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("as.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        Store::connect(&url).await.unwrap().close().await;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Store::connect(&url).await.unwrap_err();
+        assert!(
+            matches!(&e, AuthServerError::InsecureDatabaseFile { path: p, mode: 0o644 } if *p == path),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("chmod 600 {}", path.display())),
+            "{e}"
+        );
+        // After the fix it opens; a stray world-readable WAL is refused the same way.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Store::connect(&url).await.unwrap().close().await;
+        let stray = companion(&path, "-wal");
+        std::fs::write(&stray, b"").unwrap();
+        std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let e = Store::connect(&url).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("chmod 600 {}", stray.display())),
+            "{e}"
+        );
     }
 
     #[tokio::test]

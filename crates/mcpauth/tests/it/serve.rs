@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Child;
+use tokio::process::{Child, Command};
 
 use crate::common::{LIMIT, browser_login, mcpauth, start_login};
 
@@ -43,16 +43,22 @@ async fn run(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
 
 /// Starts `mcpauth serve` and returns it with its issuer (read from its banner).
 async fn start_serve(home: &Path, database: &str, resource: &str) -> (Child, String) {
-    let mut child = mcpauth(home)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--database",
-            database,
-            "--resource",
-            resource,
-        ])
+    let mut serve = mcpauth(home);
+    serve.args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--database",
+        database,
+        "--resource",
+        resource,
+    ]);
+    spawn_serve(serve).await
+}
+
+/// Spawns a `serve` command and returns it with its issuer (read from its banner).
+async fn spawn_serve(mut serve: Command) -> (Child, String) {
+    let mut child = serve
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -422,4 +428,39 @@ async fn a7_serves_tls_with_the_given_certificate() {
     // A client that does not trust the certificate cannot connect.
     assert!(reqwest::get(format!("{issuer}/healthz")).await.is_err());
     serve.kill().await.unwrap();
+}
+
+/// Security finding 4: the database holds the signing keys and password hashes. `mcpauth serve`
+/// creates it, and the `-wal` and `-shm` files SQLite writes beside it, readable by the owner
+/// only, even under `umask 000`; a database others can read is refused with the fix.
+#[tokio::test]
+async fn sec4_the_database_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("as.db");
+    let database = format!("sqlite://{}?mode=rwc", path.display());
+    // `sh` sets the umask, then becomes mcpauth.
+    let mut serve = Command::new("sh");
+    serve
+        .args(["-c", r#"umask 000 && exec "$@""#, "sh"])
+        .arg(env!("CARGO_BIN_EXE_mcpauth"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &database])
+        .env("MCPAUTH_HOME", home.path())
+        .kill_on_drop(true);
+    let (mut serve, _) = spawn_serve(serve).await;
+    // Serving: the migrations and the first signing key went through the WAL.
+    for name in ["as.db", "as.db-wal", "as.db-shm"] {
+        let file = home.path().join(name);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", file.display());
+    }
+    serve.kill().await.unwrap();
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = run(home.path(), &["users", "list", "--database", &database], "").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", path.display())),
+        "{err}"
+    );
 }
