@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mcpauth_core::registration::check_client_id_url;
+use mcpauth_core::registration::{check_client_id_url, check_client_name};
 use mcpauth_core::url_policy::is_loopback;
 use mcpauth_core::{ClientIdMetadataDocument, ClientMetadata};
 use url::{Host, Url};
@@ -112,11 +112,13 @@ impl Client {
         })
     }
 
-    /// The name to show on the consent page.
+    /// The name to show on the consent page: the client id instead of a name that could
+    /// disguise the client (one stored before such names were refused: security finding 12).
     pub(crate) fn display_name(&self) -> &str {
         self.metadata
             .client_name
             .as_deref()
+            .filter(|n| check_client_name(n).is_ok())
             .unwrap_or(&self.client_id)
     }
 

@@ -37,6 +37,17 @@ pub enum CoreError {
         /// The `issuer` member of the document.
         found: String,
     },
+    /// A `client_name` that could disguise the client where it is shown to the user (security
+    /// finding 12); see [`check_client_name`](crate::registration::check_client_name).
+    #[error(
+        "client_name {reason}; it is shown to users when they are asked to allow the client, so \
+         it must be plain visible text of at most {max} characters",
+        max = crate::registration::MAX_CLIENT_NAME_CHARS
+    )]
+    InvalidClientName {
+        /// What is wrong with it, without the name itself.
+        reason: String,
+    },
     /// A string that should be an absolute URL is not one.
     #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {

@@ -82,14 +82,103 @@ impl ClientIdMetadataDocument {
             )));
         }
         check_client_id_url(url)?;
-        if doc.metadata.client_name.is_none() {
+        let Some(name) = &doc.metadata.client_name else {
             return Err(invalid("client_name is missing".into()));
-        }
+        };
+        check_client_name(name)?;
         if doc.metadata.redirect_uris.is_empty() {
             return Err(invalid("redirect_uris is missing".into()));
         }
         Ok(doc)
     }
+}
+
+/// The longest `client_name` accepted, in characters (Unicode scalar values): room for any real
+/// product name, too little to push the rest of a consent page out of sight (security finding
+/// 12).
+pub const MAX_CLIENT_NAME_CHARS: usize = 100;
+
+/// Unicode general category Cf (format characters, Unicode 15.1), as inclusive ranges: invisible
+/// characters that change how the text around them is shown, such as bidirectional embeddings,
+/// overrides and isolates (U+202A–U+202E, U+2066–U+2069), marks (U+200E, U+200F, U+061C),
+/// zero-width characters (U+200B–U+200D, U+2060, U+FEFF) and the soft hyphen (U+00AD).
+const FORMAT_CHARACTERS: &[(u32, u32)] = &[
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Why `c` may not appear in a client name, if it may not.
+fn forbidden_in_name(c: char) -> Option<&'static str> {
+    let cp = u32::from(c);
+    if c.is_control() {
+        Some("a control character")
+    } else if FORMAT_CHARACTERS
+        .iter()
+        .any(|&(lo, hi)| (lo..=hi).contains(&cp))
+    {
+        Some("an invisible formatting character (Unicode category Cf)")
+    } else if c == '\u{2028}' || c == '\u{2029}' {
+        Some("a line or paragraph separator")
+    } else {
+        None
+    }
+}
+
+/// Checks a `client_name` before it is stored or shown (RFC 7591 §2: the name "to be presented
+/// to the end-user"; MCP SPEC A10; security finding 12). Refused: control characters (Unicode
+/// category Cc), invisible formatting characters (Cf: bidirectional overrides such as U+202E
+/// that make a name read backwards, zero-width characters that make two names look alike, the
+/// soft hyphen, ...), line and paragraph separators, a name with nothing visible, and more than
+/// [`MAX_CLIENT_NAME_CHARS`] characters. Every script is welcome ("Café Łódź 日本" is fine).
+/// The error describes the problem without repeating the name.
+///
+/// ```
+/// use mcpauth_core::registration::check_client_name;
+/// assert!(check_client_name("Café Łódź 日本").is_ok());
+/// assert!(check_client_name("Good App\u{202E}ppA liveE").is_err());
+/// ```
+pub fn check_client_name(name: &str) -> Result<(), CoreError> {
+    let invalid = |reason: String| Err(CoreError::InvalidClientName { reason });
+    let length = name.chars().count();
+    if length > MAX_CLIENT_NAME_CHARS {
+        return invalid(format!(
+            "has {length} characters, more than the {MAX_CLIENT_NAME_CHARS} allowed"
+        ));
+    }
+    if let Some((i, c, what)) = name
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| forbidden_in_name(c).map(|what| (i, c, what)))
+    {
+        return invalid(format!(
+            "contains U+{:04X}, {what}, at character {}",
+            u32::from(c),
+            i + 1
+        ));
+    }
+    if name.trim().is_empty() {
+        return invalid("has no visible character".into());
+    }
+    Ok(())
 }
 
 /// Checks that a URL may serve as a client ID: `https` with a non-root path (MCP SPEC C11).
@@ -163,6 +252,59 @@ mod tests {
         let doc = format!(r#"{{"client_id":"{URL}","client_name":"x"}}"#);
         let e = ClientIdMetadataDocument::from_json_for_url(doc.as_bytes(), URL).unwrap_err();
         assert!(e.to_string().contains("redirect_uris"), "{e}");
+    }
+
+    #[test]
+    fn sec12_client_names_that_could_spoof_a_consent_page_are_refused() {
+        for ok in [
+            "Claude Desktop",
+            "Café Łódź 日本",
+            "עברית",
+            "Emoji ❤\u{FE0F} app",
+            &"n".repeat(MAX_CLIENT_NAME_CHARS),
+        ] {
+            assert!(check_client_name(ok).is_ok(), "{ok:?}");
+        }
+        for (bad, says) in [
+            ("Good App\u{202E}ppA liveE", "U+202E"),
+            ("\u{2066}x\u{2069}", "U+2066"),
+            ("a\u{200E}", "U+200E"),
+            ("a\u{200F}", "U+200F"),
+            ("Good\u{200B}App", "U+200B"),
+            ("a\u{200D}b", "U+200D"),
+            ("a\u{2060}b", "U+2060"),
+            ("\u{FEFF}a", "U+FEFF"),
+            ("soft\u{AD}hyphen", "U+00AD"),
+            ("tag\u{E0041}", "U+E0041"),
+            ("line\nbreak", "U+000A"),
+            ("nul\0", "U+0000"),
+            ("del\u{7F}", "U+007F"),
+            ("c1\u{9B}", "U+009B"),
+            ("line\u{2028}sep", "U+2028"),
+            ("", "visible"),
+            (" \t ", "U+0009"),
+            ("   ", "visible"),
+        ] {
+            let e = check_client_name(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad:?}: {e}");
+            assert!(e.contains("at most 100 characters"), "{e}");
+        }
+        let e = check_client_name(&"A".repeat(5000))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("5000 characters"), "{e}");
+        // Characters, not bytes: 100 three-byte characters are fine.
+        assert!(check_client_name(&"日".repeat(MAX_CLIENT_NAME_CHARS)).is_ok());
+        assert!(check_client_name(&"日".repeat(MAX_CLIENT_NAME_CHARS + 1)).is_err());
+    }
+
+    #[test]
+    fn sec12_cimd_document_with_a_spoofing_name_is_refused() {
+        let doc = format!(
+            r#"{{"client_id":"{URL}","client_name":"a\u202eb","redirect_uris":["http://127.0.0.1/cb"]}}"#
+        );
+        let e = ClientIdMetadataDocument::from_json_for_url(doc.as_bytes(), URL).unwrap_err();
+        assert!(matches!(e, CoreError::InvalidClientName { .. }), "{e}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use mcpauth_core::registration::check_client_name;
 use mcpauth_core::{
     ClientInformation, ClientMetadata, ClientSecret, ErrorCode, OAuthError, constant_time_eq,
 };
@@ -134,6 +135,11 @@ pub(crate) fn check_metadata(
     }
     if m.response_types.iter().any(|r| r != "code") {
         return Err(bad_metadata("only the response type \"code\" is supported"));
+    }
+    // RFC 7591 §2: the name is presented to the end user; one that could disguise the client
+    // is invalid_client_metadata (§3.2.2; security finding 12).
+    if let Some(name) = &m.client_name {
+        check_client_name(name).map_err(|e| bad_metadata(&e.to_string()))?;
     }
     if let Some(t) = &m.application_type
         && t != "native"

@@ -56,7 +56,7 @@ both_backends! {
         let a = authorization(&ts, &url, REDIRECT, &[]);
         let (cookie, html) = login_to_consent(&ts, &a.url).await;
         assert_eq!(docs.hits("/clients/native.json"), 1, "the document was fetched");
-        assert!(html.contains("Allow Doc Native Client?"), "A9: the name from the document: {html}");
+        assert!(html.contains("Allow <bdi>Doc Native Client</bdi>?"), "A9: the name from the document: {html}");
         assert!(html.contains(&url), "the document URL is shown: {html}");
         assert!(html.contains("<p class=\"host\">127.0.0.1:53682</p>"), "A10: the redirect host: {html}");
         assert!(html.contains(LOCALHOST_WARNING), "A10: localhost redirect warning: {html}");
@@ -95,7 +95,7 @@ both_backends! {
         // A public https redirect host: shown, and no localhost warning.
         let a = authorization(&ts, &web_url, "https://app.example.net/cb", &[]);
         let (_, html) = login_to_consent(&ts, &a.url).await;
-        assert!(html.contains("Allow Doc Web Client?"), "{html}");
+        assert!(html.contains("Allow <bdi>Doc Web Client</bdi>?"), "{html}");
         assert!(html.contains("<p class=\"host\">app.example.net</p>"), "{html}");
         assert!(!html.contains(LOCALHOST_WARNING), "{html}");
 
@@ -145,6 +145,42 @@ both_backends! {
         let html = resp.text().await.unwrap();
         assert!(html.contains(CONSENT_AGAIN), "{html}");
         assert!(html.contains("<p class=\"host\">app.example.net</p>"), "A10: {html}");
+    }
+
+    /// Security finding 12, A9, A10 (RFC 7591 §2 `client_name`, CIMD draft §4.1): a document
+    /// whose `client_name` could disguise the client (a bidi override, a zero-width space,
+    /// 5,000 characters) is refused with an error page saying what is wrong (never a redirect,
+    /// never the name), and `invalid_client` at the token endpoint; a document with an
+    /// ordinary non-ASCII name is used and its name shown.
+    async fn sec12_cimd_document_with_a_spoofing_client_name_is_refused(db) {
+        let docs = DocServer::start().await;
+        let ts = TestServer::start(db, |c| docs.trust(c)).await;
+        ts.add_user().await;
+        let long = "A".repeat(5000);
+        for (path, name, says) in [
+            ("/rlo.json", "Good App\u{202E}ppA liveE", "U+202E"),
+            ("/zwsp.json", "Good\u{200B}App", "U+200B"),
+            ("/long.json", long.as_str(), "at most 100 characters"),
+        ] {
+            let url = docs.url(path);
+            docs.serve_json(path, &document(&url, name, &[REDIRECT]), None);
+            let a = authorization(&ts, &url, REDIRECT, &[]);
+            let (status, location, html) = authorize_page(&a.url).await;
+            assert_eq!((status, location), (400, None), "an error page, not a redirect");
+            assert!(html.contains("client_name") && html.contains(says), "{html}");
+            assert!(!html.contains(name) && !html.contains("Good"), "the name is not shown: {html}");
+            let (status, body) = token_request(&ts, &[
+                ("grant_type", "authorization_code"), ("client_id", &url), ("code", "x"),
+                ("redirect_uri", REDIRECT), ("code_verifier", &a.verifier),
+            ]).await;
+            assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+        }
+
+        let url = docs.url("/cafe.json");
+        docs.serve_json("/cafe.json", &document(&url, "Café Łódź 日本", &[REDIRECT]), None);
+        let a = authorization(&ts, &url, REDIRECT, &[]);
+        let (_, html) = login_to_consent(&ts, &a.url).await;
+        assert!(html.contains("Café Łódź 日本"), "{html}");
     }
 
     /// A9 (CIMD draft §4.3, RFC 9111 §5.2.2): the HTTP cache headers decide how long a document

@@ -1,6 +1,6 @@
 //! Registration (RFC 7591, MCP SPEC C14, A3) and client ID metadata documents (A9, A10).
 
-use mcpauth_authserver::RegistrationPolicy;
+use mcpauth_authserver::{RegistrationPolicy, admin};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -127,5 +127,51 @@ both_backends! {
         }
         assert_eq!(pages[0], pages[1], "the same page for both");
         assert_eq!(descriptions[0], descriptions[1], "the same description for both");
+    }
+
+    /// Security finding 12 (RFC 7591 §2: `client_name` is presented to the end user; §3.2.2;
+    /// A10): a name that could disguise the client on the consent page — a bidi override
+    /// (U+202E), a zero-width space (U+200B), a control character, nothing visible, or 5,000
+    /// characters — is refused with 400 `invalid_client_metadata` saying what is wrong, and
+    /// nothing is stored. An ordinary non-ASCII name is registered and shown as it is; a bad
+    /// name stored without the check (an administrator's) is never shown: the client id is.
+    async fn sec12_dcr_refuses_client_names_that_could_spoof_the_consent_page(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        ts.add_user().await;
+        let long = "A".repeat(5000);
+        for (name, says) in [
+            ("Good App\u{202E}ppA liveE", "U+202E"),
+            ("Good\u{200B}App", "U+200B"),
+            ("Good\nApp", "U+000A"),
+            ("   ", "visible"),
+            (long.as_str(), "at most 100 characters"),
+        ] {
+            let (s, b) = register(&ts, json!({"client_name": name, "redirect_uris": [REDIRECT],
+                "token_endpoint_auth_method": "none"}), None).await;
+            assert_eq!((s, b["error"].as_str()), (400, Some("invalid_client_metadata")), "{b}");
+            let description = b["error_description"].as_str().unwrap();
+            assert!(description.contains("client_name") && description.contains(says), "{description}");
+            assert!(!description.contains(name), "the name is not echoed: {description}");
+        }
+        assert!(admin::list_clients(ts.store()).await.unwrap().is_empty(), "nothing was stored");
+
+        let name = "Café Łódź 日本";
+        let (s, b) = register(&ts, json!({"client_name": name, "redirect_uris": [REDIRECT],
+            "token_endpoint_auth_method": "none"}), None).await;
+        assert_eq!(s, 201, "{b}");
+        assert_eq!(b["client_name"], name);
+        let a = authorization(&ts, b["client_id"].as_str().unwrap(), REDIRECT, &[]);
+        let (_, html) = login_to_consent(&ts, &a.url).await;
+        assert!(html.contains(name), "{html}");
+        assert!(html.contains("<p class=\"host\">127.0.0.1:53682</p>"), "A10: {html}");
+
+        let mut c = admin::NewClient::new(mcpauth_authserver::AuthMethod::None);
+        c.client_id = Some("admin-added".into());
+        c.client_name = Some("Good App\u{202E}ppA liveE".into());
+        c.redirect_uris = vec![REDIRECT.into()];
+        admin::add_client(ts.store(), c).await.unwrap();
+        let a = authorization(&ts, "admin-added", REDIRECT, &[]);
+        let (_, html) = login_to_consent(&ts, &a.url).await;
+        assert!(html.contains("Allow <bdi>admin-added</bdi>?") && !html.contains('\u{202E}'), "{html}");
     }
 }
