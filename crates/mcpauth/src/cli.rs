@@ -161,6 +161,26 @@ pub struct GatewayArgs {
     /// environment). The client's own Authorization is never passed on (MCP SPEC S5).
     #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
     pub upstream_headers: Vec<String>,
+    /// An environment variable for the stdio MCP server, `NAME=VALUE`, or `NAME` to pass on the
+    /// gateway's own (repeatable). The server starts with a clean environment: only PATH,
+    /// HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_ALL, LC_CTYPE, LC_MESSAGES, TERM, TZ,
+    /// TMPDIR, TMP, TEMP (and on Windows SYSTEMROOT, SYSTEMDRIVE, WINDIR, COMSPEC, PATHEXT,
+    /// USERPROFILE, APPDATA, LOCALAPPDATA, PROGRAMDATA, PROGRAMFILES) pass, never the gateway's
+    /// secrets (MCPAUTH_*) unless named here.
+    #[arg(long = "upstream-env", value_name = "NAME[=VALUE]")]
+    pub upstream_env: Vec<String>,
+    /// Most stdio MCP sessions (each a process) one user may hold at once; more `initialize`
+    /// requests are answered 429 [default: 8].
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_user: Option<usize>,
+    /// Most stdio MCP sessions (each a process) all users together may hold at once [default:
+    /// 64].
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// Seconds a stdio MCP session may go without a request before its process is ended (its
+    /// id then gets 404; an open GET stream alone does not count as a request) [default: 600].
+    #[arg(long, value_name = "SECS")]
+    pub session_idle_timeout: Option<u64>,
     /// Address to listen on (loopback unless told otherwise; default 127.0.0.1:8090).
     #[arg(long)]
     pub bind: Option<String>,
@@ -197,7 +217,8 @@ pub struct GatewayArgs {
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
-    /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`, and a
+    /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
+    /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
     /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
     #[arg(long, value_name = "FILE")]
     pub settings: Option<PathBuf>,

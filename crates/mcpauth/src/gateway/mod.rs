@@ -65,6 +65,11 @@ struct Settings {
     #[serde(default)]
     upstream_headers: Vec<String>,
     #[serde(default)]
+    upstream_env: Vec<String>,
+    max_sessions_per_user: Option<usize>,
+    max_sessions: Option<usize>,
+    session_idle_timeout: Option<u64>,
+    #[serde(default)]
     tool_scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
@@ -93,6 +98,12 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     if a.upstream_headers.is_empty() {
         a.upstream_headers = s.upstream_headers;
     }
+    if a.upstream_env.is_empty() {
+        a.upstream_env = s.upstream_env;
+    }
+    a.max_sessions_per_user = a.max_sessions_per_user.or(s.max_sessions_per_user);
+    a.max_sessions = a.max_sessions.or(s.max_sessions);
+    a.session_idle_timeout = a.session_idle_timeout.or(s.session_idle_timeout);
     if a.tool_scopes.is_empty() {
         a.tool_scopes = s
             .tool_scopes
@@ -213,7 +224,10 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     let mcp: Router = if args.demo {
         Router::new().route(&path, any(demo::handle))
     } else if !args.command.is_empty() {
-        let upstream = Arc::new(stdio::StdioUpstream::new(args.command.clone()));
+        let upstream = Arc::new(stdio::StdioUpstream::new(
+            args.command.clone(),
+            stdio::Options::from_args(args)?,
+        ));
         Router::new()
             .route(&path, any(stdio::handle))
             .with_state(upstream)

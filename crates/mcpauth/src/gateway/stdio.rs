@@ -1,13 +1,18 @@
 //! `mcpauth gateway -- COMMAND ARGS…`: a stdio MCP server served over Streamable HTTP. Every MCP
 //! session gets its own child process, bound to the principal that opened it (MCP SPEC S12);
-//! children are killed when their session is deleted, when the gateway stops, and reaped when
-//! they exit. Stdio itself carries no OAuth (MCP SPEC §0): the gateway is the boundary.
+//! children are killed when their session is deleted or idles out and when the gateway stops,
+//! and reaped when they exit. Sessions are capped per user and in total, and children start
+//! with a clean environment (MCP SPEC C33). Stdio itself carries no OAuth (MCP SPEC §0): the
+//! gateway is the boundary.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::ffi::OsString;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use anyhow::bail;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -17,25 +22,194 @@ use mcpauth_resource::principal;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::cli::GatewayArgs;
 
 /// How long a request may wait for the child's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a child that exited still has to close its stdout: what it wrote before exiting is
+/// delivered, unless a process it started holds the pipe open.
+const EXIT_DRAIN: Duration = Duration::from_millis(500);
 /// Largest request body accepted.
 const MAX_BODY: usize = 4 * 1024 * 1024;
+/// Sessions one user may hold at once, unless told otherwise.
+const DEFAULT_MAX_SESSIONS_PER_USER: usize = 8;
+/// Sessions all users together may hold at once, unless told otherwise.
+const DEFAULT_MAX_SESSIONS: usize = 64;
+/// Seconds a session may go without a request before it ends, unless told otherwise.
+const DEFAULT_SESSION_IDLE_TIMEOUT: u64 = 600;
+/// The gateway's environment variables a child gets (MCP SPEC C33): what programs need to find
+/// programs, their home and temporary directory, their user, locale, terminal and time zone,
+/// and on Windows the system's directories. Nothing else, in particular none of the gateway's
+/// secrets or settings (MCPAUTH_*); more with `--upstream-env`.
+const ENV_ALLOWED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "TMP",
+    "TEMP",
+    "SYSTEMROOT",
+    "SYSTEMDRIVE",
+    "WINDIR",
+    "COMSPEC",
+    "PATHEXT",
+    "USERPROFILE",
+    "APPDATA",
+    "LOCALAPPDATA",
+    "PROGRAMDATA",
+    "PROGRAMFILES",
+];
+
+/// Limits and environment of the children. Not `Debug`: `--upstream-env` values may be
+/// secrets.
+pub struct Options {
+    /// Sessions one user (issuer and subject) may hold at once.
+    pub max_sessions_per_user: usize,
+    /// Sessions all users together may hold at once.
+    pub max_sessions: usize,
+    /// How long a session may go without a request before it ends.
+    pub idle_timeout: Duration,
+    /// The children's whole environment.
+    pub env: Vec<(String, OsString)>,
+}
+
+impl Options {
+    /// The options from the gateway's flags (already completed from its settings file): the
+    /// defaults, the allow-listed part of this process's environment, and `--upstream-env`.
+    pub fn from_args(args: &GatewayArgs) -> anyhow::Result<Self> {
+        let mut env: Vec<(String, OsString)> = ENV_ALLOWED
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), std::env::var_os(name)?)))
+            .collect();
+        for spec in &args.upstream_env {
+            let (name, value) = match spec.split_once('=') {
+                Some((name, value)) => (name, Some(OsString::from(value))),
+                None => (spec.as_str(), std::env::var_os(spec)),
+            };
+            if name.is_empty() || name.contains('\0') {
+                bail!("--upstream-env takes NAME or NAME=VALUE, not {spec:?}");
+            }
+            let Some(value) = value else {
+                tracing::warn!(%name, "--upstream-env {name}: not set in the gateway's environment; not passed on");
+                continue;
+            };
+            env.retain(|(n, _)| n != name);
+            env.push((name.to_owned(), value));
+        }
+        Ok(Self {
+            max_sessions_per_user: args
+                .max_sessions_per_user
+                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_USER)
+                .max(1),
+            max_sessions: args.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS).max(1),
+            idle_timeout: Duration::from_secs(
+                args.session_idle_timeout
+                    .unwrap_or(DEFAULT_SESSION_IDLE_TIMEOUT)
+                    .max(1),
+            ),
+            env,
+        })
+    }
+}
+
+/// The requests waiting for a child's answers.
+#[derive(Default)]
+struct Pending {
+    /// Set once the child has ended: no one may wait any more.
+    closed: bool,
+    waiters: HashMap<String, oneshot::Sender<String>>,
+}
+
+/// When a session was last used, and how many requests use it now.
+struct Activity {
+    last: Instant,
+    busy: usize,
+}
 
 /// One child process and what is waiting on it.
 struct Child {
     owner: (String, String),
     stdin: mpsc::Sender<String>,
-    pending: Mutex<HashMap<String, oneshot::Sender<String>>>,
+    pending: Mutex<Pending>,
     /// The GET stream of server-initiated messages, if one is open.
     listener: Mutex<Option<mpsc::Sender<String>>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
+    activity: Mutex<Activity>,
+}
+
+impl Child {
+    /// Fails every waiting request at once (its reply sender is dropped) and refuses new ones;
+    /// ends the GET stream.
+    fn close(&self) {
+        let waiters = {
+            let mut pending = self.pending.lock().unwrap();
+            pending.closed = true;
+            std::mem::take(&mut pending.waiters)
+        };
+        drop(waiters);
+        self.listener.lock().unwrap().take();
+    }
+
+    /// Counts a request as using the session until the guard is dropped.
+    fn busy(self: &Arc<Self>) -> Busy {
+        let mut a = self.activity.lock().unwrap();
+        a.busy += 1;
+        a.last = Instant::now();
+        Busy(Arc::clone(self))
+    }
+
+    /// Resolves once the session has had no request for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let wake = {
+                let a = self.activity.lock().unwrap();
+                if a.busy > 0 {
+                    Instant::now() + timeout
+                } else if a.last.elapsed() >= timeout {
+                    return;
+                } else {
+                    a.last + timeout
+                }
+            };
+            tokio::time::sleep_until(wake).await;
+        }
+    }
+}
+
+/// A request using a session: the session cannot idle out meanwhile.
+struct Busy(Arc<Child>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let mut a = self.0.activity.lock().unwrap();
+        a.busy -= 1;
+        a.last = Instant::now();
+    }
+}
+
+/// Why a new session was refused.
+enum Refused {
+    /// A cap on sessions is reached (the message names it).
+    Limit(String),
+    /// The command could not be started.
+    Spawn(std::io::Error),
 }
 
 /// The command and the live sessions.
 pub struct StdioUpstream {
     command: Vec<String>,
+    options: Options,
     sessions: Mutex<HashMap<String, Arc<Child>>>,
 }
 
@@ -47,45 +221,60 @@ impl std::fmt::Debug for StdioUpstream {
     }
 }
 
+/// A JSON-RPC error; its id is null when the request's is unknown (JSON-RPC 2.0 §5).
 fn error(status: StatusCode, id: Option<&Value>, message: &str) -> Response {
-    let mut body = json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": message}});
-    if let Some(id) = id {
-        body["id"] = id.clone();
-    }
+    let body = json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": {"code": -32600, "message": message}});
     (status, axum::Json(body)).into_response()
 }
 
 impl StdioUpstream {
-    /// Serves `command` (program and arguments).
-    pub fn new(command: Vec<String>) -> Self {
+    /// Serves `command` (program and arguments) with `options`.
+    pub fn new(command: Vec<String>, options: Options) -> Self {
         Self {
             command,
+            options,
             sessions: Mutex::default(),
         }
     }
 
-    /// Starts a child for a new session owned by `owner`.
-    fn spawn(self: &Arc<Self>, owner: (String, String)) -> std::io::Result<(String, Arc<Child>)> {
+    /// Starts a child for a new session owned by `owner`, unless a cap is reached (MCP SPEC
+    /// C33). The caps are checked and the session added under one lock, so concurrent
+    /// `initialize` requests cannot overshoot them.
+    fn spawn(self: &Arc<Self>, owner: (String, String)) -> Result<(String, Arc<Child>), Refused> {
+        let mut sessions = self.sessions.lock().unwrap();
+        let o = &self.options;
+        if sessions.values().filter(|c| c.owner == owner).count() >= o.max_sessions_per_user {
+            return Err(Refused::Limit(format!(
+                "too many MCP sessions for this user: at most {} at once (--max-sessions-per-user {}); end one with DELETE or let it idle out",
+                o.max_sessions_per_user, o.max_sessions_per_user
+            )));
+        }
+        if sessions.len() >= o.max_sessions {
+            return Err(Refused::Limit(format!(
+                "the gateway holds as many MCP sessions as it allows (--max-sessions {}); try again later",
+                o.max_sessions
+            )));
+        }
         let (program, args) = self
             .command
             .split_first()
-            .ok_or_else(|| std::io::Error::other("no command"))?;
+            .ok_or_else(|| Refused::Spawn(std::io::Error::other("no command")))?;
         let mut process = tokio::process::Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
-            .spawn()?;
-        let mut child_stdin = process
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdin"))?;
-        let stdout = process
-            .stdout
-            .take()
-            .ok_or_else(|| std::io::Error::other("no stdout"))?;
-        let id = mcpauth_core::random_urlsafe(24).map_err(std::io::Error::other)?;
+            .spawn()
+            .map_err(Refused::Spawn)?;
+        let (Some(mut child_stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take())
+        else {
+            return Err(Refused::Spawn(std::io::Error::other("no stdin or stdout")));
+        };
+        let id = mcpauth_core::random_urlsafe(24)
+            .map_err(|e| Refused::Spawn(std::io::Error::other(e)))?;
         let (stdin_tx, mut stdin_rx) = mpsc::channel::<String>(64);
         let (kill_tx, kill_rx) = oneshot::channel();
         let child = Arc::new(Child {
@@ -94,6 +283,10 @@ impl StdioUpstream {
             pending: Mutex::default(),
             listener: Mutex::new(None),
             kill: Mutex::new(Some(kill_tx)),
+            activity: Mutex::new(Activity {
+                last: Instant::now(),
+                busy: 0,
+            }),
         });
         tokio::spawn(async move {
             while let Some(line) = stdin_rx.recv().await {
@@ -106,6 +299,7 @@ impl StdioUpstream {
             }
         });
         let (me, session, reader_child) = (Arc::clone(self), id.clone(), Arc::clone(&child));
+        let idle_timeout = o.idle_timeout;
         tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             let read = async {
@@ -113,20 +307,34 @@ impl StdioUpstream {
                     deliver(&reader_child, line).await;
                 }
             };
-            tokio::select! {
-                _ = read => {}
-                _ = kill_rx => {}
+            tokio::pin!(read);
+            let (why, exited) = tokio::select! {
+                () = &mut read => ("its stdout closed", false),
+                _ = kill_rx => ("its session was deleted", false),
+                () = reader_child.idle(idle_timeout) => ("its session was idle", false),
+                _ = process.wait() => ("it exited", true),
+            };
+            if exited {
+                let _ = tokio::time::timeout(EXIT_DRAIN, &mut read).await;
             }
-            let _ = process.kill().await;
-            let _ = process.wait().await;
+            // MCP Streamable HTTP, session management: from now on the session's id gets 404,
+            // and whoever waits for an answer gets an error now, not at the answer timeout.
             me.sessions.lock().unwrap().remove(&session);
-            tracing::info!(session = %session, "stdio MCP server process ended");
+            reader_child.close();
+            let _ = process.kill().await;
+            tracing::info!(session = %session, "stdio MCP server process ended: {why}");
         });
-        self.sessions
-            .lock()
-            .unwrap()
-            .insert(id.clone(), Arc::clone(&child));
+        sessions.insert(id.clone(), Arc::clone(&child));
         Ok((id, child))
+    }
+
+    /// Ends a session at once: it leaves the map before its process is told to stop, so a
+    /// request after DELETE gets 404 (MCP Streamable HTTP, session management).
+    fn end(&self, session: &str) {
+        let child = self.sessions.lock().unwrap().remove(session);
+        if let Some(k) = child.and_then(|c| c.kill.lock().unwrap().take()) {
+            let _ = k.send(());
+        }
     }
 }
 
@@ -143,6 +351,7 @@ async fn deliver(child: &Child, line: String) {
             .pending
             .lock()
             .unwrap()
+            .waiters
             .remove(&message["id"].to_string())
     {
         let _ = waiter.send(line);
@@ -192,14 +401,12 @@ pub async fn handle(State(up): State<Arc<StdioUpstream>>, req: Request) -> Respo
         None => None,
     };
     match *req.method() {
-        Method::DELETE => match existing {
-            Some(child) => {
-                if let Some(k) = child.kill.lock().unwrap().take() {
-                    let _ = k.send(());
-                }
+        Method::DELETE => match (existing, &session_id) {
+            (Some(_), Some(id)) => {
+                up.end(id);
                 StatusCode::NO_CONTENT.into_response()
             }
-            None => error(
+            _ => error(
                 StatusCode::BAD_REQUEST,
                 None,
                 "DELETE needs an Mcp-Session-Id",
@@ -207,6 +414,9 @@ pub async fn handle(State(up): State<Arc<StdioUpstream>>, req: Request) -> Respo
         },
         Method::GET => match existing {
             Some(child) => {
+                // Opening the stream is activity; holding it open is not (it would keep an
+                // abandoned session alive).
+                drop(child.busy());
                 let (tx, rx) = mpsc::channel::<String>(64);
                 *child.listener.lock().unwrap() = Some(tx);
                 let events = futures_stream(rx);
@@ -254,7 +464,12 @@ async fn post(
         Some(c) => (c, None),
         None if method == Some("initialize") => match up.spawn(owner) {
             Ok((id, c)) => (c, Some(id)),
-            Err(e) => {
+            Err(Refused::Limit(limit)) => {
+                tracing::warn!(%limit, "refused a new stdio MCP session");
+                // RFC 6585 §4: too many requests (here: sessions) from this user or in all.
+                return error(StatusCode::TOO_MANY_REQUESTS, message.get("id"), &limit);
+            }
+            Err(Refused::Spawn(e)) => {
                 tracing::error!(error = %e, "cannot start the stdio MCP server");
                 return error(
                     StatusCode::BAD_GATEWAY,
@@ -271,12 +486,31 @@ async fn post(
             );
         }
     };
+    let _busy = child.busy();
     let id = message.get("id").filter(|_| method.is_some()).cloned();
-    let waiter = id.as_ref().map(|id| {
-        let (tx, rx) = oneshot::channel();
-        child.pending.lock().unwrap().insert(id.to_string(), tx);
-        rx
-    });
+    let waiter = {
+        let mut pending = child.pending.lock().unwrap();
+        if pending.closed {
+            return match new_session {
+                Some(_) => error(
+                    StatusCode::BAD_GATEWAY,
+                    id.as_ref(),
+                    "the stdio MCP server has exited",
+                ),
+                // The session ended between its lookup and now.
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    id.as_ref(),
+                    "no such MCP session (it ended)",
+                ),
+            };
+        }
+        id.as_ref().map(|id| {
+            let (tx, rx) = oneshot::channel();
+            pending.waiters.insert(id.to_string(), tx);
+            rx
+        })
+    };
     if child.stdin.send(line).await.is_err() {
         return error(
             StatusCode::BAD_GATEWAY,
@@ -298,7 +532,12 @@ async fn post(
         }
         Err(_) => {
             if let Some(id) = &id {
-                child.pending.lock().unwrap().remove(&id.to_string());
+                child
+                    .pending
+                    .lock()
+                    .unwrap()
+                    .waiters
+                    .remove(&id.to_string());
             }
             return error(
                 StatusCode::GATEWAY_TIMEOUT,
