@@ -7,8 +7,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use mcpauth_core::jose::{JwkParams, JwsAlgorithm, signature_algorithms};
 use mcpauth_core::{ErrorCode, OAuthError, constant_time_eq};
 use serde::Deserialize;
 
@@ -254,24 +255,25 @@ struct AssertionClaims {
     jti: Option<String>,
 }
 
-/// The algorithm a JWK is used with: its `alg`, else the one its key type implies. The token
-/// header's `alg` is only compared with this, never trusted.
-fn key_algorithm(jwk: &Jwk) -> Option<Algorithm> {
-    if let Some(a) = jwk.common.key_algorithm {
-        return a.to_string().parse().ok();
-    }
-    match &jwk.algorithm {
-        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
-            EllipticCurve::P256 => Some(Algorithm::ES256),
-            EllipticCurve::P384 => Some(Algorithm::ES384),
-            _ => None,
-        },
-        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
-            Some(Algorithm::EdDSA)
-        }
-        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
-        _ => None,
-    }
+/// The algorithms a client may sign its assertions with, advertised as
+/// `token_endpoint_auth_signing_alg_values_supported` (RFC 8414 §2, MCP SPEC A12): asymmetric only.
+pub(crate) const CLIENT_ASSERTION_ALGORITHMS: [JwsAlgorithm; 4] = [
+    JwsAlgorithm::ES256,
+    JwsAlgorithm::ES384,
+    JwsAlgorithm::EdDSA,
+    JwsAlgorithm::RS256,
+];
+
+/// The algorithms a client's JWK may verify: the shared rule of [`mcpauth_core::jose`] (no `oct`
+/// keys, an `alg` must suit the key type) limited to [`CLIENT_ASSERTION_ALGORITHMS`]. The
+/// token header's `alg` only picks among them, it is never trusted (RFC 8725 §3.1).
+fn key_algorithms(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
+    let json = serde_json::to_value(jwk).map_err(|e| e.to_string())?;
+    let algs = signature_algorithms(&JwkParams::from_json(&json), &CLIENT_ASSERTION_ALGORITHMS)
+        .map_err(|e| e.to_string())?;
+    algs.iter()
+        .map(|a| a.as_str().parse::<Algorithm>().map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// A `jwks_uri` document is fetched again at most this often when an assertion does not verify
@@ -352,16 +354,18 @@ fn verify_with(
         .iter()
         .filter(|k| header.kid.is_none() || k.common.key_id == header.kid)
     {
-        let Some(alg) = key_algorithm(jwk) else {
-            continue;
-        };
-        if alg != header.alg {
-            continue;
+        match key_algorithms(jwk) {
+            Ok(algs) if algs.contains(&header.alg) => {}
+            Ok(_) => continue,
+            Err(reason) => {
+                tracing::debug!(%client_id, %reason, "skipping a client JWK");
+                continue;
+            }
         }
         let Ok(key) = DecodingKey::from_jwk(jwk) else {
             continue;
         };
-        let mut v = Validation::new(alg);
+        let mut v = Validation::new(header.alg);
         v.leeway = 30;
         v.set_audience(audiences);
         v.set_issuer(&[client_id]);

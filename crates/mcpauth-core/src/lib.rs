@@ -19,6 +19,7 @@ pub mod device;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod jose;
 pub mod metadata;
 pub mod oauth_error;
 pub mod pkce;

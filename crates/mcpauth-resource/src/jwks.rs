@@ -6,9 +6,10 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mcpauth_core::AuthorizationServerMetadata;
+use mcpauth_core::jose::{JwkParams, JwsAlgorithm, signature_algorithms};
 use mcpauth_core::well_known::authorization_server_urls;
 use serde_json::Value;
 
@@ -27,55 +28,16 @@ pub(crate) struct VerifyKey {
     pub(crate) validation: Validation,
 }
 
-/// The algorithms a JWK may verify (RFC 7517 §4, RFC 7518 §3.1). Symmetric (`oct`) keys and
+/// The algorithms a JWK may verify: the shared rule of [`mcpauth_core::jose`] (RFC 7517 §4,
+/// RFC 7518 §3.1) over every asymmetric signature algorithm. Symmetric (`oct`) keys and
 /// encryption keys are refused; an `alg` member must agree with the key type.
 pub(crate) fn algorithms_for(jwk: &Jwk) -> Result<Vec<Algorithm>, String> {
-    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
-        return Err("not a signature key (`use`)".into());
-    }
-    let by_type: Vec<Algorithm> = match &jwk.algorithm {
-        AlgorithmParameters::EllipticCurve(p) => match p.curve {
-            EllipticCurve::P256 => vec![Algorithm::ES256],
-            EllipticCurve::P384 => vec![Algorithm::ES384],
-            _ => return Err("unsupported EC curve".into()),
-        },
-        AlgorithmParameters::OctetKeyPair(p) => match p.curve {
-            EllipticCurve::Ed25519 => vec![Algorithm::EdDSA],
-            _ => return Err("unsupported OKP curve".into()),
-        },
-        AlgorithmParameters::RSA(_) => vec![
-            Algorithm::RS256,
-            Algorithm::RS384,
-            Algorithm::RS512,
-            Algorithm::PS256,
-            Algorithm::PS384,
-            Algorithm::PS512,
-        ],
-        AlgorithmParameters::OctetKey(_) => {
-            return Err("symmetric keys are never accepted from a JWK set".into());
-        }
-        _ => return Err("unsupported key type".into()),
-    };
-    let Some(alg) = jwk.common.key_algorithm else {
-        return Ok(by_type);
-    };
-    let named = match alg {
-        KeyAlgorithm::ES256 => Algorithm::ES256,
-        KeyAlgorithm::ES384 => Algorithm::ES384,
-        KeyAlgorithm::RS256 => Algorithm::RS256,
-        KeyAlgorithm::RS384 => Algorithm::RS384,
-        KeyAlgorithm::RS512 => Algorithm::RS512,
-        KeyAlgorithm::PS256 => Algorithm::PS256,
-        KeyAlgorithm::PS384 => Algorithm::PS384,
-        KeyAlgorithm::PS512 => Algorithm::PS512,
-        KeyAlgorithm::EdDSA => Algorithm::EdDSA,
-        _ => return Err("unsupported or non-signature `alg`".into()),
-    };
-    if by_type.contains(&named) {
-        Ok(vec![named])
-    } else {
-        Err("`alg` does not match the key type".into())
-    }
+    let json = serde_json::to_value(jwk).map_err(|e| e.to_string())?;
+    let algs = signature_algorithms(&JwkParams::from_json(&json), &JwsAlgorithm::ALL)
+        .map_err(|e| e.to_string())?;
+    algs.iter()
+        .map(|a| a.as_str().parse::<Algorithm>().map_err(|e| e.to_string()))
+        .collect()
 }
 
 /// The keys of one fetch.

@@ -5,10 +5,12 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mcpauth_core::AuthorizationServerMetadata;
+use mcpauth_core::jose::JwsAlgorithm;
 use mcpauth_core::pkce::S256;
 use serde_json::json;
 
 use super::AppState;
+use crate::client_auth::CLIENT_ASSERTION_ALGORITHMS;
 use crate::config::{Config, RegistrationPolicy};
 
 /// Where the metadata is served: for an issuer with a path, path-inserted (RFC 8414 §3.1) and
@@ -43,7 +45,7 @@ pub(crate) async fn metadata(State(shared): AppState) -> Response {
         "client_secret_post",
         "private_key_jwt",
     ];
-    let client_auth_algs = ["ES256", "ES384", "EdDSA", "RS256"];
+    let client_auth_algs = CLIENT_ASSERTION_ALGORITHMS.map(JwsAlgorithm::as_str);
     let mut extra = serde_json::Map::new();
     extra.insert("response_modes_supported".into(), json!(["query"]));
     extra.insert("subject_types_supported".into(), json!(["public"]));

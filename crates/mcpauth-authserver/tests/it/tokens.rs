@@ -376,3 +376,47 @@ both_backends! {
         assert_eq!(http().get(ts.url("/healthz")).send().await.unwrap().status(), 200);
     }
 }
+
+both_backends! {
+    /// Review finding 2 (RFC 8725 §3.1, RFC 7523 §3, MCP SPEC A12): a client's JWK set only
+    /// lends asymmetric keys, for the advertised `token_endpoint_auth_signing_alg_values_supported`.
+    /// An `oct` key is no HS256 secret, and an EC key naming `alg: HS256` verifies nothing; the
+    /// same client's P-256 key still works.
+    async fn review2_client_assertions_refuse_symmetric_keys_and_foreign_algorithms(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        let secret = b"a shared secret that anyone reading the JWK set knows";
+        let oct = json!({"kty": "oct", "kid": "s1", "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(secret)});
+        let (pkcs8, mut hs_named) = ec_key("e1");
+        hs_named["alg"] = json!("HS256");
+        let (good, good_jwk) = ec_key("e2");
+        let mut c = NewClient::new(AuthMethod::PrivateKeyJwt);
+        c.client_id = Some("oct-robot".into());
+        c.jwks = Some(json!({"keys": [oct, hs_named, good_jwk]}));
+        admin::add_client(ts.store(), c).await.unwrap();
+        let token_endpoint = ts.url("/token");
+        let grant = async |a: String| {
+            token_request(&ts, &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", &a),
+            ]).await
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = json!({"iss": "oct-robot", "sub": "oct-robot", "aud": token_endpoint,
+            "iat": now, "exp": now + 120, "jti": "h1"});
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("s1".into());
+        let hs256 = jsonwebtoken::encode(&header, &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap();
+        let (status, body) = grant(hs256).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+        let (status, body) = grant(assertion(&pkcs8, "e1", "oct-robot", &token_endpoint, "h2")).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")), "{body}");
+        let (status, body) = grant(assertion(&good, "e2", "oct-robot", &token_endpoint, "h3")).await;
+        assert_eq!(status, 200, "{body}");
+        let meta: Value = http().get(ts.url("/.well-known/oauth-authorization-server"))
+            .send().await.unwrap().json().await.unwrap();
+        let algs = meta["token_endpoint_auth_signing_alg_values_supported"].as_array().unwrap();
+        assert!(algs.iter().all(|a| !a.as_str().unwrap().starts_with("HS")), "{algs:?}");
+    }
+}
