@@ -267,6 +267,16 @@ pub struct Config {
     pub connections: crate::ConnectionLimits,
     /// Argon2id parameters of the dummy hash verified for unknown users (match the real ones).
     pub password_params: PasswordParams,
+    /// How many password checks run at once. Each holds the `memory_kib` of the hash it checks
+    /// (19 MiB by default), so this bounds their memory: limit × `memory_kib`. Default: twice
+    /// the available cores, at least 2 (argon2id is CPU-bound, more would only queue).
+    pub max_concurrent_password_checks: usize,
+    /// How long a sign-in waits for a password check when [`max_concurrent_password_checks`]
+    /// are running; then it gets the login page again with 503 "too many sign-ins at once".
+    /// Default: 5 s.
+    ///
+    /// [`max_concurrent_password_checks`]: Config::max_concurrent_password_checks
+    pub password_check_wait: Duration,
     /// Whether cookies are `Secure` (and `__Host-` prefixed). Derived from the issuer scheme by
     /// [`Config::new`].
     pub secure_cookies: bool,
@@ -275,7 +285,8 @@ pub struct Config {
 impl Config {
     /// Defaults for `issuer`: 1 h access tokens, 30 d refresh tokens, 30 s refresh grace,
     /// 60 s codes, 8 h sessions, open registration, ES256, 64 KiB bodies, 16 KiB headers, the
-    /// default [`ConnectionLimits`](crate::ConnectionLimits).
+    /// default [`ConnectionLimits`](crate::ConnectionLimits), two password checks at once per
+    /// core.
     pub fn new(issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
         let secure_cookies = issuer.starts_with("https://");
@@ -296,6 +307,10 @@ impl Config {
             max_header_bytes: 16 * 1024,
             connections: crate::ConnectionLimits::default(),
             password_params: PasswordParams::default(),
+            max_concurrent_password_checks: std::thread::available_parallelism()
+                .map_or(2, |n| n.get().saturating_mul(2))
+                .max(2),
+            password_check_wait: Duration::from_secs(5),
             secure_cookies,
         }
     }
@@ -319,6 +334,11 @@ impl Config {
         }
         for r in &self.resources {
             parse_url(r)?;
+        }
+        if self.max_concurrent_password_checks == 0 {
+            return Err(AuthServerError::Config(
+                "max_concurrent_password_checks must be at least 1: nobody could sign in".into(),
+            ));
         }
         Ok(())
     }

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub registration_token_hash: Option<String>,
     /// Fetched client `jwks_uri` documents.
     pub jwks_cache: Mutex<HashMap<String, crate::client_auth::CachedJwks>>,
+    /// Permits for password checks ([`Config::max_concurrent_password_checks`]).
+    pub password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 crate::redacted_debug!(Shared);
@@ -99,6 +101,9 @@ impl AuthServer {
             _ => None,
         };
         store.note_access_ttl(config.access_token_ttl.as_secs());
+        let password_checks = Arc::new(tokio::sync::Semaphore::new(
+            (config.max_concurrent_password_checks).min(tokio::sync::Semaphore::MAX_PERMITS),
+        ));
         store.sync_revocations().await?;
         let shared = Arc::new(Shared {
             config,
@@ -108,6 +113,7 @@ impl AuthServer {
             dummy_password_hash,
             registration_token_hash,
             jwks_cache: Mutex::new(HashMap::new()),
+            password_checks,
         });
         tokio::spawn(sync_revocations(Arc::downgrade(&shared)));
         Ok(AuthServer { shared })

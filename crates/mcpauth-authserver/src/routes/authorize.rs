@@ -600,9 +600,34 @@ pub(crate) async fn login(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| shared.dummy_password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || passwords::verify(&password, &phc))
-        .await
-        .unwrap_or(false);
+    // Review finding 3: each check holds the hash's memory (19 MiB by default), so only
+    // `max_concurrent_password_checks` run at once; the permit lives as long as the check, even
+    // when the browser goes away.
+    let wait = shared.config.password_check_wait;
+    let Ok(Ok(permit)) =
+        tokio::time::timeout(wait, shared.password_checks.clone().acquire_owned()).await
+    else {
+        let mut resp = login_page(
+            &shared,
+            &form.pending,
+            &form.request_id,
+            &form.sid,
+            &username,
+            Some("Too many sign-ins at once. Try again in a moment."),
+        )
+        .await;
+        // RFC 9110 §15.6.4, §10.2.3.
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return resp;
+    };
+    let ok = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        passwords::verify(&password, &phc)
+    })
+    .await
+    .unwrap_or(false);
     let Some(user) = user.filter(|_| ok) else {
         return login_page(
             &shared,

@@ -1,7 +1,13 @@
 //! Hostile request bodies before authentication (code review findings): the server answers
 //! them with a clear error and stays responsive for other clients.
 
-use crate::support::{Db, TestServer, http};
+use std::time::Duration;
+
+use mcpauth_authserver::PasswordParams;
+
+use crate::support::{
+    Db, PASSWORD, REDIRECT, TestServer, USER, authorization, hidden, http, open_login, post_login,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn review1_a_body_of_distinct_parameters_is_refused_and_others_are_served() {
@@ -50,4 +56,75 @@ async fn review1_a_body_of_distinct_parameters_is_refused_and_others_are_served(
             "{err}"
         );
     }
+}
+
+/// Review finding 3: password checks (argon2id, each holding `memory_kib`) are bounded. With one
+/// check at a time, a slow hash and a short wait, concurrent wrong-password logins beyond the
+/// limit get the login page with 503 "too many sign-ins at once"; the server stays responsive
+/// meanwhile and signs the user in afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review3_concurrent_password_checks_are_bounded() {
+    let db = Db::sqlite();
+    let ts = TestServer::start(&db, |c| {
+        c.max_concurrent_password_checks = 1;
+        c.password_check_wait = Duration::from_millis(100);
+        // The dummy hash checked for unknown users: slow enough to outlast the wait.
+        c.password_params = PasswordParams {
+            memory_kib: 16 * 1024,
+            iterations: 24,
+            parallelism: 1,
+        };
+    })
+    .await;
+    ts.add_user().await;
+    let client = ts.register_public_client(&[REDIRECT]).await;
+    let (cookie, html) = open_login(&authorization(&ts, &client, REDIRECT, &[]).url).await;
+    let logins: Vec<_> = (0..8)
+        .map(|i| {
+            let (url, cookie) = (ts.url("/authorize/login"), cookie.clone());
+            let form = [
+                ("request_id", hidden(&html, "request_id")),
+                ("csrf", hidden(&html, "csrf")),
+                ("username", format!("mallory{i}")),
+                ("password", "guess".to_owned()),
+            ];
+            tokio::spawn(async move {
+                let resp = http()
+                    .post(url)
+                    .header("cookie", cookie)
+                    .form(&form)
+                    .send()
+                    .await
+                    .unwrap();
+                (resp.status().as_u16(), resp.text().await.unwrap())
+            })
+        })
+        .collect();
+    let health = tokio::time::timeout(
+        Duration::from_secs(10),
+        http().get(ts.url("/healthz")).send(),
+    )
+    .await
+    .expect("/healthz answers while passwords are checked")
+    .unwrap();
+    assert_eq!(health.status(), 200);
+    let mut busy = 0;
+    for login in logins {
+        let (status, page) = login.await.unwrap();
+        match status {
+            503 => {
+                busy += 1;
+                assert!(page.contains("Too many sign-ins at once"), "{page}");
+                assert!(page.contains("name=\"password\""), "the login page: {page}");
+            }
+            401 => assert!(page.contains("Wrong username or password"), "{page}"),
+            other => panic!("status {other}: {page}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "no login was refused with one password check at a time"
+    );
+    let resp = post_login(&ts, &cookie, &html, USER, PASSWORD).await;
+    assert_eq!(resp.status(), 200, "signed in once the checks are done");
 }
