@@ -10,11 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::ClientError;
 use crate::authed::AuthenticatedClient;
 use crate::sse::SseParser;
+use mcpauth_core::mcp_headers::{self, ToolHeaders};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::{Value, json};
 
 /// The stateless protocol revision.
-pub const STATELESS: &str = "2026-07-28";
+pub use mcpauth_core::mcp_headers::STATELESS;
 
 fn mcp_error(method: &str, detail: impl Into<String>) -> ClientError {
     ClientError::Mcp {
@@ -34,6 +35,8 @@ pub struct Mcp {
     negotiated: Mutex<Option<String>>,
     session_id: Mutex<Option<String>>,
     next_id: AtomicU64,
+    /// The `x-mcp-header` parameters of the tools listed (stateless wire).
+    tools: ToolHeaders,
 }
 
 impl Mcp {
@@ -46,6 +49,7 @@ impl Mcp {
             negotiated: Mutex::new(None),
             session_id: Mutex::new(None),
             next_id: AtomicU64::new(1),
+            tools: ToolHeaders::default(),
         }
     }
 
@@ -91,47 +95,39 @@ impl Mcp {
         params
     }
 
-    fn headers(&self, method: &str, params: &Value) -> Vec<(&'static str, String)> {
+    fn headers(&self, message: &Value) -> Vec<(String, String)> {
         let mut h = vec![
-            (CONTENT_TYPE.as_str(), "application/json".to_owned()),
             (
-                ACCEPT.as_str(),
+                CONTENT_TYPE.as_str().to_owned(),
+                "application/json".to_owned(),
+            ),
+            (
+                ACCEPT.as_str().to_owned(),
                 "application/json, text/event-stream".to_owned(),
             ),
         ];
-        let version = if self.stateless() {
-            Some(self.version.clone())
-        } else {
-            self.negotiated.lock().unwrap().clone()
-        };
-        if let Some(v) = version {
-            h.push(("mcp-protocol-version", v));
-        }
         if self.stateless() {
-            h.push(("mcp-method", method.to_owned()));
-            if let Some(name) = params["name"].as_str().or(params["uri"].as_str()) {
-                h.push(("mcp-name", name.to_owned()));
-            }
+            // MCP-Protocol-Version, Mcp-Method, Mcp-Name and Mcp-Param-*, encoded as the
+            // 2026-07-28 Streamable HTTP §Request Metadata and §Value Encoding require.
+            h.extend(mcp_headers::request_headers(message, &self.tools));
+        } else if let Some(v) = self.negotiated.lock().unwrap().clone() {
+            h.push(("mcp-protocol-version".to_owned(), v));
         }
         if let Some(id) = self.session_id.lock().unwrap().clone() {
-            h.push(("mcp-session-id", id));
+            h.push(("mcp-session-id".to_owned(), id));
         }
         h
     }
 
-    async fn post(
-        &self,
-        method: &str,
-        params: &Value,
-        body: String,
-    ) -> Result<reqwest::Response, ClientError> {
-        let headers = self.headers(method, params);
+    async fn post(&self, method: &str, message: &Value) -> Result<reqwest::Response, ClientError> {
+        let headers = self.headers(message);
+        let body = message.to_string();
         let response = self
             .client
             .send(|http| {
                 let mut r = http.post(&self.url).body(body.clone());
                 for (k, v) in &headers {
-                    r = r.header(*k, v);
+                    r = r.header(k, v);
                 }
                 r
             })
@@ -160,17 +156,16 @@ impl Mcp {
     /// Sends a notification (no answer expected beyond 202).
     pub async fn notify(&self, method: &str) -> Result<(), ClientError> {
         let params = self.with_meta(json!({}));
-        let body = json!({"jsonrpc": "2.0", "method": method, "params": params}).to_string();
-        self.post(method, &params, body).await.map(drop)
+        let message = json!({"jsonrpc": "2.0", "method": method, "params": params});
+        self.post(method, &message).await.map(drop)
     }
 
     /// Sends a request and returns its `result`.
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let params = self.with_meta(params);
-        let body =
-            json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
-        let mut response = self.post(method, &params, body).await?;
+        let message = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let mut response = self.post(method, &message).await?;
         let is_sse = response
             .headers()
             .get(CONTENT_TYPE)
@@ -212,7 +207,15 @@ impl Mcp {
         if let Some(error) = message.get("error") {
             return Err(mcp_error(method, format!("JSON-RPC error {error}")));
         }
-        Ok(message["result"].clone())
+        let mut result = message["result"].clone();
+        if self.stateless() && method == "tools/list" {
+            // Mcp-Param-* of later calls; a tool with an invalid x-mcp-header is left out, as
+            // clients MUST (Streamable HTTP §Schema Extension).
+            for left_out in self.tools.learn(&mut result) {
+                tracing::warn!(tool = %left_out.tool, "leaving out a tool with an invalid definition: {}", left_out.reason);
+            }
+        }
+        Ok(result)
     }
 }
 

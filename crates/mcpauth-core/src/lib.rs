@@ -2,7 +2,8 @@
 //!
 //! Wire types for OAuth discovery and registration documents, token responses and errors; PKCE;
 //! `WWW-Authenticate` parsing; canonical resource URIs; well-known URL builders; scope sets;
-//! RFC 9207 authorization response validation; and secrets as redacted types. No networking and
+//! RFC 9207 authorization response validation; secrets as redacted types; and the HTTP headers
+//! of a 2026-07-28 MCP request ([`mcp_headers`]). No networking and
 //! no async runtime: the I/O crates (`mcpauth-client`, `mcpauth-resource`, `mcpauth-authserver`)
 //! move the bytes.
 //!
@@ -20,6 +21,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod jose;
+pub mod mcp_headers;
 pub mod metadata;
 pub mod oauth_error;
 pub mod pkce;

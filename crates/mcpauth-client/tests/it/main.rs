@@ -1,6 +1,7 @@
 //! Integration tests of `mcpauth-client`, one module per area.
 
 mod fuzz_corpus;
+mod mcp;
 mod processes;
 mod session;
 mod store;

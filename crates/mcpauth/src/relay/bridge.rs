@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::modern::{STATELESS, VERSION_KEY};
+use mcpauth_core::mcp_headers::{STATELESS, VERSION_KEY};
 
 /// Legacy revisions a bridged legacy client may negotiate, newest first.
 pub const LEGACY_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];

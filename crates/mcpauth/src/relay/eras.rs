@@ -26,12 +26,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use mcpauth_core::mcp_headers::{self, STATELESS};
 use serde_json::{Map, Value, json};
 use tokio::sync::{OnceCell, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::bridge::{self, ClientProfile, Filter};
-use super::modern::{self, STATELESS};
 use super::{Ctx, Relay, Wire, id_key};
 use crate::cli::Protocol;
 
@@ -176,7 +176,7 @@ impl Relay {
             return self.pass(body, message, Ctx::default(), &tx).await;
         };
         let client_modern =
-            method == "server/discover" || modern::declared_version(&message).is_some();
+            method == "server/discover" || mcp_headers::declared_version(&message).is_some();
         let fixed = match (self.protocol, client_modern) {
             (Protocol::Native, false) => Some(Mode::Up),
             (Protocol::Legacy, true) => Some(Mode::Down),

@@ -27,9 +27,8 @@ use tokio::task::JoinSet;
 
 mod bridge;
 mod eras;
-mod modern;
 
-use modern::ToolHeaders;
+use mcpauth_core::mcp_headers::{self, ToolHeaders};
 
 /// Largest message accepted from the local client.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -587,7 +586,7 @@ impl Relay {
         tx: &mpsc::Sender<String>,
     ) -> Result<reqwest::Response, String> {
         let method = message["method"].as_str();
-        let wire = modern::request_headers(message, &self.state.tools);
+        let wire = mcp_headers::request_headers(message, &self.state.tools);
         let mut reinitialized = false;
         loop {
             // The session this attempt goes out with (a 404 means that one is gone).
@@ -812,7 +811,10 @@ impl Relay {
         if is_response && method == Some("tools/list") && message["result"]["tools"].is_array() {
             // x-mcp-header exists on the 2026-07-28 wire only (Streamable HTTP §Custom Headers).
             if self.state.modern_server.load(Ordering::Relaxed) {
-                changed |= self.state.tools.learn(&mut message["result"]);
+                for left_out in self.state.tools.learn(&mut message["result"]) {
+                    tracing::warn!(tool = %left_out.tool, "leaving out a tool with an invalid definition: {}", left_out.reason);
+                    changed = true;
+                }
             }
             if let Some(tools) = message["result"]["tools"].as_array_mut()
                 && !self.ignore_tools.is_empty()

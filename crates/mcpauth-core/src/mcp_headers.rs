@@ -1,10 +1,11 @@
 //! HTTP headers of the stateless 2026-07-28 wire (MCP "Transports", Streamable HTTP §Request
 //! Metadata, SEP-2243): `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, and `Mcp-Param-{Name}`
 //! for tool parameters marked `x-mcp-header`, with the `=?base64?…?=` sentinel for values that
-//! are not plain ASCII.
+//! are not plain ASCII (§Value Encoding). Sans-I/O: the one implementation that the client
+//! library (`mcpauth_client::mcp`) and the relay of `mcpauth connect` both send.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -45,6 +46,15 @@ pub fn header_value(value: &str) -> String {
 #[derive(Debug, Default)]
 pub struct ToolHeaders {
     by_tool: Mutex<HashMap<String, Vec<Annotation>>>,
+}
+
+/// A tool that [`ToolHeaders::learn`] left out of a `tools/list` result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// The tool's name.
+    pub tool: String,
+    /// Why its definition is invalid (Streamable HTTP §Schema Extension).
+    pub reason: String,
 }
 
 /// One `x-mcp-header` annotation: the header name and the property path of the parameter.
@@ -126,13 +136,14 @@ fn walk(
 
 impl ToolHeaders {
     /// Records the annotations of a `tools/list` result and removes the tools whose annotations
-    /// are invalid (clients MUST exclude them). Returns whether the result changed.
-    pub fn learn(&self, result: &mut Value) -> bool {
+    /// are invalid (clients MUST exclude them). Returns the tools removed: the result changed
+    /// when there are any.
+    pub fn learn(&self, result: &mut Value) -> Vec<LeftOut> {
+        let mut left_out = Vec::new();
         let Some(tools) = result["tools"].as_array_mut() else {
-            return false;
+            return left_out;
         };
-        let mut map = self.by_tool.lock().unwrap();
-        let before = tools.len();
+        let mut map = self.by_tool.lock().unwrap_or_else(PoisonError::into_inner);
         tools.retain(|tool| {
             let name = tool["name"].as_str().unwrap_or_default().to_owned();
             match annotations(&tool["inputSchema"]) {
@@ -145,13 +156,13 @@ impl ToolHeaders {
                     true
                 }
                 Err(reason) => {
-                    tracing::warn!(tool = %name, "leaving out a tool with an invalid definition: {reason}");
                     map.remove(&name);
+                    left_out.push(LeftOut { tool: name, reason });
                     false
                 }
             }
         });
-        tools.len() != before
+        left_out
     }
 
     /// `Mcp-Param-{Name}` headers of a `tools/call` request; a parameter absent or `null` in the
@@ -160,7 +171,7 @@ impl ToolHeaders {
         let Some(tool) = message["params"]["name"].as_str() else {
             return Vec::new();
         };
-        let map = self.by_tool.lock().unwrap();
+        let map = self.by_tool.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(found) = map.get(tool) else {
             return Vec::new();
         };
@@ -257,7 +268,7 @@ mod tests {
                 "limit": {"type": "integer", "x-mcp-header": "Limit"},
                 "query": {"type": "string"}}}},
             {"name": "plain", "inputSchema": {"type": "object"}}]});
-        assert!(!tools.learn(&mut list));
+        assert!(tools.learn(&mut list).is_empty());
         let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
             "name": "sql", "arguments": {"region": "eu 1 ", "opts": {"dry": true}, "limit": null,
             "query": "x"},
@@ -291,7 +302,11 @@ mod tests {
                 "a": {"type": "string", "x-mcp-header": "A"}}}]}},
             {"name": "fine", "inputSchema": {"type": "object", "properties": {
                 "a": {"type": "string", "x-mcp-header": "A"}}}}]});
-        assert!(tools.learn(&mut list));
+        let left_out: Vec<String> = tools.learn(&mut list).into_iter().map(|l| l.tool).collect();
+        assert_eq!(
+            left_out,
+            ["in-array", "number", "twice", "bad-name", "in-oneof"]
+        );
         let names: Vec<&str> = list["tools"]
             .as_array()
             .unwrap()
