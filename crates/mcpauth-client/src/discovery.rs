@@ -69,29 +69,37 @@ impl DiscoveryReport {
     }
 }
 
+/// One line, without its end: what was looked for, the URL, the status, the verdict and why.
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self
+            .status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into());
+        let (verdict, detail) = match &self.outcome {
+            Outcome::Accepted => ("accepted", ""),
+            Outcome::Rejected(r) => ("rejected", r.as_str()),
+            Outcome::NotFound(r) => ("not found", r.as_str()),
+            Outcome::Assumed(r) => ("assumed", r.as_str()),
+            Outcome::Noted(r) => ("used", r.as_str()),
+        };
+        write!(
+            f,
+            "{:<38} {status:>4} {verdict:<9} {}",
+            self.looking_for, self.url
+        )?;
+        if !detail.is_empty() {
+            write!(f, "  ({detail})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One line per attempt.
 impl fmt::Display for DiscoveryReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for a in &self.attempts {
-            let status = a
-                .status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "-".into());
-            let (verdict, detail) = match &a.outcome {
-                Outcome::Accepted => ("accepted", ""),
-                Outcome::Rejected(r) => ("rejected", r.as_str()),
-                Outcome::NotFound(r) => ("not found", r.as_str()),
-                Outcome::Assumed(r) => ("assumed", r.as_str()),
-                Outcome::Noted(r) => ("used", r.as_str()),
-            };
-            write!(
-                f,
-                "{:<38} {status:>4} {verdict:<9} {}",
-                a.looking_for, a.url
-            )?;
-            if !detail.is_empty() {
-                write!(f, "  ({detail})")?;
-            }
-            writeln!(f)?;
+            writeln!(f, "{a}")?;
         }
         Ok(())
     }

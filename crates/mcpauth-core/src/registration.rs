@@ -126,15 +126,26 @@ const FORMAT_CHARACTERS: &[(u32, u32)] = &[
     (0xE0020, 0xE007F),
 ];
 
-/// Why `c` may not appear in a client name, if it may not.
-fn forbidden_in_name(c: char) -> Option<&'static str> {
+/// Whether `c` is an invisible formatting character (Unicode general category Cf), refused in
+/// client names and shown escaped by the CLI (security findings 5 and 12).
+///
+/// ```
+/// use mcpauth_core::registration::is_format_character;
+/// assert!(is_format_character('\u{202E}') && is_format_character('\u{200B}'));
+/// assert!(!is_format_character('a') && !is_format_character('\n'));
+/// ```
+pub fn is_format_character(c: char) -> bool {
     let cp = u32::from(c);
-    if c.is_control() {
-        Some("a control character")
-    } else if FORMAT_CHARACTERS
+    FORMAT_CHARACTERS
         .iter()
         .any(|&(lo, hi)| (lo..=hi).contains(&cp))
-    {
+}
+
+/// Why `c` may not appear in a client name, if it may not.
+fn forbidden_in_name(c: char) -> Option<&'static str> {
+    if c.is_control() {
+        Some("a control character")
+    } else if is_format_character(c) {
         Some("an invisible formatting character (Unicode category Cf)")
     } else if c == '\u{2028}' || c == '\u{2029}' {
         Some("a line or paragraph separator")

@@ -74,7 +74,8 @@ fn main() -> ExitCode {
     match result {
         Some(Ok(())) => ExitCode::SUCCESS,
         Some(Err(e)) => {
-            eprintln!("mcpauth: {e:#}");
+            // Errors carry servers' text (issuers, URLs, reasons): shown escaped.
+            eprintln!("mcpauth: {}", present::escape(&format!("{e:#}")));
             let code = exit_code(&e);
             if code == exit::LOGIN_REQUIRED {
                 eprintln!(

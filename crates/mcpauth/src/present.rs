@@ -1,7 +1,10 @@
 //! How authorization URLs reach the user: printed on stderr (never stdout, which is for data),
 //! opened in the browser through the `webbrowser` crate (never a shell, only http/https: MCP SPEC
-//! C32), and a spinner while waiting, only when stderr is a terminal.
+//! C32), and a spinner while waiting, only when stderr is a terminal. And [`escape`], through
+//! which every human-readable output shows text it does not control.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,6 +12,43 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mcpauth_client::authorize::Presenter;
+use mcpauth_core::registration::is_format_character;
+
+/// Text the CLI does not control (names, ids, URLs, scopes and messages from servers or from the
+/// database) made safe for a terminal (security findings 5 and 9): control characters are shown
+/// escaped (`\n`, `\r`, `\t`, `\x1b`, ...), and so are invisible formatting characters
+/// (bidirectional overrides, zero-width characters, line separators, ...: `\u{202e}`), so that
+/// no text can move the cursor, recolour, retitle or hyperlink, forge a line or a column of a
+/// table, or show itself in another order. Anything else is shown as is. `--json` output does not
+/// go through this: it stays exact.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(hidden) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            // Every control character (Unicode Cc) is below U+0100.
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if hidden(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Whether [`escape`] shows `c` escaped: a control character (Unicode Cc), a format character
+/// (Cf) or a line or paragraph separator.
+fn hidden(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}' || is_format_character(c)
+}
 
 /// How the answer comes back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,7 +121,10 @@ fn browser_safe(url: &str) -> bool {
 
 impl Presenter for Terminal {
     fn show_authorization_url(&self, url: &str) {
-        eprintln!("To authorize, open this URL in a browser:\n\n  {url}\n");
+        eprintln!(
+            "To authorize, open this URL in a browser:\n\n  {}\n",
+            escape(url)
+        );
         if self.open_browser
             && browser_safe(url)
             && let Err(e) = webbrowser::open(url)
@@ -114,10 +157,14 @@ impl Presenter for Terminal {
     fn show_device_code(&self, device: &mcpauth_core::device::DeviceAuthorization) {
         eprintln!(
             "To authorize, visit {} and enter the code:\n\n  {}\n",
-            device.verification_uri, device.user_code
+            escape(&device.verification_uri),
+            escape(&device.user_code)
         );
         if let Some(complete) = &device.verification_uri_complete {
-            eprintln!("or open this address, which has the code filled in:\n\n  {complete}\n");
+            eprintln!(
+                "or open this address, which has the code filled in:\n\n  {}\n",
+                escape(complete)
+            );
             if self.open_browser
                 && browser_safe(complete)
                 && let Err(e) = webbrowser::open(complete)
@@ -139,6 +186,24 @@ impl Presenter for Terminal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sec5_escape_shows_control_and_formatting_characters() {
+        assert!(matches!(
+            escape("Café Łódź 日本 https://a.example/x?y=1"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape("a\x1b]8;;https://evil.example/\x07b\x1b[2J\x7f\u{9b}"),
+            "a\\x1b]8;;https://evil.example/\\x07b\\x1b[2J\\x7f\\x9b"
+        );
+        assert_eq!(escape("row\nforged\tcell\r"), "row\\nforged\\tcell\\r");
+        assert_eq!(
+            escape("Good\u{202E}evil\u{200B}\u{2066}\u{2028}\u{FEFF}\u{E0041}"),
+            "Good\\u{202e}evil\\u{200b}\\u{2066}\\u{2028}\\u{feff}\\u{e0041}"
+        );
+        assert_eq!(escape("\0"), "\\x00");
+    }
 
     #[test]
     fn c32_only_http_urls_reach_the_browser() {

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::serve::open_store;
 use crate::cli::{Cli, ClientsCommand, KeysCommand, UsersCommand};
+use crate::present::escape;
 
 fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
     let password = match file {
@@ -54,7 +55,7 @@ pub async fn users(cli: &Cli, cmd: &UsersCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::Array(list));
             } else {
                 for u in users {
-                    println!("{}\t{}", u.username, u.id);
+                    println!("{}\t{}", escape(&u.username), escape(&u.id));
                 }
             }
         }
@@ -150,9 +151,9 @@ pub async fn clients(cli: &Cli, cmd: &ClientsCommand) -> anyhow::Result<()> {
                 for c in list {
                     println!(
                         "{}\t{}\t{}",
-                        c.client_id,
+                        escape(&c.client_id),
                         c.auth_method.as_str(),
-                        c.client_name.unwrap_or_default()
+                        escape(c.client_name.as_deref().unwrap_or_default())
                     );
                 }
             }

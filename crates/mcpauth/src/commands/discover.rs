@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::cli::{AuthArgs, Cli, DiscoverArgs};
 use crate::config::ConfigFile;
+use crate::present::escape;
 use crate::setup;
 
 /// Runs discovery and prints the report, then the result.
@@ -48,18 +49,25 @@ pub async fn discover(
             json!({"ok": ok, "attempts": report.attempts, "result": value})
         );
     } else {
-        eprint!("{report}");
+        // Line by line: a server's text cannot forge a line of the report.
+        for attempt in &report.attempts {
+            eprintln!("{}", escape(&attempt.to_string()));
+        }
         if let Ok(d) = &result {
             let m = &d.authorization_server;
-            println!("resource:               {}", d.resource);
-            println!("authorization server:   {}", d.issuer());
+            println!("resource:               {}", escape(&d.resource));
+            println!("authorization server:   {}", escape(d.issuer()));
             for (name, v) in [
                 ("authorization_endpoint", &m.authorization_endpoint),
                 ("token_endpoint", &m.token_endpoint),
                 ("registration_endpoint", &m.registration_endpoint),
                 ("revocation_endpoint", &m.revocation_endpoint),
             ] {
-                println!("{:<23} {}", format!("{name}:"), v.as_deref().unwrap_or("-"));
+                println!(
+                    "{:<23} {}",
+                    format!("{name}:"),
+                    escape(v.as_deref().unwrap_or("-"))
+                );
             }
             println!(
                 "PKCE S256:              {}",
@@ -86,7 +94,7 @@ pub async fn discover(
                 }
             );
             if let Some(s) = d.resource_scopes() {
-                println!("scopes (PRM):           {}", s.join(" "));
+                println!("scopes (PRM):           {}", escape(&s.join(" ")));
             }
         }
     }

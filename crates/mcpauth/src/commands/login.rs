@@ -4,6 +4,7 @@ use anyhow::bail;
 
 use crate::cli::{Cli, LoginArgs};
 use crate::config::ConfigFile;
+use crate::present::escape;
 use crate::setup;
 
 /// Logs in to each target (or to every HTTP server of the config file).
@@ -28,13 +29,13 @@ pub async fn login(cli: &Cli, args: &LoginArgs, config: Option<&ConfigFile>) -> 
             .ok_or_else(|| anyhow::anyhow!("no token was stored"))?;
         eprintln!(
             "Logged in to {} (issuer {}, client {}, scopes {}, expires {}{})",
-            target.url,
-            record.key.issuer,
-            record.key.client_id,
+            escape(&target.url),
+            escape(&record.key.issuer),
+            escape(&record.key.client_id),
             if record.granted_scopes.is_empty() {
                 "-".to_owned()
             } else {
-                record.granted_scopes.to_string()
+                escape(&record.granted_scopes.to_string()).into_owned()
             },
             super::relative(record.expires_at),
             if record.refresh_token.is_some() {

@@ -2,6 +2,7 @@
 
 use crate::cli::{Cli, LogoutArgs};
 use crate::config::ConfigFile;
+use crate::present::escape;
 use crate::setup::{self, Target};
 
 /// Logs out of one server or of all.
@@ -34,7 +35,7 @@ pub async fn logout(
             setup::Interaction::Terminal,
         )?;
         match session.logout().await? {
-            None => eprintln!("No stored login for {}.", target.url),
+            None => eprintln!("No stored login for {}.", escape(&target.url)),
             Some(report) => {
                 let revoked = if report.revoked.is_empty() {
                     "nothing revoked".to_owned()
@@ -44,11 +45,12 @@ pub async fn logout(
                 match &report.revocation_error {
                     None => eprintln!(
                         "Logged out of {}: {revoked}, deleted the stored tokens.",
-                        target.url
+                        escape(&target.url)
                     ),
                     Some(e) => eprintln!(
-                        "Logged out of {}: {revoked} ({e}); deleted the stored tokens.",
-                        target.url
+                        "Logged out of {}: {revoked} ({}); deleted the stored tokens.",
+                        escape(&target.url),
+                        escape(e)
                     ),
                 }
                 out.push(serde_json::to_value(&report)?);

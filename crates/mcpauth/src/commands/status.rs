@@ -1,6 +1,7 @@
 //! `mcpauth status`: stored logins, without any network request.
 
 use crate::cli::Cli;
+use crate::present::escape;
 use crate::setup;
 
 /// Prints a table (or JSON) of stored logins.
@@ -20,13 +21,13 @@ pub fn status(cli: &Cli) -> anyhow::Result<()> {
         .iter()
         .map(|r| {
             [
-                r.key.resource.clone(),
-                r.key.issuer.clone(),
-                r.key.client_id.clone(),
+                escape(&r.key.resource).into_owned(),
+                escape(&r.key.issuer).into_owned(),
+                escape(&r.key.client_id).into_owned(),
                 if r.granted_scopes.is_empty() {
                     "-".into()
                 } else {
-                    r.granted_scopes.to_string()
+                    escape(&r.granted_scopes.to_string()).into_owned()
                 },
                 super::relative(r.expires_at),
                 if r.refresh_token.is_some() {

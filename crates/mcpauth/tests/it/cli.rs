@@ -443,6 +443,52 @@ async fn discover_reports_every_url() {
     );
 }
 
+/// Security finding 5: `discover` shows what a server's metadata says escaped (here an endpoint
+/// that retitles the terminal and forges a line); `--json` keeps it exact.
+#[tokio::test]
+async fn sec5_discover_escapes_the_servers_text() {
+    let server = TestServer::start(Knobs::default()).await;
+    let hostile = format!(
+        "{}/revoke\x1b]0;pwned\x07\nPKCE S256:              yes",
+        server.base
+    );
+    let metadata = serde_json::json!({
+        "issuer": server.base,
+        "authorization_endpoint": format!("{}/authorize", server.base),
+        "token_endpoint": format!("{}/token", server.base),
+        "revocation_endpoint": hostile,
+        "code_challenge_methods_supported": ["plain"],
+    });
+    server.set(|k| k.metadata_body = Some(metadata.to_string()));
+    let home = tempfile::tempdir().unwrap();
+    let out = run(home.path(), &["discover", &server.mcp_url()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains(['\x1b', '\x07']), "{:?}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "revocation_endpoint:    {}/revoke\\x1b]0;pwned\\x07\\nPKCE S256:",
+            server.base
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\nPKCE S256:              NO"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("\nPKCE S256:              yes"),
+        "a forged line: {}",
+        out.stdout
+    );
+    let out = run(home.path(), &["discover", &server.mcp_url(), "--json"]).await;
+    assert_eq!(
+        json(&out)["result"]["authorization_server_metadata"]["revocation_endpoint"],
+        hostile
+    );
+}
+
 #[tokio::test]
 async fn usage_errors_exit_64_and_help_documents_exit_codes() {
     let home = tempfile::tempdir().unwrap();

@@ -464,3 +464,81 @@ async fn sec4_the_database_is_private_whatever_the_umask() {
         "{err}"
     );
 }
+
+/// Security finding 5: names in the database reach the admin's terminal escaped. A client name
+/// stored by anonymous registration (before registration refused such names) holds an OSC 8
+/// hyperlink, BEL, a clear-screen and a newline and tabs that would forge a row; a username holds
+/// a bidirectional override. `--json` stays exact.
+#[tokio::test]
+async fn sec5_clients_and_users_lists_escape_control_characters() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let db = ["--database", database.as_str()];
+    let (code, _, err) = run(
+        home.path(),
+        &[
+            &["clients", "add", "--id", "evil", "--auth-method", "none"][..],
+            &db,
+        ]
+        .concat(),
+        "",
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(
+        home.path(),
+        &[&["users", "add", "bob"][..], &db].concat(),
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let name =
+        "Robot\x1b]8;;https://evil.example/\x07click\x1b]8;;\x07\x1b[2J\nadmin\tnone\tTrusted";
+    let username = "bob\u{202E}nimda";
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+    sqlx::query("UPDATE clients SET metadata = json_set(metadata, '$.client_name', $1)")
+        .bind(name)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET username = $1")
+        .bind(username)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let (code, out, err) = run(home.path(), &[&["clients", "list"][..], &db].concat(), "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(['\x1b', '\x07']), "{out:?}");
+    assert_eq!(out.lines().count(), 1, "a forged row: {out:?}");
+    assert_eq!(
+        out.trim_end(),
+        "evil\tnone\tRobot\\x1b]8;;https://evil.example/\\x07click\\x1b]8;;\\x07\\x1b[2J\\nadmin\\tnone\\tTrusted"
+    );
+    let (_, out, _) = run(
+        home.path(),
+        &[&["clients", "list", "--json"][..], &db].concat(),
+        "",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["client_name"],
+        name
+    );
+
+    let (code, out, err) = run(home.path(), &[&["users", "list"][..], &db].concat(), "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('\u{202E}'), "{out:?}");
+    assert!(out.starts_with("bob\\u{202e}nimda\t"), "{out:?}");
+    let (_, out, _) = run(
+        home.path(),
+        &[&["users", "list", "--json"][..], &db].concat(),
+        "",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["username"],
+        username
+    );
+}
