@@ -160,7 +160,8 @@ impl RateLimit {
 pub struct RateLimits {
     /// `/authorize` and the login and consent forms, per IP.
     pub authorize_per_ip: Option<RateLimit>,
-    /// Failed logins per IP.
+    /// Login attempts per IP: every password check counts, right or wrong, so this bounds both
+    /// guessing and the argon2 work one address can cause.
     pub login_per_ip: Option<RateLimit>,
     /// `/token`, per IP.
     pub token_per_ip: Option<RateLimit>,
@@ -259,6 +260,13 @@ pub struct Config {
     pub signing_alg: SigningAlg,
     /// Rate limits.
     pub rate_limits: RateLimits,
+    /// Reverse proxies in front of the server. When the TCP peer is in one of these networks,
+    /// the client address for rate limits is the right-most address of `X-Forwarded-For`
+    /// (without that header: of RFC 7239 `Forwarded: for=`) that is not itself in one;
+    /// otherwise both headers are ignored. The proxies must append the address they see to
+    /// `X-Forwarded-For` (or, if they only write `Forwarded`, drop any `X-Forwarded-For` a
+    /// client sends). Empty by default: the TCP peer is the client.
+    pub trusted_proxies: Vec<IpNet>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Largest accepted total size of request headers.
@@ -303,6 +311,7 @@ impl Config {
             fetch: FetchPolicy::default(),
             signing_alg: SigningAlg::Es256,
             rate_limits: RateLimits::default(),
+            trusted_proxies: Vec::new(),
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             connections: crate::ConnectionLimits::default(),

@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +18,7 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
-use crate::config::{Config, RegistrationPolicy};
+use crate::config::{Config, IpNet, RegistrationPolicy};
 use crate::error::AuthServerError;
 use crate::keys::KeyRing;
 use crate::rate_limit::{Bucket, RateLimiter};
@@ -237,12 +238,77 @@ async fn limit_headers(req: Request, next: Next, max: usize) -> Response {
     next.run(req).await
 }
 
-/// The peer address of a request, or "unknown".
-pub(crate) fn client_ip(req_extensions: &axum::http::Extensions) -> String {
-    req_extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client's IP address for rate limits: the TCP peer; when the peer is a trusted proxy
+/// ([`Config::trusted_proxies`]), the address it forwards for (see [`forwarded_client`]);
+/// "unknown" without connect info.
+pub(crate) fn client_ip(parts: &Parts, trusted: &[IpNet]) -> String {
+    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(c) => forwarded_client(c.0.ip(), &parts.headers, trusted).to_string(),
+        None => "unknown".into(),
+    }
+}
+
+/// The client behind `peer`: `peer` unless it is trusted; then, walking the forwarded addresses
+/// from the right (each proxy appends the address it saw), the first that is not trusted, or the
+/// left-most when all are. Only `X-Forwarded-For` is read when present, else RFC 7239 §4
+/// `Forwarded` (its `for=` nodes). A hop that is no IP address (`unknown`, an obfuscated node,
+/// junk) stops the walk at the nearest trusted address.
+fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let xff = headers.get_all("x-forwarded-for");
+    let (values, forwarded) = if xff.iter().next().is_some() {
+        (xff, false)
+    } else {
+        (headers.get_all(header::FORWARDED), true)
+    };
+    let mut hops = Vec::new();
+    for value in values {
+        let Ok(value) = value.to_str() else {
+            hops.push(None);
+            continue;
+        };
+        for element in value.split(',') {
+            let node = if forwarded {
+                // RFC 7239 §4: `for=node` among `;`-separated pairs, names case-insensitive.
+                element.split(';').find_map(|pair| {
+                    let (name, node) = pair.split_once('=')?;
+                    name.trim().eq_ignore_ascii_case("for").then_some(node)
+                })
+            } else {
+                Some(element)
+            };
+            hops.push(node.and_then(node_ip));
+        }
+    }
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        let Some(ip) = hop else { break };
+        client = ip;
+        if !is_trusted(ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// The address of a forwarded node (RFC 7239 §6): `192.0.2.1`, `192.0.2.1:80`, `2001:db8::1`,
+/// `[2001:db8::1]:80`, quoted or not.
+fn node_ip(node: &str) -> Option<IpAddr> {
+    let node = node.trim().trim_matches('"');
+    if let Some(bracketed) = node.strip_prefix('[') {
+        let v6: Ipv6Addr = bracketed.split_once(']')?.0.parse().ok()?;
+        return Some(IpAddr::V6(v6).to_canonical());
+    }
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    node.parse::<SocketAddrV4>()
+        .ok()
+        .map(|a| IpAddr::V4(*a.ip()))
 }
 
 /// Headers every HTML page carries: no framing (clickjacking), no caching, no sniffing, no
@@ -292,4 +358,83 @@ where
     let result = crate::serve_router(listener, server.router(), limits, shutdown).await;
     purge.abort();
     result.map_err(AuthServerError::Io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(peer: &str, headers: &[(&str, &str)], trusted: &[&str]) -> String {
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let trusted: Vec<IpNet> = trusted.iter().map(|n| IpNet::parse(n).unwrap()).collect();
+        forwarded_client(peer.parse().unwrap(), &h, &trusted).to_string()
+    }
+
+    #[test]
+    fn review4_forwarded_addresses_count_only_from_trusted_proxies() {
+        let xff = |v| [("x-forwarded-for", v)];
+        let lan = ["10.0.0.0/8"];
+        // Untrusted peer: the headers are ignored.
+        assert_eq!(client("192.0.2.9", &xff("203.0.113.1"), &lan), "192.0.2.9");
+        assert_eq!(client("10.0.0.1", &xff("203.0.113.1"), &[]), "10.0.0.1");
+        // The right-most untrusted address; what the client prepended is ignored.
+        let chain = xff("198.51.100.1, 203.0.113.1, 10.0.0.2");
+        assert_eq!(client("10.0.0.1", &chain, &lan), "203.0.113.1");
+        let two_headers = [
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-for", "203.0.113.1"),
+        ];
+        assert_eq!(client("10.0.0.1", &two_headers, &lan), "203.0.113.1");
+        // All trusted: the left-most. No header: the peer.
+        assert_eq!(
+            client("10.0.0.1", &xff("10.0.0.3, 10.0.0.2"), &lan),
+            "10.0.0.3"
+        );
+        assert_eq!(client("10.0.0.1", &[], &lan), "10.0.0.1");
+        // A hop that is no address stops at the nearest trusted one.
+        assert_eq!(
+            client("10.0.0.1", &xff("203.0.113.1, unknown, 10.0.0.2"), &lan),
+            "10.0.0.2"
+        );
+        assert_eq!(client("10.0.0.1", &xff("junk"), &lan), "10.0.0.1");
+        // Ports, brackets, IPv4-mapped IPv6.
+        assert_eq!(
+            client("10.0.0.1", &xff("203.0.113.1:4711"), &lan),
+            "203.0.113.1"
+        );
+        assert_eq!(
+            client("::ffff:10.0.0.1", &xff("[2001:db8::1]:80"), &lan),
+            "2001:db8::1"
+        );
+    }
+
+    #[test]
+    fn review4_rfc7239_forwarded_for() {
+        let lan = ["10.0.0.0/8"];
+        let fwd = |v| [("forwarded", v)];
+        let v = r#"for=198.51.100.1, For="[2001:db8:cafe::17]:4711";proto=https;by=10.0.0.1"#;
+        assert_eq!(client("10.0.0.1", &fwd(v), &lan), "2001:db8:cafe::17");
+        assert_eq!(
+            client("10.0.0.1", &fwd("proto=https;for=\"203.0.113.5:80\""), &lan),
+            "203.0.113.5"
+        );
+        // An element without `for`, or an obfuscated node: no further.
+        assert_eq!(
+            client("10.0.0.1", &fwd("for=203.0.113.5, proto=https"), &lan),
+            "10.0.0.1"
+        );
+        assert_eq!(client("10.0.0.1", &fwd("for=_hidden"), &lan), "10.0.0.1");
+        // X-Forwarded-For wins when both are present.
+        let both = [
+            ("forwarded", "for=198.51.100.1"),
+            ("x-forwarded-for", "203.0.113.1"),
+        ];
+        assert_eq!(client("10.0.0.1", &both, &lan), "203.0.113.1");
+    }
 }

@@ -342,6 +342,11 @@ pub struct ServeArgs {
     /// development, e.g. 127.0.0.0/8). Private and loopback addresses are refused otherwise.
     #[arg(long = "allow-fetch-network", value_name = "CIDR")]
     pub allow_fetch_networks: Vec<String>,
+    /// A reverse proxy's network (repeatable, e.g. 10.0.0.0/8): from a peer in it, rate limits
+    /// key on the right-most X-Forwarded-For (or Forwarded: for=) address that is not a trusted
+    /// proxy. Without it those headers are ignored.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
     /// Turn off the rate limits on /register, /token, /authorize and logins (benchmarks only).
     #[arg(long)]
     pub no_rate_limits: bool,

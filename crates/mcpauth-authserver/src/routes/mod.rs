@@ -23,14 +23,17 @@ use crate::server::{Shared, client_ip};
 /// The state every handler gets.
 pub(crate) type AppState = axum::extract::State<Arc<Shared>>;
 
-/// The peer IP address (for rate limits).
+/// The client's IP address for rate limits (the TCP peer, or whom a trusted proxy forwards for).
 pub(crate) struct PeerIp(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for PeerIp {
+impl FromRequestParts<Arc<Shared>> for PeerIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerIp(client_ip(&parts.extensions)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(client_ip(parts, &shared.config.trusted_proxies)))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mcpauth_authserver::PasswordParams;
+use mcpauth_authserver::{IpNet, PasswordParams, RateLimit, RateLimits};
 
 use crate::support::{
     Db, PASSWORD, REDIRECT, TestServer, USER, authorization, hidden, http, open_login, post_login,
@@ -127,4 +127,88 @@ async fn review3_concurrent_password_checks_are_bounded() {
     );
     let resp = post_login(&ts, &cookie, &html, USER, PASSWORD).await;
     assert_eq!(resp.status(), 200, "signed in once the checks are done");
+}
+
+/// Status of a `/token` request carrying `headers` (each request takes a token from the per-IP
+/// bucket before anything else).
+async fn token_status(ts: &TestServer, headers: &[(&str, &str)]) -> u16 {
+    let mut req = http()
+        .post(ts.url("/token"))
+        .form(&[("grant_type", "client_credentials")]);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// Two `/token` requests per IP address, then 429.
+fn two_per_ip(c: &mut mcpauth_authserver::Config) {
+    c.rate_limits = RateLimits {
+        token_per_ip: Some(RateLimit::new(2, 1)),
+        ..RateLimits::none()
+    };
+}
+
+/// Review finding 4: behind a trusted reverse proxy (the TCP peer is in `trusted_proxies`) the
+/// client is the right-most untrusted address of `X-Forwarded-For` (or RFC 7239 §5.2
+/// `Forwarded: for=`), so users behind it get buckets of their own; what a client prepends
+/// itself does not change its bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review4_clients_behind_a_trusted_proxy_get_their_own_rate_limit_buckets() {
+    let db = Db::sqlite();
+    let ts = TestServer::start(&db, |c| {
+        two_per_ip(c);
+        c.trusted_proxies = vec![IpNet::parse("127.0.0.0/8").unwrap()];
+    })
+    .await;
+    let a = [("x-forwarded-for", "203.0.113.1")];
+    assert_ne!(token_status(&ts, &a).await, 429);
+    assert_ne!(token_status(&ts, &a).await, 429);
+    assert_eq!(
+        token_status(&ts, &a).await,
+        429,
+        "client A's bucket is empty"
+    );
+    // A prepends addresses of its choice; the proxy appended the one it saw.
+    let spoofed = [("x-forwarded-for", "198.51.100.7, 203.0.113.1")];
+    assert_eq!(token_status(&ts, &spoofed).await, 429, "still client A");
+    // B, seen through two trusted hops.
+    let b = [("x-forwarded-for", "203.0.113.2, 127.0.0.9")];
+    assert_ne!(
+        token_status(&ts, &b).await,
+        429,
+        "client B has a bucket of its own"
+    );
+    let c = [("forwarded", "for=\"[2001:db8::c]:4711\";proto=https")];
+    assert_ne!(token_status(&ts, &c).await, 429);
+    assert_ne!(token_status(&ts, &c).await, 429);
+    assert_eq!(
+        token_status(&ts, &c).await,
+        429,
+        "client C's bucket is empty"
+    );
+}
+
+/// Review finding 4: without trusted proxies `X-Forwarded-For` and `Forwarded` are ignored: a
+/// client naming a new address in each request still shares the bucket of its TCP peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review4_forwarding_headers_of_an_untrusted_peer_are_ignored() {
+    let db = Db::sqlite();
+    let ts = TestServer::start(&db, two_per_ip).await;
+    assert_ne!(
+        token_status(&ts, &[("x-forwarded-for", "203.0.113.1")]).await,
+        429
+    );
+    assert_ne!(
+        token_status(&ts, &[("x-forwarded-for", "203.0.113.2")]).await,
+        429
+    );
+    assert_eq!(
+        token_status(&ts, &[("x-forwarded-for", "203.0.113.3")]).await,
+        429
+    );
+    assert_eq!(
+        token_status(&ts, &[("forwarded", "for=203.0.113.4")]).await,
+        429
+    );
 }

@@ -35,6 +35,8 @@ struct Settings {
     signing_alg: Option<String>,
     #[serde(default)]
     allow_fetch_networks: Vec<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     /// `false` turns the rate limits off (benchmarks only).
     rate_limits: Option<bool>,
 }
@@ -203,6 +205,14 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     };
     for n in networks {
         config.fetch.allow_networks.push(IpNet::parse(&n)?);
+    }
+    let proxies = if args.trusted_proxies.is_empty() {
+        settings.trusted_proxies
+    } else {
+        args.trusted_proxies.clone()
+    };
+    for p in proxies {
+        config.trusted_proxies.push(IpNet::parse(&p)?);
     }
     if args.no_rate_limits || settings.rate_limits == Some(false) {
         tracing::warn!("rate limits are off: run like this only for benchmarks");
