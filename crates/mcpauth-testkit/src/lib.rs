@@ -127,11 +127,23 @@ pub struct Counters {
 #[derive(Debug, Default)]
 struct Grants {
     clients: HashMap<String, Option<String>>,
-    codes: HashMap<String, (String, String, String)>, // code -> (client, challenge, scope)
-    refresh: HashMap<String, (String, String)>,       // refresh token -> (client, scope)
-    access: HashMap<String, String>,                  // access token -> scope
-    devices: HashMap<String, PendingDevice>,          // device code -> pending approval
+    codes: HashMap<String, IssuedCode>,
+    refresh: HashMap<String, (String, String)>, // refresh token -> (client, scope)
+    access: HashMap<String, String>,            // access token -> scope
+    devices: HashMap<String, PendingDevice>,    // device code -> pending approval
     next: u64,
+}
+
+/// What an authorization code was issued for: it is redeemable only by the same client, with
+/// the PKCE verifier of the challenge, the same `redirect_uri` (RFC 6749 §4.1.3) and the same
+/// `resource` (RFC 8707 §2.2).
+#[derive(Debug)]
+struct IssuedCode {
+    client: String,
+    challenge: String,
+    scope: String,
+    redirect_uri: String,
+    resource: Option<String>,
 }
 
 /// A device authorization waiting for the user (RFC 8628).
@@ -333,11 +345,13 @@ async fn authorize(
             let code = format!("code-{}", g.next);
             g.codes.insert(
                 code.clone(),
-                (
+                IssuedCode {
                     client,
-                    q["code_challenge"].clone(),
-                    q.get("scope").cloned().unwrap_or_default(),
-                ),
+                    challenge: q["code_challenge"].clone(),
+                    scope: q.get("scope").cloned().unwrap_or_default(),
+                    redirect_uri: q["redirect_uri"].clone(),
+                    resource: q.get("resource").cloned(),
+                },
             );
             p.append_pair("code", &code);
         }
@@ -383,11 +397,34 @@ fn authenticate(g: &Grants, headers: &HeaderMap, form: &HashMap<String, String>)
     }
 }
 
-async fn token(
-    State(s): State<TestServer>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
+/// A form body as a real server reads it: `application/x-www-form-urlencoded`, each parameter at
+/// most once (RFC 6749 §3.1, §3.2); `None` for anything else, which is 400 `invalid_request`
+/// (§5.2).
+fn strict_form(headers: &HeaderMap, body: &str) -> Option<HashMap<String, String>> {
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return None;
+    }
+    let mut form = HashMap::new();
+    for (name, value) in url::form_urlencoded::parse(body.as_bytes()) {
+        if form.insert(name.into_owned(), value.into_owned()).is_some() {
+            return None;
+        }
+    }
+    Some(form)
+}
+
+async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) -> Response {
+    let Some(form) = strict_form(&headers, &body) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+    };
     let k = s.knobs.lock().unwrap().clone();
     {
         let mut c = s.counters.lock().unwrap();
@@ -413,20 +450,26 @@ async fn token(
     };
     let scope = match grant.as_str() {
         "authorization_code" => {
-            let Some((owner, challenge, scope)) = g
+            let Some(issued) = g
                 .codes
                 .remove(form.get("code").map(String::as_str).unwrap_or_default())
             else {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             };
             let verifier = form.get("code_verifier").cloned().unwrap_or_default();
-            if owner != client
-                || URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != challenge
+            if issued.client != client
+                || URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != issued.challenge
+                // RFC 6749 §4.1.3: the redirect_uri of the authorization request, identical.
+                || form.get("redirect_uri") != Some(&issued.redirect_uri)
             {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
             }
+            // RFC 8707 §2.2: the code is for the resource it was requested for, and no other.
+            if form.get("resource") != issued.resource.as_ref() {
+                return oauth_error(StatusCode::BAD_REQUEST, "invalid_target");
+            }
             s.counters.lock().unwrap().code_exchanges += 1;
-            scope
+            issued.scope
         }
         "refresh_token" => {
             let rt = form.get("refresh_token").cloned().unwrap_or_default();
@@ -740,10 +783,15 @@ async fn mcp(State(s): State<TestServer>, headers: HeaderMap, body: String) -> R
 
 /// A minimal MCP server: `initialize`, `tools/list` (one `echo` tool), `tools/call` (echoes the
 /// arguments), `echo/request` (echoes the whole request), 202 for notifications, an empty result
-/// for anything else.
+/// for anything else; a body that is not JSON is 400 with a parse error (JSON-RPC 2.0 §5.1).
 fn mcp_answer(body: &str) -> Response {
     let Ok(request) = serde_json::from_str::<Value>(body) else {
-        return Json(json!({"jsonrpc": "2.0", "id": 1, "result": {"ok": true}})).into_response();
+        let error = json!({"code": -32700, "message": "Parse error"});
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"jsonrpc": "2.0", "id": null, "error": error})),
+        )
+            .into_response();
     };
     let Some(id) = request.get("id").cloned() else {
         return StatusCode::ACCEPTED.into_response();

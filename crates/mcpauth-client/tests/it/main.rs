@@ -5,3 +5,4 @@ mod mcp;
 mod processes;
 mod session;
 mod store;
+mod testkit;

@@ -445,14 +445,15 @@ const CHILD_MARKER_ENV: &str = "MCPAUTH_TEST_LOCK_CHILD_MARKER";
 const CHILD_RELEASE_ENV: &str = "MCPAUTH_TEST_LOCK_CHILD_RELEASE";
 
 /// Not a test on its own: the child half of [`c27_file_lock_excludes_other_processes`], which
-/// re-runs this test binary with only this function selected and the `MCPAUTH_TEST_LOCK_CHILD_*`
-/// variables set. The child takes the lock, creates the marker file, and holds the lock until
-/// the release file appears. Without those variables (every normal run) it does nothing.
+/// re-runs this test binary with only this function selected (and `--ignored`) and the
+/// `MCPAUTH_TEST_LOCK_CHILD_*` variables set. The child takes the lock, creates the marker file,
+/// and holds the lock until the release file appears. Ignored in every other run, so that it is
+/// never reported as a test that passed.
 #[test]
+#[ignore = "the child process of c27_file_lock_excludes_other_processes, which runs it"]
 fn lock_child_process_helper() {
-    let Some(dir) = std::env::var_os(CHILD_DIR_ENV) else {
-        return;
-    };
+    let dir = std::env::var_os(CHILD_DIR_ENV)
+        .expect("run by c27_file_lock_excludes_other_processes only (it sets the variables)");
     let marker = PathBuf::from(std::env::var_os(CHILD_MARKER_ENV).unwrap());
     let release = PathBuf::from(std::env::var_os(CHILD_RELEASE_ENV).unwrap());
     let guard = FileStore::new(dir).lock(&key()).unwrap();
@@ -484,7 +485,12 @@ fn c27_file_lock_excludes_other_processes() {
     let marker = tmp.path().join("child-locked");
     let release = tmp.path().join("child-release");
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "store::lock_child_process_helper", "--nocapture"])
+        .args([
+            "--exact",
+            "store::lock_child_process_helper",
+            "--ignored",
+            "--nocapture",
+        ])
         .env(CHILD_DIR_ENV, &dir)
         .env(CHILD_MARKER_ENV, &marker)
         .env(CHILD_RELEASE_ENV, &release)

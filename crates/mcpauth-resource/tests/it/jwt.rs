@@ -227,7 +227,12 @@ async fn s4_alg_none_and_hs256_with_the_public_key_are_refused() {
         ),
         parts[2]
     );
-    assert!(verifier.verify(&forged).await.is_err());
+    // Refused for its signature, not for anything else about it (review finding 14).
+    let e = verifier.verify(&forged).await.unwrap_err();
+    assert!(
+        matches!(&e, ResourceError::InvalidToken { reason } if reason == "bad signature"),
+        "{e}"
+    );
     assert!(verifier.verify(&good).await.is_ok());
 }
 
@@ -254,6 +259,12 @@ async fn s4_wrong_typ_is_refused_by_default() {
     assert!(lenient.verify(&key.sign("JWT", &claims)).await.is_ok());
 }
 
+/// Whether `e` refuses a token for its signing key, which the issuer does not publish.
+fn unknown_key(e: &ResourceError) -> bool {
+    matches!(e, ResourceError::InvalidToken { reason }
+        if reason == "signed by a key the issuer does not publish")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s4_unknown_kid_refetches_at_most_once_per_interval() {
     let (issuer, _key, verifier, aud) = fake(Duration::from_secs(3600)).await;
@@ -264,18 +275,18 @@ async fn s4_unknown_kid_refetches_at_most_once_per_interval() {
             "at+jwt",
             &issuer.claims(aud, json!({"jti": format!("x{i}")})),
         );
-        assert!(verifier.verify(&t).await.is_err());
+        let e = verifier.verify(&t).await.unwrap_err();
+        assert!(unknown_key(&e), "{e}");
     }
     // The first fetch only: it was within the interval, so no unknown kid caused another.
     assert_eq!(issuer.fetches(), 1);
     // A key published later is not picked up before the interval is over...
     issuer.publish(&stranger);
-    assert!(
-        verifier
-            .verify(&stranger.sign("at+jwt", &claims))
-            .await
-            .is_err()
-    );
+    let e = verifier
+        .verify(&stranger.sign("at+jwt", &claims))
+        .await
+        .unwrap_err();
+    assert!(unknown_key(&e), "{e}");
     assert_eq!(issuer.fetches(), 1);
 
     // ...but with a short interval it is, once.

@@ -425,8 +425,17 @@ async fn a7_serves_tls_with_the_given_certificate() {
         .await
         .unwrap();
     assert_eq!(meta["issuer"], issuer);
-    // A client that does not trust the certificate cannot connect.
-    assert!(reqwest::get(format!("{issuer}/healthz")).await.is_err());
+    // A client that does not trust the certificate cannot connect: the handshake refuses the
+    // certificate (review finding 14: that error, not any error).
+    let e = reqwest::get(format!("{issuer}/healthz")).await.unwrap_err();
+    let chain: Vec<String> =
+        std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .map(ToString::to_string)
+            .collect();
+    assert!(
+        e.is_connect() && chain.iter().any(|m| m.contains("UnknownIssuer")),
+        "{chain:?}"
+    );
     serve.kill().await.unwrap();
 }
 
