@@ -79,6 +79,35 @@ impl TokenResponse {
     }
 }
 
+/// Checks that an access token is a plain RFC 6750 §2.1 `b64token`,
+/// `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`: the only form a Bearer
+/// `Authorization` header can carry, and one that can go to a terminal or a script as is
+/// (security finding 9: a server's token with escape sequences or line breaks is refused). The
+/// error does not repeat the token.
+///
+/// ```
+/// use mcpauth_core::token::check_b64token;
+/// assert!(check_b64token("eyJhbGciOiJFUzI1NiJ9.e30.c2ln-_~+/==").is_ok());
+/// assert!(check_b64token("at\x1b]52;c;cHduZWQ=\x07").is_err());
+/// ```
+pub fn check_b64token(token: &str) -> Result<(), CoreError> {
+    let body = token.trim_end_matches('=');
+    let plain = !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
+    if plain {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidDocument {
+            what: "token response",
+            reason: "its access_token is not an RFC 6750 §2.1 b64token (letters, digits and \
+                     -._~+/ then any '=')"
+                .into(),
+        })
+    }
+}
+
 /// Accepts a non-negative integer, a float (rounded down) or a string holding one.
 fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     use serde::de::Error;
@@ -129,6 +158,44 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn sec9_b64token_is_the_rfc_6750_grammar() {
+        for good in [
+            "a",
+            "at-1",
+            "AZaz09-._~+/",
+            "abc=",
+            "abc==",
+            "x.y.z",
+            "+/==",
+        ] {
+            assert!(check_b64token(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "",
+            "=",
+            "==",
+            "a=b",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "a\r\nAuthorization: x",
+            "at\x1b[2J",
+            "at\x07",
+            "a\u{202E}b",
+            "a\u{9b}b",
+            "é",
+            "a,b",
+            "a\"b",
+            "a;b",
+            "a:b",
+        ] {
+            let e = check_b64token(bad).unwrap_err();
+            assert!(matches!(e, CoreError::InvalidDocument { .. }), "{bad:?}");
+            assert!(e.to_string().contains("b64token"), "{e}");
+        }
     }
 
     #[test]

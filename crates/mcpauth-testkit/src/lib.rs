@@ -66,6 +66,10 @@ pub struct Knobs {
     pub era: Era,
     /// With `sessions`: GET on `/mcp` opens the session's notification stream.
     pub get_stream: bool,
+    /// The `client_id` dynamic registration hands out (None = `client-N`): a hostile server's.
+    pub registered_client_id: Option<String>,
+    /// The access token every grant issues (None = `at-N`): a hostile server's.
+    pub access_token: Option<String>,
 }
 
 impl Default for Knobs {
@@ -93,6 +97,8 @@ impl Default for Knobs {
             sessions: false,
             era: Era::Legacy,
             get_stream: false,
+            registered_client_id: None,
+            access_token: None,
         }
     }
 }
@@ -308,9 +314,10 @@ async fn register(State(s): State<TestServer>, Json(body): Json<Value>) -> Respo
         )
             .into_response();
     }
+    let chosen = s.knobs.lock().unwrap().registered_client_id.clone();
     let mut g = s.grants.lock().unwrap();
     g.next += 1;
-    let id = format!("client-{}", g.next);
+    let id = chosen.unwrap_or_else(|| format!("client-{}", g.next));
     g.clients.insert(id.clone(), None);
     let mut out = body.clone();
     out["client_id"] = json!(id);
@@ -506,7 +513,7 @@ async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) ->
         _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     };
     g.next += 1;
-    let access = format!("at-{}", g.next);
+    let access = k.access_token.unwrap_or_else(|| format!("at-{}", g.next));
     g.access.insert(access.clone(), scope.clone());
     let mut body = json!({
         "access_token": access,

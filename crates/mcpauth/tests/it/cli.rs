@@ -489,6 +489,101 @@ async fn sec5_discover_escapes_the_servers_text() {
     );
 }
 
+/// Security finding 9: the `client_id` a hostile authorization server registers (escape
+/// sequences and a line break that would forge a line) reaches the terminal escaped in `login`
+/// and `status`; `status --json` keeps it exact.
+#[tokio::test]
+async fn sec9_login_and_status_escape_a_servers_client_id() {
+    use tokio::io::AsyncReadExt;
+    let hostile = "client\x1b[2J\x1b]0;pwned\x07\nLogged in to https://bank.example";
+    let escaped = "client\\x1b[2J\\x1b]0;pwned\\x07\\nLogged in to https://bank.example";
+    let server = TestServer::start(Knobs {
+        registered_client_id: Some(hostile.into()),
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = mcpauth(home.path())
+        .args(["login", &server.mcp_url(), "--no-browser"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let seen = read_until(&mut stderr, |s| {
+        s.contains("/authorize?") && s.ends_with('\n')
+    })
+    .await;
+    let auth_url = seen
+        .lines()
+        .map(str::trim)
+        .find(|l| l.contains("/authorize?"))
+        .unwrap()
+        .to_owned();
+    assert_eq!(follow(&authorize(&auth_url).await).await, 200);
+    let mut rest = String::new();
+    tokio::time::timeout(LIMIT, stderr.read_to_string(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(child.wait().await.unwrap().success(), "{rest}");
+    assert!(!rest.contains(['\x1b', '\x07']), "{rest:?}");
+    let logged_in: Vec<&str> = rest
+        .lines()
+        .filter(|l| l.starts_with("Logged in to"))
+        .collect();
+    assert_eq!(logged_in.len(), 1, "a forged line: {rest:?}");
+    assert!(
+        logged_in[0].contains(&format!("client {escaped},")),
+        "{rest:?}"
+    );
+
+    let status = run(home.path(), &["status"]).await;
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        !status.stdout.contains(['\x1b', '\x07']),
+        "{:?}",
+        status.stdout
+    );
+    assert_eq!(status.stdout.lines().count(), 2, "{:?}", status.stdout);
+    assert!(status.stdout.contains(escaped), "{:?}", status.stdout);
+    let list = json(&run(home.path(), &["status", "--json"]).await);
+    assert_eq!(list[0]["client_id"], hostile);
+}
+
+/// Security finding 9: `mcpauth token` prints only a plain RFC 6750 §2.1 b64token. A hostile
+/// server's access token with an escape sequence (OSC 52 writes the clipboard) is refused with
+/// exit code 3, naming the server, and never shown, whatever the output format.
+#[tokio::test]
+async fn sec9_token_refuses_an_access_token_that_is_not_a_b64token() {
+    let server = TestServer::start(Knobs {
+        access_token: Some("at\x1b]52;c;cm0gLXJmIH4=\x07".into()),
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    login_loopback(home.path(), &server).await;
+    let url = server.mcp_url();
+    for extra in [None, Some("--header"), Some("--json")] {
+        let mut args = vec!["token", url.as_str()];
+        args.extend(extra);
+        let out = run(home.path(), &args).await;
+        assert_eq!(out.code, 3, "{extra:?}: {}", out.stderr);
+        assert_eq!(out.stdout, "", "{extra:?}");
+        assert!(
+            out.stderr.contains(&url) && out.stderr.contains(&server.base),
+            "{extra:?}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("b64token"), "{}", out.stderr);
+        assert!(
+            !out.stderr.contains("cm0gLXJmIH4") && !out.stderr.contains('\x1b'),
+            "{extra:?}: {:?}",
+            out.stderr
+        );
+    }
+}
+
 #[tokio::test]
 async fn usage_errors_exit_64_and_help_documents_exit_codes() {
     let home = tempfile::tempdir().unwrap();
