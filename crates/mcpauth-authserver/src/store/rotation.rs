@@ -499,6 +499,31 @@ mod tests {
         review6_a_pool_error_fails_the_batch_at_once("sqlite::memory:", Backend::Sqlite).await;
     }
 
+    /// A store whose pool is closed answers every waiting rotation with that error, promptly.
+    #[tokio::test]
+    async fn review6_a_closed_store_fails_every_rotation() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.close().await;
+        let (a, b, c) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            tokio::join!(
+                store.spend_refresh(spend("a", "a2")),
+                store.spend_refresh(spend("b", "b2")),
+                store.spend_refresh(spend("c", "c2"))
+            )
+        })
+        .await
+        .expect("rotations on a closed pool waited");
+        for answer in [a, b, c] {
+            assert!(
+                matches!(
+                    answer,
+                    Err(AuthServerError::Database(sqlx::Error::PoolClosed))
+                ),
+                "{answer:?}"
+            );
+        }
+    }
+
     #[tokio::test]
     #[cfg_attr(
         not(mcpauth_pg),
