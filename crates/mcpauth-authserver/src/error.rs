@@ -12,10 +12,10 @@ pub enum AuthServerError {
     Config(String),
     /// The database failed or refused a statement.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(DatabaseError),
     /// Applying the embedded migrations failed.
     #[error("database migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(MigrationError),
     /// The database URL names a backend this build does not support.
     #[error(
         "unsupported database URL {0:?}: use sqlite://PATH?mode=rwc, sqlite::memory: or postgres://…"
@@ -77,4 +77,46 @@ pub enum AuthServerError {
     /// Serving failed (binding, accepting).
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// A database failure. Opaque: the database driver's error type is not part of this crate's
+/// API (code review finding 8), so a driver upgrade is no breaking change; `Display` and
+/// `source` say what happened.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DatabaseError(pub(crate) sqlx::Error);
+
+/// A failure applying the embedded migrations (opaque, like [`DatabaseError`]).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct MigrationError(pub(crate) sqlx::migrate::MigrateError);
+
+impl From<sqlx::Error> for AuthServerError {
+    fn from(e: sqlx::Error) -> Self {
+        AuthServerError::Database(DatabaseError(e))
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for AuthServerError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        AuthServerError::Migrate(MigrationError(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Code review finding 8: the public error carries our opaque type, not the driver's, and
+    /// still says what happened.
+    #[test]
+    fn review8_database_errors_are_opaque_and_still_explain() {
+        let e: AuthServerError = sqlx::Error::PoolTimedOut.into();
+        let AuthServerError::Database(inner) = &e else {
+            panic!("{e:?}");
+        };
+        let _: &DatabaseError = inner;
+        assert!(e.to_string().starts_with("database error: "), "{e}");
+        assert!(e.to_string().contains("timed out"), "{e}");
+    }
 }

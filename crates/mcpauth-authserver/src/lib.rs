@@ -55,7 +55,7 @@ pub use config::{
     Config, FetchPolicy, IpNet, PasswordParams, RateLimit, RateLimits, RegistrationPolicy,
     SigningAlg,
 };
-pub use error::AuthServerError;
+pub use error::{AuthServerError, DatabaseError, MigrationError};
 pub use listen::{ConnectionLimits, serve_router};
 pub use server::{AuthServer, REVOCATION_SYNC, router, serve};
 pub use store::{Backend, Store};

@@ -3,7 +3,7 @@
 use sqlx::Row;
 
 use super::{Store, is_unique_violation};
-use crate::error::AuthServerError;
+use crate::error::{AuthServerError, DatabaseError};
 
 /// A signing key as stored (the private key is PKCS#8, base64).
 #[derive(Clone)]
@@ -65,7 +65,9 @@ impl Store {
     pub(crate) async fn insert_first_key(&self, key: &KeyRow) -> Result<bool, AuthServerError> {
         match self.insert_key(key).await {
             Ok(()) => Ok(true),
-            Err(AuthServerError::Database(e)) if is_unique_violation(&e) => Ok(false),
+            Err(AuthServerError::Database(DatabaseError(e))) if is_unique_violation(&e) => {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }

@@ -34,7 +34,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Backend, Store};
-use crate::error::AuthServerError;
+use crate::error::{AuthServerError, DatabaseError};
 
 /// Rotations waiting for a writer; beyond this many, callers wait.
 const QUEUE: usize = 4096;
@@ -220,7 +220,7 @@ fn fail(jobs: impl Iterator<Item = Job>, e: &AuthServerError) {
 /// (the pool timed out or is closed, I/O, a lost connection, a locked database) would fail every
 /// retry alike, each waiting as long again.
 fn row_level(e: &AuthServerError, backend: Backend) -> bool {
-    let AuthServerError::Database(e) = e else {
+    let AuthServerError::Database(DatabaseError(e)) = e else {
         return false;
     };
     match e {
@@ -255,10 +255,16 @@ fn row_level(e: &AuthServerError, backend: Backend) -> bool {
 /// message.
 fn again(e: &AuthServerError) -> AuthServerError {
     let copy = match e {
-        AuthServerError::Database(sqlx::Error::PoolTimedOut) => sqlx::Error::PoolTimedOut,
-        AuthServerError::Database(sqlx::Error::PoolClosed) => sqlx::Error::PoolClosed,
-        AuthServerError::Database(sqlx::Error::WorkerCrashed) => sqlx::Error::WorkerCrashed,
-        AuthServerError::Database(sqlx::Error::Io(io)) => {
+        AuthServerError::Database(DatabaseError(sqlx::Error::PoolTimedOut)) => {
+            sqlx::Error::PoolTimedOut
+        }
+        AuthServerError::Database(DatabaseError(sqlx::Error::PoolClosed)) => {
+            sqlx::Error::PoolClosed
+        }
+        AuthServerError::Database(DatabaseError(sqlx::Error::WorkerCrashed)) => {
+            sqlx::Error::WorkerCrashed
+        }
+        AuthServerError::Database(DatabaseError(sqlx::Error::Io(io))) => {
             sqlx::Error::Io(std::io::Error::new(io.kind(), io.to_string()))
         }
         other => sqlx::Error::AnyDriverError(other.to_string().into()),
@@ -420,7 +426,7 @@ mod tests {
         assert_eq!(a.unwrap().unwrap().family_id, "a");
         // The successor's primary key collides (review finding 14: the error, not any error).
         assert!(
-            matches!(&b, Err(AuthServerError::Database(e)) if crate::store::is_unique_violation(e)),
+            matches!(&b, Err(AuthServerError::Database(DatabaseError(e))) if crate::store::is_unique_violation(e)),
             "{b:?}"
         );
         assert!(store.refresh("a").await.unwrap().unwrap().used_at.is_some());
@@ -470,7 +476,9 @@ mod tests {
             assert!(
                 matches!(
                     answer,
-                    Err(AuthServerError::Database(sqlx::Error::PoolTimedOut))
+                    Err(AuthServerError::Database(DatabaseError(
+                        sqlx::Error::PoolTimedOut
+                    )))
                 ),
                 "{answer:?}"
             );
@@ -487,7 +495,9 @@ mod tests {
             assert!(
                 matches!(
                     answer,
-                    Err(AuthServerError::Database(sqlx::Error::PoolClosed))
+                    Err(AuthServerError::Database(DatabaseError(
+                        sqlx::Error::PoolClosed
+                    )))
                 ),
                 "{answer:?}"
             );
@@ -517,7 +527,9 @@ mod tests {
             assert!(
                 matches!(
                     answer,
-                    Err(AuthServerError::Database(sqlx::Error::PoolClosed))
+                    Err(AuthServerError::Database(DatabaseError(
+                        sqlx::Error::PoolClosed
+                    )))
                 ),
                 "{answer:?}"
             );
