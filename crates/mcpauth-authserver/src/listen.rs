@@ -65,7 +65,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Serves `app` on `listener` until `shutdown` completes, within `limits`. Each request
 /// carries the peer's [`ConnectInfo<SocketAddr>`] (for per-IP rate limits). After `shutdown`,
 /// no new connection is accepted, idle ones close at once and the others get
-/// [`SHUTDOWN_GRACE`] to finish.
+/// 10 s to finish.
 pub async fn serve_router<L>(
     mut listener: L,
     app: Router,
