@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use mcpauth_core::AuthorizationServerMetadata;
 use mcpauth_core::jose::{JwkParams, JwsAlgorithm, signature_algorithms};
 use mcpauth_core::well_known::authorization_server_urls;
+use mcpauth_core::{AuthorizationServerMetadata, CoreError};
 use serde_json::Value;
 
 use crate::ResourceError;
@@ -70,6 +70,8 @@ enum Location {
 /// The cached keys of one issuer.
 pub(crate) struct IssuerKeys {
     pub(crate) issuer: String,
+    /// The `iss` values accepted: the issuer, and its trailing-slash variant when configured.
+    accepted: Vec<String>,
     location: Location,
     state: RwLock<Arc<KeySet>>,
     refetch: tokio::sync::Mutex<()>,
@@ -90,9 +92,12 @@ pub(crate) enum Lookup {
 
 impl IssuerKeys {
     /// Keys of `issuer`, from `jwks_url` or discovered; `base` is the validation template.
+    /// With `slash_variant`, `iss` (and the metadata `issuer`) may also be the issuer with one
+    /// trailing slash added or removed.
     pub(crate) fn new(
         issuer: String,
         jwks_url: Option<String>,
+        slash_variant: bool,
         base: Validation,
         policy: RefetchPolicy,
         http: reqwest::Client,
@@ -105,10 +110,18 @@ impl IssuerKeys {
             }
             None => Location::Discover(tokio::sync::OnceCell::new()),
         };
+        let mut accepted = vec![issuer.clone()];
+        if slash_variant {
+            accepted.push(match issuer.strip_suffix('/') {
+                Some(bare) => bare.to_owned(),
+                None => format!("{issuer}/"),
+            });
+        }
         let mut base = base;
-        base.set_issuer(&[&issuer]);
+        base.set_issuer(&accepted);
         Ok(Self {
             issuer,
+            accepted,
             location,
             state: RwLock::new(Arc::new(KeySet::default())),
             refetch: tokio::sync::Mutex::new(()),
@@ -116,6 +129,11 @@ impl IssuerKeys {
             policy,
             http,
         })
+    }
+
+    /// Whether a token's `iss` names this issuer (byte for byte, or the configured variant).
+    pub(crate) fn accepts(&self, iss: &str) -> bool {
+        self.accepted.iter().any(|a| a == iss)
     }
 
     fn snapshot(&self) -> Arc<KeySet> {
@@ -222,7 +240,7 @@ impl IssuerKeys {
         match &self.location {
             Location::Url(u) => Ok(u.clone()),
             Location::Discover(cell) => cell
-                .get_or_try_init(|| discover_jwks_uri(&self.http, &self.issuer))
+                .get_or_try_init(|| discover_jwks_uri(&self.http, &self.issuer, &self.accepted))
                 .await
                 .cloned(),
         }
@@ -296,8 +314,13 @@ impl IssuerKeys {
 }
 
 /// The `jwks_uri` of `issuer`, from its RFC 8414 or OpenID metadata (tried in the order of
-/// MCP SPEC C5), whose `issuer` must be identical (RFC 8414 §3.3).
-async fn discover_jwks_uri(http: &reqwest::Client, issuer: &str) -> Result<String, ResourceError> {
+/// MCP SPEC C5), whose `issuer` must be identical (RFC 8414 §3.3) to one of `accepted` (the
+/// issuer, and its trailing-slash variant only when configured).
+async fn discover_jwks_uri(
+    http: &reqwest::Client,
+    issuer: &str,
+    accepted: &[String],
+) -> Result<String, ResourceError> {
     let what = format!("the metadata of {issuer}");
     let urls = authorization_server_urls(issuer).map_err(ResourceError::config)?;
     let mut last = String::from("no metadata document found");
@@ -326,8 +349,13 @@ async fn discover_jwks_uri(http: &reqwest::Client, issuer: &str) -> Result<Strin
             }
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let meta = AuthorizationServerMetadata::from_json_for_issuer(&bytes, issuer)
-            .map_err(|e| ResourceError::unavailable(&what, e))?;
+        let meta = match AuthorizationServerMetadata::from_json_for_issuer(&bytes, issuer) {
+            Err(CoreError::IssuerMismatch { found, .. }) if accepted.contains(&found) => {
+                AuthorizationServerMetadata::from_json_for_issuer(&bytes, &found)
+            }
+            other => other,
+        }
+        .map_err(|e| ResourceError::unavailable(&what, e))?;
         let jwks_uri = meta
             .jwks_uri
             .ok_or_else(|| ResourceError::unavailable(&what, "the metadata has no jwks_uri"))?;

@@ -94,14 +94,16 @@ impl ResourceMetadata {
         Self::from_parts(doc, self.url, self.path)
     }
 
-    /// Sets `scopes_supported`. `offline_access` is left out on purpose (MCP SPEC S9).
+    /// Sets `scopes_supported`. `offline_access` is left out on purpose (MCP SPEC S9); when no
+    /// scope is left, the member is left out too (RFC 9728 §2: it is optional, and `[]` would
+    /// say that the resource knows no scope at all).
     pub fn scopes_supported<S: Into<String>>(self, scopes: impl IntoIterator<Item = S>) -> Self {
         let scopes: Vec<String> = scopes
             .into_iter()
             .map(Into::into)
             .filter(|s| s != "offline_access")
             .collect();
-        self.edit(|d| d.scopes_supported = Some(scopes))
+        self.edit(|d| d.scopes_supported = Some(scopes).filter(|s| !s.is_empty()))
     }
 
     /// Sets `resource_name` (shown to users by some clients).

@@ -19,7 +19,8 @@ use crate::{Principal, ResourceError};
 ///   [`jwks_max_age`](JwtVerifierBuilder::jwks_max_age).
 /// - The algorithm comes from the key (`kty`, `crv`, `alg`), never from the token header alone:
 ///   `alg: none`, HMAC algorithms and any header `alg` the key does not allow are refused.
-/// - `exp` and `nbf` with a leeway (60 s by default); `iss` compared byte for byte; `aud` must
+/// - `exp` and `nbf` with a leeway (60 s by default); `iss` compared byte for byte (see
+///   [`JwtVerifierBuilder::accept_issuer_trailing_slash`] for the one variant); `aud` must
 ///   contain one of the configured audiences (mandatory, MCP SPEC S4-S5); the JOSE `typ` must be
 ///   `at+jwt` (RFC 9068 §4) unless [`accept_plain_jwt`](JwtVerifierBuilder::accept_plain_jwt).
 /// - Verified tokens are remembered by SHA-256 (never the token) until their `exp`, at most
@@ -59,6 +60,7 @@ impl std::fmt::Debug for JwtVerifier {
 pub struct JwtVerifierBuilder {
     issuers: Vec<(String, Option<String>)>,
     audiences: Vec<String>,
+    issuer_slash_variant: bool,
     accept_plain_jwt: bool,
     leeway: Duration,
     refetch: RefetchPolicy,
@@ -74,6 +76,7 @@ impl JwtVerifier {
         JwtVerifierBuilder {
             issuers: Vec::new(),
             audiences: Vec::new(),
+            issuer_slash_variant: false,
             accept_plain_jwt: false,
             leeway: Duration::from_secs(60),
             refetch: RefetchPolicy {
@@ -133,7 +136,7 @@ impl JwtVerifier {
         let iss = claims.iss.ok_or(ResourceError::WrongIssuer)?;
         self.issuers
             .iter()
-            .find(|i| i.issuer == iss)
+            .find(|i| i.accepts(&iss))
             .ok_or(ResourceError::WrongIssuer)
     }
 
@@ -202,13 +205,17 @@ impl JwtVerifier {
     }
 
     /// The principal of verified `claims`, after the checks `jsonwebtoken` does loosely: `iss`
-    /// must be a string equal to the issuer, and `aud` must name one of our audiences.
+    /// must be a string the issuer accepts, and `aud` must name one of our audiences.
     fn principal(
         &self,
         issuer: &IssuerKeys,
         claims: Map<String, Value>,
     ) -> Result<Principal, ResourceError> {
-        if claims.get("iss").and_then(Value::as_str) != Some(issuer.issuer.as_str()) {
+        if !claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .is_some_and(|iss| issuer.accepts(iss))
+        {
             return Err(ResourceError::WrongIssuer);
         }
         let p = Principal::from_claims(claims).map_err(ResourceError::invalid)?;
@@ -254,6 +261,15 @@ impl JwtVerifierBuilder {
     /// URI or GUID). Call it once per accepted value.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
         self.audiences.push(audience.into());
+        self
+    }
+
+    /// Also accepts `iss` (and a metadata `issuer`) that differs from a configured issuer only
+    /// by one trailing slash, e.g. `https://tenant.auth0.com/` for `https://tenant.auth0.com`.
+    /// Off by default: issuers are compared byte for byte (MCP SPEC C6 spirit, no silent
+    /// normalisation). Prefer configuring the issuer exactly as the server spells it.
+    pub fn accept_issuer_trailing_slash(mut self, yes: bool) -> Self {
+        self.issuer_slash_variant = yes;
         self
     }
 
@@ -326,7 +342,16 @@ impl JwtVerifierBuilder {
         let issuers = self
             .issuers
             .into_iter()
-            .map(|(iss, jwks)| IssuerKeys::new(iss, jwks, base.clone(), self.refetch, http.clone()))
+            .map(|(iss, jwks)| {
+                IssuerKeys::new(
+                    iss,
+                    jwks,
+                    self.issuer_slash_variant,
+                    base.clone(),
+                    self.refetch,
+                    http.clone(),
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(JwtVerifier {
             issuers,

@@ -350,3 +350,88 @@ fn insecure_issuer_urls_are_refused() {
             .is_err()
     );
 }
+
+/// Audiences other than the resource URL (Entra `api://…`, Auth0/Okta API identifiers): a
+/// token is accepted when its `aud` names any configured one (MCP SPEC S5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s5_any_configured_api_identifier_is_an_accepted_audience() {
+    let key = SigningKey::generate("k1");
+    let issuer = FakeIssuer::start(&[&key]).await;
+    let verifier = JwtVerifier::builder()
+        .issuer(&issuer.issuer)
+        .audience("api://mcp")
+        .audience("https://api.example.com")
+        .build()
+        .unwrap();
+    for aud in ["api://mcp", "https://api.example.com"] {
+        let t = key.sign("at+jwt", &issuer.claims(aud, json!({})));
+        assert!(verifier.verify(&t).await.is_ok(), "{aud}");
+    }
+    for aud in [
+        "api://other",
+        "https://api.example.com/",
+        "https://mcp.example.com/mcp",
+    ] {
+        let t = key.sign("at+jwt", &issuer.claims(aud, json!({"jti": aud})));
+        assert!(
+            matches!(verifier.verify(&t).await, Err(ResourceError::WrongAudience)),
+            "{aud}"
+        );
+    }
+}
+
+/// Auth0 issues `https://tenant.auth0.com/`: with the trailing-slash variant accepted, `iss`
+/// with or without that one slash passes; nothing else does (SPEC C6 spirit: no other
+/// normalisation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn c6_the_trailing_slash_variant_of_the_issuer_only_when_configured() {
+    let key = SigningKey::generate("k1");
+    let issuer = FakeIssuer::start(&[&key]).await;
+    let aud = "https://mcp.example.com/mcp";
+    let lenient = JwtVerifier::builder()
+        .issuer(&issuer.issuer)
+        .audience(aud)
+        .accept_issuer_trailing_slash(true)
+        .build()
+        .unwrap();
+    let slash = format!("{}/", issuer.issuer);
+    for (i, iss) in [issuer.issuer.clone(), slash.clone()].iter().enumerate() {
+        let t = key.sign("at+jwt", &issuer.claims(aud, json!({"iss": iss, "jti": i})));
+        let p = lenient.verify(&t).await.unwrap();
+        assert_eq!(&p.issuer, iss);
+    }
+    for iss in [
+        format!("{}//", issuer.issuer),
+        format!("{}/x", issuer.issuer),
+    ] {
+        let t = key.sign(
+            "at+jwt",
+            &issuer.claims(aud, json!({"iss": iss, "jti": iss})),
+        );
+        assert!(
+            matches!(lenient.verify(&t).await, Err(ResourceError::WrongIssuer)),
+            "{iss}"
+        );
+    }
+
+    // Configured with the slash while the metadata's `issuer` has none: the metadata is used
+    // only with the variant accepted.
+    let t = key.sign(
+        "at+jwt",
+        &issuer.claims(aud, json!({"iss": slash, "jti": "s"})),
+    );
+    let strict = JwtVerifier::builder()
+        .issuer(&slash)
+        .audience(aud)
+        .build()
+        .unwrap();
+    let e = strict.verify(&t).await.unwrap_err();
+    assert!(matches!(e, ResourceError::Unavailable { .. }), "{e}");
+    let lenient = JwtVerifier::builder()
+        .issuer(&slash)
+        .audience(aud)
+        .accept_issuer_trailing_slash(true)
+        .build()
+        .unwrap();
+    assert!(lenient.verify(&t).await.is_ok());
+}

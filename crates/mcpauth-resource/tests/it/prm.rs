@@ -67,3 +67,19 @@ fn s1_resource_kept_as_given() {
     let json = serde_json::to_string(prm.document()).unwrap();
     assert!(json.contains(r#""resource":"https://MCP.example.com/Mcp/""#));
 }
+
+#[test]
+fn rfc9728_s2_no_scopes_means_no_scopes_supported_member() {
+    // RFC 9728 §2: scopes_supported is OPTIONAL; `[]` would claim that no scope exists.
+    let none: [&str; 0] = [];
+    let prm = ResourceMetadata::new("https://h/mcp", ["https://as"])
+        .unwrap()
+        .scopes_supported(none);
+    let doc = serde_json::to_value(prm.document()).unwrap();
+    assert!(doc.get("scopes_supported").is_none(), "{doc}");
+    // offline_access alone is left out (S9), so nothing is left to publish either.
+    let only_offline = ResourceMetadata::new("https://h/mcp", ["https://as"])
+        .unwrap()
+        .scopes_supported(["offline_access"]);
+    assert_eq!(only_offline.document().scopes_supported, None);
+}
