@@ -34,7 +34,7 @@ pub enum ResourceError {
     /// throw away a token that may be good.
     #[error("cannot verify access tokens right now: {what}: {reason}")]
     Unavailable {
-        /// What was being fetched (e.g. "the JWK set of https://as.example").
+        /// What was being fetched (e.g. "the JWK set of `https://as.example`").
         what: String,
         /// What went wrong.
         reason: String,
