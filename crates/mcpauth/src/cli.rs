@@ -187,11 +187,35 @@ pub struct GatewayArgs {
     /// The URL clients use, if not http(s)://the bound address (e.g. behind a TLS proxy).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// Use this external authorization server (its JWKS) instead of the embedded one.
-    #[arg(long, value_name = "URL", conflicts_with = "introspection_url")]
+    /// Use this external authorization server (identity provider) instead of the embedded one:
+    /// its issuer identifier exactly as its metadata spells it (Keycloak
+    /// https://HOST/realms/REALM, Okta https://ORG.okta.com/oauth2/default, Entra
+    /// https://login.microsoftonline.com/TENANT/v2.0, Auth0 https://TENANT.auth0.com/ with the
+    /// slash). Published in the protected resource metadata; JWTs are checked with its keys
+    /// (or, with --introspection-url, by introspection).
+    #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
+    /// An accepted token audience (repeatable; default: the MCP URL). Entra, Okta and Auth0 put
+    /// the API's identifier in `aud` (e.g. api://mcp or https://api.example.com), not the MCP
+    /// URL. Only with --issuer or --introspection-url.
+    #[arg(long = "audience", value_name = "VALUE")]
+    pub audiences: Vec<String>,
+    /// The issuer's JWK set URL, when its metadata (RFC 8414 / OpenID Discovery) is not at the
+    /// standard place or not reachable (default: the metadata's jwks_uri). Only with --issuer.
+    #[arg(long, value_name = "URL")]
+    pub jwks_uri: Option<String>,
+    /// Also accept `iss` (and a metadata `issuer`) that differs from --issuer only by one
+    /// trailing slash. Without it, issuers must match byte for byte.
+    #[arg(long)]
+    pub accept_issuer_trailing_slash: bool,
+    /// Also accept JWT access tokens whose header `typ` is `JWT` or missing (Entra ID, Okta,
+    /// Keycloak and Auth0 by default), not only `at+jwt` (RFC 9068 §2.1).
+    #[arg(long)]
+    pub accept_plain_jwt: bool,
     /// Validate tokens by RFC 7662 introspection here instead (client id in
     /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
+    /// Give --issuer too: the issuer clients are sent to is otherwise guessed from this URL's
+    /// origin, which is wrong for Keycloak realms, Okta and Entra.
     /// Active answers are cached for 30 s: a token revoked at that server may still be
     /// accepted for up to 30 s. (With the embedded server, a revoked token is refused at once;
     /// with --issuer, JWTs are accepted until they expire.)
@@ -217,6 +241,7 @@ pub struct GatewayArgs {
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
+    /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
     /// `[tool_scopes]` table of tool = ["scope", …]); flags win.

@@ -58,6 +58,13 @@ struct Settings {
     bind: Option<String>,
     public_url: Option<String>,
     issuer: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    accept_issuer_trailing_slash: bool,
+    #[serde(default)]
+    accept_plain_jwt: bool,
     introspection_url: Option<String>,
     introspection_client_id: Option<String>,
     #[serde(default)]
@@ -90,6 +97,12 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     a.bind = a.bind.or(s.bind);
     a.public_url = a.public_url.or(s.public_url);
     a.issuer = a.issuer.or(s.issuer);
+    if a.audiences.is_empty() {
+        a.audiences = s.audiences;
+    }
+    a.jwks_uri = a.jwks_uri.or(s.jwks_uri);
+    a.accept_issuer_trailing_slash |= s.accept_issuer_trailing_slash;
+    a.accept_plain_jwt |= s.accept_plain_jwt;
     a.introspection_url = a.introspection_url.or(s.introspection_url);
     a.introspection_client_id = a.introspection_client_id.or(s.introspection_client_id);
     if a.scopes.is_empty() {
@@ -128,6 +141,29 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     if args.introspection_url.is_some() && args.introspection_client_id.is_none() {
         bail!(
             "introspection needs the gateway's client id (--introspection-client-id or introspection_client_id)"
+        );
+    }
+    if args.issuer.is_none() {
+        let jwt_only = [
+            (args.jwks_uri.is_some(), "--jwks-uri"),
+            (
+                args.accept_issuer_trailing_slash,
+                "--accept-issuer-trailing-slash",
+            ),
+            (args.accept_plain_jwt, "--accept-plain-jwt"),
+        ];
+        if let Some((_, flag)) = jwt_only.iter().find(|(set, _)| *set) {
+            bail!("{flag} is about the tokens of an external issuer: give it with --issuer URL");
+        }
+        if !args.audiences.is_empty() && args.introspection_url.is_none() {
+            bail!(
+                "--audience is for the tokens of an external authorization server (--issuer or --introspection-url); the embedded one issues tokens for the MCP URL"
+            );
+        }
+    }
+    if args.jwks_uri.is_some() && args.introspection_url.is_some() {
+        bail!(
+            "--jwks-uri is for JWT validation; with --introspection-url the tokens are introspected"
         );
     }
     let bind = args.bind.as_deref().unwrap_or(DEFAULT_BIND);
@@ -169,15 +205,27 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         }
     }
 
-    // Who issues and checks the tokens.
+    // Who issues and checks the tokens. External servers often name an API identifier in
+    // `aud` rather than the MCP URL (MCP SPEC S5: still an audience check, on those values).
+    let audiences = if args.audiences.is_empty() {
+        vec![resource.clone()]
+    } else {
+        args.audiences.clone()
+    };
     let mut demo_login = None;
     let (issuer, verifier, authserver): (String, Arc<dyn TokenVerifier>, Option<AuthServer>) =
-        if let Some(issuer) = &args.issuer {
-            let v = JwtVerifier::builder()
-                .issuer(issuer)
-                .audience(&resource)
-                .build()?;
-            (issuer.clone(), Arc::new(v), None)
+        if let (Some(issuer), None) = (&args.issuer, &args.introspection_url) {
+            let mut b = JwtVerifier::builder()
+                .accept_issuer_trailing_slash(args.accept_issuer_trailing_slash)
+                .accept_plain_jwt(args.accept_plain_jwt);
+            b = match &args.jwks_uri {
+                Some(jwks) => b.issuer_with_jwks(issuer, jwks),
+                None => b.issuer(issuer),
+            };
+            for a in &audiences {
+                b = b.audience(a);
+            }
+            (issuer.clone(), Arc::new(b.build()?), None)
         } else if let Some(url) = &args.introspection_url {
             let secret = match &args.client_secret_file {
                 Some(f) => read_secret(f)?,
@@ -188,9 +236,18 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                     .context("introspection needs the client secret (MCPAUTH_CLIENT_SECRET or --client-secret-file)")?,
             };
             let client_id = args.introspection_client_id.clone().unwrap_or_default();
-            let v = IntrospectionVerifier::new(url, client_id, secret, [resource.clone()])?;
-            let issuer = url::Url::parse(url)?.origin().ascii_serialization();
-            (issuer, Arc::new(v), None)
+            let v = IntrospectionVerifier::new(url, client_id, secret, audiences.clone())?;
+            match &args.issuer {
+                // RFC 7662 §2.2 `iss`, when the answer has one, must be the given issuer.
+                Some(issuer) => (issuer.clone(), Arc::new(v.issuers([issuer])), None),
+                None => {
+                    let issuer = url::Url::parse(url)?.origin().ascii_serialization();
+                    eprintln!(
+                        "warning: the issuer published in the protected resource metadata, {issuer}, is guessed from the introspection URL; clients check it byte for byte (MCP SPEC C6), so pass --issuer with the authorization server's exact issuer identifier (e.g. https://HOST/realms/REALM for Keycloak)"
+                    );
+                    (issuer, Arc::new(v), None)
+                }
+            }
         } else {
             let store = if args.demo {
                 Store::connect("sqlite::memory:").await?
@@ -262,6 +319,11 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 header::COOKIE,
             ]));
 
+    if authserver.is_none() && scopes.is_empty() {
+        eprintln!(
+            "warning: no scope configured: many identity providers refuse an authorization request without a scope (Entra ID, Okta, Google); pass --scope SCOPE with the scope your API defines there (e.g. --scope api://mcp/mcp.access for Entra ID)"
+        );
+    }
     eprintln!("mcpauth gateway");
     eprintln!("  MCP server:            {resource}");
     match (&args.upstream, args.command.is_empty()) {
@@ -279,6 +341,9 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             ""
         }
     );
+    if authserver.is_none() {
+        eprintln!("  token audience:        {}", audiences.join(", "));
+    }
     if let Some(password) = &demo_login {
         let exe = std::env::current_exe()
             .map(|p| p.display().to_string())

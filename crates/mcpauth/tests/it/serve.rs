@@ -57,7 +57,7 @@ async fn start_serve(home: &Path, database: &str, resource: &str) -> (Child, Str
 }
 
 /// Spawns a `serve` command and returns it with its issuer (read from its banner).
-async fn spawn_serve(mut serve: Command) -> (Child, String) {
+pub(crate) async fn spawn_serve(mut serve: Command) -> (Child, String) {
     let mut child = serve
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
