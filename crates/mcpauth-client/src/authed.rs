@@ -53,10 +53,7 @@ impl AuthenticatedClient {
             let response = request
                 .send()
                 .await
-                .map_err(|source| ClientError::Transport {
-                    context: "MCP request".into(),
-                    source,
-                })?;
+                .map_err(|error| ClientError::request_failed("MCP request", error))?;
             let status = response.status();
             if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
                 return Ok(response);

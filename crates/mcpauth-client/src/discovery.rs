@@ -210,7 +210,9 @@ pub async fn discover(
 const PRM: &str = "protected resource metadata";
 
 /// Sends one unauthenticated MCP request (`ping`) to learn the server's 401 challenge (MCP SPEC
-/// C3-C4), recording it. `None` when the server answers without a `Bearer` challenge.
+/// C3-C4), recording it. `None` when the server answers without a `Bearer` challenge. A server
+/// that cannot be reached is [`ClientError::Unreachable`] here, at the first request, rather
+/// than a failure of some later guess (the 2025-03-26 fallback endpoints are on the same host).
 pub async fn probe(
     http: &OAuthHttp,
     server_url: &str,
@@ -220,7 +222,7 @@ pub async fn probe(
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 0, "method": "ping"});
     let fetched = match http.post_json(server_url, &body).await {
         Ok(f) => f,
-        Err(e @ ClientError::Core(_)) => return Err(e),
+        Err(e @ (ClientError::Core(_) | ClientError::Unreachable { .. })) => return Err(e),
         Err(e) => {
             report.push(WHAT, server_url, None, Outcome::NotFound(e.to_string()));
             return Ok(None);

@@ -11,14 +11,25 @@ pub enum ClientError {
     /// A parsing or validation rule of `mcpauth-core` was broken.
     #[error(transparent)]
     Core(#[from] CoreError),
-    /// The request could not be sent or its answer not read (connection, TLS, timeout).
-    #[error("{context}: {source}")]
+    /// A connection was made but the request could not be completed or its answer not read
+    /// (timeout, broken connection, unreadable body). Made by [`ClientError::request_failed`].
+    #[error("{context}: {}", causes(.error))]
     Transport {
         /// What was being done, with the URL.
         context: String,
-        /// The underlying error.
-        #[source]
-        source: reqwest::Error,
+        /// The underlying error, without its URL (the context has it). Its causes are in the
+        /// message, so it is not also the `source`: each is shown once.
+        error: reqwest::Error,
+    },
+    /// No connection could be made, so nothing was sent: connection refused, no route to the
+    /// host, a name that does not resolve, a failed TLS handshake, a connection timeout. Made by
+    /// [`ClientError::request_failed`].
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable {
+        /// The URL requested.
+        url: String,
+        /// Why, in a few words ("connection refused").
+        reason: String,
     },
     /// A response larger than the limit for its kind.
     #[error("{url} answered with more than {limit} bytes; refusing to read it")]
@@ -174,12 +185,73 @@ impl ClientError {
     /// Whether the failure may go away on retry (MCP SPEC: keep stored credentials then).
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Transport { .. } => true,
+            ClientError::Transport { .. } | ClientError::Unreachable { .. } => true,
             ClientError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
             ClientError::OAuth { status, error, .. } => {
                 error.error.is_transient() || *status >= 500 || *status == 429
             }
             _ => false,
+/// An error and its causes, each once: "a: b: c".
+fn causes(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Why no connection could be made, in a few words: the innermost cause, with the usual
+/// operating system errors named plainly ("connection refused", not "Connection refused (os
+/// error 111)").
+fn connect_reason(error: &reqwest::Error) -> String {
+    use std::io::ErrorKind;
+    if error.is_timeout() {
+        return "timed out".into();
+    }
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+        let plain = match cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+        {
+            Some(ErrorKind::ConnectionRefused) => "connection refused",
+            Some(ErrorKind::ConnectionReset) => "connection reset",
+            Some(ErrorKind::HostUnreachable) => "no route to the host",
+            Some(ErrorKind::NetworkUnreachable) => "network unreachable",
+            Some(ErrorKind::TimedOut) => "timed out",
+            _ => continue,
+        };
+        return plain.into();
+    }
+    cause.to_string()
+}
+
         }
+    /// The error of a request (`what`: "request", "MCP request") that got no response:
+    /// [`ClientError::Unreachable`] when no connection could be made, else
+    /// [`ClientError::Transport`].
+    pub fn request_failed(what: &str, error: reqwest::Error) -> Self {
+        let Some(url) = error.url().map(ToString::to_string) else {
+            return ClientError::Transport {
+                context: what.to_owned(),
+                error,
+            };
+        };
+        if error.is_connect() {
+            return ClientError::Unreachable {
+                reason: connect_reason(&error),
+                url,
+            };
+        }
+        ClientError::Transport {
+            context: format!("{what} to {url}"),
+            error: error.without_url(),
+        }
+    }
+
     }
 }

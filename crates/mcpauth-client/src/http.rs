@@ -162,10 +162,7 @@ impl OAuthHttp {
     }
 
     async fn send(&self, url: &str, req: reqwest::RequestBuilder) -> Result<Fetched, ClientError> {
-        let transport = |source| ClientError::Transport {
-            context: format!("request to {url}"),
-            source,
-        };
+        let transport = |error| ClientError::request_failed("request", error);
         let mut resp = req.send().await.map_err(transport)?;
         let status = resp.status();
         let headers = resp.headers().clone();

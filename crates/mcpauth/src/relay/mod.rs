@@ -134,10 +134,7 @@ impl Sender {
             Sender::Plain(c) => build(c)
                 .send()
                 .await
-                .map_err(|source| ClientError::Transport {
-                    context: "MCP request".into(),
-                    source,
-                }),
+                .map_err(|error| ClientError::request_failed("MCP request", error)),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::common::{LIMIT, mcpauth};
+use crate::common::{LIMIT, closed_address, mcpauth};
 
 struct Output {
     code: i32,
@@ -581,6 +581,31 @@ async fn sec9_token_refuses_an_access_token_that_is_not_a_b64token() {
             "{extra:?}: {:?}",
             out.stderr
         );
+    }
+}
+
+/// Issue "clear errors": a server nothing answers at is reported as unreachable at the first
+/// request, its URL once, with exit code 1 (a failure, README "exit codes"); not as a failed
+/// request to the 2025-03-26 fallback `/register` with the same text twice.
+#[tokio::test]
+async fn an_unreachable_server_is_reported_as_unreachable() {
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/mcp", closed_address());
+    for args in [
+        &["login", url.as_str(), "--no-browser"][..],
+        &["token", url.as_str(), "--login"],
+        &["discover", url.as_str()],
+    ] {
+        let out = run(home.path(), args).await;
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("cannot reach {url}: connection refused")),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.matches(&url).count(), 1, "{}", out.stderr);
+        assert!(!out.stderr.contains("/register"), "{}", out.stderr);
     }
 }
 

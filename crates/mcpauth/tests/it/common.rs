@@ -25,6 +25,14 @@ pub fn mcpauth(home: &Path) -> Command {
     c
 }
 
+/// An address on 127.0.0.1 where nothing listens (a port just given back).
+pub fn closed_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// An HTTP client that does not follow redirects.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 
-use crate::common::LIMIT;
+use crate::common::{LIMIT, closed_address};
 
 pub(crate) struct Proxy {
     child: Child,
@@ -192,6 +192,24 @@ async fn a_failed_request_becomes_a_json_rpc_error_for_that_id() {
             "a given Authorization header disables OAuth"
         )
     });
+    assert!(p.finish().await.0);
+}
+
+/// Issue "clear errors": when the server cannot be reached, the client's request gets a JSON-RPC
+/// error saying so, with the same reason `mcpauth login` gives.
+#[tokio::test]
+async fn an_unreachable_server_is_a_json_rpc_error_saying_so() {
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/mcp", closed_address());
+    let mut p = Proxy::start(home.path(), &[&url], &[]);
+    let answer = p.request(json!(7), "tools/list", json!({})).await;
+    assert_eq!(answer["error"]["code"], -32000, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("cannot reach {url}: connection refused")),
+        "{answer}"
+    );
+    assert_eq!(message.matches(&url).count(), 1, "{answer}");
     assert!(p.finish().await.0);
 }
 
