@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use mcpauth_resource::principal;
 use serde_json::json;
 
-/// Request headers passed to the upstream (everything else, Authorization and cookies
-/// included, stays at the gateway).
+/// Request headers passed to the upstream, besides `Mcp-Param-*` (everything else,
+/// Authorization and cookies included, stays at the gateway).
 const FORWARDED_REQUEST: &[&str] = &[
     "content-type",
     "accept",
@@ -119,9 +119,11 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
         .http
         .request(method.clone(), &up.url)
         .headers(up.headers.clone());
-    for name in FORWARDED_REQUEST {
-        for v in req.headers().get_all(*name) {
-            out = out.header(*name, v);
+    for (name, v) in req.headers() {
+        // Streamable HTTP (2026-07-28) §Custom Headers (SEP-2243): the `x-mcp-header`
+        // parameters of a tool call travel as `Mcp-Param-{Name}`; the server checks them.
+        if FORWARDED_REQUEST.contains(&name.as_str()) || name.as_str().starts_with("mcp-param-") {
+            out = out.header(name, v);
         }
     }
     let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());

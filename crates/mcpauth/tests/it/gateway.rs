@@ -199,13 +199,12 @@ async fn client_token(issuer: &str, id: &str, secret: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn s5_s12_proxy_strips_tokens_binds_sessions_and_streams_events() {
-    let home = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}?mode=rwc", home.path().join("gw.db").display());
+/// Registers `clients` in a new database under `home`; their secrets and the database URL.
+async fn add_clients(home: &Path, clients: &[&str]) -> (Vec<String>, String) {
+    let database = format!("sqlite://{}?mode=rwc", home.join("gw.db").display());
     let mut secrets = Vec::new();
-    for id in ["alice-bot", "bob-bot"] {
-        let out = mcpauth(home.path())
+    for id in clients {
+        let out = mcpauth(home)
             .args([
                 "clients",
                 "add",
@@ -221,6 +220,13 @@ async fn s5_s12_proxy_strips_tokens_binds_sessions_and_streams_events() {
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         secrets.push(v["client_secret"].as_str().unwrap().to_owned());
     }
+    (secrets, database)
+}
+
+#[tokio::test]
+async fn s5_s12_proxy_strips_tokens_binds_sessions_and_streams_events() {
+    let home = tempfile::tempdir().unwrap();
+    let (secrets, database) = add_clients(home.path(), &["alice-bot", "bob-bot"]).await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let release: Release = Arc::new(tokio::sync::Notify::new());
     let (s2, r2) = (Arc::clone(&seen), Arc::clone(&release));
@@ -336,6 +342,75 @@ async fn s5_s12_proxy_strips_tokens_binds_sessions_and_streams_events() {
         .await
         .unwrap();
     assert_eq!(evil.status(), 403);
+    gateway.kill().await.unwrap();
+}
+
+/// Streamable HTTP (2026-07-28) §Standard MCP Request Headers and §Custom Headers (SEP-2243):
+/// the proxy passes `MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, every `Mcp-Param-*`,
+/// `Mcp-Session-Id` and `Last-Event-ID` to the upstream, and `Mcp-Session-Id` and
+/// `MCP-Protocol-Version` back (MCP SPEC S5: still never the token).
+#[tokio::test]
+async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
+    let home = tempfile::tempdir().unwrap();
+    let (secrets, database) = add_clients(home.path(), &["alice-bot"]).await;
+    let seen = Arc::new(Mutex::new(Vec::<HeaderMap>::new()));
+    let recorder = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/mcp",
+        any(move |h: HeaderMap| async move {
+            recorder.lock().unwrap().push(h);
+            (
+                [
+                    ("mcp-session-id", "session-9"),
+                    ("mcp-protocol-version", "2026-07-28"),
+                ],
+                axum::Json(json!({"jsonrpc": "2.0", "id": 1, "result": {}})),
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream_url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (mut gateway, banner) = start_gateway(
+        home.path(),
+        &["--upstream", &upstream_url, "--database", &database],
+        &[],
+    )
+    .await;
+    let url = banner_value(&banner, "MCP server:");
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let token = client_token(&issuer, "alice-bot", &secrets[0]).await;
+    let sent = [
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "forecast"),
+        ("mcp-param-region", "eu"),
+        ("mcp-param-n", "=?base64?IDEg?="),
+        ("mcp-session-id", "session-9"),
+        ("last-event-id", "ev-7"),
+    ];
+    let mut request = http()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (name, value) in sent {
+        request = request.header(name, value);
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "forecast", "arguments": {"region": "eu", "n": " 1 "}}});
+    let response = request.body(body.to_string()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["mcp-session-id"], "session-9");
+    assert_eq!(response.headers()["mcp-protocol-version"], "2026-07-28");
+    let got = seen.lock().unwrap().pop().unwrap();
+    for (name, value) in sent {
+        assert_eq!(
+            got.get(name).and_then(|v| v.to_str().ok()),
+            Some(value),
+            "{name} did not reach the upstream"
+        );
+    }
+    assert!(got.get("authorization").is_none(), "S5");
     gateway.kill().await.unwrap();
 }
 
