@@ -809,11 +809,13 @@ impl Session {
             return Ok(None);
         };
         let meta = &d.authorization_server;
-        let code = response.validate(&Expected {
-            state,
-            issuer: &meta.issuer,
-            iss_supported: meta.iss_parameter_supported(),
-        })?;
+        let code = response
+            .validate(&Expected {
+                state,
+                issuer: &meta.issuer,
+                iss_supported: meta.iss_parameter_supported(),
+            })
+            .map_err(|e| refusal(e, scopes))?;
         let key = StoreKey {
             resource: self.resource_key(d).to_owned(),
             issuer: d.issuer().to_owned(),
@@ -953,11 +955,13 @@ impl Session {
                         .await?;
                 }
                 let response = pending.complete(url).await?;
-                let code = response.validate(&Expected {
-                    state: &state,
-                    issuer: &meta.issuer,
-                    iss_supported: meta.iss_parameter_supported(),
-                })?;
+                let code = response
+                    .validate(&Expected {
+                        state: &state,
+                        issuer: &meta.issuer,
+                        iss_supported: meta.iss_parameter_supported(),
+                    })
+                    .map_err(|e| refusal(e, scopes))?;
                 let endpoint = TokenEndpoint {
                     http: &self.http,
                     metadata: meta,
@@ -970,5 +974,20 @@ impl Session {
                 Ok((client, tokens))
             }
         }
+    }
+}
+
+/// The error of an authorization response: an `access_denied` or `invalid_scope` answer to a
+/// request that carried no `scope` becomes [`ClientError::RefusedWithoutScope`], which names
+/// the likely cause and the fix (RFC 6749 §4.1.2.1).
+fn refusal(e: mcpauth_core::CoreError, scopes: &ScopeSet) -> ClientError {
+    match e {
+        mcpauth_core::CoreError::AuthorizationRefused(err)
+            if scopes.is_empty()
+                && matches!(err.error, ErrorCode::AccessDenied | ErrorCode::InvalidScope) =>
+        {
+            ClientError::RefusedWithoutScope(err)
+        }
+        e => e.into(),
     }
 }

@@ -148,6 +148,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             exit::REFUSED
         }
         ClientError::Core(CoreError::AuthorizationRefused(err))
+        | ClientError::RefusedWithoutScope(err)
             if err.error == ErrorCode::AccessDenied =>
         {
             exit::DENIED

@@ -11,7 +11,7 @@ use mcpauth_client::http::{HttpOptions, OAuthHttp};
 use mcpauth_client::registration::StaticClient;
 use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
-use mcpauth_core::{ClientSecret, CoreError, ScopeSet};
+use mcpauth_core::{ClientSecret, CoreError, ErrorCode, ScopeSet};
 
 use mcpauth_testkit::{Knobs, TestServer};
 
@@ -371,6 +371,36 @@ async fn an_error_redirect_is_a_clear_error() {
     assert!(
         err.to_string().contains("access_denied (the user said no)"),
         "{err}"
+    );
+}
+
+/// Many identity providers (Entra ID, Okta, Google) answer `access_denied` or `invalid_scope`
+/// to an authorization request without `scope`: the error says the request carried none and
+/// names the fix; the exit code of a denial stays (RFC 6749 §4.1.2.1 code kept).
+#[tokio::test]
+async fn an_error_redirect_to_a_request_without_scope_names_the_fix() {
+    let server = TestServer::start(Knobs {
+        deny: true,
+        ..Default::default()
+    })
+    .await;
+    let grant = Grant::AuthorizationCode(Arc::new(Headless::new(http(), REDIRECT)));
+    let mut config = SessionConfig::new(server.mcp_url(), grant);
+    config.scopes = Some(ScopeSet::new());
+    let session = Arc::new(Session::new(config, http(), Arc::new(MemoryStore::new())));
+    let err = call(&session, &server).await.unwrap_err();
+    assert_eq!(
+        server.seen(|c| c.last_authorize.get("scope").cloned()),
+        None
+    );
+    let ClientError::RefusedWithoutScope(oauth) = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(oauth.error, ErrorCode::AccessDenied);
+    let text = err.to_string();
+    assert!(
+        text.contains("access_denied") && text.contains("no scope") && text.contains("--scope"),
+        "{text}"
     );
 }
 

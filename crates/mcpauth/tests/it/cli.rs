@@ -35,6 +35,15 @@ async fn run(home: &Path, args: &[&str]) -> Output {
 
 /// Starts `mcpauth` with piped stdio and waits until it prints the authorization URL.
 async fn start_login(home: &Path, args: &[&str]) -> (Child, String) {
+    let (child, url, _rest) = start_login_logged(home, args).await;
+    (child, url)
+}
+
+/// [`start_login`], also returning the rest of its stderr (complete when it has exited).
+async fn start_login_logged(
+    home: &Path,
+    args: &[&str],
+) -> (Child, String, tokio::task::JoinHandle<String>) {
     let mut child = mcpauth(home)
         .args(args)
         .stdin(Stdio::piped())
@@ -58,8 +67,15 @@ async fn start_login(home: &Path, args: &[&str]) -> (Child, String) {
     .await
     .expect("no authorization URL");
     // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    let rest = tokio::spawn(async move {
+        let mut rest = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
+    (child, url, rest)
 }
 
 /// The "browser": GETs the authorization URL and returns where the server redirects.
@@ -233,6 +249,32 @@ async fn a_callback_with_access_denied_exits_4() {
     assert_eq!(follow(&location).await, 200);
     let out = finish(child).await;
     assert_eq!(out.code, 4, "{}", out.stderr);
+}
+
+/// An `access_denied` answer to an authorization request without `scope` (as Entra ID, Okta
+/// and Google give): still exit 4, and the message says no scope was sent and how to send one.
+#[tokio::test]
+async fn access_denied_without_a_scope_names_the_fix() {
+    let server = TestServer::start(Knobs {
+        deny: true,
+        ..Default::default()
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let (child, auth_url, stderr) = start_login_logged(
+        home.path(),
+        &["login", &server.mcp_url(), "--no-browser", "--scope", ""],
+    )
+    .await;
+    let location = authorize(&auth_url).await;
+    assert_eq!(follow(&location).await, 200);
+    let out = finish(child).await;
+    let stderr = stderr.await.unwrap();
+    assert_eq!(out.code, 4, "{stderr}");
+    assert!(
+        stderr.contains("carried no scope") && stderr.contains("--scope"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
