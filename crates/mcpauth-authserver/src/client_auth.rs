@@ -5,14 +5,13 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mcpauth_core::jose::{JwkParams, JwsAlgorithm, signature_algorithms};
 use mcpauth_core::{ErrorCode, OAuthError, constant_time_eq};
 use serde::Deserialize;
 
+use crate::basic_auth;
 use crate::clients::{self, AuthMethod, Client, LookupError};
 use crate::fetch;
 use crate::params::{Params, oauth_error};
@@ -109,45 +108,9 @@ impl IntoResponse for TokenError {
     }
 }
 
-/// Decodes `application/x-www-form-urlencoded` text (RFC 6749 §2.3.1 encodes the Basic
-/// credentials with it).
-fn form_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = s.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Credentials of an `Authorization: Basic` header, if there is one.
-pub(crate) fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, rest) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = STANDARD
-        .decode(rest.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok());
-    Some(
-        decoded
-            .as_deref()
-            .and_then(|d| d.split_once(':'))
-            .and_then(|(id, secret)| Some((form_decode(id)?, form_decode(secret)?)))
-            .ok_or(()),
-    )
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    basic_auth::credentials(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 async fn lookup(shared: &Shared, client_id: &str, basic: bool) -> Result<Client, TokenError> {
@@ -430,26 +393,4 @@ async fn verify_assertion(
         return Err(fail("the client assertion was already used"));
     }
     Ok(client)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        let mut h = HeaderMap::new();
-        let creds = STANDARD.encode("my%3Aclient:s%2Bcr+t%25");
-        h.insert(
-            header::AUTHORIZATION,
-            format!("Basic {creds}").parse().unwrap(),
-        );
-        let (id, secret) = basic_credentials(&h).unwrap().unwrap();
-        assert_eq!(id, "my:client");
-        assert_eq!(secret, "s+cr t%");
-        h.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
-        assert!(basic_credentials(&h).unwrap().is_err());
-        h.insert(header::AUTHORIZATION, "Bearer x".parse().unwrap());
-        assert!(basic_credentials(&h).is_none());
-    }
 }

@@ -31,6 +31,7 @@ macro_rules! redacted_debug {
 pub(crate) use redacted_debug;
 
 pub mod admin;
+mod basic_auth;
 mod client_auth;
 mod clients;
 pub mod config;

@@ -435,3 +435,23 @@ async fn c6_the_trailing_slash_variant_of_the_issuer_only_when_configured() {
         .unwrap();
     assert!(lenient.verify(&t).await.is_ok());
 }
+
+/// An explicit JWK set URL (`--jwks-uri`): the issuer's metadata is never fetched, so an issuer
+/// whose metadata is unreachable still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_an_explicit_jwks_url_needs_no_metadata() {
+    let key = SigningKey::generate("k1");
+    let keys = FakeIssuer::start(&[&key]).await;
+    // A port that was just free: its metadata cannot be fetched.
+    let (listener, addr) = bind().await;
+    drop(listener);
+    let issuer = format!("http://{addr}/tenant/v2.0");
+    let verifier = JwtVerifier::builder()
+        .issuer_with_jwks(&issuer, format!("{}/jwks", keys.issuer))
+        .audience("api://mcp")
+        .build()
+        .unwrap();
+    let t = key.sign("at+jwt", &keys.claims("api://mcp", json!({"iss": issuer})));
+    assert_eq!(verifier.verify(&t).await.unwrap().issuer, issuer);
+    assert_eq!(keys.fetches(), 1);
+}

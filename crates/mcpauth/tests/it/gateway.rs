@@ -1210,3 +1210,46 @@ async fn rfc9728_issuer_with_introspection_is_published_and_tokens_are_introspec
     );
     gateway.kill().await.unwrap();
 }
+
+/// The settings file carries an external issuer's settings (`issuer`, `audiences`, `scopes`),
+/// and the flags about an external issuer's tokens are refused without one, naming the flag.
+#[tokio::test]
+async fn external_issuer_settings_from_the_file_and_misplaced_flags() {
+    let home = tempfile::tempdir().unwrap();
+    let (_idp, issuer, robot, _) = external_idp(home.path(), false).await;
+    let settings = home.path().join("gateway.toml");
+    std::fs::write(
+        &settings,
+        format!("issuer = \"{issuer}\"\naudiences = [\"{API}\"]\nscopes = [\"mcp\"]\n"),
+    )
+    .unwrap();
+    let settings = settings.to_str().unwrap();
+    let (mut gateway, banner) =
+        start_gateway(home.path(), &["--demo", "--settings", settings], &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    assert_eq!(banner_value(&banner, "token audience:"), API);
+    assert!(
+        !banner.iter().any(|l| l.contains("without a scope")),
+        "{banner:?}"
+    );
+    let token = token_for(&issuer, &robot, API).await;
+    assert_eq!(initialize_with(&url, &token).await, 200);
+    gateway.kill().await.unwrap();
+
+    for flags in [
+        &["--audience", API][..],
+        &["--jwks-uri", "http://127.0.0.1:9/jwks"],
+        &["--accept-issuer-trailing-slash"],
+        &["--accept-plain-jwt"],
+    ] {
+        let out = mcpauth(home.path())
+            .args(["gateway", "--demo", "--bind", "127.0.0.1:0"])
+            .args(flags)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flags:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flags[0]) && err.contains("--issuer"), "{err}");
+    }
+}
