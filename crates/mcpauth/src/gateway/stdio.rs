@@ -3,7 +3,9 @@
 //! children are killed when their session is deleted or idles out and when the gateway stops,
 //! and reaped when they exit. Sessions are capped per user and in total, and children start
 //! with a clean environment (MCP SPEC C33). Stdio itself carries no OAuth (MCP SPEC §0): the
-//! gateway is the boundary.
+//! gateway is the boundary. What the server sends while answering a request (progress, log
+//! messages, sampling and elicitation requests) goes on that request's SSE stream, before its
+//! answer (see `Pending::related`); the rest goes on the GET stream.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -123,12 +125,55 @@ impl Options {
     }
 }
 
-/// The requests waiting for a child's answers.
+/// A message from the child for a request waiting on it.
+enum Out {
+    /// A notification or server request related to the request.
+    Related(String),
+    /// The request's answer: the last message.
+    Answer(String),
+}
+
+/// A request waiting for the child's answer.
+struct Waiter {
+    tx: mpsc::Sender<Out>,
+    /// The request's `_meta.progressToken` (as JSON text), if any.
+    progress: Option<String>,
+    /// Whether the client accepts an SSE answer, which may carry related messages first.
+    streams: bool,
+    /// When it was sent, in the session's order.
+    order: u64,
+}
+
+/// The requests waiting for a child's answers, by id (as JSON text).
 #[derive(Default)]
 struct Pending {
     /// Set once the child has ended: no one may wait any more.
     closed: bool,
-    waiters: HashMap<String, oneshot::Sender<String>>,
+    sent: u64,
+    waiters: HashMap<String, Waiter>,
+}
+
+impl Pending {
+    /// The stream a notification or server request from the child belongs on. A stdio
+    /// server does not say which request a message relates to, so the gateway decides as the
+    /// MCP SDKs do when they tag messages: progress goes to the request whose
+    /// `_meta.progressToken` it names (MCP basic/utilities/progress), and any other message to
+    /// the request in flight, the most recent one when several are (Streamable HTTP §Sending
+    /// Messages to the Server: related messages SHOULD go on the request's SSE stream). `None`:
+    /// no such request (it goes to the GET stream).
+    fn related(&self, message: &Value) -> Option<mpsc::Sender<Out>> {
+        let mut open = self
+            .waiters
+            .values()
+            .filter(|w| w.streams && !w.tx.is_closed());
+        if message["method"] == "notifications/progress" {
+            let token = message["params"]["progressToken"].to_string();
+            return open
+                .find(|w| w.progress.as_deref() == Some(token.as_str()))
+                .map(|w| w.tx.clone());
+        }
+        open.max_by_key(|w| w.order).map(|w| w.tx.clone())
+    }
 }
 
 /// When a session was last used, and how many requests use it now.
@@ -142,7 +187,7 @@ struct Child {
     owner: (String, String),
     stdin: mpsc::Sender<String>,
     pending: Mutex<Pending>,
-    /// The GET stream of server-initiated messages, if one is open.
+    /// The GET stream of the messages related to no request in flight, if one is open.
     listener: Mutex<Option<mpsc::Sender<String>>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     activity: Mutex<Activity>,
@@ -222,9 +267,13 @@ impl std::fmt::Debug for StdioUpstream {
 }
 
 /// A JSON-RPC error; its id is null when the request's is unknown (JSON-RPC 2.0 §5).
+fn error_message(id: Option<&Value>, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": {"code": -32600, "message": message}})
+}
+
+/// A response with a JSON-RPC error.
 fn error(status: StatusCode, id: Option<&Value>, message: &str) -> Response {
-    let body = json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": {"code": -32600, "message": message}});
-    (status, axum::Json(body)).into_response()
+    (status, axum::Json(error_message(id, message))).into_response()
 }
 
 impl StdioUpstream {
@@ -338,7 +387,8 @@ impl StdioUpstream {
     }
 }
 
-/// Routes one line from the child: an answer to its waiting request, else to the GET stream.
+/// Routes one line from the child: an answer to its waiting request, a message related to a
+/// waiting request on that request's stream ([`Pending::related`]), else to the GET stream.
 async fn deliver(child: &Child, line: String) {
     let Ok(message) = serde_json::from_str::<Value>(&line) else {
         tracing::warn!("the stdio MCP server wrote something that is not JSON-RPC; dropped");
@@ -346,15 +396,23 @@ async fn deliver(child: &Child, line: String) {
     };
     let is_answer = message.get("method").is_none()
         && (message.get("result").is_some() || message.get("error").is_some());
-    if is_answer
-        && let Some(waiter) = child
-            .pending
-            .lock()
-            .unwrap()
-            .waiters
-            .remove(&message["id"].to_string())
-    {
-        let _ = waiter.send(line);
+    let waiter = {
+        let mut pending = child.pending.lock().unwrap();
+        if is_answer {
+            pending
+                .waiters
+                .remove(&message["id"].to_string())
+                .map(|w| (w.tx, Out::Answer(line.clone())))
+        } else {
+            pending
+                .related(&message)
+                .map(|tx| (tx, Out::Related(line.clone())))
+        }
+    };
+    if let Some((tx, out)) = waiter {
+        // The request's client may have gone: then its messages go nowhere, as they would
+        // have on its stream.
+        let _ = tx.send(out).await;
         return;
     }
     let listener = child.listener.lock().unwrap().clone();
@@ -448,6 +506,11 @@ async fn post(
     existing: Option<Arc<Child>>,
     req: Request,
 ) -> Response {
+    let accepts_sse = req
+        .headers()
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
     let Ok(body) = axum::body::to_bytes(req.into_body(), MAX_BODY).await else {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -486,9 +549,10 @@ async fn post(
             );
         }
     };
-    let _busy = child.busy();
+    let busy = child.busy();
     let id = message.get("id").filter(|_| method.is_some()).cloned();
-    let waiter = {
+    let (tx, mut rx) = mpsc::channel::<Out>(64);
+    {
         let mut pending = child.pending.lock().unwrap();
         if pending.closed {
             return match new_session {
@@ -505,12 +569,19 @@ async fn post(
                 ),
             };
         }
-        id.as_ref().map(|id| {
-            let (tx, rx) = oneshot::channel();
-            pending.waiters.insert(id.to_string(), tx);
-            rx
-        })
-    };
+        if let Some(id) = &id {
+            pending.sent += 1;
+            let waiter = Waiter {
+                tx,
+                progress: message["params"]["_meta"]
+                    .get("progressToken")
+                    .map(Value::to_string),
+                streams: accepts_sse,
+                order: pending.sent,
+            };
+            pending.waiters.insert(id.to_string(), waiter);
+        }
+    }
     if child.stdin.send(line).await.is_err() {
         return error(
             StatusCode::BAD_GATEWAY,
@@ -518,39 +589,81 @@ async fn post(
             "the stdio MCP server has exited",
         );
     }
-    let Some(waiter) = waiter else {
+    let Some(id) = id else {
+        // A notification, or the client's answer to a server request: passed on.
         return StatusCode::ACCEPTED.into_response();
     };
-    let answer = match tokio::time::timeout(ANSWER_TIMEOUT, waiter).await {
-        Ok(Ok(a)) => a,
-        Ok(Err(_)) => {
-            return error(
-                StatusCode::BAD_GATEWAY,
-                id.as_ref(),
-                "the stdio MCP server exited before answering",
-            );
-        }
-        Err(_) => {
-            if let Some(id) = &id {
-                child
-                    .pending
-                    .lock()
-                    .unwrap()
-                    .waiters
-                    .remove(&id.to_string());
+    let deadline = Instant::now() + ANSWER_TIMEOUT;
+    let first = match next(&child, &id, &mut rx, deadline).await {
+        Err((status, message)) => return error(status, Some(&id), message),
+        Ok(Out::Answer(answer)) => {
+            let mut response = Response::builder().header("content-type", "application/json");
+            if let Some(session) = new_session {
+                response = response.header("mcp-session-id", session);
             }
-            return error(
-                StatusCode::GATEWAY_TIMEOUT,
-                id.as_ref(),
-                "the stdio MCP server did not answer in time",
-            );
+            return response
+                .body(Body::from(answer))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
+        Ok(Out::Related(first)) => first,
     };
-    let mut response = Response::builder().header("content-type", "application/json");
+    // Streamable HTTP §Sending Messages to the Server: an SSE stream carrying the messages
+    // related to the request, its answer last; the session stays busy while it is open.
+    let state = (Some(first), rx, child, busy, false);
+    let events = futures_util::stream::unfold(state, move |(first, mut rx, child, busy, done)| {
+        let id = id.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let (line, done) = match first {
+                Some(line) => (line, false),
+                None => match next(&child, &id, &mut rx, deadline).await {
+                    Ok(Out::Related(line)) => (line, false),
+                    Ok(Out::Answer(line)) => (line, true),
+                    Err((_, message)) => (error_message(Some(&id), message).to_string(), true),
+                },
+            };
+            let event = Bytes::from(format!("event: message\ndata: {line}\n\n"));
+            Some((Ok::<_, Infallible>(event), (None, rx, child, busy, done)))
+        }
+    });
+    let mut response = Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-store");
     if let Some(session) = new_session {
         response = response.header("mcp-session-id", session);
     }
     response
-        .body(Body::from(answer))
+        .body(Body::from_stream(events))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The next message for request `id`, or why none will come: the child ended, or the
+/// deadline passed (then the request stops waiting).
+async fn next(
+    child: &Child,
+    id: &Value,
+    rx: &mut mpsc::Receiver<Out>,
+    deadline: Instant,
+) -> Result<Out, (StatusCode, &'static str)> {
+    match tokio::time::timeout_at(deadline, rx.recv()).await {
+        Ok(Some(out)) => Ok(out),
+        Ok(None) => Err((
+            StatusCode::BAD_GATEWAY,
+            "the stdio MCP server exited before answering",
+        )),
+        Err(_) => {
+            child
+                .pending
+                .lock()
+                .unwrap()
+                .waiters
+                .remove(&id.to_string());
+            Err((
+                StatusCode::GATEWAY_TIMEOUT,
+                "the stdio MCP server did not answer in time",
+            ))
+        }
+    }
 }

@@ -415,9 +415,13 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 }
 
 /// A stdio MCP server whose tools answer with its process id (`pid`) or its environment
-/// (`env`), exit without answering (`exit`), or create the file `mark` and then hang (`sleep`).
+/// (`env`), exit without answering (`exit`), create the file `mark` and then hang (`sleep`),
+/// or send progress (to the call's `progressToken`) and a log message, ask the client for a
+/// sampling, and answer with the sampled text (`sample`).
 const PY_SERVER: &str = r#"
 import json, os, sys, time
+def send(m):
+    print(json.dumps(dict(m, jsonrpc="2.0")), flush=True)
 for line in sys.stdin:
     m = json.loads(line)
     if "id" not in m:
@@ -435,11 +439,19 @@ for line in sys.stdin:
         if name == "sleep":
             open(m["params"]["arguments"]["mark"], "w").close()
             time.sleep(600)
-        text = json.dumps(dict(os.environ)) if name == "env" else str(os.getpid())
+        if name == "sample":
+            token = m["params"]["_meta"]["progressToken"]
+            send({"method": "notifications/progress", "params": {"progressToken": token, "progress": 1}})
+            send({"method": "notifications/message", "params": {"level": "info", "data": "sampling"}})
+            send({"id": "s-1", "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 9}})
+            answer = json.loads(sys.stdin.readline())
+            text = answer["result"]["content"]["text"]
+        else:
+            text = json.dumps(dict(os.environ)) if name == "env" else str(os.getpid())
         r = {"content": [{"type": "text", "text": text}]}
     else:
         r = {}
-    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+    send({"id": m["id"], "result": r})
 "#;
 
 fn alive(pid: &str) -> bool {
@@ -635,6 +647,59 @@ async fn s12_a_stdio_server_gets_one_process_per_session_bound_to_its_user() {
             .success()
     );
     gone(&bob_pid).await;
+}
+
+/// The next event of an SSE response (`buffer` holds what was read beyond it), or `None` at
+/// its end.
+async fn next_event(response: &mut reqwest::Response, buffer: &mut String) -> Option<Value> {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let data = event.lines().find_map(|l| l.strip_prefix("data: "))?;
+            return Some(serde_json::from_str(data).unwrap());
+        }
+        let chunk = tokio::time::timeout(LIMIT, response.chunk())
+            .await
+            .expect("the stream stalled")
+            .unwrap()?;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Issue 13: with no GET stream open, what a stdio server sends while answering a call —
+/// progress for the call's `progressToken`, a log message, a sampling request — goes on the
+/// call's POST SSE stream (Streamable HTTP §Sending Messages to the Server: related messages
+/// on the request's stream), the client's answer to the sampling request, POSTed, reaches
+/// the server, and the call's result comes last on the same stream.
+#[tokio::test]
+async fn issue13_shttp_messages_related_to_a_stdio_call_go_on_its_post_stream() {
+    let gw = StdioGateway::start(&["alice-bot"], &[], "", &[]).await;
+    let (session, _) = gw.open(0).await;
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "sample", "arguments": {}, "_meta": {"progressToken": "p-7"}}});
+    let mut stream = tokio::time::timeout(LIMIT, gw.post(0, Some(&session), call).send())
+        .await
+        .expect("the call's stream did not start")
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut buffer = String::new();
+    let progress = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(progress["method"], "notifications/progress");
+    assert_eq!(progress["params"]["progressToken"], "p-7");
+    let log = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(log["method"], "notifications/message");
+    let sampling = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(sampling["method"], "sampling/createMessage");
+    let answer = json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "sampled"}}});
+    let accepted = gw.post(0, Some(&session), answer).send().await.unwrap();
+    assert_eq!(accepted.status(), 202);
+    let result = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(result["id"], 7);
+    assert_eq!(result["result"]["content"][0]["text"], "sampled");
+    assert!(
+        next_event(&mut stream, &mut buffer).await.is_none(),
+        "the result is the last event"
+    );
 }
 
 /// Security finding 3 (MCP SPEC C33): one user cannot start stdio server processes without
