@@ -143,27 +143,27 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             "introspection needs the gateway's client id (--introspection-client-id or introspection_client_id)"
         );
     }
-    if args.issuer.is_none() {
-        let jwt_only = [
-            (args.jwks_uri.is_some(), "--jwks-uri"),
-            (
-                args.accept_issuer_trailing_slash,
-                "--accept-issuer-trailing-slash",
-            ),
-            (args.accept_plain_jwt, "--accept-plain-jwt"),
-        ];
-        if let Some((_, flag)) = jwt_only.iter().find(|(set, _)| *set) {
+    let jwt_only = [
+        (args.jwks_uri.is_some(), "--jwks-uri"),
+        (
+            args.accept_issuer_trailing_slash,
+            "--accept-issuer-trailing-slash",
+        ),
+        (args.accept_plain_jwt, "--accept-plain-jwt"),
+    ];
+    if let Some((_, flag)) = jwt_only.iter().find(|(set, _)| *set) {
+        if args.issuer.is_none() {
             bail!("{flag} is about the tokens of an external issuer: give it with --issuer URL");
         }
-        if !args.audiences.is_empty() && args.introspection_url.is_none() {
+        if args.introspection_url.is_some() {
             bail!(
-                "--audience is for the tokens of an external authorization server (--issuer or --introspection-url); the embedded one issues tokens for the MCP URL"
+                "{flag} is about JWT validation; with --introspection-url the tokens are introspected"
             );
         }
     }
-    if args.jwks_uri.is_some() && args.introspection_url.is_some() {
+    if !args.audiences.is_empty() && args.issuer.is_none() && args.introspection_url.is_none() {
         bail!(
-            "--jwks-uri is for JWT validation; with --introspection-url the tokens are introspected"
+            "--audience is for the tokens of an external authorization server (--issuer or --introspection-url); the embedded one issues tokens for the MCP URL"
         );
     }
     let bind = args.bind.as_deref().unwrap_or(DEFAULT_BIND);
@@ -225,7 +225,15 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             for a in &audiences {
                 b = b.audience(a);
             }
-            (issuer.clone(), Arc::new(b.build()?), None)
+            let v = b.build()?;
+            // The keys now, so that a wrong issuer or JWK set URL shows at start-up; the gateway
+            // starts anyway (the identity provider may be down for a moment).
+            if let Err(e) = v.prefetch().await {
+                eprintln!(
+                    "warning: cannot fetch the signing keys of {issuer} now: {e}; tokens are refused (503) until they can be fetched"
+                );
+            }
+            (issuer.clone(), Arc::new(v), None)
         } else if let Some(url) = &args.introspection_url {
             let secret = match &args.client_secret_file {
                 Some(f) => read_secret(f)?,

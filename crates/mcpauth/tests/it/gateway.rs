@@ -1318,3 +1318,52 @@ async fn external_issuer_settings_from_the_file_and_misplaced_flags() {
         assert!(err.contains(flags[0]) && err.contains("--issuer"), "{err}");
     }
 }
+
+/// The gateway fetches an external issuer's keys at start-up: a wrong or unreachable issuer is
+/// a warning at once (not only a 503 at the first request); the JWT flags are refused with
+/// introspection, which never sees a JWT header.
+#[tokio::test]
+async fn an_unreachable_issuer_is_a_startup_warning_and_jwt_flags_need_jwt_validation() {
+    let home = tempfile::tempdir().unwrap();
+    let issuer = format!("http://{}", crate::common::closed_address());
+    let (mut gateway, banner) =
+        start_gateway(home.path(), &["--demo", "--issuer", &issuer], &[]).await;
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("cannot fetch the signing keys") && l.contains(&issuer)),
+        "{banner:?}"
+    );
+    gateway.kill().await.unwrap();
+
+    let (_idp, issuer, _, _) = external_idp(home.path(), false).await;
+    let (mut gateway, banner) =
+        start_gateway(home.path(), &["--demo", "--issuer", &issuer], &[]).await;
+    assert!(
+        !banner.iter().any(|l| l.contains("cannot fetch")),
+        "{banner:?}"
+    );
+    gateway.kill().await.unwrap();
+
+    let out = mcpauth(home.path())
+        .args([
+            "gateway",
+            "--demo",
+            "--bind",
+            "127.0.0.1:0",
+            "--issuer",
+            &issuer,
+        ])
+        .args(["--introspection-url", &format!("{issuer}/introspect")])
+        .args(["--introspection-client-id", "gw", "--accept-plain-jwt"])
+        .env("MCPAUTH_CLIENT_SECRET", "s")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--accept-plain-jwt") && err.contains("introspect"),
+        "{err}"
+    );
+}
