@@ -118,13 +118,13 @@ pub enum ClientError {
     #[error("authorization failed: {0}")]
     Authorization(String),
     /// The authorization server answered `access_denied` or `invalid_scope` (RFC 6749
-    /// §4.1.2.1) to an authorization request that carried no `scope`: many identity providers
-    /// (Entra ID, Okta, Google) refuse such requests.
+    /// §4.1.2.1) to an authorization request that carried no `scope` (or only `offline_access`):
+    /// many identity providers (Entra ID, Okta, Google) refuse such requests.
     #[error(
         "the authorization server refused the authorization request: {0}. The request carried \
-         no scope, and many identity providers refuse a request without one: ask the MCP \
-         server's operator to publish its scopes (scopes_supported; mcpauth gateway --scope \
-         SCOPE), or give them yourself with --scope \"SCOPE …\""
+         no scope (offline_access aside), and many identity providers refuse a request without \
+         one: ask the MCP server's operator to publish its scopes (scopes_supported; mcpauth \
+         gateway --scope SCOPE), or give them yourself with --scope \"SCOPE …\""
     )]
     RefusedWithoutScope(OAuthError),
     /// Too many authorization attempts for one resource and operation (MCP SPEC C26).

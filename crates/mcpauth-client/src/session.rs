@@ -978,12 +978,13 @@ impl Session {
 }
 
 /// The error of an authorization response: an `access_denied` or `invalid_scope` answer to a
-/// request that carried no `scope` becomes [`ClientError::RefusedWithoutScope`], which names
-/// the likely cause and the fix (RFC 6749 §4.1.2.1).
+/// request that carried no `scope` but perhaps `offline_access` (which asks for a refresh token,
+/// not for access) becomes [`ClientError::RefusedWithoutScope`], which names the likely cause
+/// and the fix (RFC 6749 §4.1.2.1).
 fn refusal(e: mcpauth_core::CoreError, scopes: &ScopeSet) -> ClientError {
     match e {
         mcpauth_core::CoreError::AuthorizationRefused(err)
-            if scopes.is_empty()
+            if scopes.iter().all(|s| s == "offline_access")
                 && matches!(err.error, ErrorCode::AccessDenied | ErrorCode::InvalidScope) =>
         {
             ClientError::RefusedWithoutScope(err)

@@ -379,29 +379,32 @@ async fn an_error_redirect_is_a_clear_error() {
 /// names the fix; the exit code of a denial stays (RFC 6749 §4.1.2.1 code kept).
 #[tokio::test]
 async fn an_error_redirect_to_a_request_without_scope_names_the_fix() {
-    let server = TestServer::start(Knobs {
-        deny: true,
-        ..Default::default()
-    })
-    .await;
-    let grant = Grant::AuthorizationCode(Arc::new(Headless::new(http(), REDIRECT)));
-    let mut config = SessionConfig::new(server.mcp_url(), grant);
-    config.scopes = Some(ScopeSet::new());
-    let session = Arc::new(Session::new(config, http(), Arc::new(MemoryStore::new())));
-    let err = call(&session, &server).await.unwrap_err();
-    assert_eq!(
-        server.seen(|c| c.last_authorize.get("scope").cloned()),
-        None
-    );
-    let ClientError::RefusedWithoutScope(oauth) = &err else {
-        panic!("{err}");
-    };
-    assert_eq!(oauth.error, ErrorCode::AccessDenied);
-    let text = err.to_string();
-    assert!(
-        text.contains("access_denied") && text.contains("no scope") && text.contains("--scope"),
-        "{text}"
-    );
+    // No scope at all, or only `offline_access` (which asks for a refresh token, not access).
+    for (scopes, sent) in [("", None), ("offline_access", Some("offline_access"))] {
+        let server = TestServer::start(Knobs {
+            deny: true,
+            ..Default::default()
+        })
+        .await;
+        let grant = Grant::AuthorizationCode(Arc::new(Headless::new(http(), REDIRECT)));
+        let mut config = SessionConfig::new(server.mcp_url(), grant);
+        config.scopes = Some(ScopeSet::parse(scopes));
+        let session = Arc::new(Session::new(config, http(), Arc::new(MemoryStore::new())));
+        let err = call(&session, &server).await.unwrap_err();
+        assert_eq!(
+            server.seen(|c| c.last_authorize.get("scope").cloned()),
+            sent.map(str::to_owned)
+        );
+        let ClientError::RefusedWithoutScope(oauth) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(oauth.error, ErrorCode::AccessDenied);
+        let text = err.to_string();
+        assert!(
+            text.contains("access_denied") && text.contains("no scope") && text.contains("--scope"),
+            "{text}"
+        );
+    }
 }
 
 #[tokio::test]

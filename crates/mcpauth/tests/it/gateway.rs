@@ -1173,8 +1173,9 @@ async fn token_for(issuer: &str, robot: &str, resource: &str) -> String {
 }
 
 /// MCP SPEC S5 with an external issuer whose tokens name an API identifier: `--audience
-/// https://api.example.com` accepts them, a token for another API of the same issuer is refused with 401;
-/// without `--scope` the gateway warns that many identity providers need one.
+/// https://api.example.com` accepts them, a token for another API of the same issuer is refused
+/// with 401; without `--scope` the gateway warns that many identity providers need one, and
+/// its PRM has no `scopes_supported` (RFC 9728 §2: optional; `[]` would say "no scopes").
 #[tokio::test]
 async fn s5_external_issuer_with_an_api_audience_accepts_only_its_tokens() {
     let home = tempfile::tempdir().unwrap();
@@ -1196,13 +1197,27 @@ async fn s5_external_issuer_with_an_api_audience_accepts_only_its_tokens() {
     assert_eq!(initialize_with(&url, &ours).await, 200);
     let theirs = token_for(&issuer, &robot, "https://other.example/api").await;
     assert_eq!(initialize_with(&url, &theirs).await, 401);
+    let prm_url = format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        url.trim_end_matches("/mcp")
+    );
+    let prm: Value = http()
+        .get(&prm_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(prm["authorization_servers"], json!([issuer]));
+    assert!(prm.get("scopes_supported").is_none(), "{prm}");
     gateway.kill().await.unwrap();
 }
 
 /// RFC 9728 §2 `authorization_servers`: with `--issuer` and `--introspection-url` together the
-/// PRM names the given issuer (not the introspection URL's origin), introspection validates
-/// the tokens (RFC 7662, `aud` from `--audience`), and no `scopes_supported: []` is published.
-/// With `--introspection-url` alone the guessed issuer comes with a warning.
+/// PRM names the given issuer (not the introspection URL's origin) and introspection validates
+/// the tokens (RFC 7662, `aud` from `--audience`). With `--introspection-url` alone the guessed
+/// issuer comes with a warning.
 #[tokio::test]
 async fn rfc9728_issuer_with_introspection_is_published_and_tokens_are_introspected() {
     let home = tempfile::tempdir().unwrap();
