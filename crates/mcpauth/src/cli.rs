@@ -215,10 +215,10 @@ pub struct GatewayArgs {
     /// Validate tokens by RFC 7662 introspection here instead (client id in
     /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
     /// Give --issuer too: the issuer clients are sent to is otherwise guessed from this URL's
-    /// origin, which is wrong for Keycloak realms, Okta and Entra.
+    /// origin, which is wrong for Keycloak realms and Okta.
     /// Active answers are cached for 30 s: a token revoked at that server may still be
     /// accepted for up to 30 s. (With the embedded server, a revoked token is refused at once;
-    /// with --issuer, JWTs are accepted until they expire.)
+    /// with --issuer alone, JWTs are accepted until they expire.)
     #[arg(long, value_name = "URL", requires = "introspection_client_id")]
     pub introspection_url: Option<String>,
     /// The gateway's client id at the introspection endpoint (at `mcpauth serve`, a resource
