@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::ffi::OsString;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::cli::GatewayArgs;
+use crate::relay::bridge::{self, ClientProfile, LEGACY_LATEST};
+use mcpauth_core::mcp_headers::STATELESS;
 
 /// How long a request may wait for the child's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -206,6 +209,41 @@ impl Child {
         self.listener.lock().unwrap().take();
     }
 
+    /// Sends the gateway's own `request` and waits for its result.
+    async fn ask(&self, request: &Value) -> Result<Value, &'static str> {
+        let id = &request["id"];
+        let (tx, mut rx) = mpsc::channel::<Out>(1);
+        {
+            let mut pending = self.pending.lock().unwrap();
+            if pending.closed {
+                return Err("the stdio MCP server has exited");
+            }
+            pending.sent += 1;
+            let waiter = Waiter {
+                tx,
+                progress: None,
+                streams: false,
+                order: pending.sent,
+            };
+            pending.waiters.insert(id.to_string(), waiter);
+        }
+        if self.stdin.send(request.to_string()).await.is_err() {
+            return Err("the stdio MCP server has exited");
+        }
+        match next(self, id, &mut rx, Instant::now() + ANSWER_TIMEOUT).await {
+            Ok(Out::Answer(line)) => {
+                let answer: Value = serde_json::from_str(&line).unwrap_or_default();
+                match answer.get("result") {
+                    Some(result) if result.is_object() => Ok(result.clone()),
+                    _ => Err("the stdio MCP server refused the request"),
+                }
+            }
+            // Related messages go only to requests that take a stream, which this is not.
+            Ok(Out::Related(_)) => Err("the stdio MCP server did not answer"),
+            Err((_, why)) => Err(why),
+        }
+    }
+
     /// Counts a request as using the session until the guard is dropped.
     fn busy(self: &Arc<Self>) -> Busy {
         let mut a = self.activity.lock().unwrap();
@@ -256,6 +294,22 @@ pub struct StdioUpstream {
     command: Vec<String>,
     options: Options,
     sessions: Mutex<HashMap<String, Arc<Child>>>,
+    /// Each user's process for 2026-07-28 clients, which have no session.
+    stateless: Mutex<HashMap<(String, String), StatelessSlot>>,
+    /// Numbers the gateway's own ids of 2026-07-28 requests.
+    wire_ids: AtomicU64,
+}
+
+/// A user's process for 2026-07-28 clients once started; locked while it starts.
+type StatelessSlot = Arc<tokio::sync::Mutex<Option<Stateless>>>;
+
+/// A user's process for 2026-07-28 clients: its session (in `sessions`, so capped, idling out
+/// and reaped like any) and what it answered to the gateway's `initialize`.
+struct Stateless {
+    session: String,
+    init: Value,
+    /// The log level last set (`logging/setLevel`).
+    log_level: Option<String>,
 }
 
 impl std::fmt::Debug for StdioUpstream {
@@ -271,6 +325,25 @@ fn error_message(id: Option<&Value>, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "error": {"code": -32600, "message": message}})
 }
 
+/// The answer to a request that needed a new process and could not get one.
+fn refused(why: Refused, id: Option<&Value>) -> Response {
+    match why {
+        Refused::Limit(limit) => {
+            tracing::warn!(%limit, "refused a new stdio MCP session");
+            // RFC 6585 §4: too many requests (here: sessions) from this user or in all.
+            error(StatusCode::TOO_MANY_REQUESTS, id, &limit)
+        }
+        Refused::Spawn(e) => {
+            tracing::error!(error = %e, "cannot start the stdio MCP server");
+            error(
+                StatusCode::BAD_GATEWAY,
+                id,
+                "the stdio MCP server could not be started",
+            )
+        }
+    }
+}
+
 /// A response with a JSON-RPC error.
 fn error(status: StatusCode, id: Option<&Value>, message: &str) -> Response {
     (status, axum::Json(error_message(id, message))).into_response()
@@ -283,6 +356,8 @@ impl StdioUpstream {
             command,
             options,
             sessions: Mutex::default(),
+            stateless: Mutex::default(),
+            wire_ids: AtomicU64::default(),
         }
     }
 
@@ -375,6 +450,67 @@ impl StdioUpstream {
         });
         sessions.insert(id.clone(), Arc::clone(&child));
         Ok((id, child))
+    }
+
+    /// The `owner`'s process for 2026-07-28 clients and its `InitializeResult`: started and
+    /// initialized with `profile` (the first request's client capabilities and info) the first
+    /// time, and again after it ended (MCP 2026-07-28 "Versioning" §Backward Compatibility: the
+    /// gateway speaks the legacy handshake for the client, as `mcpauth connect` does).
+    async fn stateless(
+        self: &Arc<Self>,
+        owner: (String, String),
+        profile: &ClientProfile,
+        id: Option<&Value>,
+    ) -> Result<(Arc<Child>, Value), Response> {
+        let slot = Arc::clone(
+            self.stateless
+                .lock()
+                .unwrap()
+                .entry(owner.clone())
+                .or_default(),
+        );
+        let mut slot = slot.lock().await;
+        let alive = slot
+            .as_ref()
+            .and_then(|s| self.sessions.lock().unwrap().get(&s.session).cloned());
+        let child = match alive {
+            Some(child) => child,
+            None => {
+                let (session, child) = self.spawn(owner).map_err(|r| refused(r, id))?;
+                let initialize = json!({"jsonrpc": "2.0", "id": "mcpauth-initialize", "method": "initialize",
+                    "params": {"protocolVersion": LEGACY_LATEST, "capabilities": profile.capabilities, "clientInfo": profile.info}});
+                let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+                let init = match child.ask(&initialize).await {
+                    Ok(init) if child.stdin.send(initialized.to_string()).await.is_ok() => init,
+                    failed => {
+                        self.end(&session);
+                        let why = failed.err().unwrap_or("the stdio MCP server has exited");
+                        tracing::warn!(%why, "the stdio MCP server did not initialize");
+                        return Err(error(StatusCode::BAD_GATEWAY, id, why));
+                    }
+                };
+                *slot = Some(Stateless {
+                    session,
+                    init,
+                    log_level: None,
+                });
+                child
+            }
+        };
+        let s = slot.as_mut().expect("set above");
+        // The `_meta` log level of 2026-07-28 is the legacy `logging/setLevel`.
+        if profile.log_level.is_some()
+            && profile.log_level != s.log_level
+            && s.init["capabilities"]["logging"].is_object()
+        {
+            let set = json!({"jsonrpc": "2.0", "id": "mcpauth-log-level", "method": "logging/setLevel",
+                "params": {"level": profile.log_level}});
+            if let Err(why) = child.ask(&set).await {
+                return Err(error(StatusCode::BAD_GATEWAY, id, why));
+            }
+            s.log_level.clone_from(&profile.log_level);
+        }
+        Ok((child, s.init.clone()))
     }
 
     /// Ends a session at once: it leaves the map before its process is told to stop, so a
@@ -518,39 +654,68 @@ async fn post(
             "the request is too large",
         );
     };
-    let Ok(message) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(mut message) = serde_json::from_slice::<Value>(&body) else {
         return error(StatusCode::BAD_REQUEST, None, "the body is not JSON-RPC");
     };
-    let line = String::from_utf8_lossy(&body).replace('\n', " ");
-    let method = message.get("method").and_then(Value::as_str);
-    let (child, new_session) = match existing {
-        Some(c) => (c, None),
-        None if method == Some("initialize") => match up.spawn(owner) {
+    let mut line = String::from_utf8_lossy(&body).replace('\n', " ");
+    let method = message
+        .get("method")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let client_id = message.get("id").filter(|_| method.is_some()).cloned();
+    // Without a session, a request declaring its version in `_meta` is 2026-07-28's (MCP
+    // 2026-07-28 "Versioning" §Backward Compatibility).
+    let profile = match &existing {
+        Some(_) => None,
+        None => bridge::take_modern_meta(&mut message),
+    };
+    let mut modern = None;
+    let (child, new_session) = match (existing, profile) {
+        (Some(c), _) => (c, None),
+        (None, _) if method.as_deref() == Some("initialize") => match up.spawn(owner) {
             Ok((id, c)) => (c, Some(id)),
-            Err(Refused::Limit(limit)) => {
-                tracing::warn!(%limit, "refused a new stdio MCP session");
-                // RFC 6585 §4: too many requests (here: sessions) from this user or in all.
-                return error(StatusCode::TOO_MANY_REQUESTS, message.get("id"), &limit);
-            }
-            Err(Refused::Spawn(e)) => {
-                tracing::error!(error = %e, "cannot start the stdio MCP server");
-                return error(
-                    StatusCode::BAD_GATEWAY,
-                    message.get("id"),
-                    "the stdio MCP server could not be started",
-                );
-            }
+            Err(why) => return refused(why, client_id.as_ref()),
         },
-        None => {
+        (None, Some(profile)) => {
+            if profile.version != STATELESS {
+                let answer = bridge::unsupported_version(
+                    client_id.as_ref().unwrap_or(&Value::Null),
+                    &profile.version,
+                );
+                return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
+            }
+            let (child, init) = match up.stateless(owner, &profile, client_id.as_ref()).await {
+                Ok(c) => c,
+                Err(response) => return response,
+            };
+            let method = method.clone().unwrap_or_default();
+            if method == "server/discover" {
+                let answer = json!({"jsonrpc": "2.0", "id": client_id, "result": bridge::discover_result(&init)});
+                return axum::Json(answer).into_response();
+            }
+            // The gateway's own id: requests of several clients of one user share a process.
+            if client_id.is_some() {
+                let n = up.wire_ids.fetch_add(1, Ordering::Relaxed);
+                message["id"] = json!(format!("mcpauth-{n}"));
+            }
+            line = message.to_string();
+            modern = Some(method);
+            (child, None)
+        }
+        (None, None) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                message.get("id"),
+                client_id.as_ref(),
                 "send initialize first, or an Mcp-Session-Id",
             );
         }
     };
     let busy = child.busy();
     let id = message.get("id").filter(|_| method.is_some()).cloned();
+    let reply = Reply {
+        id: client_id,
+        modern,
+    };
     let (tx, mut rx) = mpsc::channel::<Out>(64);
     {
         let mut pending = child.pending.lock().unwrap();
@@ -558,13 +723,13 @@ async fn post(
             return match new_session {
                 Some(_) => error(
                     StatusCode::BAD_GATEWAY,
-                    id.as_ref(),
+                    reply.id.as_ref(),
                     "the stdio MCP server has exited",
                 ),
                 // The session ended between its lookup and now.
                 None => error(
                     StatusCode::NOT_FOUND,
-                    id.as_ref(),
+                    reply.id.as_ref(),
                     "no such MCP session (it ended)",
                 ),
             };
@@ -585,7 +750,7 @@ async fn post(
     if child.stdin.send(line).await.is_err() {
         return error(
             StatusCode::BAD_GATEWAY,
-            id.as_ref(),
+            reply.id.as_ref(),
             "the stdio MCP server has exited",
         );
     }
@@ -595,39 +760,45 @@ async fn post(
     };
     let deadline = Instant::now() + ANSWER_TIMEOUT;
     let first = match next(&child, &id, &mut rx, deadline).await {
-        Err((status, message)) => return error(status, Some(&id), message),
+        Err((status, message)) => return error(status, reply.id.as_ref(), message),
         Ok(Out::Answer(answer)) => {
             let mut response = Response::builder().header("content-type", "application/json");
             if let Some(session) = new_session {
                 response = response.header("mcp-session-id", session);
             }
             return response
-                .body(Body::from(answer))
+                .body(Body::from(reply.answer(answer)))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
         Ok(Out::Related(first)) => first,
     };
     // Streamable HTTP §Sending Messages to the Server: an SSE stream carrying the messages
     // related to the request, its answer last; the session stays busy while it is open.
-    let state = (Some(first), rx, child, busy, false);
-    let events = futures_util::stream::unfold(state, move |(first, mut rx, child, busy, done)| {
-        let id = id.clone();
-        async move {
-            if done {
-                return None;
+    let state = (Some(first), rx, child, busy, reply, false);
+    let events =
+        futures_util::stream::unfold(state, move |(first, mut rx, child, busy, reply, done)| {
+            let id = id.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let (line, done) = match first {
+                    Some(line) => (line, false),
+                    None => match next(&child, &id, &mut rx, deadline).await {
+                        Ok(Out::Related(line)) => (line, false),
+                        Ok(Out::Answer(line)) => (reply.answer(line), true),
+                        Err((_, message)) => {
+                            (error_message(reply.id.as_ref(), message).to_string(), true)
+                        }
+                    },
+                };
+                let event = Bytes::from(format!("event: message\ndata: {line}\n\n"));
+                Some((
+                    Ok::<_, Infallible>(event),
+                    (None, rx, child, busy, reply, done),
+                ))
             }
-            let (line, done) = match first {
-                Some(line) => (line, false),
-                None => match next(&child, &id, &mut rx, deadline).await {
-                    Ok(Out::Related(line)) => (line, false),
-                    Ok(Out::Answer(line)) => (line, true),
-                    Err((_, message)) => (error_message(Some(&id), message).to_string(), true),
-                },
-            };
-            let event = Bytes::from(format!("event: message\ndata: {line}\n\n"));
-            Some((Ok::<_, Infallible>(event), (None, rx, child, busy, done)))
-        }
-    });
+        });
     let mut response = Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-store");
@@ -637,6 +808,32 @@ async fn post(
     response
         .body(Body::from_stream(events))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// How the answer to a client's request is sent back.
+struct Reply {
+    /// The client's id of the request.
+    id: Option<Value>,
+    /// The method of a 2026-07-28 request (bridged to the legacy server), if it is one.
+    modern: Option<String>,
+}
+
+impl Reply {
+    /// The child's answer as the client gets it: for a 2026-07-28 request with the client's id
+    /// back (the gateway sent its own) and a complete 2026-07-28 result (SEP-2322, SEP-2549).
+    fn answer(&self, line: String) -> String {
+        let Some(method) = &self.modern else {
+            return line;
+        };
+        let Ok(mut answer) = serde_json::from_str::<Value>(&line) else {
+            return line;
+        };
+        answer["id"] = self.id.clone().unwrap_or_default();
+        if answer["result"].is_object() {
+            bridge::complete_result(method, &mut answer["result"]);
+        }
+        answer.to_string()
+    }
 }
 
 /// The next message for request `id`, or why none will come: the child ended, or the

@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-mod bridge;
+pub(crate) mod bridge;
 mod eras;
 
 use mcpauth_core::mcp_headers::{self, ToolHeaders};

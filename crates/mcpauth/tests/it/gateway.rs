@@ -417,9 +417,10 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 /// A stdio MCP server whose tools answer with its process id (`pid`) or its environment
 /// (`env`), exit without answering (`exit`), create the file `mark` and then hang (`sleep`),
 /// or send progress (to the call's `progressToken`) and a log message, ask the client for a
-/// sampling, and answer with the sampled text (`sample`).
+/// sampling, and answer with the sampled text (`sample`), or the log level last set (`level`).
 const PY_SERVER: &str = r#"
 import json, os, sys, time
+level = None
 def send(m):
     print(json.dumps(dict(m, jsonrpc="2.0")), flush=True)
 for line in sys.stdin:
@@ -428,8 +429,11 @@ for line in sys.stdin:
         continue
     method = m.get("method")
     if method == "initialize":
-        r = {"protocolVersion": m["params"].get("protocolVersion", "2025-11-25"), "capabilities": {"tools": {}},
+        r = {"protocolVersion": m["params"].get("protocolVersion", "2025-11-25"), "capabilities": {"tools": {}, "logging": {}},
              "serverInfo": {"name": "py", "version": "0"}}
+    elif method == "logging/setLevel":
+        level = m["params"]["level"]
+        r = {}
     elif method == "tools/list":
         r = {"tools": [{"name": "pid", "inputSchema": {"type": "object"}}]}
     elif method == "tools/call":
@@ -446,6 +450,8 @@ for line in sys.stdin:
             send({"id": "s-1", "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 9}})
             answer = json.loads(sys.stdin.readline())
             text = answer["result"]["content"]["text"]
+        elif name == "level":
+            text = str(level)
         else:
             text = json.dumps(dict(os.environ)) if name == "env" else str(os.getpid())
         r = {"content": [{"type": "text", "text": text}]}
@@ -700,6 +706,84 @@ async fn issue13_shttp_messages_related_to_a_stdio_call_go_on_its_post_stream() 
         next_event(&mut stream, &mut buffer).await.is_none(),
         "the result is the last event"
     );
+}
+
+/// Issue 13 defect C (MCP 2026-07-28 "Versioning" §Backward Compatibility, as `mcpauth connect`
+/// bridges): a 2026-07-28 client uses a stdio server without `initialize` or a session. The
+/// gateway initializes one process per user itself, answers `server/discover` from its
+/// `InitializeResult`, takes the per-request `_meta` out, and completes the results
+/// (`resultType`, SEP-2322), the client's ids kept.
+#[tokio::test]
+async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
+    let gw = StdioGateway::start(&["alice-bot", "bob-bot"], &[], "", &[]).await;
+    let stateless = |user: usize, id: u64, method: &str, params: Value| {
+        let mut params = params;
+        params["_meta"] = json!({
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "io.modelcontextprotocol/clientInfo": {"name": "modern", "version": "0"},
+            "io.modelcontextprotocol/logLevel": "debug",
+        });
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        gw.post(user, None, body)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .send()
+    };
+    let discover = stateless(0, 1, "server/discover", json!({})).await.unwrap();
+    assert_eq!(discover.status(), 200);
+    assert!(discover.headers().get("mcp-session-id").is_none());
+    let discover: Value = discover.json().await.unwrap();
+    assert_eq!(discover["id"], 1);
+    assert_eq!(
+        discover["result"]["supportedVersions"],
+        json!(["2026-07-28"])
+    );
+    assert!(discover["result"]["capabilities"]["tools"].is_object());
+    assert_eq!(
+        discover["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "py"
+    );
+    let mut pids = Vec::new();
+    for (user, id) in [(0, 2), (0, 3), (1, 4)] {
+        let call = stateless(
+            user,
+            id,
+            "tools/call",
+            json!({"name": "pid", "arguments": {}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(call.status(), 200);
+        assert!(call.headers().get("mcp-session-id").is_none());
+        let call: Value = call.json().await.unwrap();
+        assert_eq!(call["id"], id);
+        assert_eq!(call["result"]["resultType"], "complete");
+        pids.push(
+            call["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    assert_eq!(pids[0], pids[1], "one process per user");
+    let level: Value = stateless(
+        0,
+        5,
+        "tools/call",
+        json!({"name": "level", "arguments": {}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        level["result"]["content"][0]["text"], "debug",
+        "the _meta log level became logging/setLevel"
+    );
+    assert_ne!(pids[0], pids[2], "S12: not shared between users");
+    assert_eq!(gw.children().len(), 2);
 }
 
 /// Security finding 3 (MCP SPEC C33): one user cannot start stdio server processes without
