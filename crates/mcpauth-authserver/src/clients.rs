@@ -9,6 +9,7 @@ use mcpauth_core::url_policy::is_loopback;
 use mcpauth_core::{ClientIdMetadataDocument, ClientMetadata};
 use url::{Host, Url};
 
+use crate::config::Config;
 use crate::error::AuthServerError;
 use crate::fetch;
 use crate::secrets::now;
@@ -94,6 +95,9 @@ pub(crate) struct Client {
     pub auth_method: AuthMethod,
     pub secret_hash: Option<String>,
     pub metadata: ClientMetadata,
+    /// Unix seconds: when a dynamic client's registration expires, or when a metadata
+    /// document's cached copy does.
+    pub expires_at: Option<i64>,
 }
 
 impl Client {
@@ -109,7 +113,13 @@ impl Client {
             auth_method: AuthMethod::parse(&row.auth_method).unwrap_or(AuthMethod::None),
             secret_hash: row.secret_hash.clone(),
             metadata,
+            expires_at: row.expires_at,
         })
+    }
+
+    /// Whether this is a dynamically registered client whose registration has expired.
+    fn expired(&self, now: i64) -> bool {
+        self.kind == ClientKind::Dynamic && self.expires_at.is_some_and(|e| e <= now)
     }
 
     /// The name to show on the consent page: the client id instead of a name that could
@@ -168,18 +178,22 @@ pub(crate) async fn resolve(shared: &Shared, client_id: &str) -> Result<Client, 
     if client_id.is_empty() || client_id.len() > 2048 {
         return Err(LookupError::Unknown);
     }
-    if let Some(client) = shared.store.cached_client(client_id) {
+    let now = now();
+    if let Some(client) = shared.store.cached_client(client_id)
+        && !client.expired(now)
+    {
         return Ok(client);
     }
     let row = shared.store.client(client_id).await?;
-    let now = now();
+    let remaining = |e: i64| (e > now).then(|| Duration::from_secs((e - now) as u64));
     let max_age = match &row {
+        // A dynamic client until its registration expires, if it does; then it is unknown.
+        Some(row) if row.kind == ClientKind::Dynamic.as_str() => {
+            row.expires_at.map_or(Some(Duration::MAX), remaining)
+        }
         Some(row) if row.kind != ClientKind::MetadataDocument.as_str() => Some(Duration::MAX),
         // A cached metadata document is used until its own expiry.
-        Some(row) => row
-            .expires_at
-            .filter(|e| *e > now)
-            .map(|e| Duration::from_secs((e - now) as u64)),
+        Some(row) => row.expires_at.and_then(remaining),
         None => None,
     };
     if let (Some(row), Some(max_age)) = (row, max_age) {
@@ -240,6 +254,42 @@ pub(crate) async fn resolve(shared: &Shared, client_id: &str) -> Result<Client, 
     shared.store.cache_client(&client, fetched.cache_for);
     Ok(client)
 }
+
+/// When a dynamic client registered or used at `now` expires: `now` +
+/// [`Config::dynamic_client_ttl`](crate::Config::dynamic_client_ttl), or never.
+pub(crate) fn dynamic_expiry(config: &Config, now: i64) -> Option<i64> {
+    let ttl = config.dynamic_client_ttl?;
+    Some(now.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)))
+}
+
+/// Moves the expiry of a dynamic client used at the token endpoint to now + TTL, once it was set
+/// more than a day ago (half the TTL, if that is shorter). The decision is taken from `client`,
+/// usually the cached copy, so the token endpoint writes at most once a day per client, not on
+/// every request. Other clients, and every client when there is no TTL, are left alone.
+pub(crate) async fn slide_expiry(shared: &Shared, client: &Client) -> Result<(), AuthServerError> {
+    let config = &shared.config;
+    let (ClientKind::Dynamic, Some(ttl), Some(wanted)) = (
+        client.kind,
+        config.dynamic_client_ttl,
+        dynamic_expiry(config, now()),
+    ) else {
+        return Ok(());
+    };
+    let step = i64::try_from((ttl / 2).as_secs())
+        .unwrap_or(i64::MAX)
+        .min(SLIDE_INTERVAL);
+    let stale_before = wanted.saturating_sub(step);
+    if client.expires_at.is_some_and(|e| e >= stale_before) {
+        return Ok(());
+    }
+    shared
+        .store
+        .slide_client_expiry(&client.client_id, wanted, stale_before)
+        .await
+}
+
+/// How often at most the token endpoint moves a dynamic client's expiry: a day, in seconds.
+const SLIDE_INTERVAL: i64 = 24 * 3600;
 
 /// `native` or `web`: the declared `application_type`, else inferred from the redirect URIs
 /// (all loopback or custom-scheme: native).

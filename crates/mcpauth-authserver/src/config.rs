@@ -254,6 +254,12 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Who may register clients dynamically.
     pub registration: RegistrationPolicy,
+    /// How long a dynamically registered client (RFC 7591) lives unused: its registration
+    /// expires this long after it was registered or last used at the token endpoint (the expiry
+    /// moves forward at most once a day). An expired client is unknown and its row is purged.
+    /// `None`: clients registered from then on never expire. Pre-registered clients and client
+    /// ID metadata documents are not affected. Default: 90 days.
+    pub dynamic_client_ttl: Option<Duration>,
     /// Client ID metadata document fetching.
     pub fetch: FetchPolicy,
     /// Algorithm of newly generated signing keys.
@@ -292,9 +298,9 @@ pub struct Config {
 
 impl Config {
     /// Defaults for `issuer`: 1 h access tokens, 30 d refresh tokens, 30 s refresh grace,
-    /// 60 s codes, 8 h sessions, open registration, ES256, 64 KiB bodies, 16 KiB headers, the
-    /// default [`ConnectionLimits`](crate::ConnectionLimits), two password checks at once per
-    /// core.
+    /// 60 s codes, 8 h sessions, open registration, 90-day dynamic clients, ES256, 64 KiB
+    /// bodies, 16 KiB headers, the default [`ConnectionLimits`](crate::ConnectionLimits), two
+    /// password checks at once per core.
     pub fn new(issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
         let secure_cookies = issuer.starts_with("https://");
@@ -308,6 +314,7 @@ impl Config {
             code_ttl: Duration::from_secs(60),
             session_ttl: Duration::from_secs(8 * 3600),
             registration: RegistrationPolicy::Open,
+            dynamic_client_ttl: Some(Duration::from_secs(90 * 24 * 3600)),
             fetch: FetchPolicy::default(),
             signing_alg: SigningAlg::Es256,
             rate_limits: RateLimits::default(),

@@ -11,7 +11,9 @@ use mcpauth_core::{
 };
 
 use super::{AppState, PeerIp, no_store_json};
-use crate::clients::{AuthMethod, ClientKind, application_type, validate_redirect_uris};
+use crate::clients::{
+    AuthMethod, ClientKind, application_type, dynamic_expiry, validate_redirect_uris,
+};
 use crate::params::oauth_error;
 use crate::rate_limit::Bucket;
 use crate::secrets::{hash_secret, now, random_bytes_b64, random_secret};
@@ -176,6 +178,7 @@ async fn register_client(
     let client_id = random_bytes_b64(18);
     let secret = method.uses_secret().then(random_secret);
     let now = now();
+    let expires_at = dynamic_expiry(&shared.config, now);
     let row = ClientRow {
         client_id: client_id.clone(),
         kind: ClientKind::Dynamic.as_str().into(),
@@ -183,7 +186,7 @@ async fn register_client(
         secret_hash: secret.as_deref().map(hash_secret),
         metadata: serde_json::to_string(&metadata).unwrap_or_default(),
         created_at: now,
-        expires_at: None,
+        expires_at,
     };
     if let Err(e) = shared.store.insert_client(&row).await {
         tracing::error!(error = %e, "storing a registered client failed");
@@ -194,7 +197,9 @@ async fn register_client(
     }
     Ok(ClientInformation {
         client_id,
-        client_secret_expires_at: secret.as_ref().map(|_| 0),
+        // RFC 7591 §3.2.1: required with a secret, which lasts as long as the registration
+        // (0: never).
+        client_secret_expires_at: secret.as_ref().map(|_| expires_at.map_or(0, |e| e as u64)),
         client_secret: secret.map(ClientSecret::new),
         client_id_issued_at: Some(now as u64),
         metadata,

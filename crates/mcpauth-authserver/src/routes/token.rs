@@ -15,7 +15,7 @@ use mcpauth_core::{
 
 use super::{AppState, PeerIp, no_store_json};
 use crate::client_auth::{TokenError, authenticate};
-use crate::clients::Client;
+use crate::clients::{self, Client};
 use crate::params::{Params, invalid_request, oauth_error};
 use crate::rate_limit::Bucket;
 use crate::secrets::{hash_secret, now, random_secret, seal, unseal};
@@ -61,6 +61,7 @@ async fn handle(
     }
     let endpoint = shared.config.endpoint("/token");
     let client = authenticate(shared, headers, &params, &endpoint).await?;
+    clients::slide_expiry(shared, &client).await?;
     if !shared.allow(Bucket::TokenClient, &client.client_id) {
         return Err(TokenError::rate_limited());
     }

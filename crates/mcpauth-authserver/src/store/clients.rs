@@ -192,6 +192,27 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a dynamic client's expiry to `expires_at` unless it is already `stale_before` or
+    /// later (another request or instance moved it first), and forgets the cached copy.
+    pub(crate) async fn slide_client_expiry(
+        &self,
+        client_id: &str,
+        expires_at: i64,
+        stale_before: i64,
+    ) -> Result<(), AuthServerError> {
+        sqlx::query(
+            "UPDATE clients SET expires_at = $1 WHERE client_id = $2 AND kind = 'dynamic' \
+             AND (expires_at IS NULL OR expires_at < $3)",
+        )
+        .bind(expires_at)
+        .bind(client_id)
+        .bind(stale_before)
+        .execute(self.pool())
+        .await?;
+        self.clients.forget(client_id);
+        Ok(())
+    }
+
     pub(crate) async fn client(
         &self,
         client_id: &str,

@@ -147,7 +147,8 @@ impl Store {
     }
 
     /// Deletes expired codes, refresh tokens, sessions, pending requests, revocation records,
-    /// assertion ids and cached client metadata documents. Returns the number of rows removed.
+    /// assertion ids, cached client metadata documents, and dynamically registered clients whose
+    /// registration expired, with their consents. Returns the number of rows removed.
     pub async fn purge_expired(&self) -> Result<u64, AuthServerError> {
         let now = now();
         let mut removed = 0;
@@ -159,7 +160,11 @@ impl Store {
             "DELETE FROM client_assertion_jtis WHERE expires_at < $1",
             "DELETE FROM login_sessions WHERE expires_at < $1",
             "DELETE FROM authorization_requests WHERE expires_at < $1",
+            "DELETE FROM consents WHERE client_id IN (SELECT client_id FROM clients \
+             WHERE kind = 'dynamic' AND expires_at <= $1)",
             "DELETE FROM clients WHERE kind = 'metadata_document' AND expires_at < $1",
+            // Expired at `expires_at` itself, as `clients::resolve` sees it.
+            "DELETE FROM clients WHERE kind = 'dynamic' AND expires_at <= $1",
         ] {
             removed += sqlx::query(sql)
                 .bind(now)

@@ -38,7 +38,8 @@ both_backends! {
             "token_endpoint_auth_method": "client_secret_post"}), None).await;
         assert_eq!(s, 201);
         assert!(b["client_secret"].as_str().unwrap().len() >= 43);
-        assert_eq!(b["client_secret_expires_at"], 0);
+        // RFC 7591 §3.2.1: the secret expires with the registration (review finding 8).
+        assert!(b["client_secret_expires_at"].as_u64().unwrap() > 0, "{b}");
         let (s, b) = register(&ts, json!({"redirect_uris": ["https://app.example/cb"],
             "grant_types": ["client_credentials"]}), None).await;
         assert_eq!((s, b["error"].as_str()), (400, Some("invalid_client_metadata")));

@@ -15,6 +15,7 @@
 mod support;
 
 mod cimd;
+mod client_expiry;
 mod clients;
 mod code_flow;
 mod fuzz_corpus;
