@@ -294,6 +294,11 @@ pub struct Config {
     /// Whether cookies are `Secure` (and `__Host-` prefixed). Derived from the issuer scheme by
     /// [`Config::new`].
     pub secure_cookies: bool,
+    /// Upstream OpenID Connect providers users may sign in with (SPEC F1-F8), one button each
+    /// on the login page. Register [`callback_uri`](crate::federation::callback_uri) at each.
+    pub identity_providers: Vec<crate::federation::IdentityProvider>,
+    /// Whether local users may sign in with a password (default true; false: providers only).
+    pub password_login: bool,
 }
 
 impl Config {
@@ -328,6 +333,8 @@ impl Config {
                 .max(2),
             password_check_wait: Duration::from_secs(5),
             secure_cookies,
+            identity_providers: Vec::new(),
+            password_login: true,
         }
     }
 
@@ -350,6 +357,22 @@ impl Config {
         }
         for r in &self.resources {
             parse_url(r)?;
+        }
+        for (i, p) in self.identity_providers.iter().enumerate() {
+            p.validate()?;
+            if self.identity_providers[..i].iter().any(|q| q.name == p.name) {
+                return Err(AuthServerError::Config(format!(
+                    "two identity providers are named {:?}",
+                    p.name
+                )));
+            }
+        }
+        if !self.password_login && self.identity_providers.is_empty() {
+            return Err(AuthServerError::Config(
+                "password sign-in is off and no identity provider is configured: nobody could \
+                 sign in"
+                    .into(),
+            ));
         }
         if self.max_concurrent_password_checks == 0 {
             return Err(AuthServerError::Config(

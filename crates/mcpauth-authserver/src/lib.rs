@@ -36,6 +36,7 @@ mod client_auth;
 mod clients;
 pub mod config;
 mod error;
+pub mod federation;
 mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -16,6 +16,18 @@ pub(crate) struct LoginPage<'a> {
     pub client_name: &'a str,
     pub username: &'a str,
     pub error: Option<&'a str>,
+    /// Whether the username and password form is shown.
+    pub password_login: bool,
+    /// One button per identity provider (federation).
+    pub providers: Vec<ProviderLink<'a>>,
+}
+
+/// A login page button that starts signing in at an identity provider.
+pub(crate) struct ProviderLink<'a> {
+    pub name: &'a str,
+    pub display_name: &'a str,
+    /// `/idp/start?request_id&csrf&idp`.
+    pub href: String,
 }
 
 /// The consent form (MCP SPEC A10: the redirect host is shown prominently).

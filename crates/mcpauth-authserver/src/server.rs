@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub jwks_cache: Mutex<HashMap<String, crate::client_auth::CachedJwks>>,
     /// Permits for password checks ([`Config::max_concurrent_password_checks`]).
     pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// The client of the upstream identity providers (federation), with its caches.
+    pub upstream: crate::federation::oidc::Upstream,
 }
 
 crate::redacted_debug!(Shared);
@@ -115,6 +117,7 @@ impl AuthServer {
             registration_token_hash,
             jwks_cache: Mutex::new(HashMap::new()),
             password_checks,
+            upstream: crate::federation::oidc::Upstream::new(),
         });
         tokio::spawn(sync_revocations(Arc::downgrade(&shared)));
         Ok(AuthServer { shared })
@@ -192,6 +195,11 @@ pub fn router(server: &AuthServer) -> Router {
         .route(
             &format!("{base}/authorize/consent"),
             post(routes::authorize::consent),
+        )
+        .route(&format!("{base}/idp/start"), get(crate::federation::start))
+        .route(
+            &format!("{base}/idp/callback"),
+            get(crate::federation::callback),
         )
         .route(
             &format!("{base}/introspect"),

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 mod eras;
+mod oidc;
 pub use eras::{Era, Received};
+pub use oidc::{IdpFault, IdpUser, OidcProvider};
 
 /// How the test authorization server behaves.
 #[derive(Clone, Debug)]

@@ -26,7 +26,8 @@ use crate::clients::{
     self, Client, ClientKind, LookupError, is_loopback_redirect, redirect_uri_allowed,
 };
 use crate::error::AuthServerError;
-use crate::pages::{ConsentPage, LoginPage, error_page, render};
+use crate::federation;
+use crate::pages::{ConsentPage, LoginPage, ProviderLink, error_page, render};
 use crate::params::{Params, oauth_error};
 use crate::passwords;
 use crate::rate_limit::Bucket;
@@ -49,7 +50,7 @@ struct Pending {
     resource: Option<String>,
 }
 
-fn cookie_name(shared: &Shared) -> &'static str {
+pub(crate) fn cookie_name(shared: &Shared) -> &'static str {
     if shared.config.secure_cookies {
         "__Host-mcpauth_session"
     } else {
@@ -57,7 +58,7 @@ fn cookie_name(shared: &Shared) -> &'static str {
     }
 }
 
-fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -85,7 +86,7 @@ fn set_cookie(shared: &Shared, value: &str, max_age: Option<u64>) -> HeaderValue
     HeaderValue::from_str(&c).expect("cookie is ASCII")
 }
 
-fn csrf_token(sid: &str, request_id: &str) -> String {
+pub(crate) fn csrf_token(sid: &str, request_id: &str) -> String {
     digest_b64(&["mcpauth csrf v1", sid, request_id])
 }
 
@@ -101,7 +102,7 @@ fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Option<String> {
     Some(url.to_string())
 }
 
-fn redirect(status: StatusCode, location: &str) -> Response {
+pub(crate) fn redirect(status: StatusCode, location: &str) -> Response {
     let mut resp = status.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         resp.headers_mut().insert(header::LOCATION, v);
@@ -137,7 +138,7 @@ fn error_redirect(
     }
 }
 
-fn internal(e: AuthServerError) -> Response {
+pub(crate) fn internal(e: AuthServerError) -> Response {
     tracing::error!(error = %e, "authorization endpoint failed");
     error_page(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -349,6 +350,21 @@ async fn login_page(
         .as_ref()
         .map(|c| c.display_name().to_owned())
         .unwrap_or_else(|| pending.client_id.clone());
+    let csrf = csrf_token(sid, request_id);
+    let providers: Vec<ProviderLink<'_>> = shared
+        .config
+        .identity_providers
+        .iter()
+        .map(|p| ProviderLink {
+            name: &p.name,
+            display_name: &p.display_name,
+            href: federation::start_url(shared, request_id, &csrf, &p.name),
+        })
+        .collect();
+    // Providers only, and only one: no page to choose on.
+    if !shared.config.password_login && error.is_none() && providers.len() == 1 {
+        return redirect(StatusCode::FOUND, &providers[0].href);
+    }
     let action = shared.config.endpoint("/authorize/login");
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
@@ -360,10 +376,12 @@ async fn login_page(
         &LoginPage {
             action: &action,
             request_id,
-            csrf: &csrf_token(sid, request_id),
+            csrf: &csrf,
             client_name: &name,
             username,
             error,
+            password_login: shared.config.password_login,
+            providers,
         },
     )
 }
@@ -582,6 +600,13 @@ pub(crate) async fn login(
     if !shared.allow(Bucket::Authorize, &ip) {
         return too_many();
     }
+    if !shared.config.password_login {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "Password sign-in is off",
+            "Sign in with one of the identity providers on the sign-in page.",
+        );
+    }
     let form = match check_form(&shared, &headers, &body).await {
         Ok(f) => f,
         Err(resp) => return resp,
@@ -639,6 +664,53 @@ pub(crate) async fn login(
         )
         .await;
     };
+    after_login(&shared, &form.request_id, &form.pending, &user.id).await
+}
+
+/// Signed in at an identity provider (SPEC F1-F8): continues the pending request `request_id`
+/// of the browser whose session cookie is `sid` like a password sign-in.
+pub(crate) async fn federated_login(
+    shared: &Shared,
+    request_id: &str,
+    sid: &str,
+    user_id: &str,
+) -> Response {
+    let json = match shared
+        .store
+        .request(request_id, &hash_secret(sid), now())
+        .await
+    {
+        Ok(Some(j)) => j,
+        Ok(None) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in request has expired or was already used. Start again from the application.",
+            );
+        }
+        Err(e) => return internal(e),
+    };
+    let pending: Pending = match serde_json::from_str(&json) {
+        Ok(p) => p,
+        Err(e) => {
+            return internal(AuthServerError::Invalid {
+                what: "stored request",
+                reason: e.to_string(),
+            });
+        }
+    };
+    after_login(shared, request_id, &pending, user_id).await
+}
+
+/// After a sign-in, password or identity provider: a new session id (no session fixation) that
+/// the pending request follows, then the consent page (or remembered consent for an assured
+/// client).
+async fn after_login(
+    shared: &Shared,
+    request_id: &str,
+    pending: &Pending,
+    user_id: &str,
+) -> Response {
     // A new session id on login (no session fixation); the pending request follows it.
     let sid = random_secret();
     let sid_hash = hash_secret(&sid);
@@ -647,45 +719,34 @@ pub(crate) async fn login(
     let stored = async {
         shared
             .store
-            .insert_session(&sid_hash, &user.id, now, now + ttl as i64)
+            .insert_session(&sid_hash, user_id, now, now + ttl as i64)
             .await?;
-        shared
-            .store
-            .rebind_request(&form.request_id, &sid_hash)
-            .await
+        shared.store.rebind_request(request_id, &sid_hash).await
     };
     if let Err(e) = stored.await {
         return internal(e);
     }
-    let p = &form.pending;
-    let mut resp = match has_consent(&shared, &user.id, p).await {
+    let p = pending;
+    let mut resp = match has_consent(shared, user_id, p).await {
         // RFC 8252 §8.6: signing in is no consent; remembered consent answers only for an
         // assured client.
         Ok(true)
-            if clients::resolve(&shared, &p.client_id)
+            if clients::resolve(shared, &p.client_id)
                 .await
                 .is_ok_and(|c| identity_assured(&c, &p.redirect_uri)) =>
         {
-            match shared.store.take_request(&form.request_id).await {
-                Ok(_) => finish(&shared, p, &user.id, StatusCode::SEE_OTHER).await,
+            match shared.store.take_request(request_id).await {
+                Ok(_) => finish(shared, p, user_id, StatusCode::SEE_OTHER).await,
                 Err(e) => internal(e),
             }
         }
         Ok(consented_before) => {
-            consent_page(
-                &shared,
-                p,
-                &form.request_id,
-                &sid,
-                &user.id,
-                consented_before,
-            )
-            .await
+            consent_page(shared, p, request_id, &sid, user_id, consented_before).await
         }
         Err(e) => internal(e),
     };
     resp.headers_mut()
-        .append(header::SET_COOKIE, set_cookie(&shared, &sid, Some(ttl)));
+        .append(header::SET_COOKIE, set_cookie(shared, &sid, Some(ttl)));
     resp
 }
 

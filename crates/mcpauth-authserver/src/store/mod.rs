@@ -9,6 +9,7 @@
 //! without locks. Refresh rotations are committed in batches (`rotation.rs`).
 
 mod clients;
+mod federation;
 mod grants;
 mod keys;
 mod revoked;
@@ -29,6 +30,7 @@ use sqlx::{Executor, SqlStr};
 
 use clients::ClientCache;
 pub(crate) use clients::ClientRow;
+pub(crate) use federation::UpstreamLogin;
 pub(crate) use grants::{NewCode, NewRefresh, RefreshRow};
 pub(crate) use keys::KeyRow;
 use rotation::Rotator;
@@ -76,6 +78,11 @@ fn migrator(_backend: Backend) -> Migrator {
             2,
             "introspection",
             include_str!("../../migrations/0002_introspection.sql"),
+        ),
+        migration(
+            3,
+            "federation",
+            include_str!("../../migrations/0003_federation.sql"),
         ),
     ])
 }
@@ -160,6 +167,7 @@ impl Store {
             "DELETE FROM client_assertion_jtis WHERE expires_at < $1",
             "DELETE FROM login_sessions WHERE expires_at < $1",
             "DELETE FROM authorization_requests WHERE expires_at < $1",
+            "DELETE FROM upstream_logins WHERE expires_at < $1",
             "DELETE FROM consents WHERE client_id IN (SELECT client_id FROM clients \
              WHERE kind = 'dynamic' AND expires_at <= $1)",
             "DELETE FROM clients WHERE kind = 'metadata_document' AND expires_at < $1",

@@ -18,6 +18,7 @@ mod cimd;
 mod client_expiry;
 mod clients;
 mod code_flow;
+mod federation;
 mod fuzz_corpus;
 mod hostile;
 mod interop;

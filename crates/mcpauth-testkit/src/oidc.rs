@@ -1,0 +1,350 @@
+//! A small but real OpenID Connect provider on 127.0.0.1 for federation tests: discovery, a
+//! JWKS with one ES256 key, an `/authorize` that approves at once (302 with `code`, `state` and
+//! RFC 9207 `iss`), a `/token` that checks the client secret and PKCE and returns an ID token,
+//! and `/userinfo`. [`IdpFault`] makes one thing go wrong.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Form, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// The one thing the provider does wrong.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdpFault {
+    /// Nothing.
+    #[default]
+    None,
+    /// The ID token's `aud` is another client.
+    OtherAudience,
+    /// The ID token's `iss` is another issuer.
+    OtherIssuer,
+    /// The ID token is signed by a key the JWKS does not hold (same `kid`).
+    BadSignature,
+    /// The ID token expired an hour ago.
+    Expired,
+    /// The ID token carries another `nonce`.
+    WrongNonce,
+    /// The ID token is HS256, keyed with the client secret (and HS256 is advertised).
+    Hs256,
+    /// The ID token has no `email`; only `/userinfo` has it.
+    EmailOnlyInUserinfo,
+    /// `/authorize` redirects back with `error=access_denied`.
+    AccessDenied,
+}
+
+/// The account the provider signs in.
+#[derive(Clone, Debug)]
+pub struct IdpUser {
+    /// `sub`.
+    pub sub: String,
+    /// `email` (verified).
+    pub email: String,
+    /// More claims for the ID token, e.g. `{"groups": ["admins"]}`.
+    pub extra: Value,
+}
+
+struct Issued {
+    nonce: Option<String>,
+    challenge: String,
+    redirect_uri: String,
+}
+
+struct Inner {
+    fault: IdpFault,
+    user: IdpUser,
+    codes: HashMap<String, Issued>,
+    tokens: u32,
+}
+
+/// A running test provider.
+#[derive(Clone)]
+pub struct OidcProvider {
+    /// `http://127.0.0.1:PORT`: the issuer.
+    pub issuer: String,
+    /// The client registered at it.
+    pub client_id: String,
+    /// That client's secret.
+    pub client_secret: String,
+    key: Arc<Vec<u8>>,
+    other_key: Arc<Vec<u8>>,
+    jwk: Value,
+    inner: Arc<Mutex<Inner>>,
+}
+
+const KID: &str = "idp-key-1";
+
+fn ec_key() -> (Vec<u8>, Value) {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .expect("key generation");
+    let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        .expect("generated key");
+    let p = kp.public_key().as_ref();
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "kid": KID, "alg": "ES256", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
+    });
+    (pkcs8.as_ref().to_vec(), jwk)
+}
+
+fn random() -> String {
+    let mut b = [0u8; 18];
+    aws_lc_rs::rand::fill(&mut b).expect("randomness");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+impl OidcProvider {
+    /// Starts a provider on 127.0.0.1:0 that signs in `user`.
+    pub async fn start(user: IdpUser) -> OidcProvider {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let (key, jwk) = ec_key();
+        let (other_key, _) = ec_key();
+        let idp = OidcProvider {
+            issuer,
+            client_id: "mcpauth-test-client".into(),
+            client_secret: random(),
+            key: Arc::new(key),
+            other_key: Arc::new(other_key),
+            jwk,
+            inner: Arc::new(Mutex::new(Inner {
+                fault: IdpFault::None,
+                user,
+                codes: HashMap::new(),
+                tokens: 0,
+            })),
+        };
+        let app = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token))
+            .route("/userinfo", get(userinfo))
+            .with_state(idp.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        idp
+    }
+
+    /// Makes the provider do `fault` from now on.
+    pub fn set_fault(&self, fault: IdpFault) {
+        self.inner.lock().unwrap().fault = fault;
+    }
+
+    /// How many token requests it answered with tokens.
+    pub fn tokens_issued(&self) -> u32 {
+        self.inner.lock().unwrap().tokens
+    }
+
+    fn fault(&self) -> IdpFault {
+        self.inner.lock().unwrap().fault
+    }
+}
+
+async fn discovery(State(idp): State<OidcProvider>) -> Json<Value> {
+    let algs = if idp.fault() == IdpFault::Hs256 {
+        json!(["ES256", "HS256"])
+    } else {
+        json!(["ES256"])
+    };
+    let i = &idp.issuer;
+    Json(json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}/authorize"),
+        "token_endpoint": format!("{i}/token"),
+        "jwks_uri": format!("{i}/jwks"),
+        "userinfo_endpoint": format!("{i}/userinfo"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "authorization_response_iss_parameter_supported": true,
+    }))
+}
+
+async fn jwks(State(idp): State<OidcProvider>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "max-age=300")],
+        Json(json!({ "keys": [idp.jwk] })),
+    )
+        .into_response()
+}
+
+async fn authorize(
+    State(idp): State<OidcProvider>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let get = |k: &str| q.get(k).cloned();
+    let (Some(redirect_uri), Some(challenge)) = (get("redirect_uri"), get("code_challenge")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "redirect_uri and code_challenge required",
+        )
+            .into_response();
+    };
+    if get("client_id").as_deref() != Some(idp.client_id.as_str())
+        || get("code_challenge_method").as_deref() != Some("S256")
+        || get("response_type").as_deref() != Some("code")
+    {
+        return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
+    }
+    let mut url = url::Url::parse(&redirect_uri).unwrap();
+    {
+        let mut pairs = url.query_pairs_mut();
+        if idp.fault() == IdpFault::AccessDenied {
+            pairs.append_pair("error", "access_denied");
+        } else {
+            let code = random();
+            idp.inner.lock().unwrap().codes.insert(
+                code.clone(),
+                Issued {
+                    nonce: get("nonce"),
+                    challenge,
+                    redirect_uri: redirect_uri.clone(),
+                },
+            );
+            pairs.append_pair("code", &code);
+        }
+        if let Some(s) = get("state") {
+            pairs.append_pair("state", &s);
+        }
+        pairs.append_pair("iss", &idp.issuer);
+    }
+    (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
+}
+
+fn token_error(error: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+}
+
+async fn token(
+    State(idp): State<OidcProvider>,
+    headers: HeaderMap,
+    Form(f): Form<HashMap<String, String>>,
+) -> Response {
+    let expected = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", idp.client_id, idp.client_secret))
+    );
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&expected)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "invalid_client"})),
+        )
+            .into_response();
+    }
+    if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
+        return token_error("unsupported_grant_type");
+    }
+    let issued = f
+        .get("code")
+        .and_then(|c| idp.inner.lock().unwrap().codes.remove(c));
+    let Some(issued) = issued else {
+        return token_error("invalid_grant");
+    };
+    let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+    if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != issued.challenge
+        || f.get("redirect_uri") != Some(&issued.redirect_uri)
+    {
+        return token_error("invalid_grant");
+    }
+    let (fault, user) = {
+        let mut inner = idp.inner.lock().unwrap();
+        inner.tokens += 1;
+        (inner.fault, inner.user.clone())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (iat, exp) = if fault == IdpFault::Expired {
+        (now - 7200, now - 3600)
+    } else {
+        (now, now + 300)
+    };
+    let mut claims = json!({
+        "iss": if fault == IdpFault::OtherIssuer { "https://evil.example".to_owned() } else { idp.issuer.clone() },
+        "sub": user.sub,
+        "aud": if fault == IdpFault::OtherAudience { "another-client" } else { idp.client_id.as_str() },
+        "iat": iat,
+        "exp": exp,
+    });
+    let nonce = if fault == IdpFault::WrongNonce {
+        Some("not-the-nonce".to_owned())
+    } else {
+        issued.nonce
+    };
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    if fault != IdpFault::EmailOnlyInUserinfo {
+        claims["email"] = json!(user.email);
+        claims["email_verified"] = json!(true);
+    }
+    if let Some(extra) = user.extra.as_object() {
+        for (k, v) in extra {
+            claims[k] = v.clone();
+        }
+    }
+    let id_token = match fault {
+        IdpFault::Hs256 => sign(
+            jsonwebtoken::Algorithm::HS256,
+            &jsonwebtoken::EncodingKey::from_secret(idp.client_secret.as_bytes()),
+            &claims,
+        ),
+        IdpFault::BadSignature => sign(
+            jsonwebtoken::Algorithm::ES256,
+            &jsonwebtoken::EncodingKey::from_ec_der(&idp.other_key),
+            &claims,
+        ),
+        _ => sign(
+            jsonwebtoken::Algorithm::ES256,
+            &jsonwebtoken::EncodingKey::from_ec_der(&idp.key),
+            &claims,
+        ),
+    };
+    let access_token = format!("at-{}", user.sub);
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "id_token": id_token,
+        })),
+    )
+        .into_response()
+}
+
+fn sign(alg: jsonwebtoken::Algorithm, key: &jsonwebtoken::EncodingKey, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(KID.into());
+    jsonwebtoken::encode(&header, claims, key).expect("signing")
+}
+
+async fn userinfo(State(idp): State<OidcProvider>, headers: HeaderMap) -> Response {
+    let user = idp.inner.lock().unwrap().user.clone();
+    let expected = format!("Bearer at-{}", user.sub);
+    if headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        != Some(&expected)
+    {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    Json(json!({ "sub": user.sub, "email": user.email, "email_verified": true })).into_response()
+}
