@@ -298,6 +298,8 @@ pub struct StdioUpstream {
     stateless: Mutex<HashMap<(String, String), StatelessSlot>>,
     /// Numbers the gateway's own ids of 2026-07-28 requests.
     wire_ids: AtomicU64,
+    /// 2026-07-28 requests waiting for their client's retry, by `requestState`.
+    parked: Mutex<HashMap<String, Parked>>,
 }
 
 /// A user's process for 2026-07-28 clients once started; locked while it starts.
@@ -358,6 +360,7 @@ impl StdioUpstream {
             sessions: Mutex::default(),
             stateless: Mutex::default(),
             wire_ids: AtomicU64::default(),
+            parked: Mutex::default(),
         }
     }
 
@@ -672,7 +675,7 @@ async fn post(
     let mut modern = None;
     let (child, new_session) = match (existing, profile) {
         (Some(c), _) => (c, None),
-        (None, _) if method.as_deref() == Some("initialize") => match up.spawn(owner) {
+        (None, _) if method.as_deref() == Some("initialize") => match up.spawn(owner.clone()) {
             Ok((id, c)) => (c, Some(id)),
             Err(why) => return refused(why, client_id.as_ref()),
         },
@@ -684,7 +687,13 @@ async fn post(
                 );
                 return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
             }
-            let (child, init) = match up.stateless(owner, &profile, client_id.as_ref()).await {
+            if let Some(state) = message["params"]["requestState"].as_str() {
+                return resume(up, owner, state, &message, client_id).await;
+            }
+            let (child, init) = match up
+                .stateless(owner.clone(), &profile, client_id.as_ref())
+                .await
+            {
                 Ok(c) => c,
                 Err(response) => return response,
             };
@@ -716,7 +725,7 @@ async fn post(
         id: client_id,
         modern,
     };
-    let (tx, mut rx) = mpsc::channel::<Out>(64);
+    let (tx, rx) = mpsc::channel::<Out>(64);
     {
         let mut pending = child.pending.lock().unwrap();
         if pending.closed {
@@ -758,47 +767,183 @@ async fn post(
         // A notification, or the client's answer to a server request: passed on.
         return StatusCode::ACCEPTED.into_response();
     };
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
-    let first = match next(&child, &id, &mut rx, deadline).await {
-        Err((status, message)) => return error(status, reply.id.as_ref(), message),
-        Ok(Out::Answer(answer)) => {
+    let call = Call {
+        up,
+        owner,
+        child,
+        _busy: busy,
+        rx,
+        wire_id: id,
+        reply,
+        deadline: Instant::now() + ANSWER_TIMEOUT,
+    };
+    respond(call, new_session).await
+}
+
+/// A request waiting for the child's answer, on behalf of its client.
+struct Call {
+    up: Arc<StdioUpstream>,
+    owner: (String, String),
+    child: Arc<Child>,
+    /// The session stays busy while the request waits.
+    _busy: Busy,
+    rx: mpsc::Receiver<Out>,
+    /// The request's id as the child knows it.
+    wire_id: Value,
+    reply: Reply,
+    deadline: Instant,
+}
+
+impl Call {
+    /// The next message for the client and whether it is the last, or why none will come.
+    async fn next(&mut self) -> Result<(String, bool), (StatusCode, &'static str)> {
+        match next(&self.child, &self.wire_id, &mut self.rx, self.deadline).await? {
+            Out::Answer(line) => Ok((self.reply.answer(line), true)),
+            Out::Related(line) => Ok(match self.park(&line) {
+                Some(interim) => (interim, true),
+                None => (line, false),
+            }),
+        }
+    }
+
+    /// For a 2026-07-28 client, which takes no server requests, a server request in the
+    /// middle of its request: the request is parked and answered with an `input_required`
+    /// result whose retry carries the client's answer (MCP 2026-07-28 "Multi Round-Trip
+    /// Requests", bridged as `mcpauth connect` does). `None`: not such a message.
+    fn park(&mut self, line: &str) -> Option<String> {
+        let method = self.reply.modern.clone()?;
+        let request = serde_json::from_str::<Value>(line).ok()?;
+        let server_id = request
+            .get("id")
+            .filter(|_| request.get("method").is_some())?;
+        let state = mcpauth_core::random_urlsafe(24).ok()?;
+        let key = format!(
+            "input-{}",
+            server_id
+                .as_str()
+                .map_or_else(|| server_id.to_string(), str::to_owned)
+        );
+        let interim = json!({"jsonrpc": "2.0", "id": self.reply.id,
+            "result": bridge::input_required(&key, &request, &state)});
+        let parked = Parked {
+            owner: self.owner.clone(),
+            child: Arc::clone(&self.child),
+            wire_id: self.wire_id.clone(),
+            method,
+            // What the child sends for the request meanwhile waits there for the retry.
+            rx: std::mem::replace(&mut self.rx, mpsc::channel(1).1),
+            server_id: server_id.clone(),
+            key,
+        };
+        let mut all = self.up.parked.lock().unwrap();
+        all.retain(|_, p| !p.child.pending.lock().unwrap().closed);
+        all.insert(state, parked);
+        Some(interim.to_string())
+    }
+}
+
+/// A 2026-07-28 request waiting for its client's retry with the answer to a server request.
+struct Parked {
+    owner: (String, String),
+    child: Arc<Child>,
+    wire_id: Value,
+    method: String,
+    rx: mpsc::Receiver<Out>,
+    /// The server request's id and its key in `inputRequests`.
+    server_id: Value,
+    key: String,
+}
+
+/// The retry of a parked request (MCP 2026-07-28 "Multi Round-Trip Requests"): the answer in
+/// `inputResponses` goes to the child's waiting request, and the request's next message (its
+/// answer, or another server request) to this retry.
+async fn resume(
+    up: Arc<StdioUpstream>,
+    owner: (String, String),
+    state: &str,
+    message: &Value,
+    client_id: Option<Value>,
+) -> Response {
+    let parked = {
+        let mut all = up.parked.lock().unwrap();
+        // S12: only the user whose request it is may resume it.
+        match all.get(state) {
+            Some(p) if p.owner == owner => all.remove(state),
+            _ => None,
+        }
+    };
+    let Some(parked) = parked else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            client_id.as_ref(),
+            "unknown requestState: the request it belongs to is no longer waiting",
+        );
+    };
+    let answer = match message["params"]["inputResponses"].get(&parked.key) {
+        Some(result) => json!({"jsonrpc": "2.0", "id": parked.server_id, "result": result}),
+        None => json!({"jsonrpc": "2.0", "id": parked.server_id,
+            "error": {"code": -32603, "message": "the MCP client gave no answer"}}),
+    };
+    if parked.child.stdin.send(answer.to_string()).await.is_err() {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            client_id.as_ref(),
+            "the stdio MCP server has exited",
+        );
+    }
+    let call = Call {
+        up,
+        owner,
+        _busy: parked.child.busy(),
+        child: parked.child,
+        rx: parked.rx,
+        wire_id: parked.wire_id,
+        reply: Reply {
+            id: client_id,
+            modern: Some(parked.method),
+        },
+        deadline: Instant::now() + ANSWER_TIMEOUT,
+    };
+    respond(call, None).await
+}
+
+/// The response to a request: JSON when its answer comes first, else an SSE stream of the
+/// messages related to it, its answer last (Streamable HTTP §Sending Messages to the Server);
+/// the session stays busy while it is open.
+async fn respond(mut call: Call, new_session: Option<String>) -> Response {
+    let first = match call.next().await {
+        Err((status, message)) => return error(status, call.reply.id.as_ref(), message),
+        Ok((answer, true)) => {
             let mut response = Response::builder().header("content-type", "application/json");
             if let Some(session) = new_session {
                 response = response.header("mcp-session-id", session);
             }
             return response
-                .body(Body::from(reply.answer(answer)))
+                .body(Body::from(answer))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
         }
-        Ok(Out::Related(first)) => first,
+        Ok((first, false)) => first,
     };
-    // Streamable HTTP §Sending Messages to the Server: an SSE stream carrying the messages
-    // related to the request, its answer last; the session stays busy while it is open.
-    let state = (Some(first), rx, child, busy, reply, false);
-    let events =
-        futures_util::stream::unfold(state, move |(first, mut rx, child, busy, reply, done)| {
-            let id = id.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                let (line, done) = match first {
-                    Some(line) => (line, false),
-                    None => match next(&child, &id, &mut rx, deadline).await {
-                        Ok(Out::Related(line)) => (line, false),
-                        Ok(Out::Answer(line)) => (reply.answer(line), true),
-                        Err((_, message)) => {
-                            (error_message(reply.id.as_ref(), message).to_string(), true)
-                        }
-                    },
-                };
-                let event = Bytes::from(format!("event: message\ndata: {line}\n\n"));
-                Some((
-                    Ok::<_, Infallible>(event),
-                    (None, rx, child, busy, reply, done),
-                ))
+    let events = futures_util::stream::unfold(
+        (Some(first), call, false),
+        |(first, mut call, done)| async move {
+            if done {
+                return None;
             }
-        });
+            let (line, done) = match first {
+                Some(line) => (line, false),
+                None => match call.next().await {
+                    Ok(next) => next,
+                    Err((_, message)) => (
+                        error_message(call.reply.id.as_ref(), message).to_string(),
+                        true,
+                    ),
+                },
+            };
+            let event = Bytes::from(format!("event: message\ndata: {line}\n\n"));
+            Some((Ok::<_, Infallible>(event), (None, call, done)))
+        },
+    );
     let mut response = Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-store");

@@ -718,12 +718,15 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
     let gw = StdioGateway::start(&["alice-bot", "bob-bot"], &[], "", &[]).await;
     let stateless = |user: usize, id: u64, method: &str, params: Value| {
         let mut params = params;
-        params["_meta"] = json!({
+        let meta = json!({
             "io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientCapabilities": {},
             "io.modelcontextprotocol/clientInfo": {"name": "modern", "version": "0"},
             "io.modelcontextprotocol/logLevel": "debug",
         });
+        for (key, value) in meta.as_object().unwrap() {
+            params["_meta"][key] = value.clone();
+        }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         gw.post(user, None, body)
             .header("mcp-protocol-version", "2026-07-28")
@@ -784,6 +787,39 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
     );
     assert_ne!(pids[0], pids[2], "S12: not shared between users");
     assert_eq!(gw.children().len(), 2);
+
+    // MCP 2026-07-28 "Multi Round-Trip Requests": the server's sampling request in the middle
+    // of a call ends the call's stream with an `input_required` result; the retry carries the
+    // answer back to the waiting server and gets the call's result.
+    let call = json!({"name": "sample", "arguments": {}, "_meta": {"progressToken": "p-6"}});
+    let mut stream = stateless(0, 6, "tools/call", call.clone()).await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut buffer = String::new();
+    let mut last = Value::Null;
+    while let Some(event) = next_event(&mut stream, &mut buffer).await {
+        last = event;
+    }
+    assert_eq!(last["id"], 6);
+    let interim = &last["result"];
+    assert_eq!(interim["resultType"], "input_required");
+    let (key, request) = interim["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(request["method"], "sampling/createMessage");
+    let mut retry = call;
+    retry["requestState"] = interim["requestState"].clone();
+    retry["inputResponses"] = json!({key: {"role": "assistant", "model": "m", "content": {"type": "text", "text": "sampled"}}});
+    // S12: the requestState is alice's; bob cannot resume her call.
+    let stolen = stateless(1, 7, "tools/call", retry.clone()).await.unwrap();
+    assert_eq!(stolen.status(), 400);
+    let done = stateless(0, 8, "tools/call", retry).await.unwrap();
+    assert_eq!(done.status(), 200);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["id"], 8);
+    assert_eq!(done["result"]["content"][0]["text"], "sampled");
 }
 
 /// Security finding 3 (MCP SPEC C33): one user cannot start stdio server processes without
