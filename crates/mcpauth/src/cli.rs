@@ -357,6 +357,10 @@ pub struct ServeArgs {
     /// A file holding the initial access token for `--registration token`.
     #[arg(long, value_name = "FILE")]
     pub registration_token_file: Option<PathBuf>,
+    /// Days a dynamically registered client lives unused (default 90; 0: never expires). Each
+    /// use at /token restarts it; an expired client is unknown and deleted.
+    #[arg(long, value_name = "DAYS")]
+    pub dynamic_client_ttl: Option<u64>,
     /// Access token lifetime in seconds (default 3600).
     #[arg(long)]
     pub access_token_ttl: Option<u64>,

@@ -31,6 +31,8 @@ struct Settings {
     tls_key: Option<PathBuf>,
     registration: Option<Registration>,
     registration_token_file: Option<PathBuf>,
+    /// Days; 0: dynamically registered clients never expire.
+    dynamic_client_ttl: Option<u64>,
     access_token_ttl: Option<u64>,
     signing_alg: Option<String>,
     #[serde(default)]
@@ -198,6 +200,15 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             RegistrationPolicy::InitialAccessToken(token)
         }
     };
+    if let Some(days) = args.dynamic_client_ttl.or(settings.dynamic_client_ttl) {
+        config.dynamic_client_ttl = match days {
+            0 => None,
+            days => Some(Duration::from_secs(
+                days.checked_mul(24 * 3600)
+                    .context("--dynamic-client-ttl is too large")?,
+            )),
+        };
+    }
     let networks = if args.allow_fetch_networks.is_empty() {
         settings.allow_fetch_networks
     } else {
@@ -219,6 +230,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         config.rate_limits = RateLimits::none();
     }
     config.connections = args.connections.limits();
+    super::federation::apply(&args.idp, &mut config)?;
     let server = AuthServer::new(config, store.clone()).await?;
 
     let users = admin::list_users(&store).await?.len();
@@ -233,6 +245,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         eprintln!("  resources:  {}", server.config().resources.join(", "));
     }
+    super::federation::banner(server.config());
     if users == 0 {
         eprintln!(
             "No users yet. Add one with:  mcpauth users add NAME   (the password is read from stdin)"

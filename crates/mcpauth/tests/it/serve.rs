@@ -551,3 +551,51 @@ async fn sec5_clients_and_users_lists_escape_control_characters() {
         username
     );
 }
+
+/// Review finding 8: `--dynamic-client-ttl DAYS` (and `dynamic_client_ttl` in the settings file)
+/// is how long a registered client lives; 0 means never, which `/register` reports as
+/// `client_secret_expires_at: 0` (RFC 7591 §3.2.1).
+#[tokio::test]
+async fn review8_dynamic_client_ttl_flag_and_setting() {
+    async fn secret_expiry(home: &Path, database: &str, extra: &[&str]) -> i64 {
+        let mut serve = mcpauth(home);
+        serve.args(["serve", "--bind", "127.0.0.1:0", "--database", database]);
+        serve.args(extra);
+        let (mut child, issuer) = spawn_serve(serve).await;
+        let resp = reqwest::Client::new()
+            .post(format!("{issuer}/register"))
+            .json(&json!({"redirect_uris": ["http://127.0.0.1/cb"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        child.kill().await.unwrap();
+        body["client_secret_expires_at"].as_i64().unwrap()
+    }
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let days = |n: i64| n * 24 * 3600;
+
+    let before = now();
+    let default = secret_expiry(home.path(), &database, &[]).await;
+    assert!((before + days(90)..=now() + days(90)).contains(&default));
+    let never = secret_expiry(home.path(), &database, &["--dynamic-client-ttl", "0"]).await;
+    assert_eq!(never, 0);
+    let settings = home.path().join("serve.toml");
+    std::fs::write(&settings, "dynamic_client_ttl = 2\n").unwrap();
+    let before = now();
+    let from_file = secret_expiry(
+        home.path(),
+        &database,
+        &["--settings", settings.to_str().unwrap()],
+    )
+    .await;
+    assert!((before + days(2)..=now() + days(2)).contains(&from_file));
+}
