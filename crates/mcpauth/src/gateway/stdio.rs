@@ -673,6 +673,7 @@ async fn post(
         None => bridge::take_modern_meta(&mut message),
     };
     let mut modern = None;
+    let mut logs = false;
     let (child, new_session) = match (existing, profile) {
         (Some(c), _) => (c, None),
         (None, _) if method.as_deref() == Some("initialize") => match up.spawn(owner.clone()) {
@@ -709,6 +710,7 @@ async fn post(
             }
             line = message.to_string();
             modern = Some(method);
+            logs = profile.log_level.is_some();
             (child, None)
         }
         (None, None) => {
@@ -723,6 +725,7 @@ async fn post(
     let id = message.get("id").filter(|_| method.is_some()).cloned();
     let reply = Reply {
         id: client_id,
+        logs: modern.is_none() || logs,
         modern,
     };
     let (tx, rx) = mpsc::channel::<Out>(64);
@@ -797,12 +800,20 @@ struct Call {
 impl Call {
     /// The next message for the client and whether it is the last, or why none will come.
     async fn next(&mut self) -> Result<(String, bool), (StatusCode, &'static str)> {
-        match next(&self.child, &self.wire_id, &mut self.rx, self.deadline).await? {
-            Out::Answer(line) => Ok((self.reply.answer(line), true)),
-            Out::Related(line) => Ok(match self.park(&line) {
+        loop {
+            let line = match next(&self.child, &self.wire_id, &mut self.rx, self.deadline).await? {
+                Out::Answer(line) => return Ok((self.reply.answer(line), true)),
+                Out::Related(line) => line,
+            };
+            let message: Value = serde_json::from_str(&line).unwrap_or_default();
+            // MCP 2026-07-28: log messages only for a request that asked (`_meta` logLevel).
+            if !self.reply.logs && message["method"] == "notifications/message" {
+                continue;
+            }
+            return Ok(match self.park(&message) {
                 Some(interim) => (interim, true),
                 None => (line, false),
-            }),
+            });
         }
     }
 
@@ -810,9 +821,8 @@ impl Call {
     /// middle of its request: the request is parked and answered with an `input_required`
     /// result whose retry carries the client's answer (MCP 2026-07-28 "Multi Round-Trip
     /// Requests", bridged as `mcpauth connect` does). `None`: not such a message.
-    fn park(&mut self, line: &str) -> Option<String> {
+    fn park(&mut self, request: &Value) -> Option<String> {
         let method = self.reply.modern.clone()?;
-        let request = serde_json::from_str::<Value>(line).ok()?;
         let server_id = request
             .get("id")
             .filter(|_| request.get("method").is_some())?;
@@ -824,12 +834,13 @@ impl Call {
                 .map_or_else(|| server_id.to_string(), str::to_owned)
         );
         let interim = json!({"jsonrpc": "2.0", "id": self.reply.id,
-            "result": bridge::input_required(&key, &request, &state)});
+            "result": bridge::input_required(&key, request, &state)});
         let parked = Parked {
             owner: self.owner.clone(),
             child: Arc::clone(&self.child),
             wire_id: self.wire_id.clone(),
             method,
+            logs: self.reply.logs,
             // What the child sends for the request meanwhile waits there for the retry.
             rx: std::mem::replace(&mut self.rx, mpsc::channel(1).1),
             server_id: server_id.clone(),
@@ -848,6 +859,7 @@ struct Parked {
     child: Arc<Child>,
     wire_id: Value,
     method: String,
+    logs: bool,
     rx: mpsc::Receiver<Out>,
     /// The server request's id and its key in `inputRequests`.
     server_id: Value,
@@ -901,6 +913,7 @@ async fn resume(
         reply: Reply {
             id: client_id,
             modern: Some(parked.method),
+            logs: parked.logs,
         },
         deadline: Instant::now() + ANSWER_TIMEOUT,
     };
@@ -961,6 +974,8 @@ struct Reply {
     id: Option<Value>,
     /// The method of a 2026-07-28 request (bridged to the legacy server), if it is one.
     modern: Option<String>,
+    /// Whether log messages related to the request go to the client.
+    logs: bool,
 }
 
 impl Reply {

@@ -725,7 +725,9 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
             "io.modelcontextprotocol/logLevel": "debug",
         });
         for (key, value) in meta.as_object().unwrap() {
-            params["_meta"][key] = value.clone();
+            if params["_meta"].get(key).is_none() {
+                params["_meta"][key] = value.clone();
+            }
         }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         gw.post(user, None, body)
@@ -795,10 +797,20 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
     let mut stream = stateless(0, 6, "tools/call", call.clone()).await.unwrap();
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let mut buffer = String::new();
-    let mut last = Value::Null;
+    let mut events = Vec::new();
     while let Some(event) = next_event(&mut stream, &mut buffer).await {
-        last = event;
+        events.push(event);
     }
+    let methods: Vec<&Value> = events.iter().map(|e| &e["method"]).collect();
+    assert_eq!(
+        methods,
+        [
+            &json!("notifications/progress"),
+            &json!("notifications/message"),
+            &Value::Null
+        ]
+    );
+    let last = events.pop().unwrap();
     assert_eq!(last["id"], 6);
     let interim = &last["result"];
     assert_eq!(interim["resultType"], "input_required");
@@ -820,6 +832,16 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
     let done: Value = done.json().await.unwrap();
     assert_eq!(done["id"], 8);
     assert_eq!(done["result"]["content"][0]["text"], "sampled");
+
+    // 2026-07-28: log messages reach only a request whose `_meta` asked for them (logLevel).
+    let quiet = json!({"name": "sample", "arguments": {},
+        "_meta": {"progressToken": "p-9", "io.modelcontextprotocol/logLevel": null}});
+    let mut stream = stateless(0, 9, "tools/call", quiet).await.unwrap();
+    let mut buffer = String::new();
+    let progress = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(progress["params"]["progressToken"], "p-9");
+    let interim = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(interim["result"]["resultType"], "input_required");
 }
 
 /// Security finding 3 (MCP SPEC C33): one user cannot start stdio server processes without
