@@ -191,16 +191,6 @@ fn body_hint(body: &str) -> String {
     }
 }
 
-impl ClientError {
-    /// Whether the failure may go away on retry (MCP SPEC: keep stored credentials then).
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ClientError::Transport { .. } | ClientError::Unreachable { .. } => true,
-            ClientError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
-            ClientError::OAuth { status, error, .. } => {
-                error.error.is_transient() || *status >= 500 || *status == 429
-            }
-            _ => false,
 /// An error and its causes, each once: "a: b: c".
 fn causes(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -240,7 +230,7 @@ fn connect_reason(error: &reqwest::Error) -> String {
     cause.to_string()
 }
 
-        }
+impl ClientError {
     /// The error of a request (`what`: "request", "MCP request") that got no response:
     /// [`ClientError::Unreachable`] when no connection could be made, else
     /// [`ClientError::Transport`].
@@ -263,5 +253,15 @@ fn connect_reason(error: &reqwest::Error) -> String {
         }
     }
 
+    /// Whether the failure may go away on retry (MCP SPEC: keep stored credentials then).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } | ClientError::Unreachable { .. } => true,
+            ClientError::UnexpectedStatus { status, .. } => *status >= 500 || *status == 429,
+            ClientError::OAuth { status, error, .. } => {
+                error.error.is_transient() || *status >= 500 || *status == 429
+            }
+            _ => false,
+        }
     }
 }
