@@ -253,6 +253,9 @@ pub struct GatewayArgs {
     /// Connection timeouts and cap.
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// The embedded authorization server's sign-in through an upstream OpenID Connect provider.
+    #[command(flatten)]
+    pub idp: IdpArgs,
 }
 
 /// MCP transports for `mcpauth connect`.
@@ -388,6 +391,58 @@ pub struct ServeArgs {
     /// Connection timeouts and cap.
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    /// Sign-in through an upstream OpenID Connect provider.
+    #[command(flatten)]
+    pub idp: IdpArgs,
+}
+
+/// Sign-in through an upstream OpenID Connect provider (federation, SPEC F1-F8).
+#[derive(Clone, Debug, Default, Args)]
+pub struct IdpArgs {
+    /// The provider's OIDC issuer, e.g. https://accounts.google.com: users may sign in there.
+    /// Register the redirect URI printed at start-up with it.
+    #[arg(long, value_name = "URL", requires = "idp_client_id")]
+    pub idp_issuer: Option<String>,
+    /// Our client id at the provider.
+    #[arg(long, value_name = "ID", requires = "idp_issuer")]
+    pub idp_client_id: Option<String>,
+    /// A file holding our client secret at the provider (or MCPAUTH_IDP_CLIENT_SECRET).
+    #[arg(long, value_name = "FILE", requires = "idp_issuer")]
+    pub idp_client_secret_file: Option<PathBuf>,
+    /// The provider's URL-safe name, the prefix of its users' names (default: from its host).
+    #[arg(long, value_name = "NAME", requires = "idp_issuer")]
+    pub idp_name: Option<String>,
+    /// A scope to request (repeatable; default: openid email profile).
+    #[arg(long = "idp-scope", value_name = "SCOPE", requires = "idp_issuer")]
+    pub idp_scopes: Vec<String>,
+    /// Let in accounts with a verified e-mail address in this domain (repeatable).
+    #[arg(
+        long = "idp-allow-domain",
+        value_name = "DOMAIN",
+        requires = "idp_issuer"
+    )]
+    pub idp_allow_domains: Vec<String>,
+    /// Let in the account with this verified e-mail address (repeatable).
+    #[arg(
+        long = "idp-allow-email",
+        value_name = "EMAIL",
+        requires = "idp_issuer"
+    )]
+    pub idp_allow_emails: Vec<String>,
+    /// Let in accounts whose claim NAME is VALUE or, for a list such as groups, contains it
+    /// (repeatable), e.g. hd=example.com or groups=admins.
+    #[arg(
+        long = "idp-allow-claim",
+        value_name = "NAME=VALUE",
+        requires = "idp_issuer"
+    )]
+    pub idp_allow_claims: Vec<String>,
+    /// Let in every account of the provider (required when no other --idp-allow-* is given).
+    #[arg(long, requires = "idp_issuer")]
+    pub idp_allow_any: bool,
+    /// Turn off password sign-in: users sign in through the identity provider only.
+    #[arg(long, requires = "idp_issuer")]
+    pub no_password_login: bool,
 }
 
 /// Dynamic registration policies.

@@ -3,6 +3,7 @@
 mod admin;
 mod connect;
 mod discover;
+pub mod federation;
 mod login;
 mod logout;
 mod mcp;

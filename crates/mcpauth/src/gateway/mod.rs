@@ -161,6 +161,13 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             );
         }
     }
+    if args.idp.idp_issuer.is_some() && (args.issuer.is_some() || args.introspection_url.is_some())
+    {
+        bail!(
+            "--idp-issuer configures the embedded authorization server; with an external one \
+             (--issuer or --introspection-url), configure sign-in there"
+        );
+    }
     if !args.audiences.is_empty() && args.issuer.is_none() && args.introspection_url.is_none() {
         bail!(
             "--audience is for the tokens of an external authorization server (--issuer or --introspection-url); the embedded one issues tokens for the MCP URL"
@@ -265,6 +272,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             let mut config = Config::new(&origin);
             config.resources = vec![resource.clone()];
             config.scopes_supported = scopes.clone();
+            crate::commands::federation::apply(&args.idp, &mut config)?;
             if args.demo {
                 let password = mcpauth_core::random_urlsafe(12)?;
                 admin::add_user(&store, "demo", &password, config.password_params).await?;
@@ -351,6 +359,9 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     );
     if authserver.is_none() {
         eprintln!("  token audience:        {}", audiences.join(", "));
+    }
+    if let Some(server) = &authserver {
+        crate::commands::federation::banner(server.config());
     }
     if let Some(password) = &demo_login {
         let exe = std::env::current_exe()

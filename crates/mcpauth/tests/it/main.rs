@@ -6,5 +6,6 @@ mod cli;
 mod common;
 mod connect;
 mod connect_eras;
+mod federation;
 mod gateway;
 mod serve;

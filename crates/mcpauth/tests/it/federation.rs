@@ -1,0 +1,145 @@
+//! `mcpauth serve` with an upstream OpenID Connect provider (SPEC F1-F8): the flags, the secret
+//! kept off the command line, the redirect URI in the banner, and providers-only sign-in.
+
+use std::process::Stdio;
+
+use mcpauth_testkit::{IdpUser, OidcProvider};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::common::{LIMIT, mcpauth};
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn f1_serve_refuses_a_provider_without_an_allow_rule() {
+    let home = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
+    let out = mcpauth(home.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .args([
+            "--idp-issuer",
+            "https://idp.example",
+            "--idp-client-id",
+            "c",
+        ])
+        .env("MCPAUTH_IDP_CLIENT_SECRET", "s3cret-value")
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(LIMIT, out).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--idp-allow-any"), "{stderr}");
+    assert!(!stderr.contains("s3cret-value"), "{stderr}");
+}
+
+#[tokio::test]
+async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
+    let idp = OidcProvider::start(IdpUser {
+        sub: "u1".into(),
+        email: "ada@example.com".into(),
+        extra: json!({}),
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
+    let secret_file = home.path().join("idp-secret");
+    std::fs::write(&secret_file, format!("{}\n", idp.client_secret)).unwrap();
+    let mut child = mcpauth(home.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .args([
+            "--idp-issuer",
+            &idp.issuer,
+            "--idp-client-id",
+            &idp.client_id,
+        ])
+        .arg("--idp-client-secret-file")
+        .arg(&secret_file)
+        .args(["--idp-allow-domain", "example.com", "--no-password-login"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (issuer, callback) = tokio::time::timeout(LIMIT, async {
+        let mut issuer = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.trim().strip_prefix("issuer:") {
+                issuer = i.trim().to_owned();
+            }
+            if let Some((_, uri)) = line.split_once("redirect URI at the identity provider: ") {
+                return (issuer, uri.trim().to_owned());
+            }
+        }
+        panic!("mcpauth serve printed no redirect URI");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert_eq!(callback, format!("{issuer}/idp/callback"));
+
+    let http = no_redirects();
+    let reg: Value = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
+            "token_endpoint_auth_method": "none", "application_type": "native"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let client_id = reg["client_id"].as_str().unwrap();
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "s");
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let start = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        start.starts_with(&format!("{issuer}/idp/start?")),
+        "{start}"
+    );
+    let resp = http
+        .get(&start)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    let at_idp = resp.headers()["location"].to_str().unwrap();
+    assert!(
+        at_idp.starts_with(&format!("{}/authorize?", idp.issuer)),
+        "{at_idp}"
+    );
+    let idp_url = url::Url::parse(at_idp).unwrap();
+    let redirect = idp_url
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .unwrap()
+        .1
+        .into_owned();
+    assert_eq!(redirect, callback);
+    child.kill().await.unwrap();
+}
