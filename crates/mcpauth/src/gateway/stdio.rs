@@ -527,7 +527,8 @@ impl StdioUpstream {
 }
 
 /// Routes one line from the child: an answer to its waiting request, a message related to a
-/// waiting request on that request's stream ([`Pending::related`]), else to the GET stream.
+/// waiting request on that request's stream ([`Pending::related`]), else to the GET stream;
+/// without one, a server request is refused at once and anything else dropped.
 async fn deliver(child: &Child, line: String) {
     let Ok(message) = serde_json::from_str::<Value>(&line) else {
         tracing::warn!("the stdio MCP server wrote something that is not JSON-RPC; dropped");
@@ -558,6 +559,12 @@ async fn deliver(child: &Child, line: String) {
     match listener {
         Some(tx) => {
             let _ = tx.send(line).await;
+        }
+        None if message.get("method").is_some() && message.get("id").is_some() => {
+            // A server request no client can see: an error now, or the server waits forever.
+            let refusal = json!({"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32601,
+                "message": "no MCP client stream is open to take this request (no request in flight, no GET stream)"}});
+            let _ = child.stdin.send(refusal.to_string()).await;
         }
         None => tracing::debug!("a server message arrived with no GET stream open; dropped"),
     }

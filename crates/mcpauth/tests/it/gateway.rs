@@ -417,15 +417,30 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 /// A stdio MCP server whose tools answer with its process id (`pid`) or its environment
 /// (`env`), exit without answering (`exit`), create the file `mark` and then hang (`sleep`),
 /// or send progress (to the call's `progressToken`) and a log message, ask the client for a
-/// sampling, and answer with the sampled text (`sample`), or the log level last set (`level`).
+/// sampling, and answer with the sampled text (`sample`), or the log level last set (`level`),
+/// or the answer to the `roots/list` request it sends when told the roots changed (`roots`).
 const PY_SERVER: &str = r#"
 import json, os, sys, time
-level = None
+level = roots = None
+queue = []
 def send(m):
     print(json.dumps(dict(m, jsonrpc="2.0")), flush=True)
-for line in sys.stdin:
+def ask(request):
+    send(request)
+    while True:
+        line = sys.stdin.readline()
+        answer = json.loads(line)
+        if answer.get("id") == request["id"] and "method" not in answer:
+            return answer
+        queue.append(line)
+while True:
+    line = queue.pop(0) if queue else sys.stdin.readline()
+    if not line:
+        break
     m = json.loads(line)
     if "id" not in m:
+        if m.get("method") == "notifications/roots/list_changed":
+            roots = ask({"id": "r-1", "method": "roots/list"})
         continue
     method = m.get("method")
     if method == "initialize":
@@ -447,11 +462,12 @@ for line in sys.stdin:
             token = m["params"]["_meta"]["progressToken"]
             send({"method": "notifications/progress", "params": {"progressToken": token, "progress": 1}})
             send({"method": "notifications/message", "params": {"level": "info", "data": "sampling"}})
-            send({"id": "s-1", "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 9}})
-            answer = json.loads(sys.stdin.readline())
+            answer = ask({"id": "s-1", "method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 9}})
             text = answer["result"]["content"]["text"]
         elif name == "level":
             text = str(level)
+        elif name == "roots":
+            text = json.dumps(roots)
         else:
             text = json.dumps(dict(os.environ)) if name == "env" else str(os.getpid())
         r = {"content": [{"type": "text", "text": text}]}
@@ -706,6 +722,30 @@ async fn issue13_shttp_messages_related_to_a_stdio_call_go_on_its_post_stream() 
         next_event(&mut stream, &mut buffer).await.is_none(),
         "the result is the last event"
     );
+}
+
+/// Issue 13: a server request related to no request in flight, with no GET stream open to
+/// carry it, gets an error at once (the server would otherwise wait for an answer forever).
+#[tokio::test]
+async fn issue13_shttp_a_server_request_with_no_stream_to_take_it_fails_at_once() {
+    let gw = StdioGateway::start(&["alice-bot"], &[], "", &[]).await;
+    let (session, _) = gw.open(0).await;
+    let changed = json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"});
+    let accepted = gw.post(0, Some(&session), changed).send().await.unwrap();
+    assert_eq!(accepted.status(), 202);
+    // Time for the server's request to arrive while no call is in flight (else it belongs to
+    // the call).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let roots: Value = tokio::time::timeout(LIMIT, gw.call(0, &session, "roots", json!({})))
+        .await
+        .expect("the server still waits for its roots/list answer")
+        .json()
+        .await
+        .unwrap();
+    let answer: Value =
+        serde_json::from_str(roots["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(answer["id"], "r-1");
+    assert_eq!(answer["error"]["code"], -32601);
 }
 
 /// Issue 13 defect C (MCP 2026-07-28 "Versioning" §Backward Compatibility, as `mcpauth connect`
