@@ -38,6 +38,10 @@ pub enum IdpFault {
     EmailOnlyInUserinfo,
     /// `/authorize` redirects back with `error=access_denied`.
     AccessDenied,
+    /// The ID token's `aud` is our client and another, without `azp`.
+    SeveralAudiences,
+    /// The ID token has no `email`, and `/userinfo` answers for another `sub`.
+    UserinfoOtherSub,
 }
 
 /// The account the provider signs in.
@@ -291,7 +295,13 @@ async fn token(
     if let Some(n) = nonce {
         claims["nonce"] = json!(n);
     }
-    if fault != IdpFault::EmailOnlyInUserinfo {
+    if fault == IdpFault::SeveralAudiences {
+        claims["aud"] = json!([idp.client_id, "another-client"]);
+    }
+    if !matches!(
+        fault,
+        IdpFault::EmailOnlyInUserinfo | IdpFault::UserinfoOtherSub
+    ) {
         claims["email"] = json!(user.email);
         claims["email_verified"] = json!(true);
     }
@@ -346,5 +356,10 @@ async fn userinfo(State(idp): State<OidcProvider>, headers: HeaderMap) -> Respon
     {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    Json(json!({ "sub": user.sub, "email": user.email, "email_verified": true })).into_response()
+    let sub = if idp.fault() == IdpFault::UserinfoOtherSub {
+        "someone-else".to_owned()
+    } else {
+        user.sub
+    };
+    Json(json!({ "sub": sub, "email": user.email, "email_verified": true })).into_response()
 }

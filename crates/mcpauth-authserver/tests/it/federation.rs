@@ -318,6 +318,57 @@ async fn f6_hs256_id_token_is_refused_even_when_advertised() {
 }
 
 #[tokio::test]
+async fn f6_id_token_for_several_audiences_without_our_azp_is_refused() {
+    id_token_refused(IdpFault::SeveralAudiences, "azp").await;
+}
+
+#[tokio::test]
+async fn f6_userinfo_for_another_sub_is_refused() {
+    id_token_refused(IdpFault::UserinfoOtherSub, "its sub is not the ID token").await;
+}
+
+/// Replaces (or, with `None`, removes) one query parameter of `url`.
+fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+    let mut u = url::Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| k != name)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(&pairs);
+    if let Some(v) = value {
+        u.query_pairs_mut().append_pair(name, v);
+    }
+    u.to_string()
+}
+
+#[tokio::test]
+async fn f6_callback_iss_of_another_issuer_is_refused_rfc9207() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    let forged = with_param(&at.callback, "iss", Some("https://evil.example"));
+    refused(
+        &get_callback(&forged, Some(&at.cookie)).await,
+        403,
+        "another issuer",
+    );
+    assert_eq!(f.idp.tokens_issued(), 0);
+}
+
+#[tokio::test]
+async fn f6_callback_without_iss_is_refused_when_the_provider_advertises_it_rfc9207() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    let stripped = with_param(&at.callback, "iss", None);
+    refused(
+        &get_callback(&stripped, Some(&at.cookie)).await,
+        403,
+        "has no iss",
+    );
+    assert_eq!(f.idp.tokens_issued(), 0);
+}
+
+#[tokio::test]
 async fn f6_email_from_userinfo_when_the_id_token_has_none() {
     let f = start(domain("example.com")).await;
     f.idp.set_fault(IdpFault::EmailOnlyInUserinfo);
