@@ -418,7 +418,8 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 /// (`env`), exit without answering (`exit`), create the file `mark` and then hang (`sleep`),
 /// or send progress (to the call's `progressToken`) and a log message, ask the client for a
 /// sampling, and answer with the sampled text (`sample`), or the log level last set (`level`),
-/// or the answer to the `roots/list` request it sends when told the roots changed (`roots`).
+/// or the answer to the `roots/list` request it sends when told the roots changed (`roots`), or
+/// wait for the next request, log a message and answer that request and then its own (`hold`).
 const PY_SERVER: &str = r#"
 import json, os, sys, time
 level = roots = None
@@ -458,6 +459,10 @@ while True:
         if name == "sleep":
             open(m["params"]["arguments"]["mark"], "w").close()
             time.sleep(600)
+        if name == "hold":
+            other = json.loads(sys.stdin.readline())
+            send({"method": "notifications/message", "params": {"level": "info", "data": "both"}})
+            send({"id": other["id"], "result": {"content": [{"type": "text", "text": "other"}]}})
         if name == "sample":
             token = m["params"]["_meta"]["progressToken"]
             send({"method": "notifications/progress", "params": {"progressToken": token, "progress": 1}})
@@ -722,6 +727,33 @@ async fn issue13_shttp_messages_related_to_a_stdio_call_go_on_its_post_stream() 
         next_event(&mut stream, &mut buffer).await.is_none(),
         "the result is the last event"
     );
+}
+
+/// Issue 13: a message sent while several requests are in flight goes on the most recent
+/// one's stream (the rule of `Pending::related`; Streamable HTTP §Sending Messages to the
+/// Server).
+#[tokio::test]
+async fn issue13_shttp_with_several_calls_in_flight_messages_go_to_the_most_recent() {
+    let gw = Arc::new(StdioGateway::start(&["alice-bot"], &[], "", &[]).await);
+    let (session, _) = gw.open(0).await;
+    let (g, s) = (Arc::clone(&gw), session.clone());
+    let first = tokio::spawn(async move { g.call(0, &s, "hold", json!({})).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "pid", "arguments": {}}});
+    let mut stream = tokio::time::timeout(LIMIT, gw.post(0, Some(&session), second).send())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut buffer = String::new();
+    let log = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(log["params"]["data"], "both");
+    let answer = next_event(&mut stream, &mut buffer).await.unwrap();
+    assert_eq!(answer["id"], 3);
+    let first = tokio::time::timeout(LIMIT, first).await.unwrap().unwrap();
+    assert_eq!(first.headers()["content-type"], "application/json");
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["id"], 2);
 }
 
 /// Issue 13: a server request related to no request in flight, with no GET stream open to
