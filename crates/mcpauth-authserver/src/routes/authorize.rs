@@ -33,7 +33,7 @@ use crate::passwords;
 use crate::rate_limit::Bucket;
 use crate::secrets::{digest_b64, hash_secret, now, random_bytes_b64, random_secret};
 use crate::server::Shared;
-use crate::store::NewCode;
+use crate::store::{NO_PASSWORD, NewCode};
 use crate::tokens::{check_resource, check_scope};
 
 /// How long a pending request waits for login and consent.
@@ -617,7 +617,8 @@ pub(crate) async fn login(
         return too_many();
     }
     let user = match shared.store.user_by_name(&username).await {
-        Ok(u) => u,
+        // A user an identity provider signs in has no password: like an unknown user.
+        Ok(u) => u.filter(|u| u.password_hash != NO_PASSWORD),
         Err(e) => return internal(e),
     };
     // Verify against a dummy hash for unknown users so both cases take as long.

@@ -5,6 +5,10 @@ use sqlx::Row;
 use super::{Store, is_unique_violation};
 use crate::error::AuthServerError;
 
+/// The password hash of users an identity provider signs in: matches no password (not a PHC
+/// string), and the login form treats such a user as unknown.
+pub(crate) const NO_PASSWORD: &str = "!";
+
 /// A sign-in at an identity provider, waiting for its callback: single-use, bound to the
 /// browser session and the pending authorization request.
 pub(crate) struct UpstreamLogin {
@@ -83,7 +87,7 @@ impl Store {
         .await?)
     }
 
-    /// Adds a user signed in by `provider`. Its password hash `!` matches no password.
+    /// Adds a user signed in by `provider`, with the password hash [`NO_PASSWORD`].
     pub(crate) async fn insert_federated_user(
         &self,
         id: &str,
@@ -93,10 +97,11 @@ impl Store {
     ) -> Result<(), AuthServerError> {
         sqlx::query(
             "INSERT INTO users (id, username, password_hash, created_at, external_provider) \
-             VALUES ($1, $2, '!', $3, $4)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(username)
+        .bind(NO_PASSWORD)
         .bind(now)
         .bind(provider)
         .execute(self.pool())

@@ -30,7 +30,7 @@ use sqlx::{Executor, SqlStr};
 
 use clients::ClientCache;
 pub(crate) use clients::ClientRow;
-pub(crate) use federation::UpstreamLogin;
+pub(crate) use federation::{NO_PASSWORD, UpstreamLogin};
 pub(crate) use grants::{NewCode, NewRefresh, RefreshRow};
 pub(crate) use keys::KeyRow;
 use rotation::Rotator;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::support::{
     Db, REDIRECT, RESOURCE, TestServer, authorization, both_backends, claims, cookie_from, http,
-    location_params, open_login, post_consent, token_request,
+    location_params, open_login, post_consent, post_login, token_request,
 };
 
 const SUB: &str = "user-123";
@@ -177,6 +177,25 @@ both_backends! {
             assert_eq!(users.len(), 1, "round {round}: one federated user");
             assert_eq!(claims(body["access_token"].as_str().unwrap())["sub"], user.id.as_str());
         }
+    }
+}
+
+#[tokio::test]
+async fn f7_a_federated_user_cannot_sign_in_with_a_password() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    assert_eq!(get_callback(&at.callback, Some(&at.cookie)).await.0, 200);
+    let a = authorization(&f.ts, &f.client_id, REDIRECT, &[]);
+    let (cookie, html) = open_login(&a.url).await;
+    for password in ["!", "", "anything at all"] {
+        let resp = post_login(&f.ts, &cookie, &html, &format!("corp:{SUB}"), password).await;
+        assert_eq!(resp.status(), 401);
+        assert!(
+            resp.text()
+                .await
+                .unwrap()
+                .contains("Wrong username or password")
+        );
     }
 }
 
