@@ -62,6 +62,8 @@ struct Issued {
 }
 
 struct Inner {
+    /// The signing key (PKCS#8), its `kid` and its public JWK.
+    key: (Vec<u8>, String, Value),
     fault: IdpFault,
     user: IdpUser,
     codes: HashMap<String, Issued>,
@@ -77,15 +79,11 @@ pub struct OidcProvider {
     pub client_id: String,
     /// That client's secret.
     pub client_secret: String,
-    key: Arc<Vec<u8>>,
     other_key: Arc<Vec<u8>>,
-    jwk: Value,
     inner: Arc<Mutex<Inner>>,
 }
 
-const KID: &str = "idp-key-1";
-
-fn ec_key() -> (Vec<u8>, Value) {
+fn ec_key(kid: &str) -> (Vec<u8>, Value) {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
     let pkcs8 =
@@ -95,7 +93,7 @@ fn ec_key() -> (Vec<u8>, Value) {
         .expect("generated key");
     let p = kp.public_key().as_ref();
     let jwk = json!({
-        "kty": "EC", "crv": "P-256", "kid": KID, "alg": "ES256", "use": "sig",
+        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
         "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..]),
     });
     (pkcs8.as_ref().to_vec(), jwk)
@@ -112,16 +110,15 @@ impl OidcProvider {
     pub async fn start(user: IdpUser) -> OidcProvider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
-        let (key, jwk) = ec_key();
-        let (other_key, _) = ec_key();
+        let (key, jwk) = ec_key("idp-key-1");
+        let (other_key, _) = ec_key("idp-key-1");
         let idp = OidcProvider {
             issuer,
             client_id: "mcpauth-test-client".into(),
             client_secret: random(),
-            key: Arc::new(key),
             other_key: Arc::new(other_key),
-            jwk,
             inner: Arc::new(Mutex::new(Inner {
+                key: (key, "idp-key-1".into(), jwk),
                 fault: IdpFault::None,
                 user,
                 codes: HashMap::new(),
@@ -142,6 +139,14 @@ impl OidcProvider {
     /// Makes the provider do `fault` from now on.
     pub fn set_fault(&self, fault: IdpFault) {
         self.inner.lock().unwrap().fault = fault;
+    }
+
+    /// Replaces the signing key by a new one with a new `kid` (key rotation); the JWKS then
+    /// holds only the new key.
+    pub fn rotate_key(&self) {
+        let kid = format!("idp-key-{}", random());
+        let (key, jwk) = ec_key(&kid);
+        self.inner.lock().unwrap().key = (key, kid, jwk);
     }
 
     /// How many token requests it answered with tokens.
@@ -179,7 +184,7 @@ async fn discovery(State(idp): State<OidcProvider>) -> Json<Value> {
 async fn jwks(State(idp): State<OidcProvider>) -> Response {
     (
         [(header::CACHE_CONTROL, "max-age=300")],
-        Json(json!({ "keys": [idp.jwk] })),
+        Json(json!({ "keys": [idp.inner.lock().unwrap().key.2] })),
     )
         .into_response()
 }
@@ -266,10 +271,10 @@ async fn token(
     {
         return token_error("invalid_grant");
     }
-    let (fault, user) = {
+    let (fault, user, (key, kid, _)) = {
         let mut inner = idp.inner.lock().unwrap();
         inner.tokens += 1;
-        (inner.fault, inner.user.clone())
+        (inner.fault, inner.user.clone(), inner.key.clone())
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -312,18 +317,21 @@ async fn token(
     }
     let id_token = match fault {
         IdpFault::Hs256 => sign(
+            &kid,
             jsonwebtoken::Algorithm::HS256,
             &jsonwebtoken::EncodingKey::from_secret(idp.client_secret.as_bytes()),
             &claims,
         ),
         IdpFault::BadSignature => sign(
+            &kid,
             jsonwebtoken::Algorithm::ES256,
             &jsonwebtoken::EncodingKey::from_ec_der(&idp.other_key),
             &claims,
         ),
         _ => sign(
+            &kid,
             jsonwebtoken::Algorithm::ES256,
-            &jsonwebtoken::EncodingKey::from_ec_der(&idp.key),
+            &jsonwebtoken::EncodingKey::from_ec_der(&key),
             &claims,
         ),
     };
@@ -340,9 +348,14 @@ async fn token(
         .into_response()
 }
 
-fn sign(alg: jsonwebtoken::Algorithm, key: &jsonwebtoken::EncodingKey, claims: &Value) -> String {
+fn sign(
+    kid: &str,
+    alg: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    claims: &Value,
+) -> String {
     let mut header = jsonwebtoken::Header::new(alg);
-    header.kid = Some(KID.into());
+    header.kid = Some(kid.into());
     jsonwebtoken::encode(&header, claims, key).expect("signing")
 }
 

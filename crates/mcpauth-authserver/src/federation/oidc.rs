@@ -1,5 +1,5 @@
-//! The upstream OpenID Connect client: discovery (cached), JWKS (cached, refetched once on an
-//! unknown `kid`, at most every [`JWKS_REFETCH`]), the token request and ID token checks
+//! The upstream OpenID Connect client: discovery (cached), JWKS (cached, refetched on an
+//! unknown `kid` at most once per [`JWKS_REFETCH`]), the token request and ID token checks
 //! (OIDC Core §3.1.3.7, SPEC F6), and userinfo (OIDC Core §5.3). Every request has a time limit
 //! and a size limit, and follows no redirects; the providers are configured by the operator, so
 //! loopback is allowed.
@@ -26,7 +26,8 @@ const MAX_BYTES: usize = 256 * 1024;
 const DEFAULT_CACHE: Duration = Duration::from_secs(300);
 /// Longest time documents are kept, whatever the provider says.
 const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
-/// Least time between two JWKS fetches caused by unknown `kid`s.
+/// Least time between two JWKS refetches caused by unknown `kid`s (a stream of tokens with
+/// made-up `kid`s must not turn into a stream of fetches).
 const JWKS_REFETCH: Duration = Duration::from_secs(30);
 /// Clock skew accepted on `exp` and `iat`.
 const LEEWAY: u64 = 60;
@@ -77,7 +78,8 @@ struct Cached<T> {
 struct CachedJwks {
     keys: JwkSet,
     until: Instant,
-    fetched: Instant,
+    /// When an unknown `kid` last caused a refetch.
+    forced: Option<Instant>,
 }
 
 /// The HTTP client and caches for all providers.
@@ -215,17 +217,20 @@ impl Upstream {
         Ok(m)
     }
 
-    async fn fetch_jwks(&self, uri: &str) -> Result<JwkSet, UpstreamError> {
+    /// Fetches and caches the JWKS at `uri`; `forced`: because of an unknown `kid`.
+    async fn fetch_jwks(&self, uri: &str, forced: bool) -> Result<JwkSet, UpstreamError> {
         let resp = self.get(uri).await?;
         let ttl = cache_for(&resp);
         let keys: JwkSet = read_json(resp).await?;
         let now = Instant::now();
-        self.jwks.lock().unwrap().insert(
+        let mut cache = self.jwks.lock().unwrap();
+        let previous = cache.get(uri).and_then(|c| c.forced);
+        cache.insert(
             uri.to_owned(),
             CachedJwks {
                 keys: keys.clone(),
                 until: now + ttl,
-                fetched: now,
+                forced: if forced { Some(now) } else { previous },
             },
         );
         Ok(keys)
@@ -246,21 +251,24 @@ impl Upstream {
         let (cached, may_refetch) = {
             let cache = self.jwks.lock().unwrap();
             match cache.get(uri) {
-                Some(c) if c.until > Instant::now() => {
-                    (Some(c.keys.clone()), c.fetched.elapsed() >= JWKS_REFETCH)
-                }
+                Some(c) if c.until > Instant::now() => (
+                    Some(c.keys.clone()),
+                    c.forced.is_none_or(|t| t.elapsed() >= JWKS_REFETCH),
+                ),
                 _ => (None, true),
             }
         };
-        if let Some(set) = &cached
-            && let Some(k) = find(set)
-        {
-            return Ok(k);
-        }
-        if !may_refetch {
-            return Err(UpstreamError::IdToken("signed with an unknown key"));
-        }
-        let set = self.fetch_jwks(uri).await?;
+        let forced = match &cached {
+            Some(set) => match find(set) {
+                Some(k) => return Ok(k),
+                None if !may_refetch => {
+                    return Err(UpstreamError::IdToken("signed with an unknown key"));
+                }
+                None => true,
+            },
+            None => false,
+        };
+        let set = self.fetch_jwks(uri, forced).await?;
         find(&set).ok_or(UpstreamError::IdToken("signed with an unknown key"))
     }
 

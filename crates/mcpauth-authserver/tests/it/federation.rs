@@ -263,6 +263,27 @@ async fn s14_callback_with_unknown_or_missing_state_is_refused() {
 }
 
 #[tokio::test]
+async fn s14_an_expired_upstream_login_is_refused() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    let url = &f._db.as_ref().unwrap().url;
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let n = sqlx::query("UPDATE upstream_logins SET expires_at = 1")
+        .execute(&pool)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 1);
+    pool.close().await;
+    refused(
+        &get_callback(&at.callback, Some(&at.cookie)).await,
+        400,
+        "expired",
+    );
+    assert_eq!(f.idp.tokens_issued(), 0);
+}
+
+#[tokio::test]
 async fn s14_a_replayed_callback_is_refused() {
     let f = start(domain("example.com")).await;
     let at = to_callback(&f).await;
@@ -385,6 +406,26 @@ async fn f6_callback_without_iss_is_refused_when_the_provider_advertises_it_rfc9
         "has no iss",
     );
     assert_eq!(f.idp.tokens_issued(), 0);
+}
+
+/// A rotated key is fetched on its unknown `kid`; another unknown `kid` right after is refused
+/// without a fetch (rate limit).
+#[tokio::test]
+async fn f6_jwks_is_refetched_once_on_an_unknown_kid() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    assert_eq!(get_callback(&at.callback, Some(&at.cookie)).await.0, 200);
+    f.idp.rotate_key();
+    let at = to_callback(&f).await;
+    let got = get_callback(&at.callback, Some(&at.cookie)).await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    f.idp.rotate_key();
+    let at = to_callback(&f).await;
+    refused(
+        &get_callback(&at.callback, Some(&at.cookie)).await,
+        502,
+        "unknown key",
+    );
 }
 
 #[tokio::test]
