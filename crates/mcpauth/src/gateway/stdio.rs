@@ -21,6 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use mcpauth_resource::principal;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -28,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::cli::GatewayArgs;
-use crate::relay::bridge::{self, ClientProfile, LEGACY_LATEST};
+use crate::relay::bridge::{self, ClientProfile, Filter, LEGACY_LATEST};
 use mcpauth_core::mcp_headers::STATELESS;
 
 /// How long a request may wait for the child's answer.
@@ -192,6 +193,8 @@ struct Child {
     pending: Mutex<Pending>,
     /// The GET stream of the messages related to no request in flight, if one is open.
     listener: Mutex<Option<mpsc::Sender<String>>>,
+    /// The `subscriptions/listen` streams of 2026-07-28 clients: request id, filter, stream.
+    subscriptions: Mutex<Vec<(Value, Filter, mpsc::Sender<String>)>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     activity: Mutex<Activity>,
 }
@@ -207,6 +210,7 @@ impl Child {
         };
         drop(waiters);
         self.listener.lock().unwrap().take();
+        self.subscriptions.lock().unwrap().clear();
     }
 
     /// Sends the gateway's own `request` and waits for its result.
@@ -409,6 +413,7 @@ impl StdioUpstream {
             stdin: stdin_tx,
             pending: Mutex::default(),
             listener: Mutex::new(None),
+            subscriptions: Mutex::default(),
             kill: Mutex::new(Some(kill_tx)),
             activity: Mutex::new(Activity {
                 last: Instant::now(),
@@ -536,6 +541,27 @@ async fn deliver(child: &Child, line: String) {
     };
     let is_answer = message.get("method").is_none()
         && (message.get("result").is_some() || message.get("error").is_some());
+    let subscribed: Vec<(String, mpsc::Sender<String>)> = {
+        let mut subscriptions = child.subscriptions.lock().unwrap();
+        subscriptions.retain(|(_, _, tx)| !tx.is_closed());
+        subscriptions
+            .iter()
+            .filter(|(_, filter, _)| filter.wants(&message))
+            .map(|(id, _, tx)| {
+                (
+                    bridge::tag_subscription(&message, id).to_string(),
+                    tx.clone(),
+                )
+            })
+            .collect()
+    };
+    if !subscribed.is_empty() {
+        // MCP 2026-07-28 "Subscriptions": what a subscription asked for goes there only.
+        for (tagged, tx) in subscribed {
+            let _ = tx.send(tagged).await;
+        }
+        return;
+    }
     let waiter = {
         let mut pending = child.pending.lock().unwrap();
         if is_answer {
@@ -706,6 +732,9 @@ async fn post(
                 Err(response) => return response,
             };
             let method = method.clone().unwrap_or_default();
+            if method == "subscriptions/listen" {
+                return listen(&child, &init, client_id, &message["params"]);
+            }
             if method == "server/discover" {
                 let answer = json!({"jsonrpc": "2.0", "id": client_id, "result": bridge::discover_result(&init)});
                 return axum::Json(answer).into_response();
@@ -788,6 +817,28 @@ async fn post(
         deadline: Instant::now() + ANSWER_TIMEOUT,
     };
     respond(call, new_session).await
+}
+
+/// A `subscriptions/listen` stream (MCP 2026-07-28 "Subscriptions"): acknowledged with what
+/// the server can tell (its `listChanged` capabilities), then the list changes asked for,
+/// tagged with the request's id. Open, it keeps the session no more than the GET stream does.
+fn listen(child: &Arc<Child>, init: &Value, id: Option<Value>, params: &Value) -> Response {
+    // Opening the stream is activity; holding it open is not (as with the GET stream).
+    drop(child.busy());
+    let id = id.unwrap_or_default();
+    let mut honored = Filter::from_params(params).honored(&init["capabilities"]);
+    // Resource subscriptions would need resources/subscribe on the shared process.
+    honored.uris.clear();
+    let ack = bridge::acknowledgement(&id, &honored);
+    let ack = Bytes::from(format!("event: message\ndata: {ack}\n\n"));
+    let (tx, rx) = mpsc::channel::<String>(64);
+    child.subscriptions.lock().unwrap().push((id, honored, tx));
+    let events = futures_util::stream::iter([Ok(ack)]).chain(futures_stream(rx));
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-store")
+        .body(Body::from_stream(events))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// A request waiting for the child's answer, on behalf of its client.

@@ -419,7 +419,8 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 /// or send progress (to the call's `progressToken`) and a log message, ask the client for a
 /// sampling, and answer with the sampled text (`sample`), or the log level last set (`level`),
 /// or the answer to the `roots/list` request it sends when told the roots changed (`roots`), or
-/// wait for the next request, log a message and answer that request and then its own (`hold`).
+/// wait for the next request, log a message and answer that request and then its own (`hold`),
+/// or say its tool list changed (`change`).
 const PY_SERVER: &str = r#"
 import json, os, sys, time
 level = roots = None
@@ -445,7 +446,7 @@ while True:
         continue
     method = m.get("method")
     if method == "initialize":
-        r = {"protocolVersion": m["params"].get("protocolVersion", "2025-11-25"), "capabilities": {"tools": {}, "logging": {}},
+        r = {"protocolVersion": m["params"].get("protocolVersion", "2025-11-25"), "capabilities": {"tools": {"listChanged": True}, "logging": {}},
              "serverInfo": {"name": "py", "version": "0"}}
     elif method == "logging/setLevel":
         level = m["params"]["level"]
@@ -459,6 +460,8 @@ while True:
         if name == "sleep":
             open(m["params"]["arguments"]["mark"], "w").close()
             time.sleep(600)
+        if name == "change":
+            send({"method": "notifications/tools/list_changed"})
         if name == "hold":
             other = json.loads(sys.stdin.readline())
             send({"method": "notifications/message", "params": {"level": "info", "data": "both"}})
@@ -904,6 +907,37 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
     let done: Value = done.json().await.unwrap();
     assert_eq!(done["id"], 8);
     assert_eq!(done["result"]["content"][0]["text"], "sampled");
+
+    // 2026-07-28 "Subscriptions": `subscriptions/listen` opens a stream that is acknowledged and
+    // gets the list changes asked for, tagged with its id; they go nowhere else.
+    let listen = json!({"notifications": {"toolsListChanged": true, "promptsListChanged": true}});
+    let mut subscription = stateless(0, 10, "subscriptions/listen", listen)
+        .await
+        .unwrap();
+    assert_eq!(subscription.headers()["content-type"], "text/event-stream");
+    let mut buffer = String::new();
+    let ack = next_event(&mut subscription, &mut buffer).await.unwrap();
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
+    assert_eq!(
+        ack["params"]["notifications"],
+        json!({"toolsListChanged": true}),
+        "the server cannot tell prompt list changes"
+    );
+    let change = stateless(
+        0,
+        11,
+        "tools/call",
+        json!({"name": "change", "arguments": {}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(change.headers()["content-type"], "application/json");
+    let changed = next_event(&mut subscription, &mut buffer).await.unwrap();
+    assert_eq!(changed["method"], "notifications/tools/list_changed");
+    assert_eq!(
+        changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        10
+    );
 
     // 2026-07-28: log messages reach only a request whose `_meta` asked for them (logLevel).
     let quiet = json!({"name": "sample", "arguments": {},
