@@ -42,6 +42,8 @@ pub enum IdpFault {
     SeveralAudiences,
     /// The ID token has no `email`, and `/userinfo` answers for another `sub`.
     UserinfoOtherSub,
+    /// Only `client_secret_post` is advertised and accepted at `/token`.
+    SecretPostOnly,
 }
 
 /// The account the provider signs in.
@@ -165,6 +167,11 @@ async fn discovery(State(idp): State<OidcProvider>) -> Json<Value> {
     } else {
         json!(["ES256"])
     };
+    let auth_methods = if idp.fault() == IdpFault::SecretPostOnly {
+        json!(["client_secret_post"])
+    } else {
+        json!(["client_secret_basic"])
+    };
     let i = &idp.issuer;
     Json(json!({
         "issuer": i,
@@ -176,7 +183,7 @@ async fn discovery(State(idp): State<OidcProvider>) -> Json<Value> {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": algs,
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+        "token_endpoint_auth_methods_supported": auth_methods,
         "authorization_response_iss_parameter_supported": true,
     }))
 }
@@ -245,11 +252,17 @@ async fn token(
         "Basic {}",
         STANDARD.encode(format!("{}:{}", idp.client_id, idp.client_secret))
     );
-    if headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        != Some(&expected)
-    {
+    let authenticated = if idp.fault() == IdpFault::SecretPostOnly {
+        headers.get(header::AUTHORIZATION).is_none()
+            && f.get("client_id") == Some(&idp.client_id)
+            && f.get("client_secret") == Some(&idp.client_secret)
+    } else {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            == Some(&expected)
+    };
+    if !authenticated {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "invalid_client"})),

@@ -456,3 +456,37 @@ impl Upstream {
         Ok(claims)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(cache_control: Option<&str>) -> reqwest::Response {
+        let mut b = axum::http::Response::builder();
+        if let Some(cc) = cache_control {
+            b = b.header("cache-control", cc);
+        }
+        reqwest::Response::from(b.body("").unwrap())
+    }
+
+    #[test]
+    fn f6_documents_are_cached_as_long_as_cache_control_says_within_bounds() {
+        assert_eq!(cache_for(&response(None)), DEFAULT_CACHE);
+        assert_eq!(
+            cache_for(&response(Some("public, max-age=60"))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(cache_for(&response(Some("max-age=99999999"))), MAX_CACHE);
+        assert_eq!(cache_for(&response(Some("no-store"))), Duration::ZERO);
+    }
+
+    #[test]
+    fn f6_only_asymmetric_algorithms() {
+        assert!(asymmetric(Algorithm::ES256));
+        assert!(asymmetric(Algorithm::RS256));
+        assert!(asymmetric(Algorithm::EdDSA));
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            assert!(!asymmetric(alg));
+        }
+    }
+}

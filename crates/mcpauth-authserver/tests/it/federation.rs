@@ -429,6 +429,16 @@ async fn f6_jwks_is_refetched_once_on_an_unknown_kid() {
 }
 
 #[tokio::test]
+async fn f6_client_secret_post_when_the_provider_supports_only_that() {
+    let f = start(domain("example.com")).await;
+    f.idp.set_fault(IdpFault::SecretPostOnly);
+    let at = to_callback(&f).await;
+    let got = get_callback(&at.callback, Some(&at.cookie)).await;
+    assert_eq!(got.0, 200, "{}", got.1);
+    assert_eq!(f.idp.tokens_issued(), 1);
+}
+
+#[tokio::test]
 async fn f6_email_from_userinfo_when_the_id_token_has_none() {
     let f = start(domain("example.com")).await;
     f.idp.set_fault(IdpFault::EmailOnlyInUserinfo);
