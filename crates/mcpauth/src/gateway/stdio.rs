@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::cli::GatewayArgs;
 use crate::relay::bridge::{self, ClientProfile, Filter, LEGACY_LATEST};
-use mcpauth_core::mcp_headers::STATELESS;
+use mcpauth_core::mcp_headers::{self, STATELESS, ToolHeaders};
 
 /// How long a request may wait for the child's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
@@ -678,8 +678,8 @@ async fn post(
     existing: Option<Arc<Child>>,
     req: Request,
 ) -> Response {
-    let accepts_sse = req
-        .headers()
+    let headers = req.headers().clone();
+    let accepts_sse = headers
         .get_all(axum::http::header::ACCEPT)
         .iter()
         .any(|v| v.to_str().is_ok_and(|v| v.contains("text/event-stream")));
@@ -701,6 +701,8 @@ async fn post(
     let client_id = message.get("id").filter(|_| method.is_some()).cloned();
     // Without a session, a request declaring its version in `_meta` is 2026-07-28's (MCP
     // 2026-07-28 "Versioning" §Backward Compatibility).
+    // SEP-2243 (Streamable HTTP §Standard MCP Request Headers): what its headers must say.
+    let expected = mcp_headers::request_headers(&message, &ToolHeaders::default());
     let profile = match &existing {
         Some(_) => None,
         None => bridge::take_modern_meta(&mut message),
@@ -719,6 +721,15 @@ async fn post(
                     client_id.as_ref().unwrap_or(&Value::Null),
                     &profile.version,
                 );
+                return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
+            }
+            if let Some((name, _)) = expected.iter().find(|(name, value)| {
+                headers
+                    .get(name.as_str())
+                    .is_none_or(|v| v != value.as_str())
+            }) {
+                let answer = json!({"jsonrpc": "2.0", "id": client_id,
+                    "error": {"code": -32020, "message": format!("Header mismatch: {name}")}});
                 return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
             }
             if let Some(state) = message["params"]["requestState"].as_str() {

@@ -804,11 +804,16 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
                 params["_meta"][key] = value.clone();
             }
         }
+        let name = params["name"].as_str().map(str::to_owned);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        gw.post(user, None, body)
+        let mut request = gw
+            .post(user, None, body)
             .header("mcp-protocol-version", "2026-07-28")
-            .header("mcp-method", method)
-            .send()
+            .header("mcp-method", method);
+        if let Some(name) = name {
+            request = request.header("mcp-name", name);
+        }
+        request.send()
     };
     let discover = stateless(0, 1, "server/discover", json!({})).await.unwrap();
     assert_eq!(discover.status(), 200);
@@ -847,6 +852,23 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
         );
     }
     assert_eq!(pids[0], pids[1], "one process per user");
+    // SEP-2243 (Streamable HTTP §Standard MCP Request Headers): the headers must match the body.
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    for (method, name) in [("tools/list", "pid"), ("tools/call", "env")] {
+        let call = json!({"jsonrpc": "2.0", "id": 12, "method": "tools/call",
+            "params": {"name": "pid", "arguments": {}, "_meta": meta}});
+        let refused = gw
+            .post(0, None, call)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .header("mcp-name", name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+        let refused: Value = refused.json().await.unwrap();
+        assert_eq!(refused["error"]["code"], -32020, "HeaderMismatch");
+    }
     let level: Value = stateless(
         0,
         5,
