@@ -136,6 +136,13 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| UpstreamError::Unreachable(e.to_string()))
 }
 
+/// Whether `url` is https, or http on a loopback host (OAuth 2.1 §1.5).
+fn secure_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "https" || (u.scheme() == "http" && mcpauth_core::url_policy::is_loopback(&u))
+    })
+}
+
 /// Asymmetric algorithms only: never `none`, never HS* (SPEC F6).
 fn asymmetric(alg: Algorithm) -> bool {
     !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
@@ -200,6 +207,17 @@ impl Upstream {
         let resp = self.get(&url).await?;
         let ttl = cache_for(&resp);
         let m: ProviderMetadata = read_json(resp).await?;
+        let endpoints = [
+            Some(&m.authorization_endpoint),
+            Some(&m.token_endpoint),
+            Some(&m.jwks_uri),
+            m.userinfo_endpoint.as_ref(),
+        ];
+        if let Some(bad) = endpoints.into_iter().flatten().find(|u| !secure_url(u)) {
+            return Err(UpstreamError::Metadata(format!(
+                "its endpoint {bad:?} is not https (http only on a loopback host)"
+            )));
+        }
         if m.issuer != idp.issuer {
             return Err(UpstreamError::Metadata(format!(
                 "its discovery document names the issuer {:?}, not {:?} (OpenID Connect \
@@ -478,6 +496,15 @@ mod tests {
         );
         assert_eq!(cache_for(&response(Some("max-age=99999999"))), MAX_CACHE);
         assert_eq!(cache_for(&response(Some("no-store"))), Duration::ZERO);
+    }
+
+    #[test]
+    fn f6_provider_endpoints_must_be_https_or_loopback() {
+        assert!(secure_url("https://idp.example/token"));
+        assert!(secure_url("http://127.0.0.1:8080/token"));
+        assert!(!secure_url("http://idp.example/token"));
+        assert!(!secure_url("javascript:alert(1)"));
+        assert!(!secure_url("not a url"));
     }
 
     #[test]

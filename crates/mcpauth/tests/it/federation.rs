@@ -143,3 +143,24 @@ async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
     assert_eq!(redirect, callback);
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn f1_gateway_refuses_idp_flags_with_an_external_issuer() {
+    let home = tempfile::tempdir().unwrap();
+    let out = mcpauth(home.path())
+        .args(["gateway", "--upstream", "http://127.0.0.1:9/mcp"])
+        .args(["--issuer", "https://as.example", "--bind", "127.0.0.1:0"])
+        .args([
+            "--idp-issuer",
+            "https://idp.example",
+            "--idp-client-id",
+            "c",
+        ])
+        .args(["--idp-allow-any"])
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(LIMIT, out).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("embedded authorization server"), "{stderr}");
+}
