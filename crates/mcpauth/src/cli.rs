@@ -440,8 +440,8 @@ pub struct IdpArgs {
     /// Let in every account of the provider (required when no other --idp-allow-* is given).
     #[arg(long, requires = "idp_issuer")]
     pub idp_allow_any: bool,
-    /// Turn off password sign-in: users sign in through the identity provider only.
-    #[arg(long, requires = "idp_issuer")]
+    /// Turn off password sign-in: users sign in through identity providers only.
+    #[arg(long)]
     pub no_password_login: bool,
 }
 

@@ -41,6 +41,11 @@ struct Settings {
     trusted_proxies: Vec<String>,
     /// `false` turns the rate limits off (benchmarks only).
     rate_limits: Option<bool>,
+    /// `false`: users sign in through identity providers only.
+    password_login: Option<bool>,
+    /// Upstream OpenID Connect providers (`[[identity_providers]]`).
+    #[serde(default)]
+    identity_providers: Vec<super::federation::IdpSettings>,
 }
 
 /// The default database: `authserver.db` beside the token store, in a 0700 directory.
@@ -230,6 +235,11 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         config.rate_limits = RateLimits::none();
     }
     config.connections = args.connections.limits();
+    super::federation::apply_settings(
+        &settings.identity_providers,
+        settings.password_login,
+        &mut config,
+    )?;
     super::federation::apply(&args.idp, &mut config)?;
     let server = AuthServer::new(config, store.clone()).await?;
 

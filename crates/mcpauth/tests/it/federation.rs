@@ -164,3 +164,98 @@ async fn f1_gateway_refuses_idp_flags_with_an_external_issuer() {
     assert!(!out.status.success());
     assert!(stderr.contains("embedded authorization server"), "{stderr}");
 }
+
+#[tokio::test]
+async fn f3_settings_file_providers_are_buttons_without_the_password_form() {
+    let idp = OidcProvider::start(IdpUser {
+        sub: "u1".into(),
+        email: "ada@example.com".into(),
+        extra: json!({}),
+    })
+    .await;
+    let home = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
+    let secret_file = home.path().join("idp-secret");
+    std::fs::write(&secret_file, &idp.client_secret).unwrap();
+    let settings = home.path().join("serve.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"password_login = false
+
+[[identity_providers]]
+name = "corp"
+display_name = "Corp SSO"
+issuer = "{issuer}"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+allow_claims = ["groups=staff"]
+
+[[identity_providers]]
+name = "partner"
+issuer = "{issuer}"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+allow_any = true
+"#,
+            issuer = idp.issuer,
+            client_id = idp.client_id,
+            secret = secret_file.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = mcpauth(home.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .arg("--settings")
+        .arg(&settings)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let issuer = tokio::time::timeout(LIMIT, async {
+        let mut issuer = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(i) = line.trim().strip_prefix("issuer:") {
+                issuer = i.trim().to_owned();
+            }
+            if line.contains("password sign-in: off") {
+                return issuer;
+            }
+        }
+        panic!("mcpauth serve did not say that password sign-in is off");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let http = no_redirects();
+    let reg: Value = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
+            "token_endpoint_auth_method": "none", "application_type": "native"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", reg["client_id"].as_str().unwrap())
+        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256");
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("data-idp=\"corp\""), "{html}");
+    assert!(html.contains("Corp SSO"), "{html}");
+    assert!(html.contains("data-idp=\"partner\""), "{html}");
+    assert!(!html.contains("name=\"password\""), "{html}");
+    child.kill().await.unwrap();
+}
