@@ -316,6 +316,8 @@ struct Stateless {
     init: Value,
     /// The log level last set (`logging/setLevel`).
     log_level: Option<String>,
+    /// The `x-mcp-header` parameters of the tools it listed.
+    tools: Arc<ToolHeaders>,
 }
 
 impl std::fmt::Debug for StdioUpstream {
@@ -469,7 +471,7 @@ impl StdioUpstream {
         owner: (String, String),
         profile: &ClientProfile,
         id: Option<&Value>,
-    ) -> Result<(Arc<Child>, Value), Response> {
+    ) -> Result<(Arc<Child>, Value, Arc<ToolHeaders>), Response> {
         let slot = Arc::clone(
             self.stateless
                 .lock()
@@ -501,6 +503,7 @@ impl StdioUpstream {
                     session,
                     init,
                     log_level: None,
+                    tools: Arc::default(),
                 });
                 child
             }
@@ -518,7 +521,7 @@ impl StdioUpstream {
             }
             s.log_level.clone_from(&profile.log_level);
         }
-        Ok((child, s.init.clone()))
+        Ok((child, s.init.clone(), Arc::clone(&s.tools)))
     }
 
     /// Ends a session at once: it leaves the map before its process is told to stop, so a
@@ -701,21 +704,20 @@ async fn post(
     let client_id = message.get("id").filter(|_| method.is_some()).cloned();
     // Without a session, a request declaring its version in `_meta` is 2026-07-28's (MCP
     // 2026-07-28 "Versioning" §Backward Compatibility).
-    // SEP-2243 (Streamable HTTP §Standard MCP Request Headers): what its headers must say.
-    let expected = mcp_headers::request_headers(&message, &ToolHeaders::default());
+    let original = existing.is_none().then(|| message.clone());
     let profile = match &existing {
         Some(_) => None,
         None => bridge::take_modern_meta(&mut message),
     };
     let mut modern = None;
     let mut logs = false;
-    let (child, new_session) = match (existing, profile) {
-        (Some(c), _) => (c, None),
-        (None, _) if method.as_deref() == Some("initialize") => match up.spawn(owner.clone()) {
+    let (child, new_session) = match (existing, profile, original) {
+        (Some(c), _, _) => (c, None),
+        (None, _, _) if method.as_deref() == Some("initialize") => match up.spawn(owner.clone()) {
             Ok((id, c)) => (c, Some(id)),
             Err(why) => return refused(why, client_id.as_ref()),
         },
-        (None, Some(profile)) => {
+        (None, Some(profile), Some(original)) => {
             if profile.version != STATELESS {
                 let answer = bridge::unsupported_version(
                     client_id.as_ref().unwrap_or(&Value::Null),
@@ -723,6 +725,16 @@ async fn post(
                 );
                 return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
             }
+            let (child, init, tools) = match up
+                .stateless(owner.clone(), &profile, client_id.as_ref())
+                .await
+            {
+                Ok(c) => c,
+                Err(response) => return response,
+            };
+            // SEP-2243 (Streamable HTTP §Standard MCP Request Headers, §Custom Headers): what
+            // its headers must say, `Mcp-Param-*` as the tools listed declared.
+            let expected = mcp_headers::request_headers(&original, &tools);
             if let Some((name, _)) = expected.iter().find(|(name, value)| {
                 headers
                     .get(name.as_str())
@@ -735,13 +747,6 @@ async fn post(
             if let Some(state) = message["params"]["requestState"].as_str() {
                 return resume(up, owner, state, &message, client_id).await;
             }
-            let (child, init) = match up
-                .stateless(owner.clone(), &profile, client_id.as_ref())
-                .await
-            {
-                Ok(c) => c,
-                Err(response) => return response,
-            };
             let method = method.clone().unwrap_or_default();
             if method == "subscriptions/listen" {
                 return listen(&child, &init, client_id, &message["params"]);
@@ -756,11 +761,11 @@ async fn post(
                 message["id"] = json!(format!("mcpauth-{n}"));
             }
             line = message.to_string();
-            modern = Some(method);
+            modern = Some((method, tools));
             logs = profile.log_level.is_some();
             (child, None)
         }
-        (None, None) => {
+        (None, _, _) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 client_id.as_ref(),
@@ -891,7 +896,7 @@ impl Call {
     /// result whose retry carries the client's answer (MCP 2026-07-28 "Multi Round-Trip
     /// Requests", bridged as `mcpauth connect` does). `None`: not such a message.
     fn park(&mut self, request: &Value) -> Option<String> {
-        let method = self.reply.modern.clone()?;
+        let modern = self.reply.modern.clone()?;
         let server_id = request
             .get("id")
             .filter(|_| request.get("method").is_some())?;
@@ -908,7 +913,7 @@ impl Call {
             owner: self.owner.clone(),
             child: Arc::clone(&self.child),
             wire_id: self.wire_id.clone(),
-            method,
+            modern,
             logs: self.reply.logs,
             // What the child sends for the request meanwhile waits there for the retry.
             rx: std::mem::replace(&mut self.rx, mpsc::channel(1).1),
@@ -927,7 +932,7 @@ struct Parked {
     owner: (String, String),
     child: Arc<Child>,
     wire_id: Value,
-    method: String,
+    modern: (String, Arc<ToolHeaders>),
     logs: bool,
     rx: mpsc::Receiver<Out>,
     /// The server request's id and its key in `inputRequests`.
@@ -981,7 +986,7 @@ async fn resume(
         wire_id: parked.wire_id,
         reply: Reply {
             id: client_id,
-            modern: Some(parked.method),
+            modern: Some(parked.modern),
             logs: parked.logs,
         },
         deadline: Instant::now() + ANSWER_TIMEOUT,
@@ -1041,8 +1046,9 @@ async fn respond(mut call: Call, new_session: Option<String>) -> Response {
 struct Reply {
     /// The client's id of the request.
     id: Option<Value>,
-    /// The method of a 2026-07-28 request (bridged to the legacy server), if it is one.
-    modern: Option<String>,
+    /// The method of a 2026-07-28 request (bridged to the legacy server), if it is one, and
+    /// the `x-mcp-header` parameters of its user's tools.
+    modern: Option<(String, Arc<ToolHeaders>)>,
     /// Whether log messages related to the request go to the client.
     logs: bool,
 }
@@ -1051,7 +1057,7 @@ impl Reply {
     /// The child's answer as the client gets it: for a 2026-07-28 request with the client's id
     /// back (the gateway sent its own) and a complete 2026-07-28 result (SEP-2322, SEP-2549).
     fn answer(&self, line: String) -> String {
-        let Some(method) = &self.modern else {
+        let Some((method, tools)) = &self.modern else {
             return line;
         };
         let Ok(mut answer) = serde_json::from_str::<Value>(&line) else {
@@ -1060,6 +1066,12 @@ impl Reply {
         answer["id"] = self.id.clone().unwrap_or_default();
         if answer["result"].is_object() {
             bridge::complete_result(method, &mut answer["result"]);
+            if method == "tools/list" {
+                // §Schema Extension: tools with invalid `x-mcp-header` annotations are left out.
+                for left in tools.learn(&mut answer["result"]) {
+                    tracing::warn!(tool = %left.tool, reason = %left.reason, "a tool left out of tools/list");
+                }
+            }
         }
         answer.to_string()
     }

@@ -452,7 +452,8 @@ while True:
         level = m["params"]["level"]
         r = {}
     elif method == "tools/list":
-        r = {"tools": [{"name": "pid", "inputSchema": {"type": "object"}}]}
+        r = {"tools": [{"name": "pid", "inputSchema": {"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"}}}}]}
     elif method == "tools/call":
         name = m["params"]["name"]
         if name == "exit":
@@ -869,6 +870,34 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
         let refused: Value = refused.json().await.unwrap();
         assert_eq!(refused["error"]["code"], -32020, "HeaderMismatch");
     }
+    // Once `tools/list` told it, `x-mcp-header` parameters must be mirrored too (§Custom
+    // Headers).
+    let list: Value = stateless(0, 13, "tools/list", json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["result"]["tools"][0]["name"], "pid");
+    let in_eu = json!({"name": "pid", "arguments": {"region": "eu"}});
+    let unmirrored = stateless(0, 14, "tools/call", in_eu.clone()).await.unwrap();
+    assert_eq!(unmirrored.status(), 400);
+    let mut call = in_eu;
+    call["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let mirrored = gw
+        .post(
+            0,
+            None,
+            json!({"jsonrpc": "2.0", "id": 15, "method": "tools/call", "params": call}),
+        )
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "pid")
+        .header("mcp-param-region", "eu")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mirrored.status(), 200);
     let level: Value = stateless(
         0,
         5,
