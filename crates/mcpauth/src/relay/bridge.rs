@@ -1,8 +1,9 @@
 //! Translations between the legacy MCP revisions (2025-11-25 and earlier: `initialize`
 //! handshake, sessions, server-initiated requests, the GET stream) and the stateless 2026-07-28
 //! revision (per-request `_meta`, `server/discover`, multi round-trip requests,
-//! `subscriptions/listen`), for `mcpauth connect --protocol` (MCP 2026-07-28 "Versioning"
-//! §Backward Compatibility). Pure functions on JSON values; the relay keeps the state.
+//! `subscriptions/listen`), for `mcpauth connect --protocol` and for 2026-07-28 clients of a
+//! stdio server behind `mcpauth gateway` (MCP 2026-07-28 "Versioning" §Backward Compatibility).
+//! Pure functions on JSON values; the relay and the gateway keep the state.
 
 use std::collections::BTreeSet;
 
