@@ -2,8 +2,9 @@
 //! with PKCE S256, RFC 8414 and OpenID discovery metadata, RFC 9207 `iss`, RFC 8707 resource
 //! indicators, RFC 9068 JWT access tokens (ES256 or EdDSA), refresh-token rotation with reuse
 //! detection, client ID metadata documents fetched SSRF-safely, RFC 7591 registration, RFC 7009
-//! revocation, RFC 7662 introspection, and login and consent pages. State lives in SQLite or
-//! PostgreSQL ([`Store`]), so several instances can share one PostgreSQL database.
+//! revocation, RFC 7662 introspection, login and consent pages, and sign-in through upstream
+//! OpenID Connect providers ([`federation`]). State lives in SQLite or PostgreSQL ([`Store`]), so
+//! several instances can share one PostgreSQL database.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), mcpauth_authserver::AuthServerError> {
