@@ -259,3 +259,42 @@ allow_any = true
     assert!(!html.contains("name=\"password\""), "{html}");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn f1_gateway_embeds_the_provider_sign_in_and_prints_the_redirect_uri() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = mcpauth(home.path())
+        .args(["gateway", "--demo", "--bind", "127.0.0.1:0"])
+        .args([
+            "--idp-issuer",
+            "https://idp.example",
+            "--idp-client-id",
+            "c",
+        ])
+        .args(["--idp-allow-email", "ada@example.com"])
+        .env("MCPAUTH_IDP_CLIENT_SECRET", "s3cret-value")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (seen, callback) = tokio::time::timeout(LIMIT, async {
+        let mut seen = String::new();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some((_, uri)) = line.split_once("redirect URI at the identity provider: ") {
+                return (seen, uri.trim().to_owned());
+            }
+        }
+        panic!("mcpauth gateway printed no redirect URI: {seen}");
+    })
+    .await
+    .unwrap();
+    assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
+    assert!(callback.ends_with("/idp/callback"), "{callback}");
+    assert!(seen.contains("idp.example"), "{seen}");
+    assert!(!seen.contains("s3cret-value"), "{seen}");
+    child.kill().await.unwrap();
+}
