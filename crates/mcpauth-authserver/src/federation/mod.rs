@@ -26,7 +26,7 @@ use crate::routes::authorize::{
     cookie_name, csrf_token, federated_login, internal, redirect, session_cookie,
 };
 use crate::routes::{AppState, PeerIp};
-use crate::secrets::{hash_secret, now, random_bytes_b64, random_secret};
+use crate::secrets::{hash_secret, now, random_bytes_b64, random_secret, seal, unseal};
 use crate::server::Shared;
 use crate::store::UpstreamLogin;
 
@@ -128,13 +128,15 @@ pub(crate) async fn start(
     let state = random_secret();
     let nonce = random_secret();
     let verifier = random_secret();
+    // The nonce and verifier are sealed under the state, which only the browser and the
+    // provider see: the database alone cannot complete the sign-in.
     let record = UpstreamLogin {
         state_hash: hash_secret(&state),
         request_id: request_id.to_owned(),
         browser_hash: sid_hash,
         provider: idp.name.clone(),
-        nonce: nonce.clone(),
-        verifier: verifier.clone(),
+        nonce_sealed: seal(&state, &nonce),
+        verifier_sealed: seal(&state, &verifier),
         expires_at: now() + UPSTREAM_TTL,
     };
     if let Err(e) = shared.store.insert_upstream_login(&record).await {
@@ -245,6 +247,12 @@ pub(crate) async fn callback(
     let Some(code) = params.get("code") else {
         return refuse("The identity provider's answer has no code.");
     };
+    let (Some(nonce), Some(verifier)) = (
+        unseal(state, &record.nonce_sealed),
+        unseal(state, &record.verifier_sealed),
+    ) else {
+        return expired();
+    };
     let identity = match shared
         .upstream
         .sign_in(
@@ -252,8 +260,8 @@ pub(crate) async fn callback(
             &meta,
             code,
             &callback_uri(&shared.config),
-            &record.verifier,
-            &record.nonce,
+            &verifier,
+            &nonce,
         )
         .await
     {

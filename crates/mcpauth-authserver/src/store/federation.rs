@@ -18,8 +18,10 @@ pub(crate) struct UpstreamLogin {
     /// SHA-256 of the browser's session cookie.
     pub browser_hash: String,
     pub provider: String,
-    pub nonce: String,
-    pub verifier: String,
+    /// The OIDC `nonce`, sealed under the state ([`seal`](crate::secrets::seal)).
+    pub nonce_sealed: String,
+    /// The PKCE verifier, sealed under the state.
+    pub verifier_sealed: String,
     pub expires_at: i64,
 }
 
@@ -38,8 +40,8 @@ impl Store {
         .bind(&l.request_id)
         .bind(&l.browser_hash)
         .bind(&l.provider)
-        .bind(&l.nonce)
-        .bind(&l.verifier)
+        .bind(&l.nonce_sealed)
+        .bind(&l.verifier_sealed)
         .bind(l.expires_at)
         .execute(self.pool())
         .await?;
@@ -66,8 +68,8 @@ impl Store {
             request_id: r.try_get("request_id")?,
             browser_hash: r.try_get("browser_hash")?,
             provider: r.try_get("provider")?,
-            nonce: r.try_get("nonce")?,
-            verifier: r.try_get("pkce_verifier")?,
+            nonce_sealed: r.try_get("nonce")?,
+            verifier_sealed: r.try_get("pkce_verifier")?,
             expires_at: r.try_get("expires_at")?,
         }))
     }

@@ -90,6 +90,8 @@ fn location(resp: &reqwest::Response) -> String {
 /// callback URL the provider sent it to.
 struct AtCallback {
     verifier: String,
+    /// The authorization request sent to the provider.
+    at_idp: String,
     cookie: String,
     callback: String,
 }
@@ -107,7 +109,7 @@ async fn to_callback(f: &Fed) -> AtCallback {
     assert_eq!(start.status(), 302, "{}", start.text().await.unwrap());
     let at_idp = location(&start);
     assert!(at_idp.starts_with(&f.idp.issuer), "{at_idp}");
-    let back = http().get(at_idp).send().await.unwrap();
+    let back = http().get(&at_idp).send().await.unwrap();
     assert_eq!(back.status(), 302);
     let callback = location(&back);
     assert!(
@@ -116,6 +118,7 @@ async fn to_callback(f: &Fed) -> AtCallback {
     );
     AtCallback {
         verifier: a.verifier,
+        at_idp,
         cookie,
         callback,
     }
@@ -281,6 +284,37 @@ async fn s14_an_expired_upstream_login_is_refused() {
         "expired",
     );
     assert_eq!(f.idp.tokens_issued(), 0);
+}
+
+/// The stored upstream login holds the state's hash and the nonce and PKCE verifier sealed
+/// under the state: the database alone cannot complete a sign-in.
+#[tokio::test]
+async fn s14_the_database_holds_no_state_nonce_or_verifier_in_clear() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    let sent = |name: &str| {
+        url::Url::parse(&at.at_idp)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .unwrap()
+            .1
+            .into_owned()
+    };
+    let pool = sqlx::AnyPool::connect(&f._db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    let row: (String, String, String) =
+        sqlx::query_as("SELECT state_hash, nonce, pkce_verifier FROM upstream_logins")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    let stored = format!("{row:?}");
+    assert!(!stored.contains(&sent("state")), "{stored}");
+    assert!(!stored.contains(&sent("nonce")), "{stored}");
+    assert_ne!(row.2.len(), 43, "not a bare verifier");
+    assert_eq!(get_callback(&at.callback, Some(&at.cookie)).await.0, 200);
 }
 
 #[tokio::test]
