@@ -751,6 +751,16 @@ async fn post(
             if method == "subscriptions/listen" {
                 return listen(&child, &init, client_id, &message["params"]);
             }
+            if method == "notifications/cancelled" {
+                // "Subscriptions" §Cancellation: cancelling a listen request ends its stream.
+                let named = &message["params"]["requestId"];
+                let mut subscriptions = child.subscriptions.lock().unwrap();
+                let before = subscriptions.len();
+                subscriptions.retain(|(id, _, _)| id != named);
+                if subscriptions.len() < before {
+                    return StatusCode::ACCEPTED.into_response();
+                }
+            }
             if method == "server/discover" {
                 let answer = json!({"jsonrpc": "2.0", "id": client_id, "result": bridge::discover_result(&init)});
                 return axum::Json(answer).into_response();

@@ -989,6 +989,18 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
         changed["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
         10
     );
+    // "Subscriptions" §Cancellation: notifications/cancelled naming it ends the stream.
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 10,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    let cancelled = gw
+        .post(0, None, cancel)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "notifications/cancelled")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 202);
+    assert!(next_event(&mut subscription, &mut buffer).await.is_none());
 
     // 2026-07-28: log messages reach only a request whose `_meta` asked for them (logLevel).
     let quiet = json!({"name": "sample", "arguments": {},
