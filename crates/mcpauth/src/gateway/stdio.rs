@@ -146,6 +146,8 @@ struct Waiter {
     streams: bool,
     /// When it was sent, in the session's order.
     order: u64,
+    /// The client's id of a 2026-07-28 request (the child knows the gateway's).
+    client: Option<Value>,
 }
 
 /// The requests waiting for a child's answers, by id (as JSON text).
@@ -228,6 +230,7 @@ impl Child {
                 progress: None,
                 streams: false,
                 order: pending.sent,
+                client: None,
             };
             pending.waiters.insert(id.to_string(), waiter);
         }
@@ -760,6 +763,21 @@ async fn post(
                 if subscriptions.len() < before {
                     return StatusCode::ACCEPTED.into_response();
                 }
+                drop(subscriptions);
+                // The child knows the request by the gateway's id (the most recent request
+                // with that client id, should clients of one user reuse ids).
+                let wire = child
+                    .pending
+                    .lock()
+                    .unwrap()
+                    .waiters
+                    .iter()
+                    .filter(|(_, w)| w.client.as_ref() == Some(named))
+                    .max_by_key(|(_, w)| w.order)
+                    .and_then(|(wire, _)| serde_json::from_str::<Value>(wire).ok());
+                if let Some(wire) = wire {
+                    message["params"]["requestId"] = wire;
+                }
             }
             if method == "server/discover" {
                 let answer = json!({"jsonrpc": "2.0", "id": client_id, "result": bridge::discover_result(&init)});
@@ -817,6 +835,7 @@ async fn post(
                     .map(Value::to_string),
                 streams: accepts_sse,
                 order: pending.sent,
+                client: reply.modern.as_ref().and(reply.id.clone()),
             };
             pending.waiters.insert(id.to_string(), waiter);
         }

@@ -420,7 +420,8 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 /// sampling, and answer with the sampled text (`sample`), or the log level last set (`level`),
 /// or the answer to the `roots/list` request it sends when told the roots changed (`roots`), or
 /// wait for the next request, log a message and answer that request and then its own (`hold`),
-/// or say its tool list changed (`change`).
+/// or say its tool list changed (`change`), or wait for a cancellation and answer with the
+/// request id it names (`cancellable`).
 const PY_SERVER: &str = r#"
 import json, os, sys, time
 level = roots = None
@@ -461,6 +462,10 @@ while True:
         if name == "sleep":
             open(m["params"]["arguments"]["mark"], "w").close()
             time.sleep(600)
+        if name == "cancellable":
+            cancel = json.loads(sys.stdin.readline())
+            send({"id": m["id"], "result": {"content": [{"type": "text", "text": json.dumps(cancel["params"]["requestId"])}]}})
+            continue
         if name == "change":
             send({"method": "notifications/tools/list_changed"})
         if name == "hold":
@@ -1001,6 +1006,37 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
         .unwrap();
     assert_eq!(cancelled.status(), 202);
     assert!(next_event(&mut subscription, &mut buffer).await.is_none());
+
+    // notifications/cancelled names the request by the client's id; the server knows it by
+    // the gateway's.
+    let cancellable = stateless(
+        0,
+        16,
+        "tools/call",
+        json!({"name": "cancellable", "arguments": {}}),
+    );
+    let cancellable = tokio::spawn(cancellable);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 16,
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}});
+    let cancelled = gw
+        .post(0, None, cancel)
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "notifications/cancelled")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 202);
+    let named: Value = tokio::time::timeout(LIMIT, cancellable)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let named = named["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(named.starts_with("\"mcpauth-"), "{named}");
 
     // 2026-07-28: log messages reach only a request whose `_meta` asked for them (logLevel).
     let quiet = json!({"name": "sample", "arguments": {},
