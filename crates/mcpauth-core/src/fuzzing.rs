@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use crate::authorization_response::{AuthorizationResponse, Expected};
+use crate::device::DeviceAuthorization;
 use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::registration::check_client_id_url;
 use crate::www_authenticate::{BearerChallenge, Challenge, parse};
@@ -112,10 +113,18 @@ fn printable(text: &str) -> bool {
     !text.chars().any(char::is_control)
 }
 
-/// Token responses and OAuth error bodies: both round-trip, error codes survive
-/// [`ErrorCode::parse`], and an error's `Display` (shown to people and logged) holds no control
-/// characters whatever the server sent.
+/// Token responses, OAuth error bodies and device authorization responses: the first two
+/// round-trip, error codes survive [`ErrorCode::parse`], an error's `Display` (shown to people
+/// and logged) holds no control characters whatever the server sent, and a device authorization
+/// without `interval` polls every 5 s (RFC 8628 §3.2).
 pub fn token_response(data: &[u8]) {
+    if let Ok(d) = DeviceAuthorization::from_json(data) {
+        let sent: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(data).expect("a parsed response is a JSON object");
+        if sent.get("interval").is_none() {
+            assert_eq!(d.interval, 5);
+        }
+    }
     if let Ok(t) = TokenResponse::from_json(data) {
         let json = serde_json::to_value(&t).expect("a token response serialises");
         let again = TokenResponse::from_json(json.to_string().as_bytes())
