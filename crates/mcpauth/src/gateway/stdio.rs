@@ -19,7 +19,7 @@ use anyhow::bail;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use mcpauth_resource::principal;
@@ -721,77 +721,25 @@ async fn post(
             Err(why) => return refused(why, client_id.as_ref()),
         },
         (None, Some(profile), Some(original)) => {
-            if profile.version != STATELESS {
-                let answer = bridge::unsupported_version(
-                    client_id.as_ref().unwrap_or(&Value::Null),
-                    &profile.version,
-                );
-                return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
-            }
-            let (child, init, tools) = match up
-                .stateless(owner.clone(), &profile, client_id.as_ref())
-                .await
+            let b = match bridged(
+                &up,
+                owner.clone(),
+                &headers,
+                &original,
+                &profile,
+                message,
+                client_id.clone(),
+            )
+            .await
             {
-                Ok(c) => c,
+                Ok(b) => b,
                 Err(response) => return response,
             };
-            // SEP-2243 (Streamable HTTP §Standard MCP Request Headers, §Custom Headers): what
-            // its headers must say, `Mcp-Param-*` as the tools listed declared.
-            let expected = mcp_headers::request_headers(&original, &tools);
-            if let Some((name, _)) = expected.iter().find(|(name, value)| {
-                headers
-                    .get(name.as_str())
-                    .is_none_or(|v| v != value.as_str())
-            }) {
-                let answer = json!({"jsonrpc": "2.0", "id": client_id,
-                    "error": {"code": -32020, "message": format!("Header mismatch: {name}")}});
-                return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
-            }
-            if let Some(state) = message["params"]["requestState"].as_str() {
-                return resume(up, owner, state, &message, client_id).await;
-            }
-            let method = method.clone().unwrap_or_default();
-            if method == "subscriptions/listen" {
-                return listen(&child, &init, client_id, &message["params"]);
-            }
-            if method == "notifications/cancelled" {
-                // "Subscriptions" §Cancellation: cancelling a listen request ends its stream.
-                let named = &message["params"]["requestId"];
-                let mut subscriptions = child.subscriptions.lock().unwrap();
-                let before = subscriptions.len();
-                subscriptions.retain(|(id, _, _)| id != named);
-                if subscriptions.len() < before {
-                    return StatusCode::ACCEPTED.into_response();
-                }
-                drop(subscriptions);
-                // The child knows the request by the gateway's id (the most recent request
-                // with that client id, should clients of one user reuse ids).
-                let wire = child
-                    .pending
-                    .lock()
-                    .unwrap()
-                    .waiters
-                    .iter()
-                    .filter(|(_, w)| w.client.as_ref() == Some(named))
-                    .max_by_key(|(_, w)| w.order)
-                    .and_then(|(wire, _)| serde_json::from_str::<Value>(wire).ok());
-                if let Some(wire) = wire {
-                    message["params"]["requestId"] = wire;
-                }
-            }
-            if method == "server/discover" {
-                let answer = json!({"jsonrpc": "2.0", "id": client_id, "result": bridge::discover_result(&init)});
-                return axum::Json(answer).into_response();
-            }
-            // The gateway's own id: requests of several clients of one user share a process.
-            if client_id.is_some() {
-                let n = up.wire_ids.fetch_add(1, Ordering::Relaxed);
-                message["id"] = json!(format!("mcpauth-{n}"));
-            }
+            message = b.message;
             line = message.to_string();
-            modern = Some((method, tools));
+            modern = Some((b.method, b.tools));
             logs = profile.log_level.is_some();
-            (child, None)
+            (b.child, None)
         }
         (None, _, _) => {
             return error(
@@ -862,6 +810,100 @@ async fn post(
         deadline: Instant::now() + ANSWER_TIMEOUT,
     };
     respond(call, new_session).await
+}
+
+/// A 2026-07-28 request to the bridged process of its user.
+struct Bridged {
+    child: Arc<Child>,
+    /// The request as the legacy server gets it.
+    message: Value,
+    method: String,
+    /// The `x-mcp-header` parameters of the user's tools.
+    tools: Arc<ToolHeaders>,
+}
+
+/// A 2026-07-28 request without a session (MCP 2026-07-28 "Versioning" §Backward
+/// Compatibility, bridged as `mcpauth connect` does): its user's process and the request as
+/// that legacy server needs it, or the response when the gateway answers it itself.
+async fn bridged(
+    up: &Arc<StdioUpstream>,
+    owner: (String, String),
+    headers: &HeaderMap,
+    original: &Value,
+    profile: &ClientProfile,
+    mut message: Value,
+    client_id: Option<Value>,
+) -> Result<Bridged, Response> {
+    if profile.version != STATELESS {
+        let answer = bridge::unsupported_version(
+            client_id.as_ref().unwrap_or(&Value::Null),
+            &profile.version,
+        );
+        return Err((StatusCode::BAD_REQUEST, axum::Json(answer)).into_response());
+    }
+    let (child, init, tools) = up
+        .stateless(owner.clone(), profile, client_id.as_ref())
+        .await?;
+    // SEP-2243 (Streamable HTTP §Standard MCP Request Headers, §Custom Headers): what
+    // its headers must say, `Mcp-Param-*` as the tools listed declared.
+    let expected = mcp_headers::request_headers(original, &tools);
+    if let Some((name, _)) = expected.iter().find(|(name, value)| {
+        headers
+            .get(name.as_str())
+            .is_none_or(|v| v != value.as_str())
+    }) {
+        let answer = json!({"jsonrpc": "2.0", "id": client_id,
+                "error": {"code": -32020, "message": format!("Header mismatch: {name}")}});
+        return Err((StatusCode::BAD_REQUEST, axum::Json(answer)).into_response());
+    }
+    if let Some(state) = message["params"]["requestState"].as_str() {
+        return Err(resume(Arc::clone(up), owner, state, &message, client_id).await);
+    }
+    let method = message["method"].as_str().unwrap_or_default().to_owned();
+    if method == "subscriptions/listen" {
+        return Err(listen(&child, &init, client_id, &message["params"]));
+    }
+    if method == "notifications/cancelled" {
+        // "Subscriptions" §Cancellation: cancelling a listen request ends its stream.
+        let named = &message["params"]["requestId"];
+        let mut subscriptions = child.subscriptions.lock().unwrap();
+        let before = subscriptions.len();
+        subscriptions.retain(|(id, _, _)| id != named);
+        if subscriptions.len() < before {
+            return Err(StatusCode::ACCEPTED.into_response());
+        }
+        drop(subscriptions);
+        // The child knows the request by the gateway's id (the most recent request
+        // with that client id, should clients of one user reuse ids).
+        let wire = child
+            .pending
+            .lock()
+            .unwrap()
+            .waiters
+            .iter()
+            .filter(|(_, w)| w.client.as_ref() == Some(named))
+            .max_by_key(|(_, w)| w.order)
+            .and_then(|(wire, _)| serde_json::from_str::<Value>(wire).ok());
+        if let Some(wire) = wire {
+            message["params"]["requestId"] = wire;
+        }
+    }
+    if method == "server/discover" {
+        let answer =
+            json!({"jsonrpc": "2.0", "id": client_id, "result": bridge::discover_result(&init)});
+        return Err(axum::Json(answer).into_response());
+    }
+    // The gateway's own id: requests of several clients of one user share a process.
+    if client_id.is_some() {
+        let n = up.wire_ids.fetch_add(1, Ordering::Relaxed);
+        message["id"] = json!(format!("mcpauth-{n}"));
+    }
+    Ok(Bridged {
+        child,
+        message,
+        method,
+        tools,
+    })
 }
 
 /// A `subscriptions/listen` stream (MCP 2026-07-28 "Subscriptions"): acknowledged with what
