@@ -23,7 +23,7 @@ use crate::pages::error_page;
 use crate::params::Params;
 use crate::rate_limit::Bucket;
 use crate::routes::authorize::{
-    cookie_name, csrf_token, federated_login, internal, redirect, session_cookie,
+    cookie_name, csrf_token, federated_login, internal, redirect, session_cookie, too_many,
 };
 use crate::routes::{AppState, PeerIp};
 use crate::secrets::{hash_secret, now, random_bytes_b64, random_secret, seal, unseal};
@@ -81,11 +81,7 @@ pub(crate) async fn start(
     RawQuery(query): RawQuery,
 ) -> Response {
     if !shared.allow(Bucket::Authorize, &ip) {
-        return error_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts",
-            "Wait a minute, then try again.",
-        );
+        return too_many();
     }
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
         return refuse("The link is malformed.");
@@ -177,11 +173,7 @@ pub(crate) async fn callback(
     RawQuery(query): RawQuery,
 ) -> Response {
     if !shared.allow(Bucket::Authorize, &ip) {
-        return error_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts",
-            "Wait a minute, then try again.",
-        );
+        return too_many();
     }
     let Ok(params) = Params::parse(query.unwrap_or_default().as_bytes()) else {
         return refuse("The identity provider's answer is malformed.");
@@ -196,16 +188,18 @@ pub(crate) async fn callback(
         Err(e) => return internal(e),
     };
     // Bound to the browser that started it.
-    let same_browser = session_cookie(&headers, cookie_name(&shared)).is_some_and(|sid| {
-        constant_time_eq(hash_secret(&sid).as_bytes(), record.browser_hash.as_bytes())
-    });
-    if !same_browser {
-        return refuse(
-            "This sign-in was started in another browser. Start again from the application in this one.",
-        );
-    }
-    let Some(sid) = session_cookie(&headers, cookie_name(&shared)) else {
-        return refuse("Your browser did not send the session cookie.");
+    let sid = match session_cookie(&headers, cookie_name(&shared)) {
+        Some(sid)
+            if constant_time_eq(hash_secret(&sid).as_bytes(), record.browser_hash.as_bytes()) =>
+        {
+            sid
+        }
+        _ => {
+            return refuse(
+                "This sign-in was started in another browser. Start again from the application in \
+                 this one.",
+            );
+        }
     };
     let Some(idp) = shared
         .config

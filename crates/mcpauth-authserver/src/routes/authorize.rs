@@ -147,7 +147,7 @@ pub(crate) fn internal(e: AuthServerError) -> Response {
     )
 }
 
-fn too_many() -> Response {
+pub(crate) fn too_many() -> Response {
     error_page(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many attempts",
