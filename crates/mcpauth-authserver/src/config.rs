@@ -360,7 +360,10 @@ impl Config {
         }
         for (i, p) in self.identity_providers.iter().enumerate() {
             p.validate()?;
-            if self.identity_providers[..i].iter().any(|q| q.name == p.name) {
+            if self.identity_providers[..i]
+                .iter()
+                .any(|q| q.name == p.name)
+            {
                 return Err(AuthServerError::Config(format!(
                     "two identity providers are named {:?}",
                     p.name
