@@ -53,10 +53,9 @@ fn banner_value(banner: &[String], label: &str) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
-    let home = tempfile::tempdir().unwrap();
-    let (mut gateway, banner) = start_gateway(home.path(), &["--demo"], &[]).await;
+/// A `gateway --demo`: the gateway, its MCP URL, the embedded issuer and the demo password.
+async fn start_demo(home: &Path) -> (Child, String, String, String) {
+    let (gateway, banner) = start_gateway(home, &["--demo"], &[]).await;
     let url = banner_value(&banner, "MCP server:");
     let password = banner_value(&banner, "demo login:")
         .split("password ")
@@ -64,6 +63,13 @@ async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
         .unwrap()
         .to_owned();
     let issuer = url.trim_end_matches("/mcp").to_owned();
+    (gateway, url, issuer, password)
+}
+
+#[tokio::test]
+async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, url, issuer, password) = start_demo(home.path()).await;
 
     // S2/S6: no token, a 401 pointing at the protected resource metadata.
     let resp = http()
@@ -1423,14 +1429,7 @@ async fn initialize_with(url: &str, token: &str) -> u16 {
 #[tokio::test]
 async fn sec1_a_revoked_token_is_refused_at_once_by_the_embedded_gateway() {
     let home = tempfile::tempdir().unwrap();
-    let (mut gateway, banner) = start_gateway(home.path(), &["--demo"], &[]).await;
-    let url = banner_value(&banner, "MCP server:");
-    let password = banner_value(&banner, "demo login:")
-        .split("password ")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let (mut gateway, url, issuer, password) = start_demo(home.path()).await;
     let (mut login, auth_url) = start_login(home.path(), &url, &issuer).await;
     browser_login(&issuer, &auth_url, "demo", &password).await;
     assert!(login.wait().await.unwrap().success());
