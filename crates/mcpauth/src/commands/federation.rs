@@ -1,7 +1,7 @@
 //! The identity-provider flags of `mcpauth serve` and of `mcpauth gateway` with its embedded
 //! authorization server (SPEC F1-F8): users sign in through an upstream OpenID Connect provider.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use mcpauth_authserver::Config;
@@ -10,6 +10,7 @@ use mcpauth_core::ClientSecret;
 use serde::Deserialize;
 
 use crate::cli::IdpArgs;
+use crate::setup::read_secret;
 
 /// The environment variable that may hold the provider's client secret.
 const SECRET_ENV: &str = "MCPAUTH_IDP_CLIENT_SECRET";
@@ -48,31 +49,60 @@ pub fn apply(args: &IdpArgs, config: &mut Config) -> anyhow::Result<()> {
         .context("--idp-issuer needs --idp-client-id")?;
     let secret = match &args.idp_client_secret_file {
         Some(path) => read_secret(path)?,
-        None => std::env::var(SECRET_ENV).unwrap_or_default(),
+        None => std::env::var(SECRET_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(ClientSecret::new)
+            .with_context(|| {
+                format!(
+                    "--idp-issuer needs the client secret in --idp-client-secret-file FILE or {SECRET_ENV}"
+                )
+            })?,
     };
-    anyhow::ensure!(
-        !secret.is_empty(),
-        "--idp-issuer needs the client secret in --idp-client-secret-file FILE or {SECRET_ENV}"
-    );
     let name = args.idp_name.clone().unwrap_or_else(|| name_from(issuer));
-    let mut p = IdentityProvider::new(name, issuer.clone(), client_id, ClientSecret::new(secret));
+    let mut p = IdentityProvider::new(name, issuer.clone(), client_id, secret);
     p.display_name = url::Url::parse(issuer)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| p.name.clone());
-    if !args.idp_scopes.is_empty() {
-        p.scopes = args.idp_scopes.clone();
+    let allow = Allow {
+        any: args.idp_allow_any,
+        domains: &args.idp_allow_domains,
+        emails: &args.idp_allow_emails,
+        claims: &args.idp_allow_claims,
+    };
+    config
+        .identity_providers
+        .push(complete(p, &args.idp_scopes, allow)?);
+    Ok(())
+}
+
+/// Who may sign in through a provider, as the flags or the settings file say it.
+struct Allow<'a> {
+    any: bool,
+    domains: &'a [String],
+    emails: &'a [String],
+    claims: &'a [String],
+}
+
+/// `p` with its scopes (when given) and its allow-list.
+fn complete(
+    mut p: IdentityProvider,
+    scopes: &[String],
+    allow: Allow<'_>,
+) -> anyhow::Result<IdentityProvider> {
+    if !scopes.is_empty() {
+        p.scopes = scopes.to_vec();
     }
-    p.allow.any = args.idp_allow_any;
-    p.allow.domains = args.idp_allow_domains.clone();
-    p.allow.emails = args.idp_allow_emails.clone();
-    p.allow.claims = args
-        .idp_allow_claims
+    p.allow.any = allow.any;
+    p.allow.domains = allow.domains.to_vec();
+    p.allow.emails = allow.emails.to_vec();
+    p.allow.claims = allow
+        .claims
         .iter()
         .map(|c| ClaimRule::parse(c))
         .collect::<Result<_, _>>()?;
-    config.identity_providers.push(p);
-    Ok(())
+    Ok(p)
 }
 
 /// An identity provider in the settings file (`[[identity_providers]]`); the client secret is
@@ -108,42 +138,26 @@ pub fn apply_settings(
         config.password_login = p;
     }
     for s in providers {
-        let secret = read_secret(&s.client_secret_file)?;
         let mut p = IdentityProvider::new(
             s.name.clone(),
             s.issuer.clone(),
             s.client_id.clone(),
-            ClientSecret::new(secret),
+            read_secret(&s.client_secret_file)?,
         );
         if let Some(d) = &s.display_name {
             p.display_name = d.clone();
         }
-        if !s.scopes.is_empty() {
-            p.scopes = s.scopes.clone();
-        }
-        p.allow.any = s.allow_any;
-        p.allow.domains = s.allow_domains.clone();
-        p.allow.emails = s.allow_emails.clone();
-        p.allow.claims = s
-            .allow_claims
-            .iter()
-            .map(|c| ClaimRule::parse(c))
-            .collect::<Result<_, _>>()?;
-        config.identity_providers.push(p);
+        let allow = Allow {
+            any: s.allow_any,
+            domains: &s.allow_domains,
+            emails: &s.allow_emails,
+            claims: &s.allow_claims,
+        };
+        config
+            .identity_providers
+            .push(complete(p, &s.scopes, allow)?);
     }
     Ok(())
-}
-
-fn read_secret(path: &Path) -> anyhow::Result<String> {
-    let s = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the client secret file {}", path.display()))?;
-    let s = s.trim_end_matches(['\n', '\r']).to_owned();
-    anyhow::ensure!(
-        !s.is_empty(),
-        "the client secret file {} is empty",
-        path.display()
-    );
-    Ok(s)
 }
 
 /// The start-up banner lines about identity providers: the redirect URI to register.
