@@ -297,7 +297,8 @@ pub struct ConnectionArgs {
     /// in flight) [default: 60].
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
-    /// Most connections open at once; more wait in the listen backlog [default: 1024].
+    /// Most connections open at once; more wait in the listen backlog [default: 1024]. With TLS,
+    /// as many again may be in their handshake (at most 10 s each).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 }

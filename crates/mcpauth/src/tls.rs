@@ -1,5 +1,7 @@
 //! TLS for `mcpauth serve` (and the gateway): rustls with aws-lc-rs, certificates from PEM files.
-//! Handshakes run in their own tasks, so a client that never finishes one cannot stall others.
+//! Handshakes run in their own tasks, so a client that never finishes one cannot stall others,
+//! and at most `max_pending` run at once: a flood of stalled handshakes holds at most that many
+//! sockets (each for at most 10 s), the rest wait in the kernel's backlog.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -43,13 +45,23 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Accepts TCP connections on `tcp` and completes their handshakes in the background.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
+    /// Accepts TCP connections on `tcp` and completes their handshakes in the background, at
+    /// most `max_pending` at a time (the server's connection cap: a connection counts there
+    /// only once its handshake is done).
+    pub fn new(
+        tcp: TcpListener,
+        config: Arc<ServerConfig>,
+        max_pending: usize,
+    ) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, ready) = mpsc::channel(64);
+        let pending = Arc::new(Semaphore::new(max_pending.max(1)));
         tokio::spawn(async move {
             loop {
+                let Ok(slot) = pending.clone().acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match tcp.accept().await {
                     Ok(c) => c,
                     Err(e) => {
@@ -60,7 +72,10 @@ impl TlsListener {
                 };
                 let (acceptor, ready) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    drop(slot);
+                    match handshake {
                         Ok(Ok(tls)) => {
                             let _ = ready.send((tls, peer)).await;
                         }

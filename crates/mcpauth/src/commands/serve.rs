@@ -265,7 +265,11 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     match tls_files {
         Some((cert, key)) => {
-            let listener = tls::TlsListener::new(tcp, tls::server_config(&cert, &key)?)?;
+            let listener = tls::TlsListener::new(
+                tcp,
+                tls::server_config(&cert, &key)?,
+                server.config().connections.max_connections,
+            )?;
             serve_on(listener, server, shutdown_signal()).await?;
         }
         None => serve_on(tcp, server, shutdown_signal()).await?,

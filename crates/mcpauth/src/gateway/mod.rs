@@ -384,7 +384,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     match tls {
         Some(config) => {
             serve_router(
-                tls::TlsListener::new(tcp, config)?,
+                tls::TlsListener::new(tcp, config, limits.max_connections)?,
                 app,
                 limits,
                 shutdown_signal(),

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -379,16 +380,16 @@ async fn a7_plain_http_on_a_public_interface_is_refused() {
     assert!(err.contains("must be https (MCP SPEC A7)"), "{err}");
 }
 
-#[tokio::test]
-async fn a7_serves_tls_with_the_given_certificate() {
-    let home = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+/// `mcpauth serve` over TLS with a fresh self-signed certificate for 127.0.0.1, plus `extra`
+/// arguments: the child, its issuer and the certificate (PEM) to trust.
+async fn serve_tls(home: &Path, extra: &[&str]) -> (tokio::process::Child, String, String) {
+    let database = format!("sqlite://{}?mode=rwc", home.join("as.db").display());
     let cert =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let (cert_file, key_file) = (home.path().join("cert.pem"), home.path().join("key.pem"));
+    let (cert_file, key_file) = (home.join("cert.pem"), home.join("key.pem"));
     std::fs::write(&cert_file, cert.cert.pem()).unwrap();
     std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
-    let mut serve = mcpauth(home.path())
+    let mut serve = mcpauth(home)
         .args(["serve", "--bind", "127.0.0.1:0", "--database", &database])
         .args([
             "--tls-cert",
@@ -396,6 +397,7 @@ async fn a7_serves_tls_with_the_given_certificate() {
             "--tls-key",
             key_file.to_str().unwrap(),
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -411,9 +413,18 @@ async fn a7_serves_tls_with_the_given_certificate() {
     })
     .await
     .unwrap();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (serve, issuer, cert.cert.pem())
+}
+
+#[tokio::test]
+async fn a7_serves_tls_with_the_given_certificate() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut serve, issuer, cert_pem) = serve_tls(home.path(), &[]).await;
     assert!(issuer.starts_with("https://127.0.0.1:"), "{issuer}");
     let trusting = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let meta: Value = trusting
@@ -436,6 +447,44 @@ async fn a7_serves_tls_with_the_given_certificate() {
         e.is_connect() && chain.iter().any(|m| m.contains("UnknownIssuer")),
         "{chain:?}"
     );
+    serve.kill().await.unwrap();
+}
+
+/// Security finding 2 (slowloris), TLS side: connections stuck before the end of their TLS
+/// handshake count against `--max-connections`, so a flood of them holds a bounded number of
+/// sockets. With the cap at 2 and two clients that never send a ClientHello, a third client is
+/// not served until one of them goes away.
+#[tokio::test]
+async fn sec2_stalled_tls_handshakes_count_against_the_connection_cap() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut serve, issuer, cert_pem) = serve_tls(home.path(), &["--max-connections", "2"]).await;
+    let addr = issuer.trim_start_matches("https://").to_owned();
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+        .timeout(Duration::from_millis(1500))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let health = format!("{issuer}/healthz");
+    assert!(
+        trusting
+            .get(&health)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let stalled_a = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _stalled_b = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let e = trusting.get(&health).send().await.unwrap_err();
+    assert!(
+        e.is_timeout(),
+        "a third connection was served beside two stalled handshakes: {e}"
+    );
+    drop(stalled_a);
+    let served = trusting.get(&health).send().await.unwrap();
+    assert!(served.status().is_success());
     serve.kill().await.unwrap();
 }
 
