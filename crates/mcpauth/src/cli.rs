@@ -189,14 +189,14 @@ pub struct GatewayArgs {
     pub public_url: Option<String>,
     /// Use this external authorization server (identity provider) instead of the embedded one:
     /// its issuer identifier exactly as its metadata spells it (Keycloak
-    /// https://HOST/realms/REALM, Okta https://ORG.okta.com/oauth2/default, Entra
-    /// https://login.microsoftonline.com/TENANT/v2.0, Auth0 https://TENANT.auth0.com/ with the
+    /// `https://HOST/realms/REALM`, Okta `https://ORG.okta.com/oauth2/default`, Entra
+    /// `https://login.microsoftonline.com/TENANT/v2.0`, Auth0 `https://TENANT.auth0.com/` with the
     /// slash). Published in the protected resource metadata; JWTs are checked with its keys
     /// (or, with --introspection-url, by introspection).
     #[arg(long, value_name = "URL")]
     pub issuer: Option<String>,
     /// An accepted token audience (repeatable; default: the MCP URL). Entra, Okta and Auth0 put
-    /// the API's identifier in `aud` (e.g. api://mcp or https://api.example.com), not the MCP
+    /// the API's identifier in `aud` (e.g. `api://mcp` or `https://api.example.com`), not the MCP
     /// URL. Only with --issuer or --introspection-url.
     #[arg(long = "audience", value_name = "VALUE")]
     pub audiences: Vec<String>,
@@ -400,7 +400,7 @@ pub struct ServeArgs {
 /// Sign-in through an upstream OpenID Connect provider (federation, SPEC F1-F8).
 #[derive(Clone, Debug, Default, Args)]
 pub struct IdpArgs {
-    /// The provider's OIDC issuer, e.g. https://accounts.google.com: users may sign in there.
+    /// The provider's OIDC issuer, e.g. `https://accounts.google.com`: users may sign in there.
     /// Register the redirect URI printed at start-up with it.
     #[arg(long, value_name = "URL", requires = "idp_client_id")]
     pub idp_issuer: Option<String>,
