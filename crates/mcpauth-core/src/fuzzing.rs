@@ -207,6 +207,98 @@ pub fn authorization_response(data: &[u8]) {
     }
 }
 
+/// The request a fuzzed DPoP proof is checked against.
+pub const DPOP_URL: &str = "https://mcp.example.com/mcp";
+/// The `iat` the DPoP seeds were made at, and the checks' "now".
+pub const DPOP_NOW: i64 = 1_800_000_000;
+/// The access token presented with a fuzzed DPoP proof.
+pub const DPOP_TOKEN: &str = "fuzz-access-token";
+
+/// DPoP proofs (RFC 9449 §4.3, SPEC D4). First byte even: the rest is a proof as received.
+/// Odd: the rest is `header JSON \n claims JSON`, signed with a key of this process (its public
+/// JWK added to a header without one), so that the checks after the signature see arbitrary
+/// headers and claims. An accepted proof must satisfy every rule of RFC 9449 §4.3.
+/// Returns whether the proof was accepted.
+pub fn dpop_proof(data: &[u8]) -> bool {
+    use crate::dpop::{self, DpopError, ProofCheck};
+    let Some((&mode, rest)) = data.split_first() else {
+        return false;
+    };
+    let proof = if mode % 2 == 0 {
+        let Ok(p) = std::str::from_utf8(rest) else {
+            return false;
+        };
+        p.to_owned()
+    } else {
+        let split = rest.iter().position(|&b| b == b'\n').unwrap_or(rest.len());
+        match dpop_signed(&rest[..split], rest.get(split + 1..).unwrap_or_default()) {
+            Some(p) => p,
+            None => return false,
+        }
+    };
+    let nonces = ["fuzz-nonce"];
+    let mut check = ProofCheck::new("POST", DPOP_URL, DPOP_NOW).with_access_token(DPOP_TOKEN);
+    if mode & 2 != 0 {
+        check.nonces = &nonces;
+    }
+    let verified = match dpop::check_proof(&[&proof], &check) {
+        Ok(v) => v,
+        Err(DpopError::Signing(_)) => panic!("checking a proof reported a signing failure"),
+        Err(_) => return false,
+    };
+    let part = |i: usize| -> serde_json::Value {
+        let b = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            proof.trim().split('.').nth(i).expect("three parts"),
+        )
+        .expect("base64url");
+        serde_json::from_slice(&b).expect("JSON")
+    };
+    let (header, claims) = (part(0), part(1));
+    assert_eq!(header["typ"], dpop::PROOF_TYP);
+    assert_eq!(header["alg"], verified.algorithm.as_str());
+    assert!(
+        header["jwk"].get("d").is_none(),
+        "a private key was accepted"
+    );
+    assert_eq!(
+        dpop::jwk_thumbprint(&header["jwk"]).ok().as_deref(),
+        Some(verified.jkt.as_str())
+    );
+    assert_eq!(claims["htm"], "POST");
+    let htu = claims["htu"].as_str().expect("htu");
+    assert!(!htu.contains(['?', '#']));
+    assert_eq!(
+        dpop::target_uri(htu).as_deref(),
+        dpop::target_uri(DPOP_URL).as_deref()
+    );
+    assert!((verified.iat - DPOP_NOW).abs() <= dpop::DEFAULT_IAT_WINDOW);
+    assert_eq!(claims["ath"], dpop::access_token_hash(DPOP_TOKEN));
+    assert!(!verified.jti.is_empty() && verified.jti.len() <= dpop::MAX_JTI_BYTES);
+    if mode & 2 != 0 {
+        assert_eq!(claims["nonce"], "fuzz-nonce");
+    }
+    true
+}
+
+/// `header` and `claims` (JSON) signed as a compact JWS with this process's DPoP key.
+fn dpop_signed(header: &[u8], claims: &[u8]) -> Option<String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    static KEY: std::sync::OnceLock<crate::dpop::DpopKey> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| crate::dpop::DpopKey::generate().expect("a key"));
+    let mut header: serde_json::Value = serde_json::from_slice(header).ok()?;
+    if let Some(h) = header.as_object_mut() {
+        h.entry("jwk").or_insert_with(|| key.public_jwk().clone());
+    }
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    Some(format!("{input}.{}", key.sign_for_tests(input.as_bytes())))
+}
+
 /// Runs every file of `fuzz/seeds/<target>` and `fuzz/regressions/<target>` (under `fuzz_dir`)
 /// through `body`, as the corpus replay tests of each crate do; returns how many files ran.
 ///

@@ -2,7 +2,7 @@
 //!
 //! Wire types for OAuth discovery and registration documents, token responses and errors; PKCE;
 //! `WWW-Authenticate` parsing; canonical resource URIs; well-known URL builders; scope sets;
-//! RFC 9207 authorization response validation; secrets as redacted types; and the HTTP headers
+//! RFC 9207 authorization response validation; DPoP keys, proofs and their checks ([`dpop`]); secrets as redacted types; and the HTTP headers
 //! of a 2026-07-28 MCP request ([`mcp_headers`]). No networking and
 //! no async runtime: the I/O crates (`mcpauth-client`, `mcpauth-resource`, `mcpauth-authserver`)
 //! move the bytes.
@@ -17,6 +17,7 @@
 
 pub mod authorization_response;
 pub mod device;
+pub mod dpop;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

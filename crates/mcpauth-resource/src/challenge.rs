@@ -43,7 +43,39 @@ pub(crate) fn bearer(
     scope: &ScopeSet,
     error: Option<(&str, &str)>,
 ) -> Response<Body> {
+    let mut params = vec![("resource_metadata", resource_metadata.to_owned())];
+    let scope = challenge_scope(scope);
+    if !scope.is_empty() {
+        params.push(("scope", scope));
+    }
+    challenge_response(status, Challenge::bearer(), error, params)
+}
+
+/// A `DPoP` challenge response (RFC 9449 §7.1): `algs`, the metadata URL, and the error if any
+/// (`invalid_token`, `invalid_dpop_proof`, `use_dpop_nonce`).
+pub(crate) fn dpop_challenge(
+    status: StatusCode,
+    resource_metadata: &str,
+    algs: &str,
+    error: Option<(&str, &str)>,
+) -> Response<Body> {
     let mut ch = Challenge::bearer();
+    ch.scheme = "DPoP".into();
+    let params = vec![
+        ("algs", algs.to_owned()),
+        ("resource_metadata", resource_metadata.to_owned()),
+    ];
+    challenge_response(status, ch, error, params)
+}
+
+/// `ch` with `error` and `error_description` first, then `params`, in `WWW-Authenticate`, and
+/// the error in a JSON body.
+fn challenge_response(
+    status: StatusCode,
+    mut ch: Challenge,
+    error: Option<(&str, &str)>,
+    params: Vec<(&str, String)>,
+) -> Response<Body> {
     let mut body = serde_json::Map::new();
     if let Some((code, description)) = error {
         let description = description_chars(description);
@@ -53,15 +85,12 @@ pub(crate) fn bearer(
         body.insert("error".into(), json!(code));
         body.insert("error_description".into(), json!(description));
     }
-    ch = ch.with("resource_metadata", resource_metadata);
-    let scope = challenge_scope(scope);
-    if !scope.is_empty() {
-        ch = ch.with("scope", scope);
+    for (name, value) in params {
+        ch = ch.with(name, value);
     }
-    let value = HeaderValue::from_str(&ch.to_string()).unwrap_or_else(|_| {
-        // A resource_metadata URL that is not a valid header value: keep the bare scheme.
-        HeaderValue::from_static("Bearer")
-    });
+    let scheme = HeaderValue::from_str(&ch.scheme).unwrap_or(HeaderValue::from_static("Bearer"));
+    // A resource_metadata URL that is not a valid header value: keep the bare scheme.
+    let value = HeaderValue::from_str(&ch.to_string()).unwrap_or(scheme);
     let mut resp = json_response(status, &serde_json::Value::Object(body));
     resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
     resp

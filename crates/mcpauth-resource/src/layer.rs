@@ -13,7 +13,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use mcpauth_core::ScopeSet;
 use tower::{Layer, Service};
 
-use crate::challenge::{bearer, json_response, jsonrpc_error};
+use crate::challenge::{bearer, dpop_challenge, json_response, jsonrpc_error};
+use crate::dpop::{DpopConfig, DpopPolicy, Refusal, bound_key};
 use crate::{Principal, ResourceError, ResourceMetadata, ScopePolicy, TokenVerifier};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,7 +33,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// - a malformed `Authorization` header (several of them, several tokens, a token without the
 ///   `Bearer` scheme) or an `access_token` query parameter (RFC 6750 §2.3, MCP SPEC C23): 400
 ///   `error="invalid_request"`;
-/// - a JSON-RPC body larger than the limit, when the policy needs to read it: 413.
+/// - a JSON-RPC body larger than the limit, when the policy needs to read it: 413;
+/// - DPoP (RFC 9449 §7, SPEC D4-D5; see [`BearerAuthLayer::dpop`]): a token bound to a key
+///   (`cnf.jkt`) needs `Authorization: DPoP` and a valid, unused proof by that key, else 401
+///   `WWW-Authenticate: DPoP error="invalid_dpop_proof"` (or `invalid_token` for a bound token
+///   sent as `Bearer`, a downgrade).
 ///
 /// Otherwise the request goes on with an `Arc<Principal>` in its extensions (see
 /// [`principal`](crate::principal) and [`Authenticated`](crate::Authenticated)). CORS
@@ -57,6 +62,9 @@ struct Shared {
     resource_metadata: String,
     policy: ScopePolicy,
     max_body: usize,
+    dpop: DpopConfig,
+    /// Scheme, host and port the resource is reached at (a proof's `htu` names them).
+    origin: String,
 }
 
 impl std::fmt::Debug for BearerAuthLayer {
@@ -81,14 +89,28 @@ impl BearerAuthLayer {
         verifier: impl TokenVerifier,
         resource_metadata_url: impl Into<String>,
     ) -> Self {
+        let resource_metadata = resource_metadata_url.into();
+        // The metadata is served at the resource's own origin (RFC 9728 §3).
+        let origin = url::Url::parse(&resource_metadata)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
         Self {
             shared: Arc::new(Shared {
                 verifier: Arc::new(verifier),
-                resource_metadata: resource_metadata_url.into(),
+                resource_metadata,
                 policy: ScopePolicy::new(),
                 max_body: DEFAULT_MAX_BODY_BYTES,
+                dpop: DpopConfig::default(),
+                origin,
             }),
         }
+    }
+
+    /// DPoP settings (default: [`DpopPolicy::Allow`], every asymmetric algorithm, an
+    /// in-process replay cache).
+    pub fn dpop(mut self, config: DpopConfig) -> Self {
+        Arc::make_mut(&mut self.shared).dpop = config;
+        self
     }
 
     /// The scopes requests need (default: none beyond a valid token).
@@ -178,6 +200,8 @@ enum Credentials<'a> {
     Missing,
     /// One bearer token.
     Bearer(&'a str),
+    /// One token under the `DPoP` scheme (RFC 9449 §7.1).
+    Dpop(&'a str),
     /// Malformed: 400 `invalid_request`.
     Malformed(&'static str),
 }
@@ -221,6 +245,13 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
             Credentials::Bearer(rest)
         };
     }
+    if scheme.eq_ignore_ascii_case("DPoP") {
+        return if rest.is_empty() || !is_b64token(rest) {
+            Credentials::Malformed("send exactly one token after `DPoP ` (RFC 9449 §7.1)")
+        } else {
+            Credentials::Dpop(rest)
+        };
+    }
     if rest.is_empty() && looks_like_jwt(scheme) {
         return Credentials::Malformed("a token without the `Bearer` scheme (RFC 6750 §2.1)");
     }
@@ -229,7 +260,7 @@ fn credentials(headers: &HeaderMap) -> Credentials<'_> {
             "send access tokens with the `Bearer` scheme (RFC 6750 §2.1)",
         );
     }
-    // Another authentication scheme (Basic, DPoP, …): RFC 6750 §3.1 says answer as if no
+    // Another authentication scheme (Basic, …): RFC 6750 §3.1 says answer as if no
     // credentials had come.
     Credentials::Missing
 }
@@ -272,7 +303,31 @@ impl Shared {
         scope: &ScopeSet,
         error: Option<(&str, &str)>,
     ) -> Response<Body> {
-        bearer(status, &self.resource_metadata, scope, error)
+        let mut resp = bearer(status, &self.resource_metadata, scope, error);
+        if self.dpop.policy == DpopPolicy::Require {
+            // RFC 9449 §7.1: say which proof algorithms are accepted.
+            let dpop = dpop_challenge(
+                status,
+                &self.resource_metadata,
+                &self.dpop.algs_param(),
+                None,
+            );
+            if let Some(v) = dpop.headers().get(header::WWW_AUTHENTICATE) {
+                resp.headers_mut()
+                    .append(header::WWW_AUTHENTICATE, v.clone());
+            }
+        }
+        resp
+    }
+
+    fn refuse_dpop(&self, code: &str, description: &str) -> Response<Body> {
+        tracing::debug!(reason = %description, "refused a DPoP request");
+        dpop_challenge(
+            StatusCode::UNAUTHORIZED,
+            &self.resource_metadata,
+            &self.dpop.algs_param(),
+            Some((code, description)),
+        )
     }
 
     async fn authorize<B>(&self, req: Request<B>) -> Result<Request<Body>, Response<Body>>
@@ -293,7 +348,7 @@ impl Shared {
                 )),
             ));
         }
-        let token = match credentials(req.headers()) {
+        let (token, dpop_scheme) = match credentials(req.headers()) {
             Credentials::Missing => {
                 return Err(self.refuse(StatusCode::UNAUTHORIZED, &self.policy.challenge(), None));
             }
@@ -304,12 +359,52 @@ impl Shared {
                     Some(("invalid_request", why)),
                 ));
             }
-            Credentials::Bearer(t) => t,
+            Credentials::Bearer(t) => (t, false),
+            Credentials::Dpop(t) => (t, true),
         };
+        if !dpop_scheme && self.dpop.policy == DpopPolicy::Require {
+            return Err(self.refuse_dpop(
+                "invalid_token",
+                "this resource accepts only DPoP-bound tokens, sent with the DPoP scheme and a proof (RFC 9449 §7.1)",
+            ));
+        }
         let principal: Arc<Principal> = match self.verifier.verify(token).await {
             Ok(p) => p,
             Err(e) => return Err(self.verify_failed(&e)),
         };
+        if dpop_scheme {
+            let url = format!("{}{}", self.origin, req.uri().path());
+            let checked = self
+                .dpop
+                .check(
+                    req.headers(),
+                    req.method().as_str(),
+                    &url,
+                    token,
+                    &principal,
+                )
+                .await;
+            match checked {
+                Ok(()) => {}
+                Err(Refusal::Token(why)) => return Err(self.refuse_dpop("invalid_token", why)),
+                Err(Refusal::Proof(e)) => {
+                    return Err(self.refuse_dpop(e.error_code(), &e.to_string()));
+                }
+                Err(Refusal::Replayed) => {
+                    return Err(self.refuse_dpop(
+                        "invalid_dpop_proof",
+                        "the DPoP proof was already used (RFC 9449 §11.1)",
+                    ));
+                }
+                Err(Refusal::Unavailable(e)) => return Err(self.verify_failed(&e)),
+            }
+        } else if bound_key(&principal).is_some() {
+            // RFC 9449 §7.2: a bound token without its proof is a downgrade.
+            return Err(self.refuse_dpop(
+                "invalid_token",
+                "this token is DPoP-bound: send it with the DPoP scheme and a proof (RFC 9449 §7.2)",
+            ));
+        }
         let (mut parts, body) = req.into_parts();
         let (required, body) = if self.policy.needs_body() && parts.method == Method::POST {
             let bytes = self.read_body(&parts.headers, body).await?;
@@ -397,6 +492,7 @@ mod tests {
         match credentials(&h) {
             Credentials::Missing => "missing".into(),
             Credentials::Bearer(t) => format!("bearer {t}"),
+            Credentials::Dpop(t) => format!("dpop {t}"),
             Credentials::Malformed(_) => "malformed".into(),
         }
     }
@@ -411,6 +507,9 @@ mod tests {
         assert_eq!(creds(&["Bearer "]), "malformed");
         assert_eq!(creds(&["Bearer a", "Bearer b"]), "malformed");
         assert_eq!(creds(&["Basic dXNlcjpwYXNz"]), "missing");
+        assert_eq!(creds(&["DPoP abc.def"]), "dpop abc.def");
+        assert_eq!(creds(&["dpop a b"]), "malformed");
+        assert_eq!(creds(&["DPoP"]), "malformed");
         assert_eq!(
             creds(&["eyJhbGciOi.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"]),
             "malformed"

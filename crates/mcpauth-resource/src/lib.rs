@@ -9,6 +9,8 @@
 //! - [`ResourceMetadata`]: the RFC 9728 protected resource metadata and its route at the
 //!   path-aware well-known URL.
 //! - [`OriginGuardLayer`]: the Streamable HTTP `Origin`/`Host` checks (S11).
+//! - DPoP (RFC 9449, SPEC D4-D5): tokens bound to a key need the `DPoP` scheme and a proof;
+//!   [`DpopConfig`] sets the policy, the accepted algorithms and the [`ReplayCache`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -38,6 +40,7 @@
 //! ```
 
 mod challenge;
+mod dpop;
 mod error;
 mod fetch;
 #[doc(hidden)]
@@ -50,6 +53,9 @@ mod prm;
 mod scope_policy;
 mod verifier;
 
+pub use dpop::{
+    DEFAULT_REPLAY_CAPACITY, DpopConfig, DpopPolicy, MemoryReplayCache, ReplayCache, ReplayFuture,
+};
 pub use error::{ResourceError, VerifyError};
 pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_BODY_BYTES};
 pub use origin::{OriginGuard, OriginGuardLayer};

@@ -212,6 +212,12 @@ pub struct GatewayArgs {
     /// Keycloak and Auth0 by default), not only `at+jwt` (RFC 9068 §2.1).
     #[arg(long)]
     pub accept_plain_jwt: bool,
+    /// DPoP (RFC 9449): `allow` (default) serves a token bound to a key (`cnf.jkt`) only with
+    /// the DPoP scheme and a fresh proof by that key, and bearer tokens as before; `require`
+    /// refuses every token that is not DPoP-bound. Only with --issuer or --introspection-url
+    /// (the embedded authorization server issues bearer tokens).
+    #[arg(long, value_name = "MODE")]
+    pub dpop: Option<DpopMode>,
     /// Validate tokens by RFC 7662 introspection here instead (client id in
     /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
     /// Give --issuer too: the issuer clients are sent to is otherwise guessed from this URL's
@@ -241,7 +247,7 @@ pub struct GatewayArgs {
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
-    /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`,
+    /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`, `dpop`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
     /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
@@ -256,6 +262,16 @@ pub struct GatewayArgs {
     /// The embedded authorization server's sign-in through an upstream OpenID Connect provider.
     #[command(flatten)]
     pub idp: IdpArgs,
+}
+
+/// Which tokens the gateway wants DPoP proofs for (`--dpop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpopMode {
+    /// Bound tokens need their proof; bearer tokens pass.
+    Allow,
+    /// Only DPoP-bound tokens with their proof.
+    Require,
 }
 
 /// MCP transports for `mcpauth connect`.

@@ -32,3 +32,29 @@ fn authorization_response() {
         fuzzing::authorization_response,
     );
 }
+
+#[test]
+fn dpop_proof() {
+    replay(fuzz_dir(), "dpop_proof", |data| {
+        fuzzing::dpop_proof(data);
+    });
+}
+
+/// The seeds reach past the signature: the good ones are accepted, each broken one refused.
+#[test]
+fn dpop_proof_seeds_reach_the_checks() {
+    let seed = |name: &str| std::fs::read(fuzz_dir().join("seeds/dpop_proof").join(name)).unwrap();
+    for good in ["valid", "signed_valid", "signed_valid_nonce"] {
+        assert!(fuzzing::dpop_proof(&seed(good)), "{good}");
+    }
+    for bad in [
+        "signed_private_key",
+        "signed_htu_query",
+        "signed_stale",
+        "signed_hs256",
+        "signed_no_nonce",
+        "valid_wrong_ath",
+    ] {
+        assert!(!fuzzing::dpop_proof(&seed(bad)), "{bad}");
+    }
+}

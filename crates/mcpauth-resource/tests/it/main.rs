@@ -4,6 +4,7 @@
 
 mod support;
 
+mod dpop;
 mod fuzz_corpus;
 mod introspection;
 mod jwt;

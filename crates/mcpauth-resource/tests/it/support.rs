@@ -17,7 +17,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_authserver::admin::{self, NewClient};
 use mcpauth_authserver::{AuthMethod, AuthServer, Config, PasswordParams, RateLimits, Store};
 use mcpauth_resource::{
-    Authenticated, BearerAuthLayer, OriginGuardLayer, ResourceMetadata, ScopePolicy, TokenVerifier,
+    Authenticated, BearerAuthLayer, DpopConfig, OriginGuardLayer, ResourceMetadata, ScopePolicy,
+    TokenVerifier,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -328,12 +329,27 @@ impl Pending {
 
     /// Serves the app with `verifier`, `policy`, protected by `issuers`.
     pub fn serve(self, verifier: impl TokenVerifier, issuers: &[&str], policy: ScopePolicy) -> App {
+        self.serve_with(verifier, issuers, policy, DpopConfig::default())
+    }
+
+    /// [`Pending::serve`] with DPoP settings.
+    pub fn serve_with(
+        self,
+        verifier: impl TokenVerifier,
+        issuers: &[&str],
+        policy: ScopePolicy,
+        dpop: DpopConfig,
+    ) -> App {
         let prm = ResourceMetadata::new(self.resource.clone(), issuers.iter().copied())
             .unwrap()
             .scopes_supported(["mcp", "files:read", "files:write", "offline_access"]);
         let app = Router::new()
             .route("/mcp", post(mcp).get(mcp))
-            .route_layer(BearerAuthLayer::new(verifier, &prm).scope_policy(policy))
+            .route_layer(
+                BearerAuthLayer::new(verifier, &prm)
+                    .scope_policy(policy)
+                    .dpop(dpop),
+            )
             .route_service(prm.metadata_path(), prm.service())
             .layer(OriginGuardLayer::for_loopback(self.addr));
         App {

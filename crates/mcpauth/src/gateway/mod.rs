@@ -20,12 +20,12 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use mcpauth_authserver::{AuthServer, Config, Store, admin, serve_router};
 use mcpauth_resource::{
-    BearerAuthLayer, IntrospectionVerifier, JwtVerifier, OriginGuardLayer, ResourceMetadata,
-    ScopePolicy, TokenVerifier,
+    BearerAuthLayer, DpopConfig, DpopPolicy, IntrospectionVerifier, JwtVerifier, OriginGuardLayer,
+    ResourceMetadata, ScopePolicy, TokenVerifier,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
-use crate::cli::GatewayArgs;
+use crate::cli::{DpopMode, GatewayArgs};
 use crate::commands::{open_store, shutdown_signal};
 use crate::setup::read_secret;
 use crate::tls;
@@ -65,6 +65,7 @@ struct Settings {
     accept_issuer_trailing_slash: bool,
     #[serde(default)]
     accept_plain_jwt: bool,
+    dpop: Option<crate::cli::DpopMode>,
     introspection_url: Option<String>,
     introspection_client_id: Option<String>,
     #[serde(default)]
@@ -103,6 +104,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     a.jwks_uri = a.jwks_uri.or(s.jwks_uri);
     a.accept_issuer_trailing_slash |= s.accept_issuer_trailing_slash;
     a.accept_plain_jwt |= s.accept_plain_jwt;
+    a.dpop = a.dpop.or(s.dpop);
     a.introspection_url = a.introspection_url.or(s.introspection_url);
     a.introspection_client_id = a.introspection_client_id.or(s.introspection_client_id);
     if a.scopes.is_empty() {
@@ -166,6 +168,14 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         bail!(
             "--idp-issuer configures the embedded authorization server; with an external one \
              (--issuer or --introspection-url), configure sign-in there"
+        );
+    }
+    if args.dpop == Some(DpopMode::Require)
+        && args.issuer.is_none()
+        && args.introspection_url.is_none()
+    {
+        bail!(
+            "--dpop require needs DPoP-bound tokens from an external authorization server              (--issuer or --introspection-url); the embedded one issues bearer tokens"
         );
     }
     if !args.audiences.is_empty() && args.issuer.is_none() && args.introspection_url.is_none() {
@@ -291,7 +301,13 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         };
 
     let prm = ResourceMetadata::new(&resource, [issuer.clone()])?.scopes_supported(scopes.clone());
-    let bearer = BearerAuthLayer::new(verifier, &prm).scope_policy(policy);
+    let dpop = match args.dpop {
+        Some(DpopMode::Require) => DpopPolicy::Require,
+        _ => DpopPolicy::Allow,
+    };
+    let bearer = BearerAuthLayer::new(verifier, &prm)
+        .scope_policy(policy)
+        .dpop(DpopConfig::new(dpop));
     let guard = OriginGuardLayer::new(&resource)?;
     let path = resource_url.path().to_owned();
     let mcp: Router = if args.demo {
@@ -333,6 +349,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
                 header::COOKIE,
+                header::HeaderName::from_static("dpop"),
             ]));
 
     if authserver.is_none() && scopes.is_empty() {

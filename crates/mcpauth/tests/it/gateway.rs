@@ -1728,3 +1728,64 @@ async fn an_unreachable_issuer_is_a_startup_warning_and_jwt_flags_need_jwt_valid
         "{err}"
     );
 }
+
+/// SPEC D5 at the gateway: `--dpop require` refuses a bearer token of the external issuer with
+/// a `DPoP` challenge naming the proof algorithms (RFC 9449 §7.1), and is refused at start-up
+/// with the embedded server, which issues bearer tokens.
+#[tokio::test]
+async fn d5_gateway_dpop_require_refuses_bearer_tokens() {
+    let home = tempfile::tempdir().unwrap();
+    let (_idp, issuer, robot, _) = external_idp(home.path(), false).await;
+    let (mut gateway, banner) = start_gateway(
+        home.path(),
+        &[
+            "--demo",
+            "--issuer",
+            &issuer,
+            "--audience",
+            API,
+            "--dpop",
+            "require",
+        ],
+        &[],
+    )
+    .await;
+    let url = banner_value(&banner, "MCP server:");
+    let token = token_for(&issuer, &robot, API).await;
+    let resp = http()
+        .post(&url)
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("DPoP ")
+            && challenge.contains("algs=")
+            && challenge.contains("invalid_token"),
+        "{challenge}"
+    );
+    gateway.kill().await.unwrap();
+
+    let out = mcpauth(home.path())
+        .args([
+            "gateway",
+            "--demo",
+            "--bind",
+            "127.0.0.1:0",
+            "--dpop",
+            "require",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--dpop require") && err.contains("--issuer"),
+        "{err}"
+    );
+}
