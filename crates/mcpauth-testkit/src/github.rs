@@ -32,6 +32,9 @@ pub enum GithubFault {
     AccessDenied,
     /// `/user/emails` says the primary address is not verified.
     EmailUnverified,
+    /// `/user` shows the address as `email` (the user made it public); `/user/emails` says it
+    /// is not verified.
+    PublicEmail,
 }
 
 /// The account the provider signs in.
@@ -236,8 +239,9 @@ async fn user_endpoint(State(gh): State<GithubProvider>, headers: HeaderMap) -> 
             .into_response();
     }
     let u = gh.inner.lock().unwrap().user.clone();
+    let email = (gh.fault() == GithubFault::PublicEmail).then_some(u.email);
     Json(json!({
-        "login": u.login, "id": u.id, "type": "User", "name": null, "email": null,
+        "login": u.login, "id": u.id, "type": "User", "name": null, "email": email,
         "html_url": format!("https://github.com/{}", u.login),
     }))
     .into_response()
@@ -252,7 +256,10 @@ async fn emails(State(gh): State<GithubProvider>, headers: HeaderMap) -> Respons
             .into_response();
     }
     let u = gh.inner.lock().unwrap().user.clone();
-    let verified = gh.fault() != GithubFault::EmailUnverified;
+    let verified = !matches!(
+        gh.fault(),
+        GithubFault::EmailUnverified | GithubFault::PublicEmail
+    );
     Json(json!([
         {"email": u.email, "primary": true, "verified": verified, "visibility": "private"},
         {"email": format!("{}+{}@users.noreply.github.com", u.id, u.login), "primary": false,

@@ -71,7 +71,7 @@ async fn start(allow: AllowRules) -> Fed {
 }
 
 /// The `href` of the login page's button for `name`.
-fn button(html: &str, name: &str) -> String {
+pub(crate) fn button(html: &str, name: &str) -> String {
     let marker = format!("data-idp=\"{name}\" href=\"");
     let at = html
         .find(&marker)
@@ -82,38 +82,49 @@ fn button(html: &str, name: &str) -> String {
         .replace("&amp;", "&")
 }
 
-fn location(resp: &reqwest::Response) -> String {
+pub(crate) fn location(resp: &reqwest::Response) -> String {
     resp.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// A browser at the provider's callback: the authorization URL, the session cookie, and the
 /// callback URL the provider sent it to.
-struct AtCallback {
-    verifier: String,
+pub(crate) struct AtCallback {
+    pub verifier: String,
     /// The authorization request sent to the provider.
-    at_idp: String,
-    cookie: String,
-    callback: String,
+    pub at_idp: String,
+    pub cookie: String,
+    pub callback: String,
 }
 
 async fn to_callback(f: &Fed) -> AtCallback {
-    let a = authorization(&f.ts, &f.client_id, REDIRECT, &[]);
+    browse_to_callback(&f.ts, &f.client_id, "corp", &f.idp.issuer).await
+}
+
+/// A browser from our authorization endpoint through the login page's button for the provider
+/// `name` (whose authorization endpoint starts with `at`) back to our callback.
+pub(crate) async fn browse_to_callback(
+    ts: &TestServer,
+    client_id: &str,
+    name: &str,
+    at: &str,
+) -> AtCallback {
+    let a = authorization(ts, client_id, REDIRECT, &[]);
     let (cookie, html) = open_login(&a.url).await;
     assert!(html.contains("Sign in with"), "{html}");
     let start = http()
-        .get(button(&html, "corp"))
+        .get(button(&html, name))
         .header("cookie", &cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(start.status(), 302, "{}", start.text().await.unwrap());
     let at_idp = location(&start);
-    assert!(at_idp.starts_with(&f.idp.issuer), "{at_idp}");
+    assert!(at_idp.starts_with(at), "{at_idp}");
     let back = http().get(&at_idp).send().await.unwrap();
     assert_eq!(back.status(), 302);
     let callback = location(&back);
     assert!(
-        callback.starts_with(&callback_uri(f.ts.server.config())),
+        callback.starts_with(&callback_uri(ts.server.config())),
         "{callback}"
     );
     AtCallback {
@@ -124,7 +135,7 @@ async fn to_callback(f: &Fed) -> AtCallback {
     }
 }
 
-async fn get_callback(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
+pub(crate) async fn get_callback(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
     let mut req = http().get(url);
     if let Some(c) = cookie {
         req = req.header("cookie", c);
@@ -136,7 +147,7 @@ async fn get_callback(url: &str, cookie: Option<&str>) -> (u16, String, Option<S
 }
 
 /// Asserts an error page that says `says`, and that no code was issued (no redirect).
-fn refused(got: &(u16, String, Option<String>), status: u16, says: &str) {
+pub(crate) fn refused(got: &(u16, String, Option<String>), status: u16, says: &str) {
     assert_eq!(got.0, status, "{}", got.1);
     assert!(got.1.contains(says), "expected {says:?} in {}", got.1);
     assert!(
@@ -144,6 +155,17 @@ fn refused(got: &(u16, String, Option<String>), status: u16, says: &str) {
         "no consent form: {}",
         got.1
     );
+}
+
+/// How many upstream logins are stored (waiting for their callback).
+pub(crate) async fn upstream_logins(db_url: &str) -> i64 {
+    let pool = sqlx::AnyPool::connect(db_url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM upstream_logins")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
 }
 
 both_backends! {
@@ -402,7 +424,7 @@ async fn f6_userinfo_for_another_sub_is_refused() {
 }
 
 /// Replaces (or, with `None`, removes) one query parameter of `url`.
-fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
+pub(crate) fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
     let mut u = url::Url::parse(url).unwrap();
     let pairs: Vec<(String, String)> = u
         .query_pairs()
@@ -540,6 +562,24 @@ async fn f4_provider_down_shows_an_error_page_and_stores_nothing() {
     assert_eq!(resp.status(), 502);
     let html = resp.text().await.unwrap();
     assert!(html.contains("could not be reached"), "{html}");
+    assert_eq!(upstream_logins(&db.url).await, 0);
+    assert!(admin::list_users(ts.store()).await.unwrap().is_empty());
+}
+
+/// The provider goes down between its authorization page and our token request: a clear 502
+/// page, no user, and the upstream login is used up.
+#[tokio::test]
+async fn f4_provider_down_at_the_token_endpoint_shows_an_error_page_and_stores_nothing() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    f.idp.stop().await;
+    refused(
+        &get_callback(&at.callback, Some(&at.cookie)).await,
+        502,
+        "could not be reached",
+    );
+    assert!(admin::list_users(f.ts.store()).await.unwrap().is_empty());
+    assert_eq!(upstream_logins(&f._db.as_ref().unwrap().url).await, 0);
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod client_expiry;
 mod clients;
 mod code_flow;
 mod federation;
+mod federation_github;
 mod fuzz_corpus;
 mod hostile;
 mod interop;
