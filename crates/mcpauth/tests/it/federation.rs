@@ -1,13 +1,14 @@
-//! `mcpauth serve` with an upstream OpenID Connect provider (SPEC F1-F8): the flags, the secret
-//! kept off the command line, the redirect URI in the banner, and providers-only sign-in.
+//! `mcpauth serve` with upstream identity providers (SPEC F1-F8): OpenID Connect from the flags
+//! or the settings, plain OAuth 2.0 (GitHub-style) from the settings, the secret kept off the
+//! command line, the redirect URI in the banner, and providers-only sign-in.
 
 use std::process::Stdio;
 
-use mcpauth_testkit::{IdpUser, OidcProvider};
+use mcpauth_testkit::{GithubProvider, GithubUser, IdpUser, OidcProvider};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{LIMIT, mcpauth};
+use crate::common::{self, LIMIT, mcpauth};
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
@@ -297,4 +298,193 @@ async fn f1_gateway_embeds_the_provider_sign_in_and_prints_the_redirect_uri() {
     assert!(seen.contains("idp.example"), "{seen}");
     assert!(!seen.contains("s3cret-value"), "{seen}");
     child.kill().await.unwrap();
+}
+
+/// `[[identity_providers]]` of a GitHub-style OAuth 2.0 provider (the testkit's), with the
+/// secret in a file; `extra` is added to the table.
+fn github_settings(home: &std::path::Path, gh: &GithubProvider, extra: &str) -> std::path::PathBuf {
+    let secret_file = home.join("github-secret");
+    std::fs::write(&secret_file, &gh.client_secret).unwrap();
+    let settings = home.join("serve.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"password_login = false
+
+[[identity_providers]]
+name = "github"
+kind = "oauth2"
+display_name = "GitHub"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+authorization_endpoint = "{authorize}"
+token_endpoint = "{token}"
+userinfo_endpoint = "{user}"
+emails_endpoint = "{emails}"
+name_field = "login"
+scopes = ["read:user", "user:email"]
+allow_claims = ["login=octocat"]
+{extra}
+"#,
+            client_id = gh.client_id,
+            secret = secret_file.display(),
+            authorize = gh.authorization_endpoint(),
+            token = gh.token_endpoint(),
+            user = gh.user_endpoint(),
+            emails = gh.emails_endpoint(),
+        ),
+    )
+    .unwrap();
+    settings
+}
+
+async fn github() -> GithubProvider {
+    GithubProvider::start(GithubUser {
+        id: 583231,
+        login: "octocat".into(),
+        email: "octocat@example.com".into(),
+    })
+    .await
+}
+
+/// F1-F7 through the binary: a `kind = "oauth2"` provider from the settings file; the banner
+/// names it and the callback URI to register; a browser goes from `/authorize` straight to it
+/// and comes back to our consent page as `github:ID`.
+#[tokio::test]
+async fn f1_serve_settings_oauth2_provider_signs_in() {
+    let gh = github().await;
+    let home = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
+    let settings = github_settings(home.path(), &gh, "");
+    let mut child = mcpauth(home.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .arg("--settings")
+        .arg(&settings)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (seen, issuer, callback) = tokio::time::timeout(LIMIT, async {
+        let (mut seen, mut issuer) = (String::new(), String::new());
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(i) = line.trim().strip_prefix("issuer:") {
+                issuer = i.trim().to_owned();
+            }
+            if let Some((_, uri)) = line.split_once("redirect URI at the identity provider: ") {
+                return (seen, issuer, uri.trim().to_owned());
+            }
+        }
+        panic!("mcpauth serve printed no redirect URI: {seen}");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    assert!(
+        seen.contains(&format!(
+            "sign-in via: GitHub ({})",
+            gh.authorization_endpoint()
+        )),
+        "{seen}"
+    );
+    assert!(!seen.contains(&gh.client_secret), "{seen}");
+    assert_eq!(callback, format!("{issuer}/idp/callback"));
+
+    let http = no_redirects();
+    let reg: Value = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
+            "token_endpoint_auth_method": "none", "application_type": "native"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", reg["client_id"].as_str().unwrap())
+        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256");
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let cookie = common::cookie(&resp);
+    let mut next = resp.headers()["location"].to_str().unwrap().to_owned();
+    // /idp/start → the provider's authorize → our callback.
+    for expected in [gh.authorization_endpoint(), callback.clone()] {
+        let resp = http
+            .get(&next)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
+        next = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(next.starts_with(&expected), "{next}");
+    }
+    let resp = http
+        .get(&next)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("name=\"decision\""),
+        "our consent page: {html}"
+    );
+    assert!(html.contains("github:583231"), "{html}");
+    assert_eq!(gh.tokens_issued(), 1);
+    child.kill().await.unwrap();
+}
+
+/// Bad `kind = "oauth2"` settings stop `serve` at start with a clear message.
+#[tokio::test]
+async fn f1_serve_refuses_bad_oauth2_provider_settings() {
+    let gh = github().await;
+    let cases = [
+        ("token_endpoint = ", "needs token_endpoint"),
+        ("authorization_endpoint = ", "needs authorization_endpoint"),
+        ("kind = ", "is for kind = \"oauth2\""),
+    ];
+    for (drop, says) in cases {
+        let home = tempfile::tempdir().unwrap();
+        let settings = github_settings(home.path(), &gh, "");
+        let text = std::fs::read_to_string(&settings).unwrap();
+        let text: Vec<&str> = text.lines().filter(|l| !l.starts_with(drop)).collect();
+        std::fs::write(&settings, text.join("\n")).unwrap();
+        serve_fails(home.path(), &settings, says).await;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let settings = github_settings(home.path(), &gh, "");
+    let text = std::fs::read_to_string(&settings).unwrap().replace(
+        &gh.token_endpoint(),
+        "http://github.example/login/oauth/access_token",
+    );
+    std::fs::write(&settings, text).unwrap();
+    serve_fails(home.path(), &settings, "must be https").await;
+}
+
+/// Runs `serve --settings settings` and asserts that it fails saying `says`.
+async fn serve_fails(home: &std::path::Path, settings: &std::path::Path, says: &str) {
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.display());
+    let out = mcpauth(home)
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .arg("--settings")
+        .arg(settings)
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(LIMIT, out).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(says), "expected {says:?} in {stderr}");
 }
