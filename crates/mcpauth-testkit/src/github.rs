@@ -160,7 +160,7 @@ async fn authorize(
 ) -> Response {
     let req = match AuthRequest::parse(&q, &gh.client_id) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(refusal) => return refusal.into_response(),
     };
     let redirect_uri = req.redirect_uri.clone();
     let state = match gh.fault() {

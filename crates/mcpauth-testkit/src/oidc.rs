@@ -198,7 +198,7 @@ async fn authorize(
 ) -> Response {
     let req = match AuthRequest::parse(&q, &idp.client_id) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(refusal) => return refusal.into_response(),
     };
     let redirect_uri = req.redirect_uri.clone();
     let state = req.state.clone();

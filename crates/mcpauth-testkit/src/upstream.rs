@@ -30,23 +30,24 @@ pub(crate) struct AuthRequest {
 }
 
 impl AuthRequest {
-    /// Checks the query of an authorization request from `client_id`.
-    pub(crate) fn parse(q: &HashMap<String, String>, client_id: &str) -> Result<Self, Response> {
+    /// Checks the query of an authorization request from `client_id`; a refusal is a 400 with
+    /// this reason.
+    pub(crate) fn parse(
+        q: &HashMap<String, String>,
+        client_id: &str,
+    ) -> Result<Self, (StatusCode, &'static str)> {
         let get = |k: &str| q.get(k).cloned();
+        let bad = |m| Err((StatusCode::BAD_REQUEST, m));
         let (Some(redirect_uri), Some(challenge)) = (get("redirect_uri"), get("code_challenge"))
         else {
-            return Err((
-                StatusCode::BAD_REQUEST,
-                "redirect_uri and code_challenge required",
-            )
-                .into_response());
+            return bad("redirect_uri and code_challenge required");
         };
         if get("client_id").as_deref() != Some(client_id)
             || get("code_challenge_method").as_deref() != Some("S256")
             || get("response_type").as_deref() != Some("code")
             || url::Url::parse(&redirect_uri).is_err()
         {
-            return Err((StatusCode::BAD_REQUEST, "bad authorization request").into_response());
+            return bad("bad authorization request");
         }
         Ok(Self {
             redirect_uri,

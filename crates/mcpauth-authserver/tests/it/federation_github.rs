@@ -330,3 +330,28 @@ async fn f6_github_forged_code_is_refused() {
     );
     nothing_stored(&g).await;
 }
+
+/// The account name comes from the provider: the "not allowed" page escapes it.
+#[tokio::test]
+async fn f5_github_account_name_is_escaped_on_the_not_allowed_page() {
+    let gh = GithubProvider::start(GithubUser {
+        id: ID,
+        login: "<script>alert(1)</script>".into(),
+        email: EMAIL.into(),
+    })
+    .await;
+    let db = Db::sqlite();
+    let p = provider(&gh, allow_claim("login=octocat"));
+    let ts = TestServer::start(&db, |c| c.identity_providers = vec![p]).await;
+    let client_id = ts.register_public_client(&[REDIRECT]).await;
+    gh.set_fault(GithubFault::EmailUnverified);
+    let at = browse_to_callback(&ts, &client_id, "github", &gh.authorization_endpoint()).await;
+    let got = get_callback(&at.callback, Some(&at.cookie)).await;
+    refused(&got, 403, "is not allowed");
+    assert!(!got.1.contains("<script>alert"), "{}", got.1);
+    assert!(
+        got.1.contains("&lt;script&gt;") || got.1.contains("&#60;script&#62;"),
+        "{}",
+        got.1
+    );
+}
