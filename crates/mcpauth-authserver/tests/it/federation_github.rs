@@ -10,7 +10,7 @@ use mcpauth_authserver::federation::{
 use mcpauth_core::ClientSecret;
 use mcpauth_testkit::{ClientAuth, GithubFault, GithubProvider, GithubUser};
 
-use crate::federation::{
+use crate::federation_support::{
     AtCallback, browse_to_callback, get_callback, refused, upstream_logins, with_param,
 };
 use crate::support::{
