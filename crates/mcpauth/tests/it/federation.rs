@@ -2,11 +2,13 @@
 //! or the settings, plain OAuth 2.0 (GitHub-style) from the settings, the secret kept off the
 //! command line, the redirect URI in the banner, and providers-only sign-in.
 
+use std::path::Path;
 use std::process::Stdio;
 
 use mcpauth_testkit::{GithubProvider, GithubUser, IdpUser, OidcProvider};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
 use crate::common::{self, LIMIT, mcpauth};
 
@@ -15,6 +17,87 @@ fn no_redirects() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// A running `mcpauth serve`, its issuer, and its start-up banner.
+struct Serve {
+    child: tokio::process::Child,
+    issuer: String,
+    banner: String,
+}
+
+/// Starts `mcpauth serve` on 127.0.0.1:0 with a SQLite database in `home` and the arguments
+/// `args` adds, and reads its banner up to the line containing `until`.
+async fn serve(home: &Path, args: impl FnOnce(&mut Command), until: &str) -> Serve {
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.display());
+    let mut cmd = mcpauth(home);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--database", &db]);
+    args(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (issuer, banner) = tokio::time::timeout(LIMIT, async {
+        let (mut issuer, mut banner) = (String::new(), String::new());
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(i) = line.trim().strip_prefix("issuer:") {
+                issuer = i.trim().to_owned();
+            }
+            if line.contains(until) {
+                return (issuer, banner);
+            }
+        }
+        panic!("mcpauth serve did not print {until:?}: {banner}");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Serve {
+        child,
+        issuer,
+        banner,
+    }
+}
+
+/// The redirect URI the banner says to register at the identity provider.
+fn banner_callback(banner: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.split_once("redirect URI at the identity provider: "))
+        .map(|(_, uri)| uri.trim().to_owned())
+        .unwrap_or_else(|| panic!("no redirect URI in {banner}"))
+}
+
+/// Registers a native public client at `issuer` and sends its authorization request (PKCE
+/// S256); returns the response.
+async fn authorize(http: &reqwest::Client, issuer: &str) -> reqwest::Response {
+    let reg: Value = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
+            "token_endpoint_auth_method": "none", "application_type": "native"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", reg["client_id"].as_str().unwrap())
+        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "s");
+    http.get(url).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -48,12 +131,10 @@ async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
     })
     .await;
     let home = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
     let secret_file = home.path().join("idp-secret");
     std::fs::write(&secret_file, format!("{}\n", idp.client_secret)).unwrap();
-    let mut child = mcpauth(home.path())
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
-        .args([
+    let args = |c: &mut Command| {
+        c.args([
             "--idp-issuer",
             &idp.issuer,
             "--idp-client-id",
@@ -61,62 +142,16 @@ async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
         ])
         .arg("--idp-client-secret-file")
         .arg(&secret_file)
-        .args(["--idp-allow-domain", "example.com", "--no-password-login"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (issuer, callback) = tokio::time::timeout(LIMIT, async {
-        let mut issuer = String::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(i) = line.trim().strip_prefix("issuer:") {
-                issuer = i.trim().to_owned();
-            }
-            if let Some((_, uri)) = line.split_once("redirect URI at the identity provider: ") {
-                return (issuer, uri.trim().to_owned());
-            }
-        }
-        panic!("mcpauth serve printed no redirect URI");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .args(["--idp-allow-domain", "example.com", "--no-password-login"]);
+    };
+    let mut s = serve(home.path(), args, "redirect URI at the identity provider").await;
+    let (issuer, callback) = (s.issuer.clone(), banner_callback(&s.banner));
     assert_eq!(callback, format!("{issuer}/idp/callback"));
 
     let http = no_redirects();
-    let reg: Value = http
-        .post(format!("{issuer}/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
-            "token_endpoint_auth_method": "none", "application_type": "native"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client_id = reg["client_id"].as_str().unwrap();
-    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
-        .append_pair(
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        )
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "s");
-    let resp = http.get(url).send().await.unwrap();
+    let resp = authorize(&http, &issuer).await;
     assert_eq!(resp.status(), 302);
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = common::cookie(&resp);
     let start = resp.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         start.starts_with(&format!("{issuer}/idp/start?")),
@@ -142,7 +177,7 @@ async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
         .1
         .into_owned();
     assert_eq!(redirect, callback);
-    child.kill().await.unwrap();
+    s.child.kill().await.unwrap();
 }
 
 #[tokio::test]
@@ -175,7 +210,6 @@ async fn f3_settings_file_providers_are_buttons_without_the_password_form() {
     })
     .await;
     let home = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
     let secret_file = home.path().join("idp-secret");
     std::fs::write(&secret_file, &idp.client_secret).unwrap();
     let settings = home.path().join("serve.toml");
@@ -205,60 +239,23 @@ allow_any = true
         ),
     )
     .unwrap();
-    let mut child = mcpauth(home.path())
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
-        .arg("--settings")
-        .arg(&settings)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let issuer = tokio::time::timeout(LIMIT, async {
-        let mut issuer = String::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(i) = line.trim().strip_prefix("issuer:") {
-                issuer = i.trim().to_owned();
-            }
-            if line.contains("password sign-in: off") {
-                return issuer;
-            }
-        }
-        panic!("mcpauth serve did not say that password sign-in is off");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut s = serve(
+        home.path(),
+        |c| {
+            c.arg("--settings").arg(&settings);
+        },
+        "password sign-in: off",
+    )
+    .await;
     let http = no_redirects();
-    let reg: Value = http
-        .post(format!("{issuer}/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
-            "token_endpoint_auth_method": "none", "application_type": "native"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", reg["client_id"].as_str().unwrap())
-        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
-        .append_pair(
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        )
-        .append_pair("code_challenge_method", "S256");
-    let resp = http.get(url).send().await.unwrap();
+    let resp = authorize(&http, &s.issuer).await;
     assert_eq!(resp.status(), 200);
     let html = resp.text().await.unwrap();
     assert!(html.contains("data-idp=\"corp\""), "{html}");
     assert!(html.contains("Corp SSO"), "{html}");
     assert!(html.contains("data-idp=\"partner\""), "{html}");
     assert!(!html.contains("name=\"password\""), "{html}");
-    child.kill().await.unwrap();
+    s.child.kill().await.unwrap();
 }
 
 #[tokio::test]
@@ -300,9 +297,9 @@ async fn f1_gateway_embeds_the_provider_sign_in_and_prints_the_redirect_uri() {
     child.kill().await.unwrap();
 }
 
-/// `[[identity_providers]]` of a GitHub-style OAuth 2.0 provider (the testkit's), with the
-/// secret in a file; `extra` is added to the table.
-fn github_settings(home: &std::path::Path, gh: &GithubProvider, extra: &str) -> std::path::PathBuf {
+/// A settings file in `home` with the `[[identity_providers]]` of a GitHub-style OAuth 2.0
+/// provider (the testkit's), its secret in a file.
+fn github_settings(home: &Path, gh: &GithubProvider) -> std::path::PathBuf {
     let secret_file = home.join("github-secret");
     std::fs::write(&secret_file, &gh.client_secret).unwrap();
     let settings = home.join("serve.toml");
@@ -324,7 +321,6 @@ emails_endpoint = "{emails}"
 name_field = "login"
 scopes = ["read:user", "user:email"]
 allow_claims = ["login=octocat"]
-{extra}
 "#,
             client_id = gh.client_id,
             secret = secret_file.display(),
@@ -354,67 +350,29 @@ async fn github() -> GithubProvider {
 async fn f1_serve_settings_oauth2_provider_signs_in() {
     let gh = github().await;
     let home = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
-    let settings = github_settings(home.path(), &gh, "");
-    let mut child = mcpauth(home.path())
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
-        .arg("--settings")
-        .arg(&settings)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (seen, issuer, callback) = tokio::time::timeout(LIMIT, async {
-        let (mut seen, mut issuer) = (String::new(), String::new());
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some(i) = line.trim().strip_prefix("issuer:") {
-                issuer = i.trim().to_owned();
-            }
-            if let Some((_, uri)) = line.split_once("redirect URI at the identity provider: ") {
-                return (seen, issuer, uri.trim().to_owned());
-            }
-        }
-        panic!("mcpauth serve printed no redirect URI: {seen}");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let settings = github_settings(home.path(), &gh);
+    let mut s = serve(
+        home.path(),
+        |c| {
+            c.arg("--settings").arg(&settings);
+        },
+        "redirect URI at the identity provider",
+    )
+    .await;
+    let (issuer, callback) = (s.issuer.clone(), banner_callback(&s.banner));
     assert!(
-        seen.contains(&format!(
+        s.banner.contains(&format!(
             "sign-in via: GitHub ({})",
             gh.authorization_endpoint()
         )),
-        "{seen}"
+        "{}",
+        s.banner
     );
-    assert!(!seen.contains(&gh.client_secret), "{seen}");
+    assert!(!s.banner.contains(&gh.client_secret), "{}", s.banner);
     assert_eq!(callback, format!("{issuer}/idp/callback"));
 
     let http = no_redirects();
-    let reg: Value = http
-        .post(format!("{issuer}/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
-            "token_endpoint_auth_method": "none", "application_type": "native"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", reg["client_id"].as_str().unwrap())
-        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
-        .append_pair(
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        )
-        .append_pair("code_challenge_method", "S256");
-    let resp = http.get(url).send().await.unwrap();
+    let resp = authorize(&http, &issuer).await;
     assert_eq!(resp.status(), 302);
     let cookie = common::cookie(&resp);
     let mut next = resp.headers()["location"].to_str().unwrap().to_owned();
@@ -444,7 +402,7 @@ async fn f1_serve_settings_oauth2_provider_signs_in() {
     );
     assert!(html.contains("github:583231"), "{html}");
     assert_eq!(gh.tokens_issued(), 1);
-    child.kill().await.unwrap();
+    s.child.kill().await.unwrap();
 }
 
 /// Bad `kind = "oauth2"` settings stop `serve` at start with a clear message.
@@ -458,14 +416,14 @@ async fn f1_serve_refuses_bad_oauth2_provider_settings() {
     ];
     for (drop, says) in cases {
         let home = tempfile::tempdir().unwrap();
-        let settings = github_settings(home.path(), &gh, "");
+        let settings = github_settings(home.path(), &gh);
         let text = std::fs::read_to_string(&settings).unwrap();
         let text: Vec<&str> = text.lines().filter(|l| !l.starts_with(drop)).collect();
         std::fs::write(&settings, text.join("\n")).unwrap();
         serve_fails(home.path(), &settings, says).await;
     }
     let home = tempfile::tempdir().unwrap();
-    let settings = github_settings(home.path(), &gh, "");
+    let settings = github_settings(home.path(), &gh);
     let text = std::fs::read_to_string(&settings).unwrap().replace(
         &gh.token_endpoint(),
         "http://github.example/login/oauth/access_token",
@@ -475,7 +433,7 @@ async fn f1_serve_refuses_bad_oauth2_provider_settings() {
 }
 
 /// Runs `serve --settings settings` and asserts that it fails saying `says`.
-async fn serve_fails(home: &std::path::Path, settings: &std::path::Path, says: &str) {
+async fn serve_fails(home: &Path, settings: &Path, says: &str) {
     let db = format!("sqlite://{}/as.db?mode=rwc", home.display());
     let out = mcpauth(home)
         .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
