@@ -35,6 +35,8 @@ pub enum GithubFault {
     /// `/user` shows the address as `email` (the user made it public); `/user/emails` says it
     /// is not verified.
     PublicEmail,
+    /// `/user` answers a 1 MiB JSON object.
+    HugeUser,
 }
 
 /// The account the provider signs in.
@@ -240,9 +242,14 @@ async fn user_endpoint(State(gh): State<GithubProvider>, headers: HeaderMap) -> 
     }
     let u = gh.inner.lock().unwrap().user.clone();
     let email = (gh.fault() == GithubFault::PublicEmail).then_some(u.email);
+    let bio = if gh.fault() == GithubFault::HugeUser {
+        "x".repeat(1 << 20)
+    } else {
+        String::new()
+    };
     Json(json!({
         "login": u.login, "id": u.id, "type": "User", "name": null, "email": email,
-        "html_url": format!("https://github.com/{}", u.login),
+        "html_url": format!("https://github.com/{}", u.login), "bio": bio,
     }))
     .into_response()
 }

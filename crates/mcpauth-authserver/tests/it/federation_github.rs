@@ -355,3 +355,17 @@ async fn f5_github_account_name_is_escaped_on_the_not_allowed_page() {
         got.1
     );
 }
+
+/// The user endpoint's answer is read up to a size limit.
+#[tokio::test]
+async fn f6_github_oversized_user_answer_is_refused() {
+    let g = start(allow_domain("example.com")).await;
+    g.gh.set_fault(GithubFault::HugeUser);
+    let at = to_callback(&g).await;
+    refused(
+        &get_callback(&at.callback, Some(&at.cookie)).await,
+        502,
+        "the response is larger than",
+    );
+    nothing_stored(&g).await;
+}
