@@ -294,8 +294,9 @@ pub struct Config {
     /// Whether cookies are `Secure` (and `__Host-` prefixed). Derived from the issuer scheme by
     /// [`Config::new`].
     pub secure_cookies: bool,
-    /// Upstream OpenID Connect providers users may sign in with (SPEC F1-F8), one button each
-    /// on the login page. Register [`callback_uri`](crate::federation::callback_uri) at each.
+    /// Upstream identity providers (OpenID Connect or plain OAuth 2.0) users may sign in with
+    /// (SPEC F1-F8), one button each on the login page. Register
+    /// [`callback_uri`](crate::federation::callback_uri) at each.
     pub identity_providers: Vec<crate::federation::IdentityProvider>,
     /// Whether local users may sign in with a password (default true; false: providers only).
     pub password_login: bool,

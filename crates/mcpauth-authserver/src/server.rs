@@ -42,7 +42,7 @@ pub(crate) struct Shared {
     /// Permits for password checks ([`Config::max_concurrent_password_checks`]).
     pub password_checks: Arc<tokio::sync::Semaphore>,
     /// The client of the upstream identity providers (federation), with its caches.
-    pub upstream: crate::federation::oidc::Upstream,
+    pub upstream: crate::federation::upstream::Upstream,
 }
 
 crate::redacted_debug!(Shared);
@@ -117,7 +117,7 @@ impl AuthServer {
             registration_token_hash,
             jwks_cache: Mutex::new(HashMap::new()),
             password_checks,
-            upstream: crate::federation::oidc::Upstream::new(),
+            upstream: crate::federation::upstream::Upstream::new(),
         });
         tokio::spawn(sync_revocations(Arc::downgrade(&shared)));
         Ok(AuthServer { shared })

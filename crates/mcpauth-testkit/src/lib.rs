@@ -17,9 +17,13 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 mod eras;
+mod github;
 mod oidc;
+mod upstream;
 pub use eras::{Era, Received};
+pub use github::{GithubFault, GithubProvider, GithubUser};
 pub use oidc::{IdpFault, IdpUser, OidcProvider};
+pub use upstream::ClientAuth;
 
 /// How the test authorization server behaves.
 #[derive(Clone, Debug)]

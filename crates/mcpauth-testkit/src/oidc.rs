@@ -1,7 +1,7 @@
 //! A small but real OpenID Connect provider on 127.0.0.1 for federation tests: discovery, a
 //! JWKS with one ES256 key, an `/authorize` that approves at once (302 with `code`, `state` and
 //! RFC 9207 `iss`), a `/token` that checks the client secret and PKCE and returns an ID token,
-//! and `/userinfo`. [`IdpFault`] makes one thing go wrong.
+//! and `/userinfo`. [`IdpFault`] makes one thing go wrong; [`OidcProvider::stop`] takes it down.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+
+use crate::upstream::{AuthRequest, ClientAuth, Codes, Server, client_auth, random, redirect_back};
 
 /// The one thing the provider does wrong.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,18 +58,11 @@ pub struct IdpUser {
     pub extra: Value,
 }
 
-struct Issued {
-    nonce: Option<String>,
-    challenge: String,
-    redirect_uri: String,
-}
-
 struct Inner {
     /// The signing key (PKCS#8), its `kid` and its public JWK.
     key: (Vec<u8>, String, Value),
     fault: IdpFault,
     user: IdpUser,
-    codes: HashMap<String, Issued>,
     tokens: u32,
 }
 
@@ -82,6 +76,8 @@ pub struct OidcProvider {
     /// That client's secret.
     pub client_secret: String,
     other_key: Arc<Vec<u8>>,
+    codes: Codes,
+    server: Server,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -101,12 +97,6 @@ fn ec_key(kid: &str) -> (Vec<u8>, Value) {
     (pkcs8.as_ref().to_vec(), jwk)
 }
 
-fn random() -> String {
-    let mut b = [0u8; 18];
-    aws_lc_rs::rand::fill(&mut b).expect("randomness");
-    URL_SAFE_NO_PAD.encode(b)
-}
-
 impl OidcProvider {
     /// Starts a provider on 127.0.0.1:0 that signs in `user`.
     pub async fn start(user: IdpUser) -> OidcProvider {
@@ -119,11 +109,12 @@ impl OidcProvider {
             client_id: "mcpauth-test-client".into(),
             client_secret: random(),
             other_key: Arc::new(other_key),
+            codes: Codes::default(),
+            server: Server::default(),
             inner: Arc::new(Mutex::new(Inner {
                 key: (key, "idp-key-1".into(), jwk),
                 fault: IdpFault::None,
                 user,
-                codes: HashMap::new(),
                 tokens: 0,
             })),
         };
@@ -134,8 +125,13 @@ impl OidcProvider {
             .route("/token", post(token))
             .route("/userinfo", get(userinfo))
             .with_state(idp.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        idp.server.serve(listener, app);
         idp
+    }
+
+    /// Takes the provider down: its port refuses connections from now on.
+    pub async fn stop(&self) {
+        self.server.stop().await;
     }
 
     /// Makes the provider do `fault` from now on.
@@ -200,43 +196,24 @@ async fn authorize(
     State(idp): State<OidcProvider>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let get = |k: &str| q.get(k).cloned();
-    let (Some(redirect_uri), Some(challenge)) = (get("redirect_uri"), get("code_challenge")) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "redirect_uri and code_challenge required",
-        )
-            .into_response();
+    let req = match AuthRequest::parse(&q, &idp.client_id) {
+        Ok(r) => r,
+        Err(refusal) => return refusal.into_response(),
     };
-    if get("client_id").as_deref() != Some(idp.client_id.as_str())
-        || get("code_challenge_method").as_deref() != Some("S256")
-        || get("response_type").as_deref() != Some("code")
-    {
-        return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
+    let redirect_uri = req.redirect_uri.clone();
+    let state = req.state.clone();
+    let mut pairs = Vec::new();
+    if idp.fault() == IdpFault::AccessDenied {
+        pairs.push(("error", "access_denied".to_owned()));
+    } else {
+        pairs.push(("code", idp.codes.issue(req)));
     }
-    let mut url = url::Url::parse(&redirect_uri).unwrap();
-    {
-        let mut pairs = url.query_pairs_mut();
-        if idp.fault() == IdpFault::AccessDenied {
-            pairs.append_pair("error", "access_denied");
-        } else {
-            let code = random();
-            idp.inner.lock().unwrap().codes.insert(
-                code.clone(),
-                Issued {
-                    nonce: get("nonce"),
-                    challenge,
-                    redirect_uri: redirect_uri.clone(),
-                },
-            );
-            pairs.append_pair("code", &code);
-        }
-        if let Some(s) = get("state") {
-            pairs.append_pair("state", &s);
-        }
-        pairs.append_pair("iss", &idp.issuer);
+    if let Some(s) = state {
+        pairs.push(("state", s));
     }
-    (StatusCode::FOUND, [(header::LOCATION, url.to_string())]).into_response()
+    pairs.push(("iss", idp.issuer.clone()));
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    redirect_back(&redirect_uri, &pairs)
 }
 
 fn token_error(error: &str) -> Response {
@@ -248,21 +225,13 @@ async fn token(
     headers: HeaderMap,
     Form(f): Form<HashMap<String, String>>,
 ) -> Response {
-    let expected = format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", idp.client_id, idp.client_secret))
-    );
-    let authenticated = if idp.fault() == IdpFault::SecretPostOnly {
-        headers.get(header::AUTHORIZATION).is_none()
-            && f.get("client_id") == Some(&idp.client_id)
-            && f.get("client_secret") == Some(&idp.client_secret)
+    let auth = client_auth(&headers, &f, &idp.client_id, &idp.client_secret);
+    let wanted = if idp.fault() == IdpFault::SecretPostOnly {
+        ClientAuth::Post
     } else {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            == Some(&expected)
+        ClientAuth::Basic
     };
-    if !authenticated {
+    if auth != Some(wanted) {
         return (
             StatusCode::UNAUTHORIZED,
             Json(json!({"error": "invalid_client"})),
@@ -272,18 +241,9 @@ async fn token(
     if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
         return token_error("unsupported_grant_type");
     }
-    let issued = f
-        .get("code")
-        .and_then(|c| idp.inner.lock().unwrap().codes.remove(c));
-    let Some(issued) = issued else {
+    let Some(issued) = idp.codes.redeem(&f) else {
         return token_error("invalid_grant");
     };
-    let verifier = f.get("code_verifier").cloned().unwrap_or_default();
-    if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != issued.challenge
-        || f.get("redirect_uri") != Some(&issued.redirect_uri)
-    {
-        return token_error("invalid_grant");
-    }
     let (fault, user, (key, kid, _)) = {
         let mut inner = idp.inner.lock().unwrap();
         inner.tokens += 1;

@@ -1,13 +1,17 @@
-//! Federation (SPEC F1-F8): users sign in at an upstream OpenID Connect provider instead of
-//! (or beside) a local password. The login page links to `/idp/start`, which stores an upstream
-//! login (state, nonce and PKCE verifier, bound to the browser's session cookie and the pending
-//! authorization request) and redirects to the provider; the provider sends the browser back to
-//! the one redirect URI `/idp/callback`, which takes that record once, exchanges the code,
-//! checks the ID token, applies the provider's allow-list, finds or creates the local user
-//! `NAME:SUB` and continues exactly like a password sign-in, to our consent page (SPEC F7).
+//! Federation (SPEC F1-F8): users sign in at an upstream identity provider, OpenID Connect or
+//! plain OAuth 2.0 (e.g. GitHub), instead of (or beside) a local password. The login page links
+//! to `/idp/start`, which stores an upstream login (state, PKCE verifier and, for OIDC, nonce,
+//! bound to the browser's session cookie and the pending authorization request) and redirects
+//! to the provider; the provider sends the browser back to the one redirect URI
+//! `/idp/callback`, which takes that record once, exchanges the code, checks the ID token (OIDC)
+//! or reads the user endpoint (OAuth 2.0), applies the provider's allow-list, finds or creates
+//! the local user `NAME:SUB` and continues exactly like a password sign-in, to our consent page
+//! (SPEC F7).
 
-pub(crate) mod oidc;
+mod oauth2;
+mod oidc;
 mod provider;
+pub(crate) mod upstream;
 
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,7 +21,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_core::constant_time_eq;
 use sha2::{Digest, Sha256};
 
-pub use provider::{AllowRules, ClaimRule, IdentityProvider};
+pub use provider::{
+    AllowRules, ClaimRule, IdentityProvider, OAuth2Endpoints, ProviderKind, TokenAuth,
+};
 
 use crate::pages::error_page;
 use crate::params::Params;
@@ -29,6 +35,8 @@ use crate::routes::{AppState, PeerIp};
 use crate::secrets::{hash_secret, now, random_bytes_b64, random_secret, seal, unseal};
 use crate::server::Shared;
 use crate::store::UpstreamLogin;
+use oidc::ProviderMetadata;
+use upstream::{CodeGrant, UpstreamError};
 
 /// How long a sign-in at a provider may take.
 const UPSTREAM_TTL: i64 = 600;
@@ -63,7 +71,7 @@ fn expired() -> Response {
     )
 }
 
-fn upstream_failed(idp: &IdentityProvider, e: &oidc::UpstreamError) -> Response {
+fn upstream_failed(idp: &IdentityProvider, e: &UpstreamError) -> Response {
     tracing::warn!(provider = %idp.name, error = %e, "signing in at an identity provider failed");
     error_page(
         StatusCode::BAD_GATEWAY,
@@ -72,8 +80,43 @@ fn upstream_failed(idp: &IdentityProvider, e: &oidc::UpstreamError) -> Response 
     )
 }
 
+/// A provider with what it takes to talk to it.
+enum Discovered<'a> {
+    /// OpenID Connect, with its discovery document.
+    Oidc {
+        issuer: &'a str,
+        meta: ProviderMetadata,
+    },
+    /// Plain OAuth 2.0, with its configured endpoints.
+    OAuth2(&'a OAuth2Endpoints),
+}
+
+impl Discovered<'_> {
+    fn authorization_endpoint(&self) -> &str {
+        match self {
+            Discovered::Oidc { meta, .. } => &meta.authorization_endpoint,
+            Discovered::OAuth2(e) => &e.authorization_endpoint,
+        }
+    }
+}
+
+/// Fetches (or takes from the cache) an OIDC provider's discovery document.
+async fn discover<'a>(
+    shared: &Shared,
+    idp: &'a IdentityProvider,
+) -> Result<Discovered<'a>, UpstreamError> {
+    Ok(match &idp.kind {
+        ProviderKind::Oidc { issuer } => Discovered::Oidc {
+            issuer,
+            meta: shared.upstream.metadata(issuer).await?,
+        },
+        ProviderKind::OAuth2(e) => Discovered::OAuth2(e),
+    })
+}
+
 /// `GET /idp/start?request_id&csrf&idp`: stores the upstream login and redirects to the
-/// provider (authorization code with PKCE S256, `state` and `nonce`; OIDC Core §3.1.2.1).
+/// provider: the authorization code grant with PKCE S256 and `state` (RFC 6749 §4.1.1, RFC 7636
+/// §4.3), and for OIDC `openid` and a `nonce` (OIDC Core §3.1.2.1).
 pub(crate) async fn start(
     State(shared): AppState,
     PeerIp(ip): PeerIp,
@@ -117,12 +160,14 @@ pub(crate) async fn start(
         Ok(None) => return expired(),
         Err(e) => return internal(e),
     }
-    let meta = match shared.upstream.metadata(idp).await {
+    let found = match discover(&shared, idp).await {
         Ok(m) => m,
         Err(e) => return upstream_failed(idp, &e),
     };
+    let oidc = matches!(found, Discovered::Oidc { .. });
     let state = random_secret();
-    let nonce = random_secret();
+    // No nonce without an ID token (plain OAuth 2.0): an empty one is sealed.
+    let nonce = if oidc { random_secret() } else { String::new() };
     let verifier = random_secret();
     // The nonce and verifier are sealed under the state, which only the browser and the
     // provider see: the database alone cannot complete the sign-in.
@@ -138,30 +183,36 @@ pub(crate) async fn start(
     if let Err(e) = shared.store.insert_upstream_login(&record).await {
         return internal(e);
     }
-    let mut scopes = vec!["openid"];
+    let mut scopes = if oidc { vec!["openid"] } else { Vec::new() };
     for s in &idp.scopes {
         if !scopes.contains(&s.as_str()) {
             scopes.push(s);
         }
     }
-    let Ok(mut url) = url::Url::parse(&meta.authorization_endpoint) else {
+    let Ok(mut url) = url::Url::parse(found.authorization_endpoint()) else {
         return upstream_failed(
             idp,
-            &oidc::UpstreamError::Metadata("bad authorization_endpoint".into()),
+            &UpstreamError::Metadata("bad authorization_endpoint".into()),
         );
     };
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &idp.client_id)
-        .append_pair("redirect_uri", &callback_uri(&shared.config))
-        .append_pair("scope", &scopes.join(" "))
-        .append_pair("state", &state)
-        .append_pair("nonce", &nonce)
-        .append_pair(
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &idp.client_id)
+            .append_pair("redirect_uri", &callback_uri(&shared.config));
+        if !scopes.is_empty() {
+            q.append_pair("scope", &scopes.join(" "));
+        }
+        q.append_pair("state", &state);
+        if oidc {
+            q.append_pair("nonce", &nonce);
+        }
+        q.append_pair(
             "code_challenge",
             &URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
         )
         .append_pair("code_challenge_method", "S256");
+    }
     redirect(StatusCode::FOUND, url.as_str())
 }
 
@@ -209,22 +260,24 @@ pub(crate) async fn callback(
     else {
         return refuse("The identity provider is no longer configured.");
     };
-    let meta = match shared.upstream.metadata(idp).await {
+    let found = match discover(&shared, idp).await {
         Ok(m) => m,
         Err(e) => return upstream_failed(idp, &e),
     };
     // RFC 9207 §2.4: compare `iss` when present, require it when advertised; on a mismatch
-    // nothing else of the answer is used.
-    match params.get("iss") {
-        Some(iss) if iss != idp.issuer => {
-            return refuse(
-                "The answer came from another issuer than the identity provider (RFC 9207).",
-            );
+    // nothing else of the answer is used. A plain OAuth 2.0 provider has no issuer to compare.
+    if let Discovered::Oidc { issuer, meta } = &found {
+        match params.get("iss") {
+            Some(iss) if iss != *issuer => {
+                return refuse(
+                    "The answer came from another issuer than the identity provider (RFC 9207).",
+                );
+            }
+            None if meta.authorization_response_iss_parameter_supported => {
+                return refuse("The identity provider's answer has no iss (RFC 9207).");
+            }
+            _ => {}
         }
-        None if meta.authorization_response_iss_parameter_supported => {
-            return refuse("The identity provider's answer has no iss (RFC 9207).");
-        }
-        _ => {}
     }
     if let Some(error) = params.get("error") {
         let shown: String = error
@@ -247,26 +300,30 @@ pub(crate) async fn callback(
     ) else {
         return expired();
     };
-    let identity = match shared
-        .upstream
-        .sign_in(
-            idp,
-            &meta,
-            code,
-            &callback_uri(&shared.config),
-            &verifier,
-            &nonce,
-        )
-        .await
-    {
+    let grant = CodeGrant {
+        code,
+        redirect_uri: &callback_uri(&shared.config),
+        verifier: &verifier,
+    };
+    let signed_in = match &found {
+        Discovered::Oidc { issuer, meta } => {
+            shared
+                .upstream
+                .sign_in(idp, issuer, meta, &grant, &nonce)
+                .await
+        }
+        Discovered::OAuth2(endpoints) => {
+            shared.upstream.sign_in_oauth2(idp, endpoints, &grant).await
+        }
+    };
+    let identity = match signed_in {
         Ok(i) => i,
         Err(e) => return upstream_failed(idp, &e),
     };
     if !idp.allow.allows(&identity.claims) {
-        let account = identity
-            .claims
-            .get("email")
-            .and_then(|v| v.as_str())
+        let account = ["email", "name"]
+            .iter()
+            .find_map(|k| identity.claims.get(*k).and_then(|v| v.as_str()))
             .unwrap_or(&identity.sub);
         tracing::info!(provider = %idp.name, sub = %identity.sub, "account not on the allow-list");
         return error_page(

@@ -1,27 +1,19 @@
 //! The upstream OpenID Connect client: discovery (cached), JWKS (cached, refetched on an
 //! unknown `kid` at most once per [`JWKS_REFETCH`]), the token request and ID token checks
-//! (OIDC Core §3.1.3.7, SPEC F6), and userinfo (OIDC Core §5.3). Every request has a time limit
-//! and a size limit, and follows no redirects; the providers are configured by the operator, so
-//! loopback is allowed.
+//! (OIDC Core §3.1.3.7, SPEC F6), and userinfo (OIDC Core §5.3), over the shared
+//! [`Upstream`] client.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use mcpauth_core::constant_time_eq;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::IdentityProvider;
+use super::upstream::{CodeGrant, Identity, Upstream, UpstreamError, read_json, secure_url};
+use super::{IdentityProvider, TokenAuth};
 
-/// Time limit of one request to a provider.
-const TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest accepted response from a provider.
-const MAX_BYTES: usize = 256 * 1024;
 /// How long discovery and JWKS documents are kept without `Cache-Control: max-age`.
 const DEFAULT_CACHE: Duration = Duration::from_secs(300);
 /// Longest time documents are kept, whatever the provider says.
@@ -31,27 +23,6 @@ const MAX_CACHE: Duration = Duration::from_secs(24 * 3600);
 const JWKS_REFETCH: Duration = Duration::from_secs(30);
 /// Clock skew accepted on `exp` and `iat`.
 const LEEWAY: u64 = 60;
-
-/// Why signing in at a provider failed. The message is for the server log and, without
-/// secrets, for the error page.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum UpstreamError {
-    /// The provider could not be reached or answered garbage.
-    #[error("the identity provider could not be reached or answered badly: {0}")]
-    Unreachable(String),
-    /// Its discovery document is unusable.
-    #[error("the identity provider's configuration is unusable: {0}")]
-    Metadata(String),
-    /// The token request failed.
-    #[error("the identity provider refused the code: {0}")]
-    Token(String),
-    /// The ID token failed a check.
-    #[error("the identity provider's ID token was refused: {0}")]
-    IdToken(&'static str),
-    /// The userinfo response failed a check.
-    #[error("the identity provider's userinfo answer was refused: {0}")]
-    UserInfo(&'static str),
-}
 
 /// The parts of a provider's discovery document we use (OIDC Discovery §3).
 #[derive(Clone, Debug, Deserialize)]
@@ -70,33 +41,18 @@ pub(crate) struct ProviderMetadata {
     pub authorization_response_iss_parameter_supported: bool,
 }
 
-struct Cached<T> {
+/// A cached discovery document.
+pub(crate) struct Cached<T> {
     value: T,
     until: Instant,
 }
 
-struct CachedJwks {
+/// A cached JWKS.
+pub(crate) struct CachedJwks {
     keys: JwkSet,
     until: Instant,
     /// When an unknown `kid` last caused a refetch.
     forced: Option<Instant>,
-}
-
-/// The HTTP client and caches for all providers.
-pub(crate) struct Upstream {
-    http: reqwest::Client,
-    metadata: Mutex<HashMap<String, Cached<ProviderMetadata>>>,
-    jwks: Mutex<HashMap<String, CachedJwks>>,
-}
-
-crate::redacted_debug!(Upstream);
-
-/// The verified identity of a signed-in account.
-#[derive(Debug)]
-pub(crate) struct Identity {
-    pub sub: String,
-    /// ID token claims, completed by userinfo when the ID token had no `email`.
-    pub claims: Map<String, Value>,
 }
 
 /// `max-age` of a response, bounded.
@@ -116,93 +72,23 @@ fn cache_for(resp: &reqwest::Response) -> Duration {
         .min(MAX_CACHE)
 }
 
-/// Reads a JSON body of at most [`MAX_BYTES`].
-async fn read_json<T: serde::de::DeserializeOwned>(
-    mut resp: reqwest::Response,
-) -> Result<T, UpstreamError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?
-    {
-        if body.len() + chunk.len() > MAX_BYTES {
-            return Err(UpstreamError::Unreachable(format!(
-                "the response is larger than {MAX_BYTES} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    serde_json::from_slice(&body).map_err(|e| UpstreamError::Unreachable(e.to_string()))
-}
-
-/// Whether `url` is https, or http on a loopback host (OAuth 2.1 §1.5).
-fn secure_url(url: &str) -> bool {
-    url::Url::parse(url).is_ok_and(|u| {
-        u.scheme() == "https" || (u.scheme() == "http" && mcpauth_core::url_policy::is_loopback(&u))
-    })
-}
-
 /// Asymmetric algorithms only: never `none`, never HS* (SPEC F6).
 fn asymmetric(alg: Algorithm) -> bool {
     !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
-#[derive(Deserialize)]
-struct TokenResponse {
-    id_token: Option<String>,
-    access_token: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-}
-
 impl Upstream {
-    pub(crate) fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(TIMEOUT)
-            .connect_timeout(TIMEOUT)
-            .no_proxy()
-            .build()
-            .expect("the TLS backend initialises");
-        Self {
-            http,
-            metadata: Mutex::default(),
-            jwks: Mutex::default(),
-        }
-    }
-
-    async fn get(&self, url: &str) -> Result<reqwest::Response, UpstreamError> {
-        let resp = self
-            .http
-            .get(url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(e.without_url().to_string()))?;
-        if !resp.status().is_success() {
-            return Err(UpstreamError::Unreachable(format!(
-                "{url} answered {}",
-                resp.status()
-            )));
-        }
-        Ok(resp)
-    }
-
-    /// The provider's discovery document; its `issuer` must equal the configured one exactly
-    /// (OIDC Discovery §4.3, SPEC C6).
-    pub(crate) async fn metadata(
-        &self,
-        idp: &IdentityProvider,
-    ) -> Result<ProviderMetadata, UpstreamError> {
-        if let Some(c) = self.metadata.lock().unwrap().get(&idp.issuer)
+    /// The discovery document of the provider `issuer`; its `issuer` must equal the configured
+    /// one exactly (OIDC Discovery §4.3, SPEC C6).
+    pub(crate) async fn metadata(&self, issuer: &str) -> Result<ProviderMetadata, UpstreamError> {
+        if let Some(c) = self.metadata.lock().unwrap().get(issuer)
             && c.until > Instant::now()
         {
             return Ok(c.value.clone());
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
-            idp.issuer.trim_end_matches('/')
+            issuer.trim_end_matches('/')
         );
         let resp = self.get(&url).await?;
         let ttl = cache_for(&resp);
@@ -218,15 +104,15 @@ impl Upstream {
                 "its endpoint {bad:?} is not https (http only on a loopback host)"
             )));
         }
-        if m.issuer != idp.issuer {
+        if m.issuer != issuer {
             return Err(UpstreamError::Metadata(format!(
-                "its discovery document names the issuer {:?}, not {:?} (OpenID Connect \
+                "its discovery document names the issuer {:?}, not {issuer:?} (OpenID Connect \
                  Discovery §4.3)",
-                m.issuer, idp.issuer
+                m.issuer
             )));
         }
         self.metadata.lock().unwrap().insert(
-            idp.issuer.clone(),
+            issuer.to_owned(),
             Cached {
                 value: m.clone(),
                 until: Instant::now() + ttl,
@@ -296,18 +182,11 @@ impl Upstream {
     pub(crate) async fn sign_in(
         &self,
         idp: &IdentityProvider,
+        issuer: &str,
         meta: &ProviderMetadata,
-        code: &str,
-        redirect_uri: &str,
-        verifier: &str,
+        grant: &CodeGrant<'_>,
         nonce: &str,
     ) -> Result<Identity, UpstreamError> {
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect_uri),
-            ("code_verifier", verifier),
-        ];
         let post_only = meta
             .token_endpoint_auth_methods_supported
             .as_ref()
@@ -315,39 +194,20 @@ impl Upstream {
                 m.iter().any(|x| x == "client_secret_post")
                     && !m.iter().any(|x| x == "client_secret_basic")
             });
-        let mut req = self.http.post(&meta.token_endpoint);
-        if post_only {
-            form.push(("client_id", &idp.client_id));
-            form.push(("client_secret", idp.client_secret.expose()));
+        let auth = if post_only {
+            TokenAuth::Post
         } else {
-            // RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
-            let enc =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            let basic = STANDARD.encode(format!(
-                "{}:{}",
-                enc(&idp.client_id),
-                enc(idp.client_secret.expose())
-            ));
-            req = req.header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"));
-        }
-        let resp = req
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(e.without_url().to_string()))?;
-        let status = resp.status();
-        let body: TokenResponse = read_json(resp).await?;
-        if !status.is_success() {
-            return Err(UpstreamError::Token(format!(
-                "HTTP {status}, error {:?}",
-                body.error.unwrap_or_default()
-            )));
-        }
+            TokenAuth::Basic
+        };
+        let body = self
+            .token_request(idp, &meta.token_endpoint, auth, grant)
+            .await?;
         let id_token = body
             .id_token
             .ok_or_else(|| UpstreamError::Token("the answer has no id_token".into()))?;
-        let mut claims = self.check_id_token(idp, meta, &id_token, nonce).await?;
+        let mut claims = self
+            .check_id_token(idp, issuer, meta, &id_token, nonce)
+            .await?;
         let sub = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -357,7 +217,7 @@ impl Upstream {
         if !claims.contains_key("email")
             && let (Some(endpoint), Some(at)) = (&meta.userinfo_endpoint, &body.access_token)
         {
-            let info = self.userinfo(endpoint, at).await?;
+            let info: Map<String, Value> = self.user_json(endpoint, at).await?;
             // OIDC Core §5.3.2: the userinfo `sub` must be the ID token's.
             if info.get("sub").and_then(Value::as_str) != Some(sub.as_str()) {
                 return Err(UpstreamError::UserInfo("its sub is not the ID token's"));
@@ -371,33 +231,13 @@ impl Upstream {
         Ok(Identity { sub, claims })
     }
 
-    async fn userinfo(
-        &self,
-        endpoint: &str,
-        access_token: &str,
-    ) -> Result<Map<String, Value>, UpstreamError> {
-        let resp = self
-            .http
-            .get(endpoint)
-            .bearer_auth(access_token)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(|e| UpstreamError::Unreachable(e.without_url().to_string()))?;
-        if !resp.status().is_success() {
-            return Err(UpstreamError::UserInfo(
-                "the endpoint refused the access token",
-            ));
-        }
-        read_json(resp).await
-    }
-
     /// OIDC Core §3.1.3.7 (SPEC F6): an asymmetric signature by the provider's key with an
     /// advertised algorithm, `iss` exact, `aud` holding our client id (and `azp` ours when
     /// there are several audiences), `exp` and `iat` within [`LEEWAY`], `nonce` ours.
     async fn check_id_token(
         &self,
         idp: &IdentityProvider,
+        issuer: &str,
         meta: &ProviderMetadata,
         id_token: &str,
         nonce: &str,
@@ -428,7 +268,7 @@ impl Upstream {
         let key =
             DecodingKey::from_jwk(&jwk).map_err(|_| UpstreamError::IdToken("unusable key"))?;
         let mut v = Validation::new(header.alg);
-        v.set_issuer(&[&idp.issuer]);
+        v.set_issuer(&[issuer]);
         v.set_audience(&[&idp.client_id]);
         v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         v.leeway = LEEWAY;
@@ -496,15 +336,6 @@ mod tests {
         );
         assert_eq!(cache_for(&response(Some("max-age=99999999"))), MAX_CACHE);
         assert_eq!(cache_for(&response(Some("no-store"))), Duration::ZERO);
-    }
-
-    #[test]
-    fn f6_provider_endpoints_must_be_https_or_loopback() {
-        assert!(secure_url("https://idp.example/token"));
-        assert!(secure_url("http://127.0.0.1:8080/token"));
-        assert!(!secure_url("http://idp.example/token"));
-        assert!(!secure_url("javascript:alert(1)"));
-        assert!(!secure_url("not a url"));
     }
 
     #[test]

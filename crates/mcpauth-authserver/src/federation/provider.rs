@@ -1,4 +1,5 @@
-//! Upstream OpenID Connect providers users may sign in with, and who of their accounts may.
+//! Upstream identity providers users may sign in with (OpenID Connect, or plain OAuth 2.0 with
+//! a user endpoint), and who of their accounts may.
 
 use mcpauth_core::ClientSecret;
 use mcpauth_core::url_policy::{is_loopback, parse_url};
@@ -6,28 +7,123 @@ use serde_json::Value;
 
 use crate::error::AuthServerError;
 
-/// An upstream OpenID Connect provider (SPEC F1-F8): users sign in there and become local
-/// users named `NAME:SUB`. Consent stays ours (SPEC F7).
+/// An upstream identity provider (SPEC F1-F8): users sign in there and become local users
+/// named `NAME:SUB`. Consent stays ours (SPEC F7).
 #[derive(Clone, Debug)]
 pub struct IdentityProvider {
     /// URL-safe id (`a-z`, `0-9`, `-`, `_`; 1 to 32 characters): the prefix of its users' names.
     pub name: String,
     /// Shown on the login page's button.
     pub display_name: String,
-    /// The OIDC issuer; discovery is `{issuer}/.well-known/openid-configuration`.
-    pub issuer: String,
+    /// OpenID Connect or plain OAuth 2.0, with what each needs.
+    pub kind: ProviderKind,
     /// Our client id at the provider.
     pub client_id: String,
     /// Our client secret at the provider.
     pub client_secret: ClientSecret,
-    /// Scopes requested (`openid` is always sent).
+    /// Scopes requested (for OpenID Connect, `openid` is always sent too).
     pub scopes: Vec<String>,
     /// Who may sign in.
     pub allow: AllowRules,
 }
 
+/// How a provider signs users in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenID Connect: discovery at `{issuer}/.well-known/openid-configuration`, an ID token.
+    Oidc {
+        /// The OIDC issuer.
+        issuer: String,
+    },
+    /// Plain OAuth 2.0 (RFC 6749, e.g. GitHub): configured endpoints, the account read from a
+    /// user endpoint with the access token.
+    OAuth2(OAuth2Endpoints),
+}
+
+/// How a plain OAuth 2.0 provider authenticates us at its token endpoint (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TokenAuth {
+    /// `client_secret_basic`: HTTP Basic.
+    #[default]
+    Basic,
+    /// `client_secret_post`: in the form.
+    Post,
+}
+
+/// A plain OAuth 2.0 provider's endpoints and where its user endpoint's JSON holds the account.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuth2Endpoints {
+    /// Where the browser signs in (RFC 6749 §3.1).
+    pub authorization_endpoint: String,
+    /// Where the code is exchanged (RFC 6749 §3.2).
+    pub token_endpoint: String,
+    /// Answers the signed-in account as a JSON object, e.g. `https://api.github.com/user`.
+    pub userinfo_endpoint: String,
+    /// Answers the account's addresses as `[{"email", "primary", "verified"}]`, e.g.
+    /// `https://api.github.com/user/emails`: the only source of a verified e-mail address.
+    pub emails_endpoint: Option<String>,
+    /// The user endpoint's member holding the stable account id (a string or an integer).
+    pub subject_field: String,
+    /// The user endpoint's member holding the (unverified) e-mail address.
+    pub email_field: String,
+    /// The user endpoint's member holding the account name shown on error pages, e.g. `login`.
+    pub name_field: Option<String>,
+    /// How we authenticate at the token endpoint.
+    pub token_auth: TokenAuth,
+}
+
+impl OAuth2Endpoints {
+    /// The three endpoints, the subject in `id`, the e-mail address in `email`, Basic
+    /// authentication, and no emails endpoint.
+    pub fn new(
+        authorization_endpoint: impl Into<String>,
+        token_endpoint: impl Into<String>,
+        userinfo_endpoint: impl Into<String>,
+    ) -> Self {
+        Self {
+            authorization_endpoint: authorization_endpoint.into(),
+            token_endpoint: token_endpoint.into(),
+            userinfo_endpoint: userinfo_endpoint.into(),
+            emails_endpoint: None,
+            subject_field: "id".into(),
+            email_field: "email".into(),
+            name_field: None,
+            token_auth: TokenAuth::Basic,
+        }
+    }
+
+    fn urls(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("authorization_endpoint", Some(&self.authorization_endpoint)),
+            ("token_endpoint", Some(&self.token_endpoint)),
+            ("userinfo_endpoint", Some(&self.userinfo_endpoint)),
+            ("emails_endpoint", self.emails_endpoint.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+    }
+}
+
+/// Checks that `value` is an https URL (http only on loopback) without a fragment.
+fn check_url(provider: &str, what: &str, value: &str) -> Result<(), AuthServerError> {
+    let url = parse_url(value)?;
+    if !(url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url))) {
+        return Err(AuthServerError::Config(format!(
+            "identity provider {provider:?}: the {what} {value:?} must be https (http only on a \
+             loopback host)"
+        )));
+    }
+    if url.fragment().is_some() {
+        return Err(AuthServerError::Config(format!(
+            "identity provider {provider:?}: the {what} {value:?} must have no fragment"
+        )));
+    }
+    Ok(())
+}
+
 impl IdentityProvider {
-    /// A provider with the default scopes (`openid email profile`) and no allow rule yet.
+    /// An OpenID Connect provider with the default scopes (`openid email profile`) and no allow
+    /// rule yet.
     pub fn new(
         name: impl Into<String>,
         issuer: impl Into<String>,
@@ -38,7 +134,9 @@ impl IdentityProvider {
         Self {
             display_name: name.clone(),
             name,
-            issuer: issuer.into(),
+            kind: ProviderKind::Oidc {
+                issuer: issuer.into(),
+            },
             client_id: client_id.into(),
             client_secret,
             scopes: vec!["openid".into(), "email".into(), "profile".into()],
@@ -46,8 +144,35 @@ impl IdentityProvider {
         }
     }
 
-    /// Checks the name, the issuer (https, or http on loopback) and that some rule says who may
-    /// sign in.
+    /// A plain OAuth 2.0 provider with no scopes and no allow rule yet.
+    pub fn oauth2(
+        name: impl Into<String>,
+        endpoints: OAuth2Endpoints,
+        client_id: impl Into<String>,
+        client_secret: ClientSecret,
+    ) -> Self {
+        let name = name.into();
+        Self {
+            display_name: name.clone(),
+            name,
+            kind: ProviderKind::OAuth2(endpoints),
+            client_id: client_id.into(),
+            client_secret,
+            scopes: Vec::new(),
+            allow: AllowRules::default(),
+        }
+    }
+
+    /// Where users sign in: the OIDC issuer, or the OAuth 2.0 authorization endpoint.
+    pub fn location(&self) -> &str {
+        match &self.kind {
+            ProviderKind::Oidc { issuer } => issuer,
+            ProviderKind::OAuth2(e) => &e.authorization_endpoint,
+        }
+    }
+
+    /// Checks the name, the issuer or endpoints (https, or http on loopback) and that some rule
+    /// says who may sign in.
     pub fn validate(&self) -> Result<(), AuthServerError> {
         let bad = |m: String| Err(AuthServerError::Config(m));
         let name_ok = !self.name.is_empty()
@@ -62,18 +187,33 @@ impl IdentityProvider {
                 self.name
             ));
         }
-        let url = parse_url(&self.issuer)?;
-        if !(url.scheme() == "https" || (url.scheme() == "http" && is_loopback(&url))) {
-            return bad(format!(
-                "identity provider {:?}: the issuer {:?} must be https (http only on a loopback host)",
-                self.name, self.issuer
-            ));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return bad(format!(
-                "identity provider {:?}: the issuer {:?} must have no query or fragment",
-                self.name, self.issuer
-            ));
+        match &self.kind {
+            ProviderKind::Oidc { issuer } => {
+                check_url(&self.name, "issuer", issuer)?;
+                if parse_url(issuer)?.query().is_some() {
+                    return bad(format!(
+                        "identity provider {:?}: the issuer {issuer:?} must have no query",
+                        self.name
+                    ));
+                }
+            }
+            ProviderKind::OAuth2(e) => {
+                for (what, url) in e.urls() {
+                    check_url(&self.name, what, url)?;
+                }
+                for (what, field) in [
+                    ("subject_field", Some(&e.subject_field)),
+                    ("email_field", Some(&e.email_field)),
+                    ("name_field", e.name_field.as_ref()),
+                ] {
+                    if field.is_some_and(|f| f.is_empty()) {
+                        return bad(format!(
+                            "identity provider {:?}: {what} is empty",
+                            self.name
+                        ));
+                    }
+                }
+            }
         }
         if self.client_id.is_empty() {
             return bad(format!(
@@ -86,7 +226,8 @@ impl IdentityProvider {
                 "identity provider {:?} has no allow rule, so every account of {} could sign in: \
                  add --idp-allow-domain, --idp-allow-email or --idp-allow-claim, or say \
                  --idp-allow-any if that is what you want",
-                self.name, self.issuer
+                self.name,
+                self.location()
             ));
         }
         for c in &self.allow.claims {
@@ -215,14 +356,77 @@ mod tests {
             assert!(p.validate().is_err(), "{name:?}");
         }
         let mut p = provider();
-        p.issuer = "http://idp.example.com".into();
+        let oidc = |issuer: &str| ProviderKind::Oidc {
+            issuer: issuer.into(),
+        };
+        p.kind = oidc("http://idp.example.com");
         assert!(p.validate().is_err());
-        p.issuer = "http://127.0.0.1:9999".into();
+        p.kind = oidc("https://idp.example.com/?tenant=1");
+        assert!(p.validate().unwrap_err().to_string().contains("no query"));
+        p.kind = oidc("http://127.0.0.1:9999");
         assert!(p.validate().is_ok());
         assert!(ClaimRule::parse("hd=example.com").is_ok());
         assert!(ClaimRule::parse("hd").is_err());
         assert!(ClaimRule::parse("=x").is_err());
         assert!(!format!("{:?}", provider()).contains("\"s\""));
+    }
+
+    fn github() -> IdentityProvider {
+        let mut p = IdentityProvider::oauth2(
+            "github",
+            OAuth2Endpoints::new(
+                "https://github.com/login/oauth/authorize",
+                "https://github.com/login/oauth/access_token",
+                "https://api.github.com/user",
+            ),
+            "client",
+            ClientSecret::new("s"),
+        );
+        p.allow.any = true;
+        p
+    }
+
+    fn endpoints(p: &mut IdentityProvider) -> &mut OAuth2Endpoints {
+        match &mut p.kind {
+            ProviderKind::OAuth2(e) => e,
+            ProviderKind::Oidc { .. } => unreachable!("an OAuth 2.0 provider"),
+        }
+    }
+
+    #[test]
+    fn f1_oauth2_provider_endpoints_are_validated() {
+        assert!(github().validate().is_ok());
+        assert_eq!(
+            github().location(),
+            "https://github.com/login/oauth/authorize"
+        );
+        let mut p = github();
+        endpoints(&mut p).token_endpoint = "http://github.com/login/oauth/access_token".into();
+        let e = p.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("the token_endpoint") && e.contains("must be https"),
+            "{e}"
+        );
+        let mut p = github();
+        endpoints(&mut p).emails_endpoint = Some("https://api.github.com/user/emails#x".into());
+        let e = p.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("emails_endpoint") && e.contains("no fragment"),
+            "{e}"
+        );
+        let mut p = github();
+        endpoints(&mut p).userinfo_endpoint = "not a url".into();
+        assert!(p.validate().is_err());
+        let mut p = github();
+        endpoints(&mut p).userinfo_endpoint = "http://127.0.0.1:9/user".into();
+        assert!(p.validate().is_ok());
+        let mut p = github();
+        endpoints(&mut p).subject_field = String::new();
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("subject_field is empty"), "{e}");
+        let mut p = github();
+        endpoints(&mut p).name_field = Some(String::new());
+        assert!(p.validate().unwrap_err().to_string().contains("name_field"));
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! testkit's real one on 127.0.0.1), the ID token checks (F6, OIDC Core §3.1.3.7), the
 //! allow-list, and the upstream login's binding to state, browser and time (S14).
 
-use mcpauth_authserver::federation::{AllowRules, ClaimRule, IdentityProvider, callback_uri};
+use mcpauth_authserver::federation::{AllowRules, ClaimRule, IdentityProvider};
 use mcpauth_authserver::{Config, admin};
 use mcpauth_core::ClientSecret;
 use mcpauth_testkit::{IdpFault, IdpUser, OidcProvider};
 use serde_json::json;
 
+use crate::federation_support::{
+    AtCallback, browse_to_callback, button, get_callback, location, refused, upstream_logins,
+    with_param,
+};
 use crate::support::{
     Db, REDIRECT, RESOURCE, TestServer, authorization, both_backends, claims, cookie_from, http,
     location_params, open_login, post_consent, post_login, token_request,
@@ -70,80 +74,8 @@ async fn start(allow: AllowRules) -> Fed {
     start_with(None, allow, |_| {}).await
 }
 
-/// The `href` of the login page's button for `name`.
-fn button(html: &str, name: &str) -> String {
-    let marker = format!("data-idp=\"{name}\" href=\"");
-    let at = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no button in {html}"))
-        + marker.len();
-    html[at..][..html[at..].find('"').unwrap()]
-        .replace("&#38;", "&")
-        .replace("&amp;", "&")
-}
-
-fn location(resp: &reqwest::Response) -> String {
-    resp.headers()["location"].to_str().unwrap().to_owned()
-}
-
-/// A browser at the provider's callback: the authorization URL, the session cookie, and the
-/// callback URL the provider sent it to.
-struct AtCallback {
-    verifier: String,
-    /// The authorization request sent to the provider.
-    at_idp: String,
-    cookie: String,
-    callback: String,
-}
-
 async fn to_callback(f: &Fed) -> AtCallback {
-    let a = authorization(&f.ts, &f.client_id, REDIRECT, &[]);
-    let (cookie, html) = open_login(&a.url).await;
-    assert!(html.contains("Sign in with"), "{html}");
-    let start = http()
-        .get(button(&html, "corp"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), 302, "{}", start.text().await.unwrap());
-    let at_idp = location(&start);
-    assert!(at_idp.starts_with(&f.idp.issuer), "{at_idp}");
-    let back = http().get(&at_idp).send().await.unwrap();
-    assert_eq!(back.status(), 302);
-    let callback = location(&back);
-    assert!(
-        callback.starts_with(&callback_uri(f.ts.server.config())),
-        "{callback}"
-    );
-    AtCallback {
-        verifier: a.verifier,
-        at_idp,
-        cookie,
-        callback,
-    }
-}
-
-async fn get_callback(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
-    let mut req = http().get(url);
-    if let Some(c) = cookie {
-        req = req.header("cookie", c);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let cookie = cookie_from(&resp);
-    (status, resp.text().await.unwrap(), cookie)
-}
-
-/// Asserts an error page that says `says`, and that no code was issued (no redirect).
-fn refused(got: &(u16, String, Option<String>), status: u16, says: &str) {
-    assert_eq!(got.0, status, "{}", got.1);
-    assert!(got.1.contains(says), "expected {says:?} in {}", got.1);
-    assert!(
-        !got.1.contains("name=\"decision\""),
-        "no consent form: {}",
-        got.1
-    );
+    browse_to_callback(&f.ts, &f.client_id, "corp", &f.idp.issuer).await
 }
 
 both_backends! {
@@ -401,21 +333,6 @@ async fn f6_userinfo_for_another_sub_is_refused() {
     id_token_refused(IdpFault::UserinfoOtherSub, "its sub is not the ID token").await;
 }
 
-/// Replaces (or, with `None`, removes) one query parameter of `url`.
-fn with_param(url: &str, name: &str, value: Option<&str>) -> String {
-    let mut u = url::Url::parse(url).unwrap();
-    let pairs: Vec<(String, String)> = u
-        .query_pairs()
-        .filter(|(k, _)| k != name)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    u.query_pairs_mut().clear().extend_pairs(&pairs);
-    if let Some(v) = value {
-        u.query_pairs_mut().append_pair(name, v);
-    }
-    u.to_string()
-}
-
 #[tokio::test]
 async fn f6_callback_iss_of_another_issuer_is_refused_rfc9207() {
     let f = start(domain("example.com")).await;
@@ -540,6 +457,24 @@ async fn f4_provider_down_shows_an_error_page_and_stores_nothing() {
     assert_eq!(resp.status(), 502);
     let html = resp.text().await.unwrap();
     assert!(html.contains("could not be reached"), "{html}");
+    assert_eq!(upstream_logins(&db.url).await, 0);
+    assert!(admin::list_users(ts.store()).await.unwrap().is_empty());
+}
+
+/// The provider goes down between its authorization page and our token request: a clear 502
+/// page, no user, and the upstream login is used up.
+#[tokio::test]
+async fn f4_provider_down_at_the_token_endpoint_shows_an_error_page_and_stores_nothing() {
+    let f = start(domain("example.com")).await;
+    let at = to_callback(&f).await;
+    f.idp.stop().await;
+    refused(
+        &get_callback(&at.callback, Some(&at.cookie)).await,
+        502,
+        "could not be reached",
+    );
+    assert!(admin::list_users(f.ts.store()).await.unwrap().is_empty());
+    assert_eq!(upstream_logins(&f._db.as_ref().unwrap().url).await, 0);
 }
 
 #[tokio::test]

@@ -19,6 +19,8 @@ mod client_expiry;
 mod clients;
 mod code_flow;
 mod federation;
+mod federation_github;
+mod federation_support;
 mod fuzz_corpus;
 mod hostile;
 mod interop;

@@ -43,7 +43,8 @@ struct Settings {
     rate_limits: Option<bool>,
     /// `false`: users sign in through identity providers only.
     password_login: Option<bool>,
-    /// Upstream OpenID Connect providers (`[[identity_providers]]`).
+    /// Upstream identity providers (`[[identity_providers]]`): OpenID Connect, or plain OAuth
+    /// 2.0 with `kind = "oauth2"`.
     #[serde(default)]
     identity_providers: Vec<super::federation::IdpSettings>,
 }

@@ -1,19 +1,103 @@
-//! `mcpauth serve` with an upstream OpenID Connect provider (SPEC F1-F8): the flags, the secret
-//! kept off the command line, the redirect URI in the banner, and providers-only sign-in.
+//! `mcpauth serve` with upstream identity providers (SPEC F1-F8): OpenID Connect from the flags
+//! or the settings, plain OAuth 2.0 (GitHub-style) from the settings, the secret kept off the
+//! command line, the redirect URI in the banner, and providers-only sign-in.
 
+use std::path::Path;
 use std::process::Stdio;
 
-use mcpauth_testkit::{IdpUser, OidcProvider};
+use mcpauth_testkit::{GithubProvider, GithubUser, IdpUser, OidcProvider};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
 
-use crate::common::{LIMIT, mcpauth};
+use crate::common::{self, LIMIT, mcpauth};
 
 fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// A running `mcpauth serve`, its issuer, and its start-up banner.
+struct Serve {
+    child: tokio::process::Child,
+    issuer: String,
+    banner: String,
+}
+
+/// Starts `mcpauth serve` on 127.0.0.1:0 with a SQLite database in `home` and the arguments
+/// `args` adds, and reads its banner up to the line containing `until`.
+async fn serve(home: &Path, args: impl FnOnce(&mut Command), until: &str) -> Serve {
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.display());
+    let mut cmd = mcpauth(home);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--database", &db]);
+    args(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (issuer, banner) = tokio::time::timeout(LIMIT, async {
+        let (mut issuer, mut banner) = (String::new(), String::new());
+        while let Some(line) = lines.next_line().await.unwrap() {
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(i) = line.trim().strip_prefix("issuer:") {
+                issuer = i.trim().to_owned();
+            }
+            if line.contains(until) {
+                return (issuer, banner);
+            }
+        }
+        panic!("mcpauth serve did not print {until:?}: {banner}");
+    })
+    .await
+    .unwrap();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Serve {
+        child,
+        issuer,
+        banner,
+    }
+}
+
+/// The redirect URI the banner says to register at the identity provider.
+fn banner_callback(banner: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.split_once("redirect URI at the identity provider: "))
+        .map(|(_, uri)| uri.trim().to_owned())
+        .unwrap_or_else(|| panic!("no redirect URI in {banner}"))
+}
+
+/// Registers a native public client at `issuer` and sends its authorization request (PKCE
+/// S256); returns the response.
+async fn authorize(http: &reqwest::Client, issuer: &str) -> reqwest::Response {
+    let reg: Value = http
+        .post(format!("{issuer}/register"))
+        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
+            "token_endpoint_auth_method": "none", "application_type": "native"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", reg["client_id"].as_str().unwrap())
+        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("state", "s");
+    http.get(url).send().await.unwrap()
 }
 
 #[tokio::test]
@@ -47,12 +131,10 @@ async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
     })
     .await;
     let home = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
     let secret_file = home.path().join("idp-secret");
     std::fs::write(&secret_file, format!("{}\n", idp.client_secret)).unwrap();
-    let mut child = mcpauth(home.path())
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
-        .args([
+    let args = |c: &mut Command| {
+        c.args([
             "--idp-issuer",
             &idp.issuer,
             "--idp-client-id",
@@ -60,62 +142,16 @@ async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
         ])
         .arg("--idp-client-secret-file")
         .arg(&secret_file)
-        .args(["--idp-allow-domain", "example.com", "--no-password-login"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (issuer, callback) = tokio::time::timeout(LIMIT, async {
-        let mut issuer = String::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(i) = line.trim().strip_prefix("issuer:") {
-                issuer = i.trim().to_owned();
-            }
-            if let Some((_, uri)) = line.split_once("redirect URI at the identity provider: ") {
-                return (issuer, uri.trim().to_owned());
-            }
-        }
-        panic!("mcpauth serve printed no redirect URI");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .args(["--idp-allow-domain", "example.com", "--no-password-login"]);
+    };
+    let mut s = serve(home.path(), args, "redirect URI at the identity provider").await;
+    let (issuer, callback) = (s.issuer.clone(), banner_callback(&s.banner));
     assert_eq!(callback, format!("{issuer}/idp/callback"));
 
     let http = no_redirects();
-    let reg: Value = http
-        .post(format!("{issuer}/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
-            "token_endpoint_auth_method": "none", "application_type": "native"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let client_id = reg["client_id"].as_str().unwrap();
-    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
-        .append_pair(
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        )
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "s");
-    let resp = http.get(url).send().await.unwrap();
+    let resp = authorize(&http, &issuer).await;
     assert_eq!(resp.status(), 302);
-    let cookie = resp.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = common::cookie(&resp);
     let start = resp.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         start.starts_with(&format!("{issuer}/idp/start?")),
@@ -141,7 +177,7 @@ async fn f3_serve_with_only_a_provider_sends_authorize_straight_to_it() {
         .1
         .into_owned();
     assert_eq!(redirect, callback);
-    child.kill().await.unwrap();
+    s.child.kill().await.unwrap();
 }
 
 #[tokio::test]
@@ -174,7 +210,6 @@ async fn f3_settings_file_providers_are_buttons_without_the_password_form() {
     })
     .await;
     let home = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}/as.db?mode=rwc", home.path().display());
     let secret_file = home.path().join("idp-secret");
     std::fs::write(&secret_file, &idp.client_secret).unwrap();
     let settings = home.path().join("serve.toml");
@@ -204,60 +239,23 @@ allow_any = true
         ),
     )
     .unwrap();
-    let mut child = mcpauth(home.path())
-        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
-        .arg("--settings")
-        .arg(&settings)
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let issuer = tokio::time::timeout(LIMIT, async {
-        let mut issuer = String::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(i) = line.trim().strip_prefix("issuer:") {
-                issuer = i.trim().to_owned();
-            }
-            if line.contains("password sign-in: off") {
-                return issuer;
-            }
-        }
-        panic!("mcpauth serve did not say that password sign-in is off");
-    })
-    .await
-    .unwrap();
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut s = serve(
+        home.path(),
+        |c| {
+            c.arg("--settings").arg(&settings);
+        },
+        "password sign-in: off",
+    )
+    .await;
     let http = no_redirects();
-    let reg: Value = http
-        .post(format!("{issuer}/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
-            "token_endpoint_auth_method": "none", "application_type": "native"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", reg["client_id"].as_str().unwrap())
-        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
-        .append_pair(
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        )
-        .append_pair("code_challenge_method", "S256");
-    let resp = http.get(url).send().await.unwrap();
+    let resp = authorize(&http, &s.issuer).await;
     assert_eq!(resp.status(), 200);
     let html = resp.text().await.unwrap();
     assert!(html.contains("data-idp=\"corp\""), "{html}");
     assert!(html.contains("Corp SSO"), "{html}");
     assert!(html.contains("data-idp=\"partner\""), "{html}");
     assert!(!html.contains("name=\"password\""), "{html}");
-    child.kill().await.unwrap();
+    s.child.kill().await.unwrap();
 }
 
 #[tokio::test]
@@ -297,4 +295,154 @@ async fn f1_gateway_embeds_the_provider_sign_in_and_prints_the_redirect_uri() {
     assert!(seen.contains("idp.example"), "{seen}");
     assert!(!seen.contains("s3cret-value"), "{seen}");
     child.kill().await.unwrap();
+}
+
+/// A settings file in `home` with the `[[identity_providers]]` of a GitHub-style OAuth 2.0
+/// provider (the testkit's), its secret in a file.
+fn github_settings(home: &Path, gh: &GithubProvider) -> std::path::PathBuf {
+    let secret_file = home.join("github-secret");
+    std::fs::write(&secret_file, &gh.client_secret).unwrap();
+    let settings = home.join("serve.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"password_login = false
+
+[[identity_providers]]
+name = "github"
+kind = "oauth2"
+display_name = "GitHub"
+client_id = "{client_id}"
+client_secret_file = "{secret}"
+authorization_endpoint = "{authorize}"
+token_endpoint = "{token}"
+userinfo_endpoint = "{user}"
+emails_endpoint = "{emails}"
+name_field = "login"
+scopes = ["read:user", "user:email"]
+allow_claims = ["login=octocat"]
+"#,
+            client_id = gh.client_id,
+            secret = secret_file.display(),
+            authorize = gh.authorization_endpoint(),
+            token = gh.token_endpoint(),
+            user = gh.user_endpoint(),
+            emails = gh.emails_endpoint(),
+        ),
+    )
+    .unwrap();
+    settings
+}
+
+async fn github() -> GithubProvider {
+    GithubProvider::start(GithubUser {
+        id: 583231,
+        login: "octocat".into(),
+        email: "octocat@example.com".into(),
+    })
+    .await
+}
+
+/// F1-F7 through the binary: a `kind = "oauth2"` provider from the settings file; the banner
+/// names it and the callback URI to register; a browser goes from `/authorize` straight to it
+/// and comes back to our consent page as `github:ID`.
+#[tokio::test]
+async fn f1_serve_settings_oauth2_provider_signs_in() {
+    let gh = github().await;
+    let home = tempfile::tempdir().unwrap();
+    let settings = github_settings(home.path(), &gh);
+    let mut s = serve(
+        home.path(),
+        |c| {
+            c.arg("--settings").arg(&settings);
+        },
+        "redirect URI at the identity provider",
+    )
+    .await;
+    let (issuer, callback) = (s.issuer.clone(), banner_callback(&s.banner));
+    assert!(
+        s.banner.contains(&format!(
+            "sign-in via: GitHub ({})",
+            gh.authorization_endpoint()
+        )),
+        "{}",
+        s.banner
+    );
+    assert!(!s.banner.contains(&gh.client_secret), "{}", s.banner);
+    assert_eq!(callback, format!("{issuer}/idp/callback"));
+
+    let http = no_redirects();
+    let resp = authorize(&http, &issuer).await;
+    assert_eq!(resp.status(), 302);
+    let cookie = common::cookie(&resp);
+    let mut next = resp.headers()["location"].to_str().unwrap().to_owned();
+    // /idp/start → the provider's authorize → our callback.
+    for expected in [gh.authorization_endpoint(), callback.clone()] {
+        let resp = http
+            .get(&next)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
+        next = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(next.starts_with(&expected), "{next}");
+    }
+    let resp = http
+        .get(&next)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("name=\"decision\""),
+        "our consent page: {html}"
+    );
+    assert!(html.contains("github:583231"), "{html}");
+    assert_eq!(gh.tokens_issued(), 1);
+    s.child.kill().await.unwrap();
+}
+
+/// Bad `kind = "oauth2"` settings stop `serve` at start with a clear message.
+#[tokio::test]
+async fn f1_serve_refuses_bad_oauth2_provider_settings() {
+    let gh = github().await;
+    let cases = [
+        ("token_endpoint = ", "needs token_endpoint"),
+        ("authorization_endpoint = ", "needs authorization_endpoint"),
+        ("kind = ", "is for kind = \"oauth2\""),
+    ];
+    for (drop, says) in cases {
+        let home = tempfile::tempdir().unwrap();
+        let settings = github_settings(home.path(), &gh);
+        let text = std::fs::read_to_string(&settings).unwrap();
+        let text: Vec<&str> = text.lines().filter(|l| !l.starts_with(drop)).collect();
+        std::fs::write(&settings, text.join("\n")).unwrap();
+        serve_fails(home.path(), &settings, says).await;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let settings = github_settings(home.path(), &gh);
+    let text = std::fs::read_to_string(&settings).unwrap().replace(
+        &gh.token_endpoint(),
+        "http://github.example/login/oauth/access_token",
+    );
+    std::fs::write(&settings, text).unwrap();
+    serve_fails(home.path(), &settings, "must be https").await;
+}
+
+/// Runs `serve --settings settings` and asserts that it fails saying `says`.
+async fn serve_fails(home: &Path, settings: &Path, says: &str) {
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.display());
+    let out = mcpauth(home)
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &db])
+        .arg("--settings")
+        .arg(settings)
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(LIMIT, out).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(says), "expected {says:?} in {stderr}");
 }

@@ -1,0 +1,243 @@
+//! The HTTP client of the upstream identity providers, shared by both kinds: every request has a
+//! time limit and a size limit and follows no redirects (the providers are configured by the
+//! operator, so loopback is allowed); the token request (RFC 6749 §4.1.3) and bearer GETs
+//! (RFC 6750 §2.1) of the user endpoints.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+use super::oidc::{Cached, CachedJwks, ProviderMetadata};
+use super::{IdentityProvider, TokenAuth};
+
+/// Time limit of one request to a provider.
+const TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest accepted response from a provider.
+const MAX_BYTES: usize = 256 * 1024;
+
+/// Why signing in at a provider failed. The message is for the server log and, without
+/// secrets, for the error page.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    /// The provider could not be reached or answered garbage.
+    #[error("the identity provider could not be reached or answered badly: {0}")]
+    Unreachable(String),
+    /// Its discovery document is unusable.
+    #[error("the identity provider's configuration is unusable: {0}")]
+    Metadata(String),
+    /// The token request failed.
+    #[error("the identity provider refused the code: {0}")]
+    Token(String),
+    /// The ID token failed a check.
+    #[error("the identity provider's ID token was refused: {0}")]
+    IdToken(&'static str),
+    /// The user endpoint's answer failed a check.
+    #[error("the identity provider's userinfo answer was refused: {0}")]
+    UserInfo(&'static str),
+}
+
+/// The verified identity of a signed-in account.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub sub: String,
+    /// The claims the allow-list sees: the ID token's, completed by userinfo when the ID token
+    /// had no `email` (OIDC); the user endpoint's JSON, mapped (OAuth 2.0).
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The token endpoint's answer (RFC 6749 §5.1, §5.2).
+#[derive(Deserialize)]
+pub(crate) struct TokenResponse {
+    pub id_token: Option<String>,
+    pub access_token: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// What the callback brought and what redeems it (RFC 6749 §4.1.3, RFC 7636 §4.5); no `Debug`,
+/// it holds secrets.
+pub(crate) struct CodeGrant<'a> {
+    /// The authorization code.
+    pub code: &'a str,
+    /// Our callback URI, as sent in the authorization request.
+    pub redirect_uri: &'a str,
+    /// The PKCE code verifier.
+    pub verifier: &'a str,
+}
+
+/// The HTTP client and caches for all providers.
+pub(crate) struct Upstream {
+    pub(super) http: reqwest::Client,
+    pub(super) metadata: Mutex<HashMap<String, Cached<ProviderMetadata>>>,
+    pub(super) jwks: Mutex<HashMap<String, CachedJwks>>,
+}
+
+crate::redacted_debug!(Upstream);
+
+/// Reads a JSON body of at most [`MAX_BYTES`].
+pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
+    mut resp: reqwest::Response,
+) -> Result<T, UpstreamError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| UpstreamError::Unreachable(e.to_string()))?
+    {
+        if body.len() + chunk.len() > MAX_BYTES {
+            return Err(UpstreamError::Unreachable(format!(
+                "the response is larger than {MAX_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| UpstreamError::Unreachable(e.to_string()))
+}
+
+/// Whether `url` is https, or http on a loopback host (OAuth 2.1 §1.5).
+pub(super) fn secure_url(url: &str) -> bool {
+    url::Url::parse(url).is_ok_and(|u| {
+        u.scheme() == "https" || (u.scheme() == "http" && mcpauth_core::url_policy::is_loopback(&u))
+    })
+}
+
+fn unreachable(e: reqwest::Error) -> UpstreamError {
+    UpstreamError::Unreachable(e.without_url().to_string())
+}
+
+impl Upstream {
+    pub(crate) fn new() -> Self {
+        // GitHub's API refuses requests without a User-Agent.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .user_agent("mcpauth")
+            .no_proxy()
+            .build()
+            .expect("the TLS backend initialises");
+        Self {
+            http,
+            metadata: Mutex::default(),
+            jwks: Mutex::default(),
+        }
+    }
+
+    /// GET `url` for JSON; anything but 2xx fails.
+    pub(super) async fn get(&self, url: &str) -> Result<reqwest::Response, UpstreamError> {
+        let resp = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !resp.status().is_success() {
+            return Err(UpstreamError::Unreachable(format!(
+                "{url} answered {}",
+                resp.status()
+            )));
+        }
+        Ok(resp)
+    }
+
+    /// The authorization code grant's token request (RFC 6749 §4.1.3 with the PKCE verifier,
+    /// RFC 7636 §4.5), authenticated as `auth` says (RFC 6749 §2.3.1). `Accept:
+    /// application/json` because GitHub answers form-encoded otherwise. An `error` member fails
+    /// the request whatever the status (GitHub answers errors with 200).
+    pub(super) async fn token_request(
+        &self,
+        idp: &IdentityProvider,
+        endpoint: &str,
+        auth: TokenAuth,
+        grant: &CodeGrant<'_>,
+    ) -> Result<TokenResponse, UpstreamError> {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", grant.code),
+            ("redirect_uri", grant.redirect_uri),
+            ("code_verifier", grant.verifier),
+        ];
+        let mut req = self.http.post(endpoint);
+        match auth {
+            TokenAuth::Post => {
+                form.push(("client_id", &idp.client_id));
+                form.push(("client_secret", idp.client_secret.expose()));
+            }
+            TokenAuth::Basic => {
+                // RFC 6749 §2.3.1: both parts form-urlencoded before Basic.
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let basic = STANDARD.encode(format!(
+                    "{}:{}",
+                    enc(&idp.client_id),
+                    enc(idp.client_secret.expose())
+                ));
+                req = req.header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"));
+            }
+        }
+        let resp = req
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = resp.status();
+        let body: TokenResponse = read_json(resp).await?;
+        if !status.is_success() || body.error.is_some() {
+            let error: String = body
+                .error
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(64)
+                .collect();
+            return Err(UpstreamError::Token(format!(
+                "HTTP {status}, error {error:?}"
+            )));
+        }
+        Ok(body)
+    }
+
+    /// GET a user endpoint with the access token (RFC 6750 §2.1); a refusal is a
+    /// [`UpstreamError::UserInfo`].
+    pub(super) async fn user_json<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        access_token: &str,
+    ) -> Result<T, UpstreamError> {
+        let resp = self
+            .http
+            .get(endpoint)
+            .bearer_auth(access_token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !resp.status().is_success() {
+            return Err(UpstreamError::UserInfo(
+                "the endpoint refused the access token",
+            ));
+        }
+        read_json(resp).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f6_provider_endpoints_must_be_https_or_loopback() {
+        assert!(secure_url("https://idp.example/token"));
+        assert!(secure_url("http://127.0.0.1:8080/token"));
+        assert!(!secure_url("http://idp.example/token"));
+        assert!(!secure_url("javascript:alert(1)"));
+        assert!(!secure_url("not a url"));
+    }
+}
