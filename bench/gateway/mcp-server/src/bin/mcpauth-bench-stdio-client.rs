@@ -130,7 +130,9 @@ fn run(args: &Args) -> Result<String, String> {
         loop {
             std::thread::sleep(STALL);
             if !watch.swap(false, Ordering::Relaxed) {
-                eprintln!("mcpauth-bench-stdio-client: no answer for {STALL:?}; killing the server");
+                eprintln!(
+                    "mcpauth-bench-stdio-client: no answer for {STALL:?}; killing the server"
+                );
                 let _ = Command::new("kill").args(["-KILL", &pid]).status();
                 return;
             }
@@ -156,7 +158,11 @@ fn run(args: &Args) -> Result<String, String> {
     if init["id"] != 0 || !init["result"].is_object() {
         return Err(format!("initialize failed: {}", line.trim()));
     }
-    writeln!(to, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#).map_err(io_err)?;
+    writeln!(
+        to,
+        r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#
+    )
+    .map_err(io_err)?;
 
     let start = Instant::now();
     let measure_from = start + Duration::from_secs_f64(args.warmup);
@@ -181,10 +187,18 @@ fn run(args: &Args) -> Result<String, String> {
             .remove(&id)
             .ok_or_else(|| format!("an answer to no request in flight: {}", line.trim()))?;
         if window.is_none() && now >= measure_from {
-            window = Some((now, cpu_ticks("self").map_err(io_err)?, cpu_ticks(&server).map_err(io_err)?));
+            window = Some((
+                now,
+                cpu_ticks("self").map_err(io_err)?,
+                cpu_ticks(&server).map_err(io_err)?,
+            ));
         }
         if end.is_none() && now >= measure_to {
-            end = Some((now, cpu_ticks("self").map_err(io_err)?, cpu_ticks(&server).map_err(io_err)?));
+            end = Some((
+                now,
+                cpu_ticks("self").map_err(io_err)?,
+                cpu_ticks(&server).map_err(io_err)?,
+            ));
         }
         if window.is_some() && end.is_none() {
             latencies_us.push(u64::try_from((now - at).as_micros()).unwrap_or(u64::MAX));
@@ -207,7 +221,7 @@ fn run(args: &Args) -> Result<String, String> {
     latencies_us.sort_unstable();
     let rank = (latencies_us.len() * 99).div_ceil(100).max(1) - 1;
     Ok(format!(
-        "RESULT {} {:.3} {:.3} {} {}",
+        "RESULT {} {:.3} {:.2} {} {}",
         latencies_us.len(),
         (t1 - t0).as_secs_f64(),
         latencies_us[rank] as f64 / 1000.0,
