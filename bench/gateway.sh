@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # On demand, never in CI: the cost of mcpauth's resource-server side, in ONE run on 127.0.0.1
 # (targets one after another, never side by side; each gets a warm-up, then
-# `wrk -t1 -c$CONNECTIONS -d$DURATION --latency` of an MCP tools/call echo, bench/gateway/tools-call.lua).
+# `wrk -t1 -c$CONNECTIONS -d$DURATION --latency` of an MCP tools/call echo).
 #
-#   bench/gateway.sh [--duration 10] [--connections 32] [--no-build]
+#   bench/gateway.sh [--mode all|http|stdio] [--duration 10] [--connections 32] [--no-build]
 #
+# --mode http (bench/gateway/tools-call.lua):
 # (a) layer overhead: the same trivial axum MCP handler (bench/gateway/mcp-server, its own cargo
 #     workspace) served twice: bare, and behind mcpauth-resource's BearerAuthLayer (JwtVerifier,
 #     JWKS prefetched) + OriginGuardLayer, with a JWT from `mcpauth serve`. Target: the layers
@@ -17,10 +18,21 @@
 #     add a network round trip to the SDK side only. Target: gateway >= 10x the req/s, lower p99.
 # (c) the gateway's RSS (VmRSS from /proc/PID/status): idle after start, and the peak sampled
 #     every 0.2 s under the (b) load.
+# --mode stdio (bench/gateway/tools-call-session.lua):
+# (d) `mcpauth gateway -- COMMAND` (embedded authorization server, token from client_credentials;
+#     one initialize for the Mcp-Session-Id, then wrk in that session, a fresh JSON-RPC id per
+#     request) vs the SAME stdio server driven directly by a local client
+#     (mcpauth-bench-stdio-client: $CONNECTIONS pipelined requests in flight, like wrk's
+#     connections, for the same warm-up and duration). Two servers: the trivial one
+#     (`mcpauth-bench-mcp-server --stdio`) and the TypeScript SDK's (interop/gateway/server.mjs
+#     --stdio), the realistic upstream. CPU per call: utime + stime (/proc/PID/stat) of each
+#     process over the measured window, divided by the calls answered in it; wrk's from `times`.
+#     Target: the gateway's own CPU is < 10% of the CPU serving a call (gateway + stdio server).
+# --mode all (the default) runs both.
 #
 # Installs, idempotently: wrk (Debian) when missing, Node 22 (.cache/conformance) and
 # interop/gateway's npm packages (.cache/interop-gateway). Builds target/release/mcpauth and the
-# bench handler unless --no-build. Raw wrk output goes to .cache/bench/results/gateway-*.txt.
+# bench server and client unless --no-build. Raw wrk output goes to .cache/bench/results/gateway-*.txt.
 
 set -uo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -32,8 +44,13 @@ source "$REPO_ROOT/interop/lib/common.sh"
 DURATION=10
 CONNECTIONS=32
 WARMUP=3
+MODE=all
 while (($#)); do
   case $1 in
+    --mode)
+      MODE=${2:-}
+      [[ $MODE == all || $MODE == http || $MODE == stdio ]] || { echo "--mode takes all, http or stdio, not '$MODE'" >&2; exit 2; }
+      shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
     --no-build) export MCPAUTH_NO_BUILD=1; shift ;;
@@ -60,12 +77,14 @@ cp "$SCRIPT_DIR/gateway/ts-bearer-server.mjs" "$GW_DIR/src/"
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
 [[ $TARGET_DIR == /* ]] || TARGET_DIR=$REPO_ROOT/$TARGET_DIR
 BENCH_BIN=$TARGET_DIR/release/mcpauth-bench-mcp-server
-if [[ ${MCPAUTH_NO_BUILD:-0} != 1 || ! -x $BENCH_BIN ]]; then
+STDIO_CLIENT=$TARGET_DIR/release/mcpauth-bench-stdio-client
+if [[ ${MCPAUTH_NO_BUILD:-0} != 1 || ! -x $BENCH_BIN || ! -x $STDIO_CLIENT ]]; then
   log "cargo build --release --manifest-path bench/gateway/mcp-server/Cargo.toml"
   (cd "$REPO_ROOT" && cargo build --release --locked --manifest-path bench/gateway/mcp-server/Cargo.toml \
-    --target-dir "$TARGET_DIR" >&2) || fail "building the bench MCP handler failed"
+    --target-dir "$TARGET_DIR" >&2) || fail "building the bench MCP server and client failed"
 fi
 [[ -x $BENCH_BIN ]] || fail "no $BENCH_BIN"
+[[ -x $STDIO_CLIENT ]] || fail "no $STDIO_CLIENT"
 
 RESULT_DIR=$REPO_ROOT/.cache/bench/results
 mkdir -p "$RESULT_DIR"
@@ -130,72 +149,210 @@ token_cc() { # token_cc TOKEN_URL CLIENT_ID SECRET RESOURCE -> access token
 }
 
 new_tmpdir HOME_DIR
-BARE_PORT=$(free_port)
-LAYER_PORT=$(free_port)
-TS_PORT=$(free_port)
-LAYER_URL=http://127.0.0.1:$LAYER_PORT/mcp
-TS_URL=http://127.0.0.1:$TS_PORT/mcp
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_ticks PID: utime + stime in clock ticks (proc(5): fields 14 and 15 of /proc/PID/stat; the
+# command name before them may hold spaces, so the fields are counted after its last ')').
+cpu_ticks() {
+  local stat f
+  stat=$(<"/proc/$1/stat") || return 1
+  read -ra f <<<"${stat##*) }"
+  echo $((f[11] + f[12]))
+}
+# per_call TICKS CALLS -> CPU µs per call
+per_call() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", (n > 0) ? t * 1e6 / hz / n : 0 }'; }
+# times_cpu FILE: the children's user + system seconds from bash's `times` (its second line)
+times_cpu() {
+  awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"
+}
+# mcp_post URL AUTH_HEADER_FILE SESSION PROTOCOL BODY [CURL ARGS...]: the answer's body (the
+# bearer token comes from a file, never on curl's command line)
+mcp_post() {
+  local url=$1 auth=$2 session=$3 proto=$4 body=$5
+  shift 5
+  curl -sS -X POST "$url" -H "@$auth" -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' ${session:+-H "mcp-session-id: $session"} \
+    ${proto:+-H "mcp-protocol-version: $proto"} --data "$body" "$@"
+}
 
-# The authorization server for (a) and the SDK side of (b).
-SERVE_DB="sqlite://$HOME_DIR/serve.db?mode=rwc"
-client=$(mcpauth_cmd "$HOME_DIR" clients add --database "$SERVE_DB" --json --id bench --grant-type client_credentials) ||
-  fail "mcpauth clients add failed"
-SECRET=$(json_field client_secret <<<"$client")
-start_serve "$HOME_DIR" "$HOME_DIR/serve.log" --no-rate-limits --database "$SERVE_DB" \
-  --resource "$LAYER_URL" --resource "$TS_URL"
-SERVE_ISSUER=$ISSUER
-LAYER_TOKEN=$(token_cc "$SERVE_ISSUER/token" bench "$SECRET" "$LAYER_URL")
-TS_TOKEN=$(token_cc "$SERVE_ISSUER/token" bench "$SECRET" "$TS_URL")
+declare -A D_RPS D_P99 D_CLIENT D_SERVER G_RPS G_P99 G_WRK G_GATEWAY G_SERVER
+# stdio_direct KEY LABEL COMMAND...: mcpauth-bench-stdio-client drives COMMAND over stdio.
+stdio_direct() {
+  local key=$1 label=$2 out=$RESULT_DIR/gateway-stdio-direct-$1.txt calls secs p99 cticks sticks
+  shift 2
+  "$STDIO_CLIENT" --warmup "$WARMUP" --duration "$DURATION" --in-flight "$CONNECTIONS" -- "$@" >"$out" 2>"$out.err" ||
+    { cat "$out.err" >&2; fail "$label: the direct stdio run failed"; }
+  read -r _ calls secs p99 cticks sticks < <(grep '^RESULT ' "$out")
+  [[ -n ${sticks:-} ]] || fail "$label: no RESULT line in $out"
+  D_RPS[$key]=$(awk -v n="$calls" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
+  D_P99[$key]=$p99
+  D_CLIENT[$key]=$(per_call "$cticks" "$calls")
+  D_SERVER[$key]=$(per_call "$sticks" "$calls")
+  printf '  %-30s %8.0f req/s   p99 %7.2f ms   CPU µs/call: client %6.1f, server %6.1f\n' \
+    "$label" "${D_RPS[$key]}" "$p99" "${D_CLIENT[$key]}" "${D_SERVER[$key]}"
+}
+
+# stdio_gateway KEY LABEL COMMAND...: `mcpauth gateway -- COMMAND`, one session, wrk in it.
+stdio_gateway() {
+  local key=$1 label=$2 home=$HOME_DIR/stdio-$1 out=$RESULT_DIR/gateway-stdio-gateway-$1.txt
+  local db client token init session proto code kids server g0 s0 g1 s1 rps p99 non errs bad calls wrk_s
+  shift 2
+  mkdir -p "$home"
+  : >"$home/gateway.log"
+  db="sqlite://$home/gateway.db?mode=rwc"
+  client=$(mcpauth_cmd "$home" clients add --database "$db" --json --id bench-stdio --grant-type client_credentials) ||
+    fail "mcpauth clients add (stdio gateway) failed"
+  start_gateway "$home" "$home/gateway.log" --database "$db" -- "$@"
+  token=$(token_cc "$ISSUER/token" bench-stdio "$(json_field client_secret <<<"$client")" "$GATEWAY_URL")
+  (umask 077 && printf 'authorization: Bearer %s\n' "$token" >"$home/auth.header")
+  # MCP basic/lifecycle: initialize (its answer carries the Mcp-Session-Id, Streamable HTTP
+  # §Session Management, and the negotiated version for MCP-Protocol-Version), then initialized.
+  init=$(mcp_post "$GATEWAY_URL" "$home/auth.header" "" "" \
+    '{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench-gateway","version":"0"}}}' \
+    -D "$home/init.headers") || fail "$label: initialize through the gateway failed"
+  session=$(sed -n 's/^[Mm]cp-[Ss]ession-[Ii]d:[[:space:]]*//p' "$home/init.headers" | tr -d '\r')
+  proto=$("$NODE" -e 'process.stdout.write(String(JSON.parse(require("fs").readFileSync(0,"utf8")).result?.protocolVersion ?? ""))' <<<"$init" 2>/dev/null)
+  [[ -n $session && -n $proto ]] || fail "$label: initialize through the gateway gave no session or version: $(head -c 300 <<<"$init")"
+  code=$(mcp_post "$GATEWAY_URL" "$home/auth.header" "$session" "$proto" '{"jsonrpc":"2.0","method":"notifications/initialized"}' \
+    -o /dev/null -w '%{http_code}')
+  [[ $code == 202 ]] || fail "$label: notifications/initialized answered HTTP $code"
+  mcp_post "$GATEWAY_URL" "$home/auth.header" "$session" "$proto" \
+    '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello"}}}' >"$out.check"
+  grep -q 'hello' "$out.check" || fail "$label: tools/call through the gateway answered: $(head -c 300 "$out.check")"
+  # The session's stdio server: the gateway's only child.
+  kids=$(cat /proc/"$GATEWAY_PID"/task/*/children 2>/dev/null | wc -w)
+  server=$(cat /proc/"$GATEWAY_PID"/task/*/children 2>/dev/null | tr -s ' ' '\n' | sed -n 1p)
+  [[ $kids == 1 ]] || fail "$label: the gateway has $kids child processes, not the one stdio server"
+
+  BENCH_TOKEN=$token BENCH_SESSION=$session BENCH_PROTOCOL=$proto \
+    wrk -t1 -c"$CONNECTIONS" -d"${WARMUP}s" --timeout 5s -s "$SESSION_LUA" "$GATEWAY_URL" >"$out.warmup" 2>&1
+  g0=$(cpu_ticks "$GATEWAY_PID") && s0=$(cpu_ticks "$server") || fail "$label: cannot read /proc/PID/stat"
+  ( BENCH_TOKEN=$token BENCH_SESSION=$session BENCH_PROTOCOL=$proto \
+      wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency -s "$SESSION_LUA" "$GATEWAY_URL" >"$out" 2>&1
+    rc=$?
+    times >"$out.times"
+    exit $rc ) || { cat "$out" >&2; fail "wrk failed against $GATEWAY_URL"; }
+  g1=$(cpu_ticks "$GATEWAY_PID") && s1=$(cpu_ticks "$server") ||
+    fail "$label: the gateway or its stdio server ended during the run"
+  read -r rps p99 non errs < <(wrk_parse "$out")
+  calls=$(awk '/ requests in / { print $1 }' "$out")
+  bad=$(awk '/^BAD_ANSWERS/ { print $2 }' "$out")
+  wrk_s=$(times_cpu "$out.times")
+  G_RPS[$key]=$rps G_P99[$key]=$p99
+  G_WRK[$key]=$(awk -v s="$wrk_s" -v n="$calls" 'BEGIN { printf "%.1f", (n > 0) ? s * 1e6 / n : 0 }')
+  G_GATEWAY[$key]=$(per_call $((g1 - g0)) "$calls")
+  G_SERVER[$key]=$(per_call $((s1 - s0)) "$calls")
+  printf '  %-30s %8.0f req/s   p99 %7.2f ms   CPU µs/call: wrk %6.1f, gateway %6.1f, server %6.1f\n' \
+    "$label" "$rps" "$p99" "${G_WRK[$key]}" "${G_GATEWAY[$key]}" "${G_SERVER[$key]}"
+  if ((non > 0 || errs > 0 || ${bad:-1} > 0)); then
+    INVALID=1
+    echo "    INVALID: $non non-2xx, $errs socket errors, ${bad:-?} wrong answers (see $out)"
+  fi
+  kill -TERM "$GATEWAY_PID" 2>/dev/null
+  wait "$GATEWAY_PID" 2>/dev/null
+  for _ in $(seq 1 50); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+}
+
+# --mode stdio: (d).
+run_stdio() {
+  local key share
+  SESSION_LUA=$SCRIPT_DIR/gateway/tools-call-session.lua
+  echo "(d) authenticated tools/call through mcpauth gateway -- COMMAND vs the same stdio server driven directly"
+  echo "    ($CONNECTIONS in flight; trivial = mcpauth-bench-mcp-server --stdio, sdk = interop/gateway/server.mjs --stdio;"
+  echo "    load average before: $(cut -d' ' -f1-3 /proc/loadavg))"
+  stdio_direct trivial "trivial, direct" "$BENCH_BIN" --stdio
+  stdio_gateway trivial "trivial, through the gateway" "$BENCH_BIN" --stdio
+  stdio_direct sdk "sdk, direct" "$NODE" "$GW_DIR/src/server.mjs" --stdio
+  stdio_gateway sdk "sdk, through the gateway" "$NODE" "$GW_DIR/src/server.mjs" --stdio
+  echo
+  echo "Summary (stdio): through the gateway / direct; CPU µs per call of the processes serving it"
+  for key in trivial sdk; do
+    share=$(awk -v g="${G_GATEWAY[$key]}" -v s="${G_SERVER[$key]}" 'BEGIN { printf "%.1f", (g + s > 0) ? 100 * g / (g + s) : 100 }')
+    printf '  %-8s %sx the req/s, p99 %s vs %s ms (%sx); gateway + server %s µs vs server %s µs (%sx)\n' "$key:" \
+      "$(ratio "${G_RPS[$key]}" "${D_RPS[$key]}")" "${G_P99[$key]}" "${D_P99[$key]}" "$(ratio "${G_P99[$key]}" "${D_P99[$key]}")" \
+      "$(awk -v g="${G_GATEWAY[$key]}" -v s="${G_SERVER[$key]}" 'BEGIN { printf "%.1f", g + s }')" "${D_SERVER[$key]}" \
+      "$(ratio "$(awk -v g="${G_GATEWAY[$key]}" -v s="${G_SERVER[$key]}" 'BEGIN { print g + s }')" "${D_SERVER[$key]}")"
+    printf '           the gateway'"'"'s own CPU: %s µs per call = %s%% of gateway + server   (target < 10%%)   %s\n' \
+      "${G_GATEWAY[$key]}" "$share" "$(awk -v s="$share" 'BEGIN { print (s < 10) ? "MET" : "MISSED" }')"
+  done
+}
+
+# --mode http: (a), (b) and (c).
+run_http() {
+  BARE_PORT=$(free_port)
+  LAYER_PORT=$(free_port)
+  TS_PORT=$(free_port)
+  LAYER_URL=http://127.0.0.1:$LAYER_PORT/mcp
+  TS_URL=http://127.0.0.1:$TS_PORT/mcp
+
+  # The authorization server for (a) and the SDK side of (b).
+  SERVE_DB="sqlite://$HOME_DIR/serve.db?mode=rwc"
+  client=$(mcpauth_cmd "$HOME_DIR" clients add --database "$SERVE_DB" --json --id bench --grant-type client_credentials) ||
+    fail "mcpauth clients add failed"
+  SECRET=$(json_field client_secret <<<"$client")
+  start_serve "$HOME_DIR" "$HOME_DIR/serve.log" --no-rate-limits --database "$SERVE_DB" \
+    --resource "$LAYER_URL" --resource "$TS_URL"
+  SERVE_ISSUER=$ISSUER
+  LAYER_TOKEN=$(token_cc "$SERVE_ISSUER/token" bench "$SECRET" "$LAYER_URL")
+  TS_TOKEN=$(token_cc "$SERVE_ISSUER/token" bench "$SECRET" "$TS_URL")
+
+  echo "(a) the same trivial axum MCP handler, without and with the mcpauth-resource layers"
+  start_bench_server "$HOME_DIR/bare.log" --bind "127.0.0.1:$BARE_PORT"
+  BARE_PID=$BENCH_PID
+  wait_http "http://127.0.0.1:$BARE_PORT/healthz" "$BARE_PID" "$HOME_DIR/bare.log"
+  start_bench_server "$HOME_DIR/layer.log" --bind "127.0.0.1:$LAYER_PORT" --issuer "$SERVE_ISSUER" --resource "$LAYER_URL"
+  LAYER_PID=$BENCH_PID
+  wait_http "http://127.0.0.1:$LAYER_PORT/healthz" "$LAYER_PID" "$HOME_DIR/layer.log"
+  measure "axum handler, no auth" "http://127.0.0.1:$BARE_PORT/mcp" ""
+  measure "axum handler + mcpauth-resource" "$LAYER_URL" "$LAYER_TOKEN"
+  kill -TERM "$LAYER_PID" 2>/dev/null
+
+  echo
+  echo "(b) authenticated tools/call: mcpauth gateway --upstream (trivial handler) vs the TypeScript SDK server"
+  GW_DB="sqlite://$HOME_DIR/gateway.db?mode=rwc"
+  gwclient=$(mcpauth_cmd "$HOME_DIR" clients add --database "$GW_DB" --json --id bench-gw --grant-type client_credentials) ||
+    fail "mcpauth clients add (gateway) failed"
+  start_gateway "$HOME_DIR" "$HOME_DIR/gateway.log" --database "$GW_DB" --upstream "http://127.0.0.1:$BARE_PORT/mcp"
+  GW_TOKEN=$(token_cc "$ISSUER/token" bench-gw "$(json_field client_secret <<<"$gwclient")" "$GATEWAY_URL")
+  sleep 1
+  RSS_IDLE=$(rss_kb "$GATEWAY_PID")
+  RSS_LOG=$HOME_DIR/rss.txt
+  ( while kill -0 "$GATEWAY_PID" 2>/dev/null; do rss_kb "$GATEWAY_PID"; sleep 0.2; done ) >"$RSS_LOG" &
+  SAMPLER=$!
+  measure "mcpauth gateway --upstream" "$GATEWAY_URL" "$GW_TOKEN"
+  kill "$SAMPLER" 2>/dev/null
+  wait "$SAMPLER" 2>/dev/null
+  RSS_PEAK=$(sort -n "$RSS_LOG" | tail -n1)
+  kill -TERM "$GATEWAY_PID" 2>/dev/null
+  (cd "$GW_DIR/src" && exec "$NODE" ts-bearer-server.mjs "$TS_PORT" "$SERVE_ISSUER") </dev/null >>"$HOME_DIR/ts.log" 2>&1 &
+  TS_PID=$!
+  _CLEAN_PIDS+=("$TS_PID")
+  wait_http "http://127.0.0.1:$TS_PORT/healthz" "$TS_PID" "$HOME_DIR/ts.log"
+  measure "TypeScript SDK requireBearerAuth" "$TS_URL" "$TS_TOKEN"
+  TS_RSS=$(rss_kb "$TS_PID")
+
+  overhead=$(awk -v a="${RPS[axum handler, no auth]}" -v b="${RPS[axum handler + mcpauth-resource]}" 'BEGIN { printf "%.1f", (a - b) / a * 100 }')
+  gw_x=$(ratio "${RPS[mcpauth gateway --upstream]}" "${RPS[TypeScript SDK requireBearerAuth]}")
+  p99_x=$(ratio "${P99[TypeScript SDK requireBearerAuth]}" "${P99[mcpauth gateway --upstream]}")
+  echo
+  echo "(c) mcpauth gateway RSS: ${RSS_IDLE:-?} kB idle, ${RSS_PEAK:-?} kB peak under load (TypeScript SDK server after its run: ${TS_RSS:-?} kB)"
+  echo
+  echo "Summary"
+  printf '  layer cost:     %s%% of the bare handler'"'"'s req/s            (target < 5%%)   %s\n' "$overhead" \
+    "$(awk -v o="$overhead" 'BEGIN { print (o < 5) ? "MET" : "MISSED" }')"
+  printf '  gateway vs SDK: %sx req/s, p99 %s ms vs %s ms (%sx lower)  (target >= 10x, lower p99)   %s\n' "$gw_x" \
+    "${P99[mcpauth gateway --upstream]}" "${P99[TypeScript SDK requireBearerAuth]}" "$p99_x" \
+    "$(awk -v x="$gw_x" -v a="${P99[mcpauth gateway --upstream]}" -v b="${P99[TypeScript SDK requireBearerAuth]}" 'BEGIN { print (x >= 10 && a < b) ? "MET" : "MISSED" }')"
+  printf '  gateway RSS:    %s MiB peak\n' "$(awk -v k="${RSS_PEAK:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
+}
 
 echo "mcpauth gateway / resource-layer benchmark: wrk -t1 -c$CONNECTIONS -d${DURATION}s (after ${WARMUP}s warm-up), tools/call echo, $(nproc) cores"
-echo
-echo "(a) the same trivial axum MCP handler, without and with the mcpauth-resource layers"
-start_bench_server "$HOME_DIR/bare.log" --bind "127.0.0.1:$BARE_PORT"
-BARE_PID=$BENCH_PID
-wait_http "http://127.0.0.1:$BARE_PORT/healthz" "$BARE_PID" "$HOME_DIR/bare.log"
-start_bench_server "$HOME_DIR/layer.log" --bind "127.0.0.1:$LAYER_PORT" --issuer "$SERVE_ISSUER" --resource "$LAYER_URL"
-LAYER_PID=$BENCH_PID
-wait_http "http://127.0.0.1:$LAYER_PORT/healthz" "$LAYER_PID" "$HOME_DIR/layer.log"
-measure "axum handler, no auth" "http://127.0.0.1:$BARE_PORT/mcp" ""
-measure "axum handler + mcpauth-resource" "$LAYER_URL" "$LAYER_TOKEN"
-kill -TERM "$LAYER_PID" 2>/dev/null
-
-echo
-echo "(b) authenticated tools/call: mcpauth gateway --upstream (trivial handler) vs the TypeScript SDK server"
-GW_DB="sqlite://$HOME_DIR/gateway.db?mode=rwc"
-gwclient=$(mcpauth_cmd "$HOME_DIR" clients add --database "$GW_DB" --json --id bench-gw --grant-type client_credentials) ||
-  fail "mcpauth clients add (gateway) failed"
-start_gateway "$HOME_DIR" "$HOME_DIR/gateway.log" --database "$GW_DB" --upstream "http://127.0.0.1:$BARE_PORT/mcp"
-GW_TOKEN=$(token_cc "$ISSUER/token" bench-gw "$(json_field client_secret <<<"$gwclient")" "$GATEWAY_URL")
-sleep 1
-RSS_IDLE=$(rss_kb "$GATEWAY_PID")
-RSS_LOG=$HOME_DIR/rss.txt
-( while kill -0 "$GATEWAY_PID" 2>/dev/null; do rss_kb "$GATEWAY_PID"; sleep 0.2; done ) >"$RSS_LOG" &
-SAMPLER=$!
-measure "mcpauth gateway --upstream" "$GATEWAY_URL" "$GW_TOKEN"
-kill "$SAMPLER" 2>/dev/null
-wait "$SAMPLER" 2>/dev/null
-RSS_PEAK=$(sort -n "$RSS_LOG" | tail -n1)
-kill -TERM "$GATEWAY_PID" 2>/dev/null
-(cd "$GW_DIR/src" && exec "$NODE" ts-bearer-server.mjs "$TS_PORT" "$SERVE_ISSUER") </dev/null >>"$HOME_DIR/ts.log" 2>&1 &
-TS_PID=$!
-_CLEAN_PIDS+=("$TS_PID")
-wait_http "http://127.0.0.1:$TS_PORT/healthz" "$TS_PID" "$HOME_DIR/ts.log"
-measure "TypeScript SDK requireBearerAuth" "$TS_URL" "$TS_TOKEN"
-TS_RSS=$(rss_kb "$TS_PID")
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-overhead=$(awk -v a="${RPS[axum handler, no auth]}" -v b="${RPS[axum handler + mcpauth-resource]}" 'BEGIN { printf "%.1f", (a - b) / a * 100 }')
-gw_x=$(ratio "${RPS[mcpauth gateway --upstream]}" "${RPS[TypeScript SDK requireBearerAuth]}")
-p99_x=$(ratio "${P99[TypeScript SDK requireBearerAuth]}" "${P99[mcpauth gateway --upstream]}")
-echo
-echo "(c) mcpauth gateway RSS: ${RSS_IDLE:-?} kB idle, ${RSS_PEAK:-?} kB peak under load (TypeScript SDK server after its run: ${TS_RSS:-?} kB)"
-echo
-echo "Summary"
-printf '  layer cost:     %s%% of the bare handler'"'"'s req/s            (target < 5%%)   %s\n' "$overhead" \
-  "$(awk -v o="$overhead" 'BEGIN { print (o < 5) ? "MET" : "MISSED" }')"
-printf '  gateway vs SDK: %sx req/s, p99 %s ms vs %s ms (%sx lower)  (target >= 10x, lower p99)   %s\n' "$gw_x" \
-  "${P99[mcpauth gateway --upstream]}" "${P99[TypeScript SDK requireBearerAuth]}" "$p99_x" \
-  "$(awk -v x="$gw_x" -v a="${P99[mcpauth gateway --upstream]}" -v b="${P99[TypeScript SDK requireBearerAuth]}" 'BEGIN { print (x >= 10 && a < b) ? "MET" : "MISSED" }')"
-printf '  gateway RSS:    %s MiB peak\n' "$(awk -v k="${RSS_PEAK:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
+if [[ $MODE != stdio ]]; then
+  echo
+  run_http
+fi
+if [[ $MODE != http ]]; then
+  echo
+  run_stdio
+fi
 ((INVALID == 0)) || { echo "some runs had errors: the numbers above are not valid"; exit 1; }

@@ -1,16 +1,23 @@
-//! A trivial MCP endpoint (JSON answers to `initialize`, `tools/list`, `tools/call echo`) for
-//! bench/gateway.sh:
+//! A trivial MCP server (answers to `initialize`, `tools/list`, `tools/call echo`) for
+//! bench/gateway.sh, the same handler on every transport:
 //!
 //!   mcpauth-bench-mcp-server --bind 127.0.0.1:PORT
-//!       no auth at all (the baseline, and the trivial upstream behind `mcpauth gateway`)
+//!       Streamable HTTP with JSON answers and no auth at all (the baseline, and the trivial
+//!       upstream behind `mcpauth gateway --upstream`)
 //!   mcpauth-bench-mcp-server --bind 127.0.0.1:PORT --issuer ISSUER --resource URL
-//!       the same handler behind mcpauth-resource's BearerAuthLayer (JwtVerifier against the
-//!       issuer's JWKS, audience = URL) and OriginGuardLayer, as examples/axum_server.rs does
+//!       the same behind mcpauth-resource's BearerAuthLayer (JwtVerifier against the issuer's
+//!       JWKS, audience = URL) and OriginGuardLayer, as examples/axum_server.rs does
+//!   mcpauth-bench-mcp-server --stdio
+//!       the stdio transport (MCP basic/transports §stdio: newline-delimited JSON-RPC on
+//!       stdin/stdout), for `mcpauth gateway -- COMMAND` and the direct stdio client
+
+mod handler;
+mod stdio;
 
 use axum::Router;
 use axum::routing::post;
 use mcpauth_resource::{BearerAuthLayer, JwtVerifier, OriginGuardLayer, ResourceMetadata};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn arg(flag: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,28 +27,20 @@ fn arg(flag: &str) -> Option<String> {
 }
 
 async fn mcp(axum::Json(req): axum::Json<Value>) -> axum::Json<Value> {
-    let id = req.get("id").cloned().unwrap_or(Value::Null);
-    let result = match req["method"].as_str().unwrap_or_default() {
-        "initialize" => json!({
-            "protocolVersion": "2025-11-25",
-            "capabilities": {"tools": {}},
-            "serverInfo": {"name": "mcpauth-bench", "version": "0.0.0"},
-        }),
-        "tools/list" => json!({"tools": [
-            {"name": "echo", "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}},
-        ]}),
-        "tools/call" => json!({"content": [{"type": "text",
-            "text": req["params"]["arguments"]["text"].as_str().unwrap_or_default()}]}),
-        _ => {
-            return axum::Json(json!({"jsonrpc": "2.0", "id": id,
-                "error": {"code": -32601, "message": "method not found"}}));
-        }
-    };
-    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}))
+    axum::Json(handler::answer(&req))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::args().any(|a| a == "--stdio") {
+        return Ok(stdio::serve()?);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve_http())
+}
+
+async fn serve_http() -> Result<(), Box<dyn std::error::Error>> {
     let bind = arg("--bind").unwrap_or_else(|| "127.0.0.1:9000".into());
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     let local = listener.local_addr()?;
