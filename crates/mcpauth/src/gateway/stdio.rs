@@ -32,6 +32,8 @@ use crate::cli::GatewayArgs;
 use crate::relay::bridge::{self, ClientProfile, Filter, LEGACY_LATEST};
 use mcpauth_core::mcp_headers::{self, STATELESS, ToolHeaders};
 
+/// Most bytes gathered into one write to a stdio server's stdin.
+const STDIN_BATCH_BYTES: usize = 64 * 1024;
 /// How long a request may wait for the child's answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a child that exited still has to close its stdout: what it wrote before exiting is
@@ -426,10 +428,21 @@ impl StdioUpstream {
             }),
         });
         tokio::spawn(async move {
+            // One write for each message and the ones queued behind it (not one for the line
+            // and one for its newline): the server wakes once per batch (bench/gateway.sh).
+            let mut buf = Vec::new();
             while let Some(line) = stdin_rx.recv().await {
-                if child_stdin.write_all(line.as_bytes()).await.is_err()
-                    || child_stdin.write_all(b"\n").await.is_err()
-                    || child_stdin.flush().await.is_err()
+                buf.clear();
+                buf.extend_from_slice(line.as_bytes());
+                buf.push(b'\n');
+                while buf.len() < STDIN_BATCH_BYTES {
+                    let Ok(next) = stdin_rx.try_recv() else {
+                        break;
+                    };
+                    buf.extend_from_slice(next.as_bytes());
+                    buf.push(b'\n');
+                }
+                if child_stdin.write_all(&buf).await.is_err() || child_stdin.flush().await.is_err()
                 {
                     break;
                 }
