@@ -12,7 +12,14 @@ if session and session ~= "" then
 end
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":2,"b":3}}}'
 
-local bad = 0
+-- Each wrk thread runs its own copy of this script: `bad` is a global of each thread's copy, and
+-- done() (run in the main one) sums them with thread:get.
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+
+bad = 0
 response = function(status, headers, body)
   if status ~= 200 or not string.find(body or "", '"text":"5"', 1, true) then
     bad = bad + 1
@@ -21,5 +28,9 @@ response = function(status, headers, body)
 end
 
 done = function(summary, latency, requests)
-  io.write(string.format("WRK_RESULT %d %d %.1f\n", summary.requests, bad, summary.requests / (summary.duration / 1e6)))
+  local n = 0
+  for _, t in ipairs(threads) do
+    n = n + (t:get("bad") or 0)
+  end
+  io.write(string.format("WRK_RESULT %d %d %.1f\n", summary.requests, n, summary.requests / (summary.duration / 1e6)))
 end
