@@ -36,6 +36,7 @@ mod basic_auth;
 mod client_auth;
 mod clients;
 pub mod config;
+mod dpop;
 mod error;
 pub mod federation;
 mod fetch;

@@ -26,10 +26,21 @@ pub(crate) struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: String,
+    /// The DPoP key the token is bound to (RFC 9449 §6.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
 }
 
-/// Signs an access token. Tokens of a family (from one authorization code) get a jti prefixed
-/// with the family id, so revoking the family revokes them.
+/// The `cnf` claim of a DPoP-bound token (RFC 7800 §3.1, RFC 9449 §6.1).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Confirmation {
+    /// The RFC 7638 SHA-256 thumbprint of the client's DPoP key.
+    pub jkt: String,
+}
+
+/// Signs an access token, bound to the DPoP key `jkt` when there is one (RFC 9449 §6). Tokens
+/// of a family (from one authorization code) get a jti prefixed with the family id, so revoking
+/// the family revokes them.
 pub(crate) async fn issue_access_token(
     shared: &Shared,
     sub: &str,
@@ -37,6 +48,7 @@ pub(crate) async fn issue_access_token(
     audience: &str,
     scope: &ScopeSet,
     family: Option<&str>,
+    jkt: Option<&str>,
 ) -> Result<(String, u64), AuthServerError> {
     let now = now();
     let ttl = shared.config.access_token_ttl.as_secs();
@@ -53,6 +65,7 @@ pub(crate) async fn issue_access_token(
         iat: now,
         exp: now + ttl as i64,
         jti,
+        cnf: jkt.map(|j| Confirmation { jkt: j.to_owned() }),
     };
     let jwt = shared.keys.sign(ACCESS_TOKEN_TYP, &claims).await?;
     Ok((jwt, ttl))

@@ -214,8 +214,8 @@ pub struct GatewayArgs {
     pub accept_plain_jwt: bool,
     /// DPoP (RFC 9449): `allow` (default) serves a token bound to a key (`cnf.jkt`) only with
     /// the DPoP scheme and a fresh proof by that key, and bearer tokens as before; `require`
-    /// refuses every token that is not DPoP-bound. Only with --issuer or --introspection-url
-    /// (the embedded authorization server issues bearer tokens).
+    /// refuses every token that is not DPoP-bound. The embedded authorization server binds a
+    /// token when the client sends a DPoP proof to its token endpoint.
     #[arg(long, value_name = "MODE")]
     pub dpop: Option<DpopMode>,
     /// Validate tokens by RFC 7662 introspection here instead (client id in

@@ -78,6 +78,11 @@ async fn handle(
         if let Some(s) = c.scope {
             v["scope"] = json!(s);
         }
+        // RFC 9449 §6.2: the key a bound token needs proofs by.
+        if let Some(cnf) = c.cnf {
+            v["token_type"] = json!("DPoP");
+            v["cnf"] = json!({"jkt": cnf.jkt});
+        }
         return Ok(v);
     }
     if let Some(row) = shared.store.refresh(&hash_secret(token)).await?

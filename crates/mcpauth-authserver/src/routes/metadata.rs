@@ -49,6 +49,11 @@ pub(crate) async fn metadata(State(shared): AppState) -> Response {
     let mut extra = serde_json::Map::new();
     extra.insert("response_modes_supported".into(), json!(["query"]));
     extra.insert("subject_types_supported".into(), json!(["public"]));
+    // RFC 9449 §5.1 (SPEC D6): asymmetric proof algorithms only, never `none`.
+    extra.insert(
+        "dpop_signing_alg_values_supported".into(),
+        json!(crate::dpop::DPOP_ALGORITHMS.map(JwsAlgorithm::as_str)),
+    );
     extra.insert(
         "id_token_signing_alg_values_supported".into(),
         json!(shared.keys.algorithms()),

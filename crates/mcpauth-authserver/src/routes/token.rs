@@ -2,7 +2,9 @@
 //! revokes what the code issued), `refresh_token` (rotation for every client, reuse detection
 //! revoking the family, a grace window for the same client's lost response or concurrent
 //! refreshes while the successor is unused; MCP SPEC A6) and
-//! `client_credentials` (confidential clients; MCP SPEC A12).
+//! `client_credentials` (confidential clients; MCP SPEC A12). With a DPoP proof (RFC 9449 §5,
+//! SPEC D6) the access token is bound to the proof's key (`cnf.jkt`, `token_type: DPoP`), and a
+//! public client's grant too: each refresh of it needs a proof by the same key.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +18,7 @@ use mcpauth_core::{
 use super::{AppState, PeerIp, no_store_json};
 use crate::client_auth::{TokenError, authenticate};
 use crate::clients::{self, Client};
+use crate::dpop::{invalid_proof, proof_key};
 use crate::params::{Params, invalid_request, oauth_error};
 use crate::rate_limit::Bucket;
 use crate::secrets::{hash_secret, now, random_secret, seal, unseal};
@@ -61,6 +64,8 @@ async fn handle(
     }
     let endpoint = shared.config.endpoint("/token");
     let client = authenticate(shared, headers, &params, &endpoint).await?;
+    let jkt = proof_key(shared, headers, &endpoint).await?;
+    let jkt = jkt.as_deref();
     clients::slide_expiry(shared, &client).await?;
     if !shared.allow(Bucket::TokenClient, &client.client_id) {
         return Err(TokenError::rate_limited());
@@ -73,9 +78,9 @@ async fn handle(
         .into());
     }
     match grant_type {
-        "authorization_code" => authorization_code(shared, &client, &params).await,
-        "refresh_token" => refresh_token(shared, &client, &params).await,
-        _ => client_credentials(shared, &client, &params).await,
+        "authorization_code" => authorization_code(shared, &client, &params, jkt).await,
+        "refresh_token" => refresh_token(shared, &client, &params, jkt).await,
+        _ => client_credentials(shared, &client, &params, jkt).await,
     }
 }
 
@@ -83,10 +88,21 @@ fn invalid_grant(description: &str) -> TokenError {
     oauth_error(ErrorCode::InvalidGrant, description).into()
 }
 
-fn respond(access: String, expires_in: u64, refresh: Option<String>, scope: &ScopeSet) -> Response {
+fn respond(
+    access: String,
+    expires_in: u64,
+    refresh: Option<String>,
+    scope: &ScopeSet,
+    jkt: Option<&str>,
+) -> Response {
     let body = TokenResponse {
         access_token: AccessToken::new(access),
-        token_type: TokenType::Bearer,
+        // RFC 9449 §5: a bound token is of type DPoP.
+        token_type: if jkt.is_some() {
+            TokenType::DPoP
+        } else {
+            TokenType::Bearer
+        },
         expires_in: Some(expires_in),
         refresh_token: refresh.map(RefreshToken::new),
         scope: (!scope.is_empty()).then(|| scope.to_string()),
@@ -107,6 +123,7 @@ async fn authorization_code(
     shared: &Shared,
     client: &Client,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<Response, TokenError> {
     let code = params
         .get("code")
@@ -165,6 +182,15 @@ async fn authorization_code(
         .into());
     }
     let scope = ScopeSet::parse(&row.scope);
+    // RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key.
+    if let Some(jkt) = jkt
+        && !client.is_confidential()
+        && client.allows_grant("refresh_token")
+    {
+        store
+            .bind_family_key(&row.family_id, jkt, family_until)
+            .await?;
+    }
     // The refresh token goes in before the code is spent, so that a concurrent replay that
     // revokes the family also catches it.
     let refresh = if client.allows_grant("refresh_token") {
@@ -201,9 +227,10 @@ async fn authorization_code(
         &aud,
         &scope,
         Some(&row.family_id),
+        jkt,
     )
     .await?;
-    Ok(respond(access, ttl, refresh, &scope))
+    Ok(respond(access, ttl, refresh, &scope, jkt))
 }
 
 /// The `refresh_token` grant (OAuth 2.1 §4.3, MCP SPEC A6). Every refresh rotates: the
@@ -215,12 +242,16 @@ async fn refresh_token(
     shared: &Shared,
     client: &Client,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<Response, TokenError> {
     let presented = params
         .get("refresh_token")
         .ok_or_else(|| invalid_request("refresh_token is required"))?;
     let hash = hash_secret(presented);
     let store = &shared.store;
+    if !client.is_confidential() {
+        check_bound_key(shared, &hash, jkt).await?;
+    }
     let requested = params.get("scope").map(ScopeSet::parse);
     let resource = params.get("resource");
     let now = now();
@@ -250,7 +281,7 @@ async fn refresh_token(
         .await?;
     if let Some(grant) = spent {
         let scope = requested.unwrap_or_else(|| ScopeSet::parse(&grant.scope));
-        return issue(shared, &grant, &client.client_id, &scope, successor).await;
+        return issue(shared, &grant, &client.client_id, &scope, successor, jkt).await;
     }
     // Not spent: the stored token says why.
     let row = match store.refresh(&hash).await? {
@@ -275,7 +306,7 @@ async fn refresh_token(
             scope: row.scope,
             resource: row.resource,
         };
-        return issue(shared, &grant, &client.client_id, &scope, successor).await;
+        return issue(shared, &grant, &client.client_id, &scope, successor, jkt).await;
     }
     // A reuse (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2): by another client, after the grace window,
     // or after the successor was used. Either the legitimate client or an attacker holds a
@@ -287,6 +318,30 @@ async fn refresh_token(
     Err(invalid_grant(
         "the refresh token was already used; every token of this grant is revoked",
     ))
+}
+
+/// RFC 9449 §5 (SPEC D6): a public client's grant bound to a DPoP key is refreshed only with a
+/// proof by that key. Checked before anything is spent, so a refusal costs the holder nothing.
+async fn check_bound_key(
+    shared: &Shared,
+    token_hash: &str,
+    jkt: Option<&str>,
+) -> Result<(), TokenError> {
+    let Some(row) = shared.store.refresh(token_hash).await? else {
+        return Ok(());
+    };
+    let Some(bound) = shared.store.family_key(&row.family_id).await? else {
+        return Ok(());
+    };
+    match jkt {
+        Some(k) if constant_time_eq(k.as_bytes(), bound.as_bytes()) => Ok(()),
+        Some(_) => Err(invalid_proof(
+            "the refresh token is bound to another DPoP key (RFC 9449 §5)",
+        )),
+        None => Err(invalid_proof(
+            "the refresh token is DPoP-bound: send a DPoP proof by its key (RFC 9449 §5)",
+        )),
+    }
 }
 
 /// Everything a refresh request must satisfy but the token being unspent; returns the scope to
@@ -386,6 +441,7 @@ async fn issue(
     client_id: &str,
     scope: &ScopeSet,
     refresh: String,
+    jkt: Option<&str>,
 ) -> Result<Response, TokenError> {
     let aud = audience(shared, grant.resource.as_deref());
     let (access, ttl) = issue_access_token(
@@ -395,15 +451,17 @@ async fn issue(
         &aud,
         scope,
         Some(&grant.family_id),
+        jkt,
     )
     .await?;
-    Ok(respond(access, ttl, Some(refresh), scope))
+    Ok(respond(access, ttl, Some(refresh), scope, jkt))
 }
 
 async fn client_credentials(
     shared: &Shared,
     client: &Client,
     params: &Params,
+    jkt: Option<&str>,
 ) -> Result<Response, TokenError> {
     if !client.is_confidential() {
         return Err(oauth_error(
@@ -422,7 +480,8 @@ async fn client_credentials(
         &aud,
         &scope,
         None,
+        jkt,
     )
     .await?;
-    Ok(respond(access, ttl, None, &scope))
+    Ok(respond(access, ttl, None, &scope, jkt))
 }

@@ -9,6 +9,7 @@
 //! without locks. Refresh rotations are committed in batches (`rotation.rs`).
 
 mod clients;
+mod dpop;
 mod federation;
 mod grants;
 mod keys;
@@ -84,6 +85,7 @@ fn migrator(_backend: Backend) -> Migrator {
             "federation",
             include_str!("../../migrations/0003_federation.sql"),
         ),
+        migration(5, "dpop", include_str!("../../migrations/0005_dpop.sql")),
     ])
 }
 
@@ -154,7 +156,7 @@ impl Store {
     }
 
     /// Deletes expired codes, refresh tokens, sessions, pending requests, revocation records,
-    /// assertion ids, cached client metadata documents, and dynamically registered clients whose
+    /// assertion ids, DPoP proofs and bindings, cached client metadata documents, and dynamically registered clients whose
     /// registration expired, with their consents. Returns the number of rows removed.
     pub async fn purge_expired(&self) -> Result<u64, AuthServerError> {
         let now = now();
@@ -168,6 +170,8 @@ impl Store {
             "DELETE FROM login_sessions WHERE expires_at < $1",
             "DELETE FROM authorization_requests WHERE expires_at < $1",
             "DELETE FROM upstream_logins WHERE expires_at < $1",
+            "DELETE FROM dpop_proofs WHERE expires_at < $1",
+            "DELETE FROM dpop_families WHERE expires_at < $1",
             "DELETE FROM consents WHERE client_id IN (SELECT client_id FROM clients \
              WHERE kind = 'dynamic' AND expires_at <= $1)",
             "DELETE FROM clients WHERE kind = 'metadata_document' AND expires_at < $1",

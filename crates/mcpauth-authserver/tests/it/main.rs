@@ -18,6 +18,7 @@ mod cimd;
 mod client_expiry;
 mod clients;
 mod code_flow;
+mod dpop;
 mod federation;
 mod federation_github;
 mod federation_support;

@@ -394,12 +394,20 @@ pub async fn browser_flow(ts: &TestServer, url: &str) -> (reqwest::Response, Str
 
 /// POSTs a form to the token endpoint; returns status and JSON body.
 pub async fn token_request(ts: &TestServer, form: &[(&str, &str)]) -> (u16, Value) {
-    let resp = http()
-        .post(ts.url("/token"))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+    token_request_with(ts, form, &[]).await
+}
+
+/// [`token_request`] with extra request headers (e.g. `DPoP`).
+pub async fn token_request_with(
+    ts: &TestServer,
+    form: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = http().post(ts.url("/token")).form(form);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     assert_eq!(
         resp.headers().get("cache-control").unwrap(),
@@ -411,10 +419,19 @@ pub async fn token_request(ts: &TestServer, form: &[(&str, &str)]) -> (u16, Valu
 
 /// A public client, logged-in user and code flow up to the token response.
 pub async fn code_flow_tokens(ts: &TestServer, client_id: &str) -> Value {
+    code_flow_tokens_with(ts, client_id, &[]).await
+}
+
+/// [`code_flow_tokens`] with extra headers on the token request (e.g. `DPoP`).
+pub async fn code_flow_tokens_with(
+    ts: &TestServer,
+    client_id: &str,
+    headers: &[(&str, &str)],
+) -> Value {
     let a = authorization(ts, client_id, REDIRECT, &[]);
     let (resp, _) = browser_flow(ts, &a.url).await;
     let code = location_params(&resp)["code"].clone();
-    let (status, body) = token_request(
+    let (status, body) = token_request_with(
         ts,
         &[
             ("grant_type", "authorization_code"),
@@ -424,6 +441,7 @@ pub async fn code_flow_tokens(ts: &TestServer, client_id: &str) -> Value {
             ("client_id", client_id),
             ("resource", RESOURCE),
         ],
+        headers,
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -334,3 +334,54 @@ async fn d5_the_require_policy_refuses_bearer_tokens_and_advertises_dpop() {
         200
     );
 }
+
+/// SPEC D4-D6 end to end: `mcpauth-authserver` binds a client-credentials token to the proof's
+/// key, the layer (JWT and introspection verifiers alike) serves it with a fresh proof by that
+/// key and refuses it as a bearer token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d6_tokens_bound_by_the_authorization_server_need_their_proof() {
+    for introspection in [false, true] {
+        let pending = Pending::new().await;
+        let auth = As::start(&[&pending.resource]).await;
+        let resource = pending.resource.clone();
+        let app = if introspection {
+            let rs = auth.resource_server(&[&resource]).await;
+            let verifier = mcpauth_resource::IntrospectionVerifier::new(
+                format!("{}/introspect", auth.issuer),
+                &rs.0,
+                mcpauth_core::ClientSecret::new(rs.1.clone()),
+                [resource.clone()],
+            )
+            .unwrap()
+            .issuers([auth.issuer.clone()]);
+            pending.serve(verifier, &[&auth.issuer], ScopePolicy::new())
+        } else {
+            let verifier = JwtVerifier::builder()
+                .issuer(&auth.issuer)
+                .audience(&resource)
+                .build()
+                .unwrap();
+            pending.serve(verifier, &[&auth.issuer], ScopePolicy::new())
+        };
+        let client = auth.client().await;
+        let key = DpopKey::generate().unwrap();
+        let token_proof = key
+            .proof("POST", &format!("{}/token", auth.issuer), None, None)
+            .unwrap();
+        let token = auth
+            .token_with(&client, &resource, "mcp", Some(&token_proof))
+            .await;
+        let proof = key.proof("POST", &resource, Some(&token), None).unwrap();
+        let resp = http()
+            .post(&resource)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .json(&initialize())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "introspection: {introspection}");
+        let why = refused_with(app.call(Some(&token), &initialize()).await, "invalid_token").await;
+        assert!(why.contains("DPoP-bound"), "{why}");
+    }
+}

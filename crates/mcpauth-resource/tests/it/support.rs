@@ -135,8 +135,22 @@ impl As {
 
     /// A client_credentials access token for `resource` with `scope`.
     pub async fn token(&self, client: &(String, String), resource: &str, scope: &str) -> String {
-        let resp = http()
-            .post(format!("{}/token", self.issuer))
+        self.token_with(client, resource, scope, None).await
+    }
+
+    /// [`As::token`] with a DPoP proof for the token request (a DPoP-bound token).
+    pub async fn token_with(
+        &self,
+        client: &(String, String),
+        resource: &str,
+        scope: &str,
+        dpop: Option<&str>,
+    ) -> String {
+        let mut req = http().post(format!("{}/token", self.issuer));
+        if let Some(p) = dpop {
+            req = req.header("dpop", p);
+        }
+        let resp = req
             .basic_auth(&client.0, Some(&client.1))
             .form(&[
                 ("grant_type", "client_credentials"),

@@ -170,14 +170,6 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
              (--issuer or --introspection-url), configure sign-in there"
         );
     }
-    if args.dpop == Some(DpopMode::Require)
-        && args.issuer.is_none()
-        && args.introspection_url.is_none()
-    {
-        bail!(
-            "--dpop require needs DPoP-bound tokens from an external authorization server              (--issuer or --introspection-url); the embedded one issues bearer tokens"
-        );
-    }
     if !args.audiences.is_empty() && args.issuer.is_none() && args.introspection_url.is_none() {
         bail!(
             "--audience is for the tokens of an external authorization server (--issuer or --introspection-url); the embedded one issues tokens for the MCP URL"

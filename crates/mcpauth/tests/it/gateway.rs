@@ -1730,8 +1730,8 @@ async fn an_unreachable_issuer_is_a_startup_warning_and_jwt_flags_need_jwt_valid
 }
 
 /// SPEC D5 at the gateway: `--dpop require` refuses a bearer token of the external issuer with
-/// a `DPoP` challenge naming the proof algorithms (RFC 9449 §7.1), and is refused at start-up
-/// with the embedded server, which issues bearer tokens.
+/// a `DPoP` challenge naming the proof algorithms (RFC 9449 §7.1); with the embedded server, a
+/// request without credentials gets the Bearer challenge (for discovery) and a DPoP one.
 #[tokio::test]
 async fn d5_gateway_dpop_require_refuses_bearer_tokens() {
     let home = tempfile::tempdir().unwrap();
@@ -1752,11 +1752,12 @@ async fn d5_gateway_dpop_require_refuses_bearer_tokens() {
     .await;
     let url = banner_value(&banner, "MCP server:");
     let token = token_for(&issuer, &robot, API).await;
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}});
     let resp = http()
         .post(&url)
         .bearer_auth(&token)
         .header("accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .json(&initialize)
         .send()
         .await
         .unwrap();
@@ -1770,22 +1771,23 @@ async fn d5_gateway_dpop_require_refuses_bearer_tokens() {
     );
     gateway.kill().await.unwrap();
 
-    let out = mcpauth(home.path())
-        .args([
-            "gateway",
-            "--demo",
-            "--bind",
-            "127.0.0.1:0",
-            "--dpop",
-            "require",
-        ])
-        .output()
+    let (mut gateway, banner) =
+        start_gateway(home.path(), &["--demo", "--dpop", "require"], &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    let resp = http()
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize)
+        .send()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("--dpop require") && err.contains("--issuer"),
-        "{err}"
-    );
+    assert_eq!(resp.status(), 401);
+    let schemes: Vec<String> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(' ').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(schemes, ["Bearer", "DPoP"]);
+    gateway.kill().await.unwrap();
 }
