@@ -1,6 +1,6 @@
-// The verdict on conformance checks files, shared by conformance/run (client scenarios) and
-// conformance/run-authorization (authorization-server scenarios), and exercised by
-// conformance/selftest.
+// The verdict on conformance checks files, shared by conformance/run (client scenarios),
+// conformance/run-authorization (authorization-server scenarios) and conformance/run-server
+// (server scenarios), and exercised by conformance/selftest.
 //
 //   node verdict.js client DIR
 //       One line for the one scenario whose output is under DIR (every checks.json found):
@@ -8,9 +8,13 @@
 //   node verdict.js authorization OUT SCENARIO...
 //       One line per SCENARIO, always (a broken file fails its scenario, never drops it):
 //       "<scenario> PASS <n> check(s): ids" or "<scenario> FAIL <reason>".
+//   node verdict.js server OUT SCENARIO...
+//       The same, for the server-<scenario>-<time> folders `conformance server -o OUT` writes,
+//       judged like a client scenario.
 //
 // A scenario passes only with at least one SUCCESS check and no FAILURE or WARNING (client);
-// in authorization mode every check must be SUCCESS. An empty, missing or unreadable checks
+// in authorization mode every check must be SUCCESS. With several folders for one scenario the
+// newest is judged. An empty, missing or unreadable checks
 // file fails.
 "use strict";
 const fs = require("fs");
@@ -69,21 +73,25 @@ function checksFiles(dir) {
 const [mode, out, ...scenarios] = process.argv.slice(2);
 if (mode === "client" && out) {
   console.log(judge(checksFiles(out), false));
-} else if (mode === "authorization" && out) {
+} else if ((mode === "authorization" || mode === "server") && out) {
   let dirs = [];
   try {
     dirs = fs.readdirSync(out);
   } catch {
     dirs = [];
   }
+  const prefix = mode === "server" ? "server" : "authorization-server";
+  // A server folder name ends in an ISO time, so "tools-list" never takes "tools-list-x"'s.
+  const stamp = mode === "server" ? /^\d{4}-\d{2}-\d{2}T/ : /^/;
   for (const s of scenarios) {
-    const d = dirs.filter((n) => n.startsWith(`authorization-server-${s}-`)).sort().pop();
+    const head = `${prefix}-${s}-`;
+    const d = dirs.filter((n) => n.startsWith(head) && stamp.test(n.slice(head.length))).sort().pop();
     const file = d && path.join(out, d, "checks.json");
     const files = file && fs.existsSync(file) ? [file] : [];
-    const v = judge(files, true);
+    const v = judge(files, mode === "authorization");
     console.log(oneLine(`${s} ${files.length ? v : "FAIL no checks.json (the scenario did not run)"}`));
   }
 } else {
-  console.error("usage: node verdict.js client DIR | authorization OUT SCENARIO...");
+  console.error("usage: node verdict.js client DIR | authorization OUT SCENARIO... | server OUT SCENARIO...");
   process.exit(2);
 }
