@@ -68,7 +68,6 @@ SCOPE=mcp:tools
 RESOURCE=http://127.0.0.1:8931/mcp
 REDIRECT_URI=http://127.0.0.1:8932/callback
 urlenc() { "$NODE" -e 'process.stdout.write(encodeURIComponent(process.argv[1]))' -- "$1"; }
-json_field() { "$NODE" -e 'const o=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(String(o[process.argv[1]] ?? ""))' "$1"; }
 
 # --- installs and builds -------------------------------------------------------------------
 if ! command -v wrk >/dev/null; then

@@ -89,7 +89,6 @@ fi
 RESULT_DIR=$REPO_ROOT/.cache/bench/results
 mkdir -p "$RESULT_DIR"
 LUA=$SCRIPT_DIR/gateway/tools-call.lua
-json_field() { "$NODE" -e 'const o=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(String(o[process.argv[1]] ?? ""))' "$1"; }
 
 # wrk_parse FILE -> "rps p99_ms non2xx socket_errors"
 wrk_parse() {
@@ -141,12 +140,6 @@ start_bench_server() { # start_bench_server LOG ARGS... ; sets BENCH_PID
   _CLEAN_PIDS+=("$BENCH_PID")
 }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
-token_cc() { # token_cc TOKEN_URL CLIENT_ID SECRET RESOURCE -> access token
-  local body
-  body=$(curl -fsS -u "$2:$3" --data-urlencode grant_type=client_credentials --data-urlencode "resource=$4" "$1") ||
-    fail "client_credentials at $1 for $4 failed"
-  json_field access_token <<<"$body"
-}
 
 new_tmpdir HOME_DIR
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }

@@ -27,13 +27,14 @@ ensure_gateway_modules() {
   [[ -f $MCP_REMOTE_JS ]] || fail "no mcp-remote at $MCP_REMOTE_JS"
 }
 
-# Starts `mcpauth gateway` in the background: start_gateway HOME LOGFILE ARGS...
-# Sets GATEWAY_PID, GATEWAY_URL (from its banner) and ISSUER (its authorization server).
+# Starts `mcpauth gateway` in the background: start_gateway HOME LOGFILE ARGS... (on
+# GATEWAY_BIND, default 127.0.0.1:0). Sets GATEWAY_PID, GATEWAY_URL (from its banner) and ISSUER
+# (its authorization server).
 start_gateway() {
   local home=$1 logfile=$2; shift 2
   env -u MCP_CLIENT_ID -u MCP_CLIENT_SECRET -u MCPAUTH_CLIENT_SECRET -u MCPAUTH_DATABASE_URL \
     MCPAUTH_HOME="$home" RUST_LOG="${RUST_LOG:-warn}" \
-    "$MCPAUTH_BIN" gateway --bind 127.0.0.1:0 "$@" </dev/null >>"$logfile" 2>&1 &
+    "$MCPAUTH_BIN" gateway --bind "${GATEWAY_BIND:-127.0.0.1:0}" "$@" </dev/null >>"$logfile" 2>&1 &
   GATEWAY_PID=$!
   _CLEAN_PIDS+=("$GATEWAY_PID")
   GATEWAY_URL=

@@ -149,6 +149,18 @@ free_port() {
   "$NODE" -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
 }
 
+# A member of the JSON object on stdin, as text ("" when absent): json_field NAME
+json_field() { "$NODE" -e 'const o=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(String(o[process.argv[1]] ?? ""))' "$1"; }
+
+# An access token by client_credentials (RFC 6749 §4.4, client_secret_basic) for RESOURCE
+# (RFC 8707): token_cc TOKEN_URL CLIENT_ID SECRET RESOURCE. The token goes to stdout only.
+token_cc() {
+  local body
+  body=$(curl -fsS -u "$2:$3" --data-urlencode grant_type=client_credentials --data-urlencode "resource=$4" "$1") ||
+    fail "client_credentials at $1 for $4 failed"
+  json_field access_token <<<"$body"
+}
+
 # Starts `mcpauth serve` in the background: start_serve HOME LOGFILE ARGS...
 # Sets SERVE_PID and ISSUER (read from its banner on stderr).
 start_serve() {

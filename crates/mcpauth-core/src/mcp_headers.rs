@@ -41,6 +41,24 @@ pub fn header_value(value: &str) -> String {
     }
 }
 
+/// A received header value as the text it stands for: the `=?base64?…?=` sentinel decoded (its
+/// payload canonical base64 of UTF-8), any other value as it is (Streamable HTTP §Value
+/// Encoding). `None` for a sentinel that does not decode, which then matches nothing.
+pub fn decode_header_value(value: &str) -> Option<String> {
+    let Some(payload) = value
+        .strip_prefix("=?base64?")
+        .and_then(|rest| rest.strip_suffix("?="))
+    else {
+        return Some(value.to_owned());
+    };
+    let bytes = STANDARD.decode(payload).ok()?;
+    // Only the canonical spelling: the one `header_value` sends.
+    if STANDARD.encode(&bytes) != payload {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
 /// The `x-mcp-header` parameters of each tool seen in `tools/list`: header name and the chain of
 /// `properties` keys leading to the parameter.
 #[derive(Debug, Default)]
@@ -232,6 +250,30 @@ mod tests {
             "=?base64?SGVsbG8sIOS4lueVjA==?="
         );
         assert_eq!(header_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
+        // Decoding is the inverse, and a client may encode any value.
+        for v in [
+            "eu",
+            " padded ",
+            "line1\nline2",
+            "=?base64?literal?=",
+            "Hello, 世界",
+        ] {
+            assert_eq!(decode_header_value(&header_value(v)).as_deref(), Some(v));
+        }
+        assert_eq!(
+            decode_header_value("=?base64?ZXU=?=").as_deref(),
+            Some("eu")
+        );
+        assert_eq!(
+            decode_header_value("=?base64?ZXU?=").as_deref(),
+            None,
+            "not canonical"
+        );
+        assert_eq!(
+            decode_header_value("=?base64?/w==?=").as_deref(),
+            None,
+            "not UTF-8"
+        );
         assert_eq!(header_value("line1\nline2"), "=?base64?bGluZTEKbGluZTI=?=");
         assert_eq!(
             header_value("=?base64?literal?="),

@@ -303,8 +303,9 @@ pub struct StdioUpstream {
     command: Vec<String>,
     options: Options,
     sessions: Mutex<HashMap<String, Arc<Child>>>,
-    /// Each user's process for 2026-07-28 clients, which have no session.
-    stateless: Mutex<HashMap<(String, String), StatelessSlot>>,
+    /// The processes for 2026-07-28 clients, which have no session: one per user and set of
+    /// client capabilities (issuer, subject, capabilities as JSON).
+    stateless: Mutex<HashMap<(String, String, String), StatelessSlot>>,
     /// Numbers the gateway's own ids of 2026-07-28 requests.
     wire_ids: AtomicU64,
     /// 2026-07-28 requests waiting for their client's retry, by `requestState`.
@@ -488,13 +489,15 @@ impl StdioUpstream {
         profile: &ClientProfile,
         id: Option<&Value>,
     ) -> Result<(Arc<Child>, Value, Arc<ToolHeaders>), Response> {
-        let slot = Arc::clone(
-            self.stateless
-                .lock()
-                .unwrap()
-                .entry(owner.clone())
-                .or_default(),
+        // A legacy server learns the client's capabilities once, at `initialize`, and acts on
+        // them (2025-11-25 "Lifecycle" §Capability Negotiation): each set a 2026-07-28 request
+        // declares gets a process initialized with it.
+        let key = (
+            owner.0.clone(),
+            owner.1.clone(),
+            profile.capabilities.to_string(),
         );
+        let slot = Arc::clone(self.stateless.lock().unwrap().entry(key).or_default());
         let mut slot = slot.lock().await;
         let alive = slot
             .as_ref()
@@ -718,21 +721,30 @@ async fn post(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let client_id = message.get("id").filter(|_| method.is_some()).cloned();
-    // Without a session, a request declaring its version in `_meta` is 2026-07-28's (MCP
-    // 2026-07-28 "Versioning" §Backward Compatibility).
+    // Without a session, a request declaring its version in `_meta`, or 2026-07-28 or later in
+    // its MCP-Protocol-Version header, is 2026-07-28's (MCP 2026-07-28 "Versioning" §Backward
+    // Compatibility); its `_meta` must then say who the client is (§Request Metadata).
     let original = existing.is_none().then(|| message.clone());
     let profile = match &existing {
         Some(_) => None,
         None => bridge::take_modern_meta(&mut message),
     };
+    let modern_header = headers
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= STATELESS);
+    if let (Some(original), Some(id)) = (&original, &client_id)
+        && (profile.is_some() || modern_header)
+        && let Some(key) = bridge::missing_meta(original)
+    {
+        let answer =
+            bridge::error_answer(id, -32602, &format!("Invalid params: _meta has no {key}"));
+        return (StatusCode::BAD_REQUEST, axum::Json(answer)).into_response();
+    }
     let mut modern = None;
     let mut logs = false;
     let (child, new_session) = match (existing, profile, original) {
         (Some(c), _, _) => (c, None),
-        (None, _, _) if method.as_deref() == Some("initialize") => match up.spawn(owner.clone()) {
-            Ok((id, c)) => (c, Some(id)),
-            Err(why) => return refused(why, client_id.as_ref()),
-        },
         (None, Some(profile), Some(original)) => {
             let b = match bridged(
                 &up,
@@ -754,6 +766,10 @@ async fn post(
             logs = profile.log_level.is_some();
             (b.child, None)
         }
+        (None, _, _) if method.as_deref() == Some("initialize") => match up.spawn(owner.clone()) {
+            Ok((id, c)) => (c, Some(id)),
+            Err(why) => return refused(why, client_id.as_ref()),
+        },
         (None, _, _) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -847,23 +863,38 @@ async fn bridged(
     mut message: Value,
     client_id: Option<Value>,
 ) -> Result<Bridged, Response> {
-    if profile.version != STATELESS {
-        let answer = bridge::unsupported_version(
-            client_id.as_ref().unwrap_or(&Value::Null),
-            &profile.version,
-        );
+    let id = client_id.as_ref().unwrap_or(&Value::Null);
+    // Streamable HTTP §Protocol Version Header: a header that disagrees with `_meta` is a
+    // HeaderMismatch, whichever version either names.
+    if headers
+        .get("mcp-protocol-version")
+        .is_some_and(|v| v != profile.version.as_str())
+    {
+        let answer = bridge::error_answer(id, -32020, "Header mismatch: MCP-Protocol-Version");
         return Err((StatusCode::BAD_REQUEST, axum::Json(answer)).into_response());
+    }
+    if profile.version != STATELESS {
+        let answer = bridge::unsupported_version(id, &profile.version);
+        return Err((StatusCode::BAD_REQUEST, axum::Json(answer)).into_response());
+    }
+    let method = message["method"].as_str().unwrap_or_default().to_owned();
+    if bridge::REMOVED_METHODS.contains(&method.as_str()) {
+        let answer = bridge::error_answer(id, -32601, &format!("Method not found: {method}"));
+        return Err((StatusCode::NOT_FOUND, axum::Json(answer)).into_response());
     }
     let (child, init, tools) = up
         .stateless(owner.clone(), profile, client_id.as_ref())
         .await?;
     // SEP-2243 (Streamable HTTP §Standard MCP Request Headers, §Custom Headers): what
-    // its headers must say, `Mcp-Param-*` as the tools listed declared.
+    // its headers must say, `Mcp-Param-*` as the tools listed declared; compared decoded, as a
+    // client may base64-encode any value (§Value Encoding).
     let expected = mcp_headers::request_headers(original, &tools);
     if let Some((name, _)) = expected.iter().find(|(name, value)| {
-        headers
+        let sent = headers
             .get(name.as_str())
-            .is_none_or(|v| v != value.as_str())
+            .and_then(|v| v.to_str().ok())
+            .and_then(mcp_headers::decode_header_value);
+        sent.is_none() || sent != mcp_headers::decode_header_value(value)
     }) {
         let answer = json!({"jsonrpc": "2.0", "id": client_id,
                 "error": {"code": -32020, "message": format!("Header mismatch: {name}")}});
@@ -872,7 +903,6 @@ async fn bridged(
     if let Some(state) = message["params"]["requestState"].as_str() {
         return Err(resume(Arc::clone(up), owner, state, &message, client_id).await);
     }
-    let method = message["method"].as_str().unwrap_or_default().to_owned();
     if method == "subscriptions/listen" {
         return Err(listen(&child, &init, client_id, &message["params"]));
     }
@@ -1085,7 +1115,16 @@ async fn respond(mut call: Call, new_session: Option<String>) -> Response {
     let first = match call.next().await {
         Err((status, message)) => return error(status, call.reply.id.as_ref(), message),
         Ok((answer, true)) => {
-            let mut response = Response::builder().header("content-type", "application/json");
+            // A 2026-07-28 error answer carries its HTTP status (Streamable HTTP §Protocol
+            // Version Header): the server's -32601 is a 404, -32021 a 400.
+            let status = match &call.reply.modern {
+                Some(_) => serde_json::from_str::<Value>(&answer)
+                    .map_or(200, |a| bridge::answer_status(&a)),
+                None => 200,
+            };
+            let mut response = Response::builder()
+                .status(status)
+                .header("content-type", "application/json");
             if let Some(session) = new_session {
                 response = response.header("mcp-session-id", session);
             }

@@ -41,6 +41,43 @@ pub struct ClientProfile {
     pub log_level: Option<String>,
 }
 
+/// Client requests of the legacy revisions that 2026-07-28 removed (its schema: the lifecycle,
+/// `ping`, `logging/setLevel` and the subscribe pair), answered 404 and -32601 to a 2026-07-28
+/// client (Streamable HTTP §Protocol Version Header).
+pub const REMOVED_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "resources/subscribe",
+    "resources/unsubscribe",
+];
+
+/// The `_meta` member a 2026-07-28 request lacks, if any: every request carries its protocol
+/// version and the client's capabilities (2026-07-28 "Overview" §Request Metadata, SEP-2575).
+pub fn missing_meta(message: &Value) -> Option<&'static str> {
+    let meta = &message["params"]["_meta"];
+    [VERSION_KEY, CAPABILITIES_KEY]
+        .into_iter()
+        .find(|key| meta.get(*key).is_none())
+}
+
+/// A JSON-RPC error answer.
+pub fn error_answer(id: &Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// The HTTP status of a 2026-07-28 answer sent as JSON: 404 for -32601, 400 for the errors of
+/// a request that cannot be served as sent (parse, invalid request or params, HeaderMismatch,
+/// MissingRequiredClientCapability, UnsupportedProtocolVersion), else 200 (Streamable HTTP
+/// §Protocol Version Header, §Server Validation).
+pub fn answer_status(answer: &Value) -> u16 {
+    match answer["error"]["code"].as_i64() {
+        Some(-32601) => 404,
+        Some(-32700 | -32600 | -32602 | -32020 | -32021 | -32022) => 400,
+        _ => 200,
+    }
+}
+
 /// Whether an HTTP error answer carries a recognized modern JSON-RPC error (Streamable HTTP
 /// §Backward Compatibility): then the server is modern and must not be treated as legacy.
 pub fn is_modern_error(status: u16, body: &str) -> bool {
@@ -393,6 +430,27 @@ mod tests {
         assert!(is_modern_error(400, &e(-32022)));
         assert!(is_modern_error(400, &e(-32020)));
         assert!(is_modern_error(404, &e(-32601)));
+        let status = |code: i64| answer_status(&json!({"error": {"code": code}}));
+        assert_eq!(
+            (status(-32601), status(-32602), status(-32021)),
+            (404, 400, 400)
+        );
+        assert_eq!(
+            (status(-32603), status(-1)),
+            (200, 200),
+            "server errors keep 200"
+        );
+        assert_eq!(answer_status(&json!({"result": {}})), 200);
+        let meta = |m: Value| missing_meta(&json!({"params": {"_meta": m}}));
+        assert_eq!(missing_meta(&json!({"params": {}})), Some(VERSION_KEY));
+        assert_eq!(
+            meta(json!({VERSION_KEY: STATELESS})),
+            Some(CAPABILITIES_KEY)
+        );
+        assert_eq!(
+            meta(json!({VERSION_KEY: STATELESS, CAPABILITIES_KEY: {}})),
+            None
+        );
         assert!(
             !is_modern_error(400, &e(-32601)),
             "-32601 is modern only with 404"

@@ -430,7 +430,7 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 /// request id it names (`cancellable`).
 const PY_SERVER: &str = r#"
 import json, os, sys, time
-level = roots = None
+level = roots = caps = None
 queue = []
 def send(m):
     print(json.dumps(dict(m, jsonrpc="2.0")), flush=True)
@@ -453,6 +453,7 @@ while True:
         continue
     method = m.get("method")
     if method == "initialize":
+        caps = m["params"].get("capabilities")
         r = {"protocolVersion": m["params"].get("protocolVersion", "2025-11-25"), "capabilities": {"tools": {"listChanged": True}, "logging": {}},
              "serverInfo": {"name": "py", "version": "0"}}
     elif method == "logging/setLevel":
@@ -488,11 +489,16 @@ while True:
             text = str(level)
         elif name == "roots":
             text = json.dumps(roots)
+        elif name == "caps":
+            text = json.dumps(caps)
         else:
             text = json.dumps(dict(os.environ)) if name == "env" else str(os.getpid())
         r = {"content": [{"type": "text", "text": text}]}
-    else:
+    elif method == "ping":
         r = {}
+    else:
+        send({"id": m["id"], "error": {"code": -32601, "message": "Method not found"}})
+        continue
     send({"id": m["id"], "result": r})
 "#;
 
@@ -865,7 +871,8 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
     }
     assert_eq!(pids[0], pids[1], "one process per user");
     // SEP-2243 (Streamable HTTP §Standard MCP Request Headers): the headers must match the body.
-    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
     for (method, name) in [("tools/list", "pid"), ("tools/call", "env")] {
         let call = json!({"jsonrpc": "2.0", "id": 12, "method": "tools/call",
             "params": {"name": "pid", "arguments": {}, "_meta": meta}});
@@ -894,7 +901,8 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
     let unmirrored = stateless(0, 14, "tools/call", in_eu.clone()).await.unwrap();
     assert_eq!(unmirrored.status(), 400);
     let mut call = in_eu;
-    call["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28"});
+    call["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
     let mirrored = gw
         .post(
             0,
@@ -909,6 +917,31 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
         .await
         .unwrap();
     assert_eq!(mirrored.status(), 200);
+    // §Value Encoding: a client may send any value base64-encoded; the server decodes it before
+    // comparing ("eu" here), and a sentinel that does not decode is a mismatch.
+    for (sent, status) in [
+        ("=?base64?ZXU=?=", 200),
+        ("=?base64?ZXU?=", 400),
+        ("=?base64?ZXM=?=", 400),
+    ] {
+        let mut call = json!({"name": "pid", "arguments": {"region": "eu"}});
+        call["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+        let answer = gw
+            .post(
+                0,
+                None,
+                json!({"jsonrpc": "2.0", "id": 16, "method": "tools/call", "params": call}),
+            )
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "pid")
+            .header("mcp-param-region", sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "Mcp-Param-Region: {sent}");
+    }
     let level: Value = stateless(
         0,
         5,
@@ -1058,6 +1091,101 @@ async fn issue13_a_2026_07_28_client_uses_a_stdio_server_without_a_session() {
 /// Security finding 3 (MCP SPEC C33): one user cannot start stdio server processes without
 /// end, nor can all users together; past a cap the gateway answers 429 (RFC 6585 §4) with a
 /// JSON-RPC error naming the limit, and starts no process. DELETE frees the slot.
+/// MCP 2026-07-28 Streamable HTTP §Protocol Version Header and the request `_meta`, for requests
+/// the gateway bridges onto a stdio server: a request its header declares 2026-07-28 must carry
+/// the version and the client's capabilities in `_meta` (else 400, -32602); a header that
+/// disagrees with `_meta` is a HeaderMismatch (400, -32020) whatever the version; a method the
+/// server does not implement, or one 2026-07-28 removed, is 404 with -32601. The legacy process
+/// learns the capabilities each request declares at its `initialize`.
+#[tokio::test]
+async fn issue13_a_bridged_2026_07_28_request_is_validated_and_its_errors_carry_their_status() {
+    let gw = StdioGateway::start(&["alice-bot"], &[], "", &[]).await;
+    let full = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "modern", "version": "0"},
+    });
+    let send = |id: u64, method: &str, params: Value| {
+        let name = params["name"].as_str().unwrap_or_default().to_owned();
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let request = gw
+            .post(0, None, body)
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method);
+        match name.as_str() {
+            "" => request,
+            _ => request.header("mcp-name", name),
+        }
+        .send()
+    };
+    let answer = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        (status, body["error"]["code"].clone(), body["id"].clone())
+    };
+    let mut no_caps = full.clone();
+    no_caps
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/clientCapabilities");
+    let mut no_version = full.clone();
+    no_version
+        .as_object_mut()
+        .unwrap()
+        .remove("io.modelcontextprotocol/protocolVersion");
+    for (id, params) in [
+        (101, json!({})),
+        (102, json!({"_meta": no_version})),
+        (104, json!({"_meta": no_caps})),
+    ] {
+        let got = answer(send(id, "server/discover", params).await.unwrap()).await;
+        assert_eq!(got, (400, json!(-32602), json!(id)), "invalid _meta {id}");
+    }
+    let mut other_version = full.clone();
+    other_version["io.modelcontextprotocol/protocolVersion"] = json!("v999.0.0");
+    let got = answer(
+        send(105, "server/discover", json!({"_meta": other_version}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        got,
+        (400, json!(-32020), json!(105)),
+        "HeaderMismatch first"
+    );
+    let got = answer(
+        send(106, "nothing/here", json!({"_meta": full}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got, (404, json!(-32601), json!(106)), "the server's -32601");
+    for (id, removed) in [
+        (107, "initialize"),
+        (108, "ping"),
+        (109, "logging/setLevel"),
+        (110, "resources/subscribe"),
+        (111, "resources/unsubscribe"),
+    ] {
+        let got = answer(send(id, removed, json!({"_meta": full})).await.unwrap()).await;
+        assert_eq!(got, (404, json!(-32601), json!(id)), "{removed} is gone");
+    }
+    // The capabilities each request declares are those its legacy process was initialized with.
+    for caps in [json!({}), json!({"sampling": {}}), json!({})] {
+        let mut meta = full.clone();
+        meta["io.modelcontextprotocol/clientCapabilities"] = caps.clone();
+        let call = send(
+            112,
+            "tools/call",
+            json!({"name": "caps", "arguments": {}, "_meta": meta}),
+        );
+        let call: Value = call.await.unwrap().json().await.unwrap();
+        let text = call["result"]["content"][0]["text"].as_str().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(text).unwrap(), caps);
+    }
+}
+
 #[tokio::test]
 async fn sec3_c33_stdio_sessions_are_capped_per_user_and_in_total() {
     let gw = StdioGateway::start(
