@@ -8,4 +8,7 @@ mod connect;
 mod connect_eras;
 mod federation;
 mod gateway;
+mod gateway_external;
+mod gateway_stdio;
+mod gateway_stdio_eras;
 mod serve;
