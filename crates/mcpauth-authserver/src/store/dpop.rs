@@ -5,9 +5,11 @@ use super::{Store, is_unique_violation};
 use crate::error::AuthServerError;
 
 impl Store {
-    /// Records a proof (`proof_hash`: SHA-256 of its key thumbprint and `jti`) until
-    /// `expires_at`: `true` the first time, `false` when it was used before (a replay).
-    pub(crate) async fn dpop_first_use(
+    /// Records a DPoP proof (`proof_hash`: a hash of its key thumbprint and `jti`) until
+    /// `expires_at`: `true` the first time, `false` when it was used before (a replay, RFC 9449
+    /// §11.1). Every instance sharing the database sees the same answer; the token endpoint
+    /// and a gateway's resource checks use it.
+    pub async fn dpop_first_use(
         &self,
         proof_hash: &str,
         expires_at: i64,

@@ -1,11 +1,14 @@
 //! The token verifier of a gateway with its embedded authorization server: the JWT checks
 //! (signature, issuer, audience, times) plus the server's revocation state, shared in process
-//! (security review finding 1: a revoked token must be refused at once, RFC 7009 §2).
+//! (security review finding 1: a revoked token must be refused at once, RFC 7009 §2); and its
+//! DPoP replay cache, the server's database.
 
 use std::sync::Arc;
 
 use mcpauth_authserver::AuthServer;
-use mcpauth_resource::{JwtVerifier, Principal, ResourceError, TokenVerifier, VerifyFuture};
+use mcpauth_resource::{
+    JwtVerifier, Principal, ReplayCache, ReplayFuture, ResourceError, TokenVerifier, VerifyFuture,
+};
 
 /// [`JwtVerifier`] that also refuses tokens the embedded server has revoked, by themselves or
 /// with their grant (logout, /revoke, a replayed code, a reused refresh token).
@@ -26,6 +29,26 @@ impl TokenVerifier for EmbeddedVerifier {
                 }
                 _ => Ok(principal),
             }
+        })
+    }
+}
+
+/// The DPoP proofs seen, kept in the embedded server's database: gateway instances sharing one
+/// PostgreSQL database refuse a proof used at any of them (RFC 9449 §11.1, SPEC D7).
+pub(crate) struct StoreReplayCache(pub AuthServer);
+
+impl ReplayCache for StoreReplayCache {
+    fn first_use(&self, key: [u8; 32], expires_at: i64) -> ReplayFuture<'_> {
+        Box::pin(async move {
+            let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            self.0
+                .store()
+                .dpop_first_use(&key, expires_at)
+                .await
+                .map_err(|e| ResourceError::Unavailable {
+                    what: "the DPoP replay cache (the database)".into(),
+                    reason: e.to_string(),
+                })
         })
     }
 }

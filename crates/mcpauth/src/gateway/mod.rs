@@ -297,9 +297,13 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         Some(DpopMode::Require) => DpopPolicy::Require,
         _ => DpopPolicy::Allow,
     };
+    let mut dpop = DpopConfig::new(dpop);
+    if let Some(server) = &authserver {
+        dpop = dpop.replay_cache(embedded::StoreReplayCache(server.clone()));
+    }
     let bearer = BearerAuthLayer::new(verifier, &prm)
         .scope_policy(policy)
-        .dpop(DpopConfig::new(dpop));
+        .dpop(dpop);
     let guard = OriginGuardLayer::new(&resource)?;
     let path = resource_url.path().to_owned();
     let mcp: Router = if args.demo {

@@ -21,10 +21,20 @@ pub(crate) async fn start_gateway(
     args: &[&str],
     envs: &[(&str, &str)],
 ) -> (Child, Vec<String>) {
+    start_gateway_at(home, "127.0.0.1:0", args, envs).await
+}
+
+/// [`start_gateway`] listening at `bind`.
+pub(crate) async fn start_gateway_at(
+    home: &Path,
+    bind: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, Vec<String>) {
     let mut child = mcpauth(home)
         .envs(envs.iter().copied())
         .arg("gateway")
-        .args(["--bind", "127.0.0.1:0"])
+        .args(["--bind", bind])
         .args(args)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())

@@ -340,3 +340,72 @@ async fn d5_gateway_dpop_require_refuses_bearer_tokens() {
     assert_eq!(schemes, ["Bearer", "DPoP"]);
     gateway.kill().await.unwrap();
 }
+
+/// SPEC D4 and D7 at a gateway with its embedded server: a client-credentials token bound to a
+/// DPoP key (proof at the gateway's /token) is served with a fresh proof by that key; a proof is
+/// used once, and the gateway remembers it in its database, so a gateway started again on the
+/// same database (as a second instance would share it) still refuses it (RFC 9449 §11.1).
+#[tokio::test]
+async fn d7_the_embedded_gateway_keeps_dpop_proofs_in_its_database() {
+    use mcpauth_core::dpop::DpopKey;
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("gw.db").display());
+    let bind = crate::common::closed_address().to_string();
+    // A real database (`--demo` keeps an in-memory one): the stdio test server behind it.
+    let server = home.path().join("server.py");
+    std::fs::write(&server, crate::gateway_stdio::PY_SERVER).unwrap();
+    let server = server.to_str().unwrap();
+    let args = ["--database", database.as_str(), "--", "python3", server];
+    let (mut gateway, banner) = start_gateway_at(home.path(), &bind, &args, &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let robot = add_client(home.path(), &database, &["--id", "robot"]).await;
+    let key = DpopKey::generate().unwrap();
+    let token_url = format!("{issuer}/token");
+    let body: Value = http()
+        .post(&token_url)
+        .basic_auth("robot", Some(&robot))
+        .header("dpop", key.proof("POST", &token_url, None, None).unwrap())
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", url.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let call = |proof: String| {
+        http()
+            .post(&url)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+            .send()
+    };
+    let proof = key.proof("POST", &url, Some(&token), None).unwrap();
+    assert_eq!(call(proof.clone()).await.unwrap().status(), 200);
+    let replayed = call(proof.clone()).await.unwrap();
+    assert_eq!(replayed.status(), 401);
+    let challenge = replayed.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(challenge.contains("already used"), "{challenge}");
+    gateway.kill().await.unwrap();
+    gateway.wait().await.unwrap();
+
+    let (mut gateway, _) = start_gateway_at(home.path(), &bind, &args, &[]).await;
+    assert_eq!(
+        call(proof).await.unwrap().status(),
+        401,
+        "the restarted gateway forgot the proof"
+    );
+    let fresh = key.proof("POST", &url, Some(&token), None).unwrap();
+    assert_eq!(call(fresh).await.unwrap().status(), 200);
+    gateway.kill().await.unwrap();
+}
