@@ -154,7 +154,8 @@ pub struct GatewayArgs {
     /// per MCP session, bound to the user who opened it).
     #[arg(last = true, value_name = "COMMAND", conflicts_with = "demo")]
     pub command: Vec<String>,
-    /// Serve a built-in demo MCP server (tools echo, add, time) with a generated demo user.
+    /// Serve a built-in demo MCP server (tools echo, add, time) with a generated demo user, in a
+    /// throwaway in-memory database (`--database` is not used).
     #[arg(long)]
     pub demo: bool,
     /// A header for every upstream request, `Name: value` (repeatable; `${VAR}` from the

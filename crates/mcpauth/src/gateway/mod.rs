@@ -267,6 +267,12 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             }
         } else {
             let store = if args.demo {
+                if args.db.database.is_some() {
+                    eprintln!(
+                        "warning: --demo keeps its demo user in a throwaway in-memory database; \
+                         the --database given (or MCPAUTH_DATABASE_URL) is not used"
+                    );
+                }
                 Store::connect("sqlite::memory:").await?
             } else {
                 open_store(&args.db, None).await?.0

@@ -67,6 +67,25 @@ pub(crate) fn banner_value(banner: &[String], label: &str) -> String {
         .to_owned()
 }
 
+/// `--demo` never writes its demo user into a real database: a `--database` beside it is not
+/// used, and the banner says so.
+#[tokio::test]
+async fn the_demo_says_it_does_not_use_the_database_given() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("real.db");
+    let database = format!("sqlite://{}?mode=rwc", file.display());
+    let (mut gateway, banner) =
+        start_gateway(home.path(), &["--demo", "--database", &database], &[]).await;
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("--demo") && l.contains("not used")),
+        "{banner:?}"
+    );
+    assert!(!file.exists(), "the demo wrote into {}", file.display());
+    gateway.kill().await.unwrap();
+}
+
 /// A `gateway --demo`: the gateway, its MCP URL, the embedded issuer and the demo password.
 pub(crate) async fn start_demo(home: &Path) -> (Child, String, String, String) {
     let (gateway, banner) = start_gateway(home, &["--demo"], &[]).await;
