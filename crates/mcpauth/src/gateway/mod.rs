@@ -6,6 +6,7 @@
 mod demo;
 mod embedded;
 mod proxy;
+mod resume;
 mod stdio;
 
 use std::sync::Arc;

@@ -5,7 +5,8 @@
 //! with a clean environment (MCP SPEC C33). Stdio itself carries no OAuth (MCP SPEC §0): the
 //! gateway is the boundary. What the server sends while answering a request (progress, log
 //! messages, sampling and elicitation requests) goes on that request's SSE stream, before its
-//! answer (see `Pending::related`); the rest goes on the GET stream.
+//! answer (see `Pending::related`); the rest goes on the GET stream. Those SSE answers are
+//! resumable (`resume.rs`): a client whose connection drops reconnects with `Last-Event-ID`.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,6 +29,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::resume::Streams;
 use crate::cli::GatewayArgs;
 use crate::relay::bridge::{self, ClientProfile, Filter, LEGACY_LATEST};
 use mcpauth_core::mcp_headers::{self, STATELESS, ToolHeaders};
@@ -201,6 +203,8 @@ struct Child {
     subscriptions: Mutex<Vec<(Value, Filter, mpsc::Sender<String>)>>,
     kill: Mutex<Option<oneshot::Sender<()>>>,
     activity: Mutex<Activity>,
+    /// The session's resumable SSE answers.
+    streams: Arc<Streams>,
 }
 
 impl Child {
@@ -427,6 +431,7 @@ impl StdioUpstream {
                 last: Instant::now(),
                 busy: 0,
             }),
+            streams: Arc::default(),
         });
         tokio::spawn(async move {
             // One write for each message and the ones queued behind it (not one for the line
@@ -665,18 +670,25 @@ pub async fn handle(State(up): State<Arc<StdioUpstream>>, req: Request) -> Respo
             ),
         },
         Method::GET => match existing {
+            Some(child) if req.headers().contains_key("last-event-id") => {
+                drop(child.busy());
+                let last = req.headers()["last-event-id"].to_str().unwrap_or_default();
+                match child.streams.resume(last) {
+                    Some(body) => sse(body),
+                    None => error(
+                        StatusCode::BAD_REQUEST,
+                        None,
+                        "Last-Event-ID names no stream of this session (or it ended more than a minute ago)",
+                    ),
+                }
+            }
             Some(child) => {
                 // Opening the stream is activity; holding it open is not (it would keep an
                 // abandoned session alive).
                 drop(child.busy());
                 let (tx, rx) = mpsc::channel::<String>(64);
                 *child.listener.lock().unwrap() = Some(tx);
-                let events = futures_stream(rx);
-                Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .header("cache-control", "no-store")
-                    .body(Body::from_stream(events))
-                    .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+                sse(Body::from_stream(futures_stream(rx)))
             }
             None => StatusCode::METHOD_NOT_ALLOWED.into_response(),
         },
@@ -1134,6 +1146,37 @@ async fn respond(mut call: Call, new_session: Option<String>) -> Response {
         }
         Ok((first, false)) => first,
     };
+    if call.reply.modern.is_none() {
+        // A session's request: a resumable stream whose request runs on if the connection
+        // drops (Streamable HTTP: a disconnection is not a cancellation).
+        let (stream, body) = call.child.streams.open();
+        tokio::spawn(async move {
+            stream.send(&first).await;
+            loop {
+                match call.next().await {
+                    Ok((line, last)) => {
+                        stream.send(&line).await;
+                        if last {
+                            break;
+                        }
+                    }
+                    Err((_, message)) => {
+                        let line = error_message(call.reply.id.as_ref(), message).to_string();
+                        stream.send(&line).await;
+                        break;
+                    }
+                }
+            }
+            stream.end();
+        });
+        let mut response = sse(body);
+        if let Some(session) = new_session
+            && let Ok(value) = session.parse()
+        {
+            response.headers_mut().insert("mcp-session-id", value);
+        }
+        return response;
+    }
     let events = futures_util::stream::unfold(
         (Some(first), call, false),
         |(first, mut call, done)| async move {
@@ -1154,14 +1197,15 @@ async fn respond(mut call: Call, new_session: Option<String>) -> Response {
             Some((Ok::<_, Infallible>(event), (None, call, done)))
         },
     );
-    let mut response = Response::builder()
+    sse(Body::from_stream(events))
+}
+
+/// An SSE response with `body`.
+fn sse(body: Body) -> Response {
+    Response::builder()
         .header("content-type", "text/event-stream")
-        .header("cache-control", "no-store");
-    if let Some(session) = new_session {
-        response = response.header("mcp-session-id", session);
-    }
-    response
-        .body(Body::from_stream(events))
+        .header("cache-control", "no-store")
+        .body(body)
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 

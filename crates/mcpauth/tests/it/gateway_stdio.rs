@@ -239,6 +239,15 @@ impl StdioGateway {
         (session, pid.to_owned())
     }
 
+    /// A GET (SSE) of `session` as the `user`th client.
+    pub(crate) fn get(&self, user: usize, session: &str) -> reqwest::RequestBuilder {
+        http()
+            .get(&self.url)
+            .bearer_auth(&self.tokens[user])
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", session)
+    }
+
     /// DELETE of `session` as the `user`th client.
     pub(crate) async fn delete(&self, user: usize, session: &str) -> reqwest::Response {
         http()
@@ -302,6 +311,10 @@ pub(crate) async fn next_event(
         if let Some(end) = buffer.find("\n\n") {
             let event: String = buffer.drain(..end + 2).collect();
             let data = event.lines().find_map(|l| l.strip_prefix("data: "))?;
+            if data.is_empty() {
+                // The priming event of a resumable stream (SEP-1699): an id, no message.
+                continue;
+            }
             return Some(serde_json::from_str(data).unwrap());
         }
         let chunk = tokio::time::timeout(LIMIT, response.chunk())
@@ -346,6 +359,95 @@ async fn issue13_shttp_messages_related_to_a_stdio_call_go_on_its_post_stream() 
         next_event(&mut stream, &mut buffer).await.is_none(),
         "the result is the last event"
     );
+}
+
+/// The id of the next SSE event of `response` (`id:` line), skipping nothing.
+async fn next_event_id(response: &mut reqwest::Response, buffer: &mut String) -> (String, String) {
+    loop {
+        if let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            let id = event
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .unwrap_or_default();
+            let data = event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or_default();
+            return (id.to_owned(), data.to_owned());
+        }
+        let chunk = tokio::time::timeout(LIMIT, response.chunk())
+            .await
+            .expect("the stream stalled")
+            .unwrap()
+            .expect("the stream ended");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+/// Streamable HTTP 2025-11-25 §Resumability and Redelivery (SEP-1699): a call's SSE stream
+/// starts with a priming event (id, `retry`, no data) and gives every event an id; when the
+/// connection drops mid-call the call runs on, and a GET with `Last-Event-ID` gets the events
+/// after it (replayed), then the answer. An unknown id is a 400, not a silent hang.
+#[tokio::test]
+async fn sep1699_a_dropped_call_stream_resumes_with_last_event_id() {
+    let gw = StdioGateway::start(&["alice-bot"], &[], "", &[]).await;
+    let (session, _) = gw.open(0).await;
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "sample", "arguments": {}, "_meta": {"progressToken": "p-7"}}});
+    let mut stream = gw.post(0, Some(&session), call).send().await.unwrap();
+    let mut buffer = String::new();
+    let (priming, data) = next_event_id(&mut stream, &mut buffer).await;
+    assert!(
+        priming.ends_with("-0") && data.is_empty(),
+        "{priming:?} {data:?}"
+    );
+    let (progress_id, progress) = next_event_id(&mut stream, &mut buffer).await;
+    assert!(progress.contains("notifications/progress"), "{progress}");
+    let (_, log) = next_event_id(&mut stream, &mut buffer).await;
+    assert!(log.contains("notifications/message"), "{log}");
+    let (_, sampling) = next_event_id(&mut stream, &mut buffer).await;
+    let sampling: Value = serde_json::from_str(&sampling).unwrap();
+    assert_eq!(sampling["method"], "sampling/createMessage");
+    drop(stream);
+    // The call waits for the sampling answer; the client answers, then reconnects from the
+    // progress event: the log message and the sampling request again, then the answer.
+    let answer = json!({"jsonrpc": "2.0", "id": sampling["id"], "result": {"role": "assistant", "model": "m", "content": {"type": "text", "text": "sampled"}}});
+    assert_eq!(
+        gw.post(0, Some(&session), answer)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
+    let resumed = gw
+        .get(0, &session)
+        .header("last-event-id", &progress_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    assert_eq!(resumed.headers()["content-type"], "text/event-stream");
+    let mut resumed = resumed;
+    let mut buffer = String::new();
+    let replayed = next_event(&mut resumed, &mut buffer).await.unwrap();
+    assert_eq!(replayed["method"], "notifications/message");
+    let replayed = next_event(&mut resumed, &mut buffer).await.unwrap();
+    assert_eq!(replayed["method"], "sampling/createMessage");
+    let result = next_event(&mut resumed, &mut buffer).await.unwrap();
+    assert_eq!(result["id"], 7);
+    assert_eq!(result["result"]["content"][0]["text"], "sampled");
+    assert!(
+        next_event(&mut resumed, &mut buffer).await.is_none(),
+        "the answer is the last event"
+    );
+    let unknown = gw
+        .get(0, &session)
+        .header("last-event-id", "999-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
 }
 
 /// Issue 13: a message sent while several requests are in flight goes on the most recent
