@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_authserver::admin::{self, NewClient};
 use mcpauth_authserver::{AuthMethod, AuthServer, Config, PasswordParams, RateLimits, Store};
+use mcpauth_client::ClientError;
 use mcpauth_client::authed::AuthenticatedClient;
 use mcpauth_client::authorize::Headless;
 use mcpauth_client::dpop::load_key;
@@ -33,6 +34,17 @@ use tokio::net::TcpListener;
 
 /// The nonce the resource server of [`Rig::start`] demands when asked to.
 const RS_NONCE: &str = "rs-nonce-1";
+/// The nonce its authorization server demands at the token endpoint when asked to.
+const AS_NONCE: &str = "as-nonce-1";
+
+/// Which servers of a [`Rig`] demand a nonce (RFC 9449 §8, §9).
+#[derive(Clone, Copy, Default)]
+struct Demand {
+    resource: bool,
+    token: bool,
+    /// The token endpoint refuses every proof, with a new nonce each time.
+    token_forever: bool,
+}
 
 /// The authorization server, the protected MCP endpoint and a confidential client.
 struct Rig {
@@ -40,6 +52,8 @@ struct Rig {
     client: (String, String),
     /// Requests the resource server refused with `use_dpop_nonce`.
     nonce_refusals: Arc<AtomicUsize>,
+    /// Token requests the authorization server refused with `use_dpop_nonce`.
+    token_nonce_refusals: Arc<AtomicUsize>,
     _server: AuthServer,
     _stops: Vec<tokio::sync::oneshot::Sender<()>>,
 }
@@ -67,10 +81,11 @@ fn proof_nonce(request: &Request<Body>) -> Option<String> {
 }
 
 impl Rig {
-    /// Starts both servers; the resource server takes DPoP by `policy` and, with
-    /// `demand_nonce`, answers `use_dpop_nonce` to a proof without [`RS_NONCE`] (RFC 9449 §9;
-    /// a request without a proof gets the layer's own challenge).
-    async fn start(policy: DpopPolicy, demand_nonce: bool) -> Rig {
+    /// Starts both servers; the resource server takes DPoP by `policy`. As `demand` says, the
+    /// resource server answers `use_dpop_nonce` to a proof without [`RS_NONCE`] (RFC 9449 §9;
+    /// a request without a proof gets the layer's own challenge), and the token endpoint
+    /// answers 400 `use_dpop_nonce` to a proof without [`AS_NONCE`] (§8).
+    async fn start(policy: DpopPolicy, demand: Demand) -> Rig {
         let as_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rs_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let resource = format!("http://{}/mcp", rs_listener.local_addr().unwrap());
@@ -82,9 +97,35 @@ impl Rig {
         let server = AuthServer::new(config, store).await.unwrap();
         let issuer = server.config().issuer.clone();
         let (as_stop, as_stopped) = tokio::sync::oneshot::channel::<()>();
-        let s = server.clone();
+        let token_nonce_refusals = Arc::new(AtomicUsize::new(0));
+        let refusals = Arc::clone(&token_nonce_refusals);
+        let demand_token = move |request: Request<Body>, next: Next| {
+            let refusals = Arc::clone(&refusals);
+            async move {
+                if demand.token
+                    && request.uri().path() == "/token"
+                    && (demand.token_forever || proof_nonce(&request).as_deref() != Some(AS_NONCE))
+                {
+                    let n = refusals.fetch_add(1, Ordering::SeqCst);
+                    let nonce = if demand.token_forever {
+                        format!("{AS_NONCE}-{n}")
+                    } else {
+                        AS_NONCE.to_owned()
+                    };
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        [("dpop-nonce", nonce)],
+                        axum::Json(json!({"error": "use_dpop_nonce"})),
+                    )
+                        .into_response();
+                }
+                next.run(request).await
+            }
+        };
+        let router = server.router().layer(from_fn(demand_token));
+        let limits = server.config().connections;
         tokio::spawn(async move {
-            mcpauth_authserver::serve(as_listener, s, async {
+            mcpauth_authserver::serve_router(as_listener, router, limits, async {
                 let _ = as_stopped.await;
             })
             .await
@@ -106,11 +147,11 @@ impl Rig {
         let prm = ResourceMetadata::new(resource.clone(), [issuer.as_str()]).unwrap();
         let nonce_refusals = Arc::new(AtomicUsize::new(0));
         let refusals = Arc::clone(&nonce_refusals);
-        let demand = move |request: Request<Body>, next: Next| {
+        let demand_resource = move |request: Request<Body>, next: Next| {
             let refusals = Arc::clone(&refusals);
             async move {
                 let proved = request.headers().contains_key("dpop");
-                if demand_nonce && proved && proof_nonce(&request).as_deref() != Some(RS_NONCE) {
+                if demand.resource && proved && proof_nonce(&request).as_deref() != Some(RS_NONCE) {
                     refusals.fetch_add(1, Ordering::SeqCst);
                     return (
                         StatusCode::UNAUTHORIZED,
@@ -131,12 +172,13 @@ impl Rig {
             .route("/mcp", post(mcp))
             .route_layer(BearerAuthLayer::new(verifier, &prm).dpop(DpopConfig::new(policy)))
             .route_service(prm.metadata_path(), prm.service())
-            .layer(from_fn(demand));
+            .layer(from_fn(demand_resource));
         let rs_stop = serve(rs_listener, app);
         Rig {
             resource,
             client,
             nonce_refusals,
+            token_nonce_refusals,
             _server: server,
             _stops: vec![as_stop, rs_stop],
         }
@@ -194,7 +236,7 @@ fn jkt_of(record: &TokenRecord) -> Option<String> {
 /// proof.
 #[tokio::test]
 async fn d1_d3_a_bound_token_is_obtained_and_presented_with_proofs() {
-    let rig = Rig::start(DpopPolicy::Require, false).await;
+    let rig = Rig::start(DpopPolicy::Require, Demand::default()).await;
     let session = rig.session(Arc::new(MemoryStore::new()), true);
     assert_eq!(call(&session, &rig.resource).await, 200);
     let record = session.current_record().await.unwrap();
@@ -210,7 +252,11 @@ async fn d1_d3_a_bound_token_is_obtained_and_presented_with_proofs() {
 /// kept for the origin: the next request carries it at once.
 #[tokio::test]
 async fn d2_the_resource_servers_nonce_is_used_after_one_refusal() {
-    let rig = Rig::start(DpopPolicy::Require, true).await;
+    let demand = Demand {
+        resource: true,
+        ..Demand::default()
+    };
+    let rig = Rig::start(DpopPolicy::Require, demand).await;
     let session = rig.session(Arc::new(MemoryStore::new()), true);
     assert_eq!(call(&session, &rig.resource).await, 200);
     assert_eq!(rig.nonce_refusals.load(Ordering::SeqCst), 1);
@@ -218,12 +264,48 @@ async fn d2_the_resource_servers_nonce_is_used_after_one_refusal() {
     assert_eq!(rig.nonce_refusals.load(Ordering::SeqCst), 1);
 }
 
+/// D2: the token endpoint's `use_dpop_nonce` (400 with `DPoP-Nonce`) is answered once with a
+/// new proof carrying the nonce; the bound token then works at the resource server.
+#[tokio::test]
+async fn d2_the_token_endpoints_nonce_is_used_after_one_refusal() {
+    let demand = Demand {
+        token: true,
+        ..Demand::default()
+    };
+    let rig = Rig::start(DpopPolicy::Require, demand).await;
+    let session = rig.session(Arc::new(MemoryStore::new()), true);
+    assert_eq!(call(&session, &rig.resource).await, 200);
+    assert_eq!(rig.token_nonce_refusals.load(Ordering::SeqCst), 1);
+    assert_eq!(session.current_record().await.unwrap().token_type, "DPoP");
+}
+
+/// D2: a token endpoint that keeps answering `use_dpop_nonce` (with a new nonce each time) is
+/// retried once only, and its refusal is reported.
+#[tokio::test]
+async fn d2_a_token_endpoint_that_keeps_refusing_is_retried_once() {
+    let demand = Demand {
+        token: true,
+        token_forever: true,
+        ..Demand::default()
+    };
+    let rig = Rig::start(DpopPolicy::Require, demand).await;
+    let session = rig.session(Arc::new(MemoryStore::new()), true);
+    let err = session.access_token().await.unwrap_err();
+    match &err {
+        ClientError::OAuth { error, status, .. } => {
+            assert_eq!((error.error.as_str(), *status), ("use_dpop_nonce", 400));
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(rig.token_nonce_refusals.load(Ordering::SeqCst), 2);
+}
+
 /// D3: the key is stored with the tokens in the 0600 file store and survives a restart: a new
 /// session over the same directory presents the stored token with proofs by the stored key.
 #[tokio::test]
 async fn d3_the_key_is_stored_in_the_file_store_and_survives_a_restart() {
     use std::os::unix::fs::PermissionsExt;
-    let rig = Rig::start(DpopPolicy::Require, false).await;
+    let rig = Rig::start(DpopPolicy::Require, Demand::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let first = rig.session(Arc::new(FileStore::new(dir.path())), true);
     assert_eq!(call(&first, &rig.resource).await, 200);
@@ -264,7 +346,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// it is presented as Bearer.
 #[tokio::test]
 async fn d3_dpop_off_gets_and_presents_a_bearer_token() {
-    let rig = Rig::start(DpopPolicy::Allow, false).await;
+    let rig = Rig::start(DpopPolicy::Allow, Demand::default()).await;
     let session = rig.session(Arc::new(MemoryStore::new()), false);
     assert_eq!(call(&session, &rig.resource).await, 200);
     let record = session.current_record().await.unwrap();
