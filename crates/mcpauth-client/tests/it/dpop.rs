@@ -27,6 +27,7 @@ use mcpauth_client::store::{FileStore, MemoryStore, TokenRecord, TokenStore};
 use mcpauth_core::ClientSecret;
 use mcpauth_resource::{
     Authenticated, BearerAuthLayer, DpopConfig, DpopPolicy, JwtVerifier, ResourceMetadata,
+    ScopePolicy,
 };
 use mcpauth_testkit::{Knobs, TestServer};
 use serde_json::{Value, json};
@@ -86,6 +87,11 @@ impl Rig {
     /// a request without a proof gets the layer's own challenge), and the token endpoint
     /// answers 400 `use_dpop_nonce` to a proof without [`AS_NONCE`] (§8).
     async fn start(policy: DpopPolicy, demand: Demand) -> Rig {
+        Self::start_with(policy, demand, ScopePolicy::new()).await
+    }
+
+    /// [`Rig::start`] with the resource server's scope policy.
+    async fn start_with(policy: DpopPolicy, demand: Demand, scopes: ScopePolicy) -> Rig {
         let as_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let rs_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let resource = format!("http://{}/mcp", rs_listener.local_addr().unwrap());
@@ -170,7 +176,11 @@ impl Rig {
         };
         let app = Router::new()
             .route("/mcp", post(mcp))
-            .route_layer(BearerAuthLayer::new(verifier, &prm).dpop(DpopConfig::new(policy)))
+            .route_layer(
+                BearerAuthLayer::new(verifier, &prm)
+                    .dpop(DpopConfig::new(policy))
+                    .scope_policy(scopes),
+            )
             .route_service(prm.metadata_path(), prm.service())
             .layer(from_fn(demand_resource));
         let rs_stop = serve(rs_listener, app);
@@ -298,6 +308,31 @@ async fn d2_a_token_endpoint_that_keeps_refusing_is_retried_once() {
         other => panic!("{other}"),
     }
     assert_eq!(rig.token_nonce_refusals.load(Ordering::SeqCst), 2);
+}
+
+/// D1, C26: a 403 `insufficient_scope` to a bound token leads to a new grant with the union of
+/// the scopes, bound to a key again, and the replay succeeds.
+#[tokio::test]
+async fn d1_step_up_gets_a_new_bound_token() {
+    let scopes = ScopePolicy::new()
+        .require(["mcp"])
+        .method("ping", ["mcp:admin"]);
+    let rig = Rig::start_with(DpopPolicy::Require, Demand::default(), scopes).await;
+    let session = rig.session(Arc::new(MemoryStore::new()), true);
+    let first = session.access_token().await.unwrap();
+    assert_eq!(call(&session, &rig.resource).await, 200);
+    let record = session.current_record().await.unwrap();
+    assert_ne!(record.access_token, first, "a new token after the 403");
+    assert!(
+        record
+            .granted_scopes
+            .is_superset(&mcpauth_core::ScopeSet::parse("mcp mcp:admin")),
+        "{}",
+        record.granted_scopes
+    );
+    assert_eq!(record.token_type, "DPoP");
+    let key = load_key(record.dpop_key.as_ref().unwrap()).unwrap();
+    assert_eq!(jkt_of(&record).as_deref(), Some(key.thumbprint()));
 }
 
 /// D3: the key is stored with the tokens in the 0600 file store and survives a restart: a new
