@@ -12,11 +12,12 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_core::dpop::{DpopKey, MAX_NONCE_BYTES};
 use mcpauth_core::www_authenticate::parse;
-use mcpauth_core::{AuthorizationServerMetadata, DpopPrivateKey};
+use mcpauth_core::{AccessToken, AuthorizationServerMetadata, DpopPrivateKey};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 
 use crate::ClientError;
+use crate::store::TokenRecord;
 
 /// The request header carrying a proof (RFC 9449 §4.1).
 pub const DPOP: &str = "DPoP";
@@ -39,6 +40,48 @@ pub fn supported(metadata: &AuthorizationServerMetadata) -> bool {
         .get("dpop_signing_alg_values_supported")
         .and_then(|v| v.as_array())
         .is_some_and(|algs| algs.iter().any(|a| a.as_str() == Some("ES256")))
+}
+
+/// A new key for new tokens when DPoP is `enabled` and the server is [`supported`] (SPEC D1).
+pub fn new_key(
+    enabled: bool,
+    metadata: &AuthorizationServerMetadata,
+) -> Result<Option<DpopKey>, ClientError> {
+    if !enabled || !supported(metadata) {
+        return Ok(None);
+    }
+    Ok(Some(DpopKey::generate()?))
+}
+
+/// The headers that present `token` on a `method` request to `url`: `Authorization: DPoP` and
+/// a fresh proof with `ath` and the origin's nonce when `record` holds `token` as a DPoP token
+/// (RFC 9449 §7.1, SPEC D1), else `Authorization: Bearer` (D3: the issued `token_type` rules).
+pub fn credential_headers(
+    record: Option<&TokenRecord>,
+    token: &AccessToken,
+    method: &str,
+    url: &str,
+    nonces: &Nonces,
+) -> Result<Vec<(&'static str, String)>, ClientError> {
+    let bound = record
+        .filter(|r| r.access_token == *token && r.token_type.eq_ignore_ascii_case(TOKEN_TYPE));
+    let Some(record) = bound else {
+        return Ok(vec![(
+            "Authorization",
+            format!("Bearer {}", token.expose()),
+        )]);
+    };
+    let stored = record.dpop_key.as_ref().ok_or_else(|| {
+        ClientError::Config(
+            "the stored DPoP token has no key to prove possession with; log in again".into(),
+        )
+    })?;
+    let key = load_key(stored)?;
+    let proof = Prover { key: &key, nonces }.proof(method, url, Some(token.expose()))?;
+    Ok(vec![
+        ("Authorization", format!("{TOKEN_TYPE} {}", token.expose())),
+        (DPOP, proof),
+    ])
 }
 
 /// A key as stored: base64url PKCS#8 DER.
@@ -211,6 +254,57 @@ mod tests {
         assert!(supported(&meta(serde_json::json!(["EdDSA", "ES256"]))));
         assert!(!supported(&meta(serde_json::json!(["RS256"]))));
         assert!(!supported(&meta(serde_json::json!("ES256"))));
+    }
+
+    fn record(token_type: &str, key: Option<DpopPrivateKey>) -> TokenRecord {
+        TokenRecord {
+            schema: crate::store::SCHEMA_VERSION,
+            key: crate::store::StoreKey {
+                resource: "https://rs.example/mcp".into(),
+                issuer: "https://as.example".into(),
+                client_id: "c".into(),
+            },
+            access_token: AccessToken::new("at"),
+            token_type: token_type.into(),
+            dpop_key: key,
+            refresh_token: None,
+            expires_at: None,
+            granted_scopes: Default::default(),
+            requested_scopes: Default::default(),
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn d1_d3_credential_headers_follow_the_token_type() {
+        let nonces = Nonces::default();
+        let url = "https://rs.example/mcp";
+        let at = AccessToken::new("at");
+        let bearer = credential_headers(Some(&record("Bearer", None)), &at, "POST", url, &nonces);
+        assert_eq!(bearer.unwrap(), [("Authorization", "Bearer at".to_owned())]);
+        let other = AccessToken::new("other");
+        let unknown = credential_headers(None, &other, "POST", url, &nonces).unwrap();
+        assert_eq!(unknown, [("Authorization", "Bearer other".to_owned())]);
+
+        let key = DpopKey::generate().unwrap();
+        let bound = record("DPoP", Some(store_key(&key).unwrap()));
+        nonces.remember(url, &with_nonce("n-1"));
+        let headers = credential_headers(Some(&bound), &at, "POST", url, &nonces).unwrap();
+        assert_eq!(headers[0], ("Authorization", "DPoP at".to_owned()));
+        assert_eq!(headers[1].0, DPOP);
+        let check = mcpauth_core::dpop::ProofCheck::new("POST", url, 0).with_access_token("at");
+        let iat = mcpauth_core::dpop::unverified_iat(&headers[1].1).unwrap();
+        let ok = mcpauth_core::dpop::check_proof(&[&headers[1].1], &check.at(iat)).unwrap();
+        assert_eq!(ok.jkt, key.thumbprint());
+        let claims = URL_SAFE_NO_PAD
+            .decode(headers[1].1.split('.').nth(1).unwrap())
+            .unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+        assert_eq!(claims["nonce"], "n-1");
+
+        let keyless = record("DPoP", None);
+        let err = credential_headers(Some(&keyless), &at, "POST", url, &nonces).unwrap_err();
+        assert!(err.to_string().contains("log in again"), "{err}");
     }
 
     #[test]

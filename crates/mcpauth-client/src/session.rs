@@ -207,9 +207,8 @@ impl Session {
         &self.nonces
     }
 
-    /// The headers that present `token` on a `method` request to `url`: `Authorization: DPoP`
-    /// and a fresh proof with `ath` for a DPoP-bound token (RFC 9449 §7.1, SPEC D1), else
-    /// `Authorization: Bearer` (D3: the `token_type` the server issued is obeyed).
+    /// The headers that present `token` on a `method` request to `url` (see
+    /// [`dpop::credential_headers`]).
     pub async fn credential_headers(
         &self,
         token: &AccessToken,
@@ -217,41 +216,15 @@ impl Session {
         url: &str,
     ) -> Result<Vec<(&'static str, String)>, ClientError> {
         let record = self.inner.lock().await.record.clone();
-        let bound = record.filter(|r| {
-            r.access_token == *token && r.token_type.eq_ignore_ascii_case(dpop::TOKEN_TYPE)
-        });
-        let Some(record) = bound else {
-            return Ok(vec![(
-                "Authorization",
-                format!("Bearer {}", token.expose()),
-            )]);
-        };
-        let stored = record.dpop_key.as_ref().ok_or_else(|| {
-            ClientError::Config(
-                "the stored DPoP token has no key to prove possession with; log in again".into(),
-            )
-        })?;
-        let key = dpop::load_key(stored)?;
-        let proof = Prover {
-            key: &key,
-            nonces: &self.nonces,
-        }
-        .proof(method, url, Some(token.expose()))?;
-        Ok(vec![
-            ("Authorization", format!("DPoP {}", token.expose())),
-            (dpop::DPOP, proof),
-        ])
+        dpop::credential_headers(record.as_ref(), token, method, url, &self.nonces)
     }
 
-    /// A new DPoP key when DPoP is on and the authorization server takes ES256 proofs (SPEC D1).
+    /// A new DPoP key for new tokens, if DPoP is on and the server takes it (SPEC D1).
     fn new_dpop_key(
         &self,
         metadata: &AuthorizationServerMetadata,
     ) -> Result<Option<DpopKey>, ClientError> {
-        if !self.config.dpop || !dpop::supported(metadata) {
-            return Ok(None);
-        }
-        Ok(Some(DpopKey::generate()?))
+        dpop::new_key(self.config.dpop, metadata)
     }
 
     fn prover<'a>(&'a self, key: Option<&'a DpopKey>) -> Option<Prover<'a>> {
