@@ -1,14 +1,17 @@
 //! An HTTP client that authenticates itself: `Authorization: Bearer` on every request (never
-//! the query string, MCP SPEC C23), a new token and one replay on 401 (C4), step-up on 403
-//! `insufficient_scope` (C26), and at most three authorization attempts per request.
+//! the query string, MCP SPEC C23), or `Authorization: DPoP` with a fresh proof for a DPoP-bound
+//! token (SPEC D1), one replay with the server's nonce on `use_dpop_nonce` (D2), a new token and
+//! one replay on 401 (C4), step-up on 403 `insufficient_scope` (C26), and at most three
+//! authorization attempts per request.
 
 use std::sync::Arc;
 
 use mcpauth_core::www_authenticate::BearerChallenge;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderName, HeaderValue, WWW_AUTHENTICATE};
 
 use crate::ClientError;
+use crate::dpop;
 use crate::session::Session;
 
 /// Authorization attempts per request before giving up (MCP SPEC C26).
@@ -45,16 +48,33 @@ impl AuthenticatedClient {
     {
         let mut token = self.session.cached_token().await?;
         let mut attempts = 0;
+        let mut nonce_retried = false;
         loop {
-            let mut request = build(&self.http);
+            let failed = |error| ClientError::request_failed("MCP request", error);
+            let mut request = build(&self.http).build().map_err(failed)?;
+            let mut proved = false;
             if let Some(t) = &token {
-                request = request.header(AUTHORIZATION, format!("Bearer {}", t.expose()));
+                let (method, url) = (request.method().to_string(), request.url().to_string());
+                for (name, value) in self.session.credential_headers(t, &method, &url).await? {
+                    proved |= name == dpop::DPOP;
+                    let bad = || ClientError::Config(format!("the {name} header is not valid"));
+                    let value = HeaderValue::from_str(&value).map_err(|_| bad())?;
+                    let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+                    request.headers_mut().insert(name, value);
+                }
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|error| ClientError::request_failed("MCP request", error))?;
+            let url = request.url().to_string();
+            let response = self.http.execute(request).await.map_err(failed)?;
             let status = response.status();
+            if proved {
+                let fresh = self.session.nonces().remember(&url, response.headers());
+                // SPEC D2: one replay with the resource server's new nonce.
+                if fresh && !nonce_retried && dpop::resource_wants_nonce(status, response.headers())
+                {
+                    nonce_retried = true;
+                    continue;
+                }
+            }
             if status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
                 return Ok(response);
             }

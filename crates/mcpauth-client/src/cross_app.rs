@@ -77,6 +77,7 @@ impl CrossAppAccess {
             metadata: &idp,
             client: &client,
             signing_key: None,
+            dpop: None,
         };
         let response = endpoint.token_exchange(&params).await?;
         if response.issued_token_type.as_deref() != Some(ID_JAG_TYPE) {

@@ -181,6 +181,9 @@ pub enum ClientError {
     /// A signing key for `private_key_jwt` or an assertion that could not be used.
     #[error("signing key: {0}")]
     Key(String),
+    /// A DPoP key could not be made, read or used to sign a proof (RFC 9449, SPEC D1-D3).
+    #[error("DPoP: {0}")]
+    Dpop(#[from] mcpauth_core::dpop::DpopError),
 }
 
 fn body_hint(body: &str) -> String {

@@ -3,13 +3,17 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use mcpauth_core::device::DeviceAuthorization;
+use mcpauth_core::dpop::DpopError;
 use mcpauth_core::{
     Assertion, AuthorizationCode, AuthorizationServerMetadata, ErrorCode, PkceVerifier,
     RefreshToken, ScopeSet, TokenResponse, TokenType, random_urlsafe,
 };
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Serialize;
 
 use crate::ClientError;
+use crate::dpop::{self, Prover};
 use crate::http::{Fetched, OAuthHttp};
 use crate::registration::auth_method;
 use crate::store::{ClientRecord, now_unix};
@@ -114,6 +118,8 @@ pub struct TokenEndpoint<'a> {
     pub client: &'a ClientRecord,
     /// The key for `private_key_jwt`, if the client uses it.
     pub signing_key: Option<&'a SigningKey>,
+    /// Signs a DPoP proof for every token request when set (RFC 9449 §5, SPEC D1).
+    pub dpop: Option<Prover<'a>>,
 }
 
 /// Form parameters of a token endpoint request.
@@ -197,7 +203,7 @@ impl TokenEndpoint<'_> {
         let mut form = Vec::new();
         push_scope(&mut form, scope);
         push_resource(&mut form, resource);
-        let fetched = self.post(url, form).await?;
+        let fetched = self.post(url, form, HeaderMap::new()).await?;
         if !fetched.status.is_success() {
             return Err(error_of(&fetched, "device authorization (RFC 8628)", url));
         }
@@ -275,7 +281,7 @@ impl TokenEndpoint<'_> {
             ("token", token.to_owned()),
             ("token_type_hint", hint.to_owned()),
         ];
-        let fetched = self.post(url, form).await?;
+        let fetched = self.post(url, form, HeaderMap::new()).await?;
         // RFC 7009 §2.2: 200 whether or not the token was valid.
         if fetched.status.is_success() {
             return Ok(true);
@@ -317,8 +323,8 @@ impl TokenEndpoint<'_> {
         Ok((form, basic))
     }
 
-    /// POSTs `form` to `url` with client authentication.
-    async fn post(&self, url: &str, form: Form) -> Result<Fetched, ClientError> {
+    /// POSTs `form` to `url` with client authentication and `extra` headers.
+    async fn post(&self, url: &str, form: Form, extra: HeaderMap) -> Result<Fetched, ClientError> {
         let (form, basic) = self.authenticate(form)?;
         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.http
@@ -326,24 +332,59 @@ impl TokenEndpoint<'_> {
                 url,
                 &pairs,
                 basic.map(|s| (self.client.client_id.as_str(), s)),
+                extra,
             )
             .await
     }
 
+    /// A token request: with a fresh DPoP proof when DPoP is on, and once more with the server's
+    /// nonce after a `use_dpop_nonce` answer (RFC 9449 §8, SPEC D2).
     async fn request(
         &self,
         context: &'static str,
         form: Form,
     ) -> Result<TokenResponse, ClientError> {
         let url = self.url()?;
-        let fetched = self.post(url, form).await?;
+        let mut nonce_retried = false;
+        let fetched = loop {
+            let mut extra = HeaderMap::new();
+            if let Some(prover) = &self.dpop {
+                let proof = prover.proof("POST", url, None)?;
+                extra.insert(
+                    dpop::DPOP,
+                    HeaderValue::from_str(&proof).map_err(|_| {
+                        ClientError::Dpop(DpopError::Signing("proof is not a header value"))
+                    })?,
+                );
+            }
+            let fetched = self.post(url, form.clone(), extra).await?;
+            let Some(prover) = &self.dpop else {
+                break fetched;
+            };
+            let fresh_nonce = prover.nonces.remember(url, &fetched.headers);
+            let wants_nonce = fetched.status == StatusCode::BAD_REQUEST
+                && fetched
+                    .oauth_error()
+                    .is_some_and(|e| e.error.as_str() == dpop::USE_DPOP_NONCE);
+            if wants_nonce && fresh_nonce && !nonce_retried {
+                nonce_retried = true;
+                continue;
+            }
+            break fetched;
+        };
         if !fetched.status.is_success() {
             return Err(error_of(&fetched, context, url));
         }
         let token = TokenResponse::from_json(&fetched.body)?;
-        if matches!(token.token_type, TokenType::Other(_) | TokenType::DPoP) {
+        // RFC 9449 §5: a DPoP token only when a proof was sent; anything else is unusable.
+        let usable = match &token.token_type {
+            TokenType::Bearer | TokenType::NotApplicable => true,
+            TokenType::DPoP => self.dpop.is_some(),
+            _ => false,
+        };
+        if !usable {
             return Err(ClientError::Config(format!(
-                "the authorization server issued a {:?} token; only Bearer tokens are supported",
+                "the authorization server issued a {:?} token, which this request cannot use",
                 token.token_type
             )));
         }

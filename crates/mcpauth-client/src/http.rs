@@ -124,18 +124,21 @@ impl OAuthHttp {
         self.send(url, req).await
     }
 
-    /// POSTs `application/x-www-form-urlencoded` parameters, with optional HTTP Basic credentials.
+    /// POSTs `application/x-www-form-urlencoded` parameters, with optional HTTP Basic credentials
+    /// and `extra` headers (a DPoP proof).
     pub async fn post_form(
         &self,
         url: &str,
         form: &[(&str, &str)],
         basic: Option<(&str, &str)>,
+        extra: HeaderMap,
     ) -> Result<Fetched, ClientError> {
         let u = self.check_url(url)?;
         let mut req = self
             .reqwest()?
             .post(u)
             .header(ACCEPT, "application/json")
+            .headers(extra)
             .form(form);
         if let Some((user, pass)) = basic {
             // RFC 6749 §2.3.1: form-encode both before Base64.

@@ -6,6 +6,7 @@
 //!   registration (C8-C15).
 //! - [`grants`]: the token endpoint: authorization code + PKCE, refresh, client credentials,
 //!   JWT bearer and token exchange, with every client authentication method.
+//! - [`dpop`]: DPoP keys, proofs and nonces (RFC 9449, SPEC D1-D3).
 //! - [`authorize`]: the authorization front-end trait and the headless front end;
 //!   [`loopback`] and [`paste`]: the front ends for people.
 //! - [`store`]: token and registration storage (file, memory).
@@ -30,6 +31,7 @@ pub mod authed;
 pub mod authorize;
 pub mod cross_app;
 pub mod discovery;
+pub mod dpop;
 mod error;
 mod flow;
 #[doc(hidden)]

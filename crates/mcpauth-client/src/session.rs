@@ -7,14 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcpauth_core::authorization_response::Expected;
+use mcpauth_core::dpop::DpopKey;
 use mcpauth_core::resource::check_prm_resource;
 use mcpauth_core::www_authenticate::BearerChallenge;
-use mcpauth_core::{AccessToken, ErrorCode, ScopeSet, TokenResponse, pkce, random_urlsafe};
+use mcpauth_core::{
+    AccessToken, AuthorizationServerMetadata, DpopPrivateKey, ErrorCode, ScopeSet, TokenResponse,
+    TokenType, pkce, random_urlsafe,
+};
 
 use crate::ClientError;
 use crate::authorize::{AuthorizationRequest, FrontEnd, Presenter, authorization_url};
 use crate::cross_app::CrossAppAccess;
 use crate::discovery::{self, Discovered, DiscoveryOptions, DiscoveryReport};
+use crate::dpop::{self, Nonces, Prover};
 use crate::flow::{self, InFlight, Lease, Turn};
 use crate::grants::{DEVICE_CODE_GRANT, SigningKey, TokenEndpoint};
 use crate::http::OAuthHttp;
@@ -76,6 +81,9 @@ pub struct SessionConfig {
     pub interactive: bool,
     /// A token with less than this left is refreshed first.
     pub refresh_margin: Duration,
+    /// Bind tokens to a DPoP key when the authorization server supports it (RFC 9449, SPEC
+    /// D1-D3); `false` is `--no-dpop`.
+    pub dpop: bool,
 }
 
 impl SessionConfig {
@@ -94,6 +102,7 @@ impl SessionConfig {
             signing_key: None,
             interactive: true,
             refresh_margin: Duration::from_secs(60),
+            dpop: true,
         }
     }
 }
@@ -177,6 +186,8 @@ pub struct Session {
     http: OAuthHttp,
     store: Arc<dyn TokenStore>,
     inner: tokio::sync::Mutex<Inner>,
+    /// The DPoP nonces of the authorization and resource servers (SPEC D2).
+    nonces: Nonces,
 }
 
 impl Session {
@@ -187,7 +198,40 @@ impl Session {
             http,
             store,
             inner: Default::default(),
+            nonces: Nonces::default(),
         }
+    }
+
+    /// The DPoP nonces this session has been given, per origin (SPEC D2).
+    pub fn nonces(&self) -> &Nonces {
+        &self.nonces
+    }
+
+    /// The headers that present `token` on a `method` request to `url` (see
+    /// [`dpop::credential_headers`]).
+    pub async fn credential_headers(
+        &self,
+        token: &AccessToken,
+        method: &str,
+        url: &str,
+    ) -> Result<Vec<(&'static str, String)>, ClientError> {
+        let record = self.inner.lock().await.record.clone();
+        dpop::credential_headers(record.as_ref(), token, method, url, &self.nonces)
+    }
+
+    /// A new DPoP key for new tokens, if DPoP is on and the server takes it (SPEC D1).
+    fn new_dpop_key(
+        &self,
+        metadata: &AuthorizationServerMetadata,
+    ) -> Result<Option<DpopKey>, ClientError> {
+        dpop::new_key(self.config.dpop, metadata)
+    }
+
+    fn prover<'a>(&'a self, key: Option<&'a DpopKey>) -> Option<Prover<'a>> {
+        key.map(|key| Prover {
+            key,
+            nonces: &self.nonces,
+        })
     }
 
     /// Stores `record` on the blocking pool: the file store writes, fsyncs and renames, which
@@ -298,6 +342,7 @@ impl Session {
                 metadata: &d.authorization_server,
                 client: &client,
                 signing_key: self.config.signing_key.as_ref(),
+                dpop: None,
             };
             // RFC 7009 §2.1: the refresh token first, which also ends its access tokens.
             if let Some(rt) = &record.refresh_token {
@@ -541,11 +586,14 @@ impl Session {
             inner.record = Some(latest);
             return Ok(None);
         };
+        // SPEC D3: a bound refresh token is refreshed with the same key.
+        let dpop_key = latest.dpop_key.as_ref().map(dpop::load_key).transpose()?;
         let endpoint = TokenEndpoint {
             http: &self.http,
             metadata: &d.authorization_server,
             client: &client,
             signing_key: self.config.signing_key.as_ref(),
+            dpop: self.prover(dpop_key.as_ref()),
         };
         match endpoint
             .refresh(&refresh_token, None, self.resource_param(&d))
@@ -557,6 +605,7 @@ impl Session {
                     t,
                     latest.requested_scopes.clone(),
                     Some(&latest),
+                    latest.dpop_key.clone(),
                 );
                 if new.refresh_token.is_none() {
                     // RFC 6749 §6: no new refresh token means the old one stays valid.
@@ -568,8 +617,15 @@ impl Session {
                 inner.client = Some(client);
                 Ok(Some(token))
             }
-            Err(ClientError::OAuth { error, .. }) if error.error == ErrorCode::InvalidGrant => {
-                tracing::info!("the refresh token was refused (invalid_grant); dropping it");
+            Err(ClientError::OAuth { error, .. })
+                if error.error == ErrorCode::InvalidGrant
+                    || error.error.as_str() == dpop::INVALID_DPOP_PROOF =>
+            {
+                // SPEC D3: a refused proof on refresh also means a new authorization.
+                tracing::info!(
+                    "the refresh token was refused ({}); dropping it",
+                    error.error.as_str()
+                );
                 let mut kept = latest;
                 kept.refresh_token = None;
                 kept.expires_at = Some(0);
@@ -601,6 +657,7 @@ impl Session {
         t: TokenResponse,
         requested: ScopeSet,
         previous: Option<&TokenRecord>,
+        dpop_key: Option<DpopPrivateKey>,
     ) -> TokenRecord {
         let granted = match &t.scope {
             Some(s) => ScopeSet::parse(s),
@@ -613,7 +670,14 @@ impl Session {
             schema: SCHEMA_VERSION,
             key,
             access_token: t.access_token,
-            token_type: "Bearer".into(),
+            // SPEC D3: presented as the server issued it.
+            token_type: if t.token_type == TokenType::DPoP {
+                dpop::TOKEN_TYPE
+            } else {
+                "Bearer"
+            }
+            .into(),
+            dpop_key,
             refresh_token: t.refresh_token,
             expires_at: t.expires_in.map(|e| now_unix().saturating_add(e)),
             granted_scopes: granted,
@@ -763,13 +827,13 @@ impl Session {
                     retried_registration = true;
                 }
                 Err(e) => return Err(e),
-                Ok((client, tokens)) => {
+                Ok((client, tokens, dpop_key)) => {
                     let key = StoreKey {
                         resource: self.resource_key(d).to_owned(),
                         issuer: d.issuer().to_owned(),
                         client_id: client.client_id.clone(),
                     };
-                    let record = self.record_from(key, tokens, scopes.clone(), None);
+                    let record = self.record_from(key, tokens, scopes.clone(), None, dpop_key);
                     self.save_tokens(&record).await?;
                     let token = record.access_token.clone();
                     inner.record = Some(record);
@@ -824,15 +888,18 @@ impl Session {
         let client = self.client_for(inner, &key)?.ok_or_else(|| {
             ClientError::Authorization("the interrupted login's client registration is gone".into())
         })?;
+        let dpop_key = self.new_dpop_key(meta)?;
         let tokens = TokenEndpoint {
             http: &self.http,
             metadata: meta,
             client: &client,
             signing_key: self.config.signing_key.as_ref(),
+            dpop: self.prover(dpop_key.as_ref()),
         }
         .exchange_code(&code, verifier, redirect_uri, self.resource_param(d))
         .await?;
-        let record = self.record_from(key, tokens, scopes.clone(), None);
+        let stored = dpop_key.as_ref().map(dpop::store_key).transpose()?;
+        let record = self.record_from(key, tokens, scopes.clone(), None, stored);
         self.save_tokens(&record).await?;
         let token = record.access_token.clone();
         inner.record = Some(record);
@@ -846,8 +913,12 @@ impl Session {
         d: &Discovered,
         scopes: &ScopeSet,
         lease: Option<&Lease>,
-    ) -> Result<(ClientRecord, TokenResponse), ClientError> {
+    ) -> Result<(ClientRecord, TokenResponse, Option<DpopPrivateKey>), ClientError> {
         let meta = &d.authorization_server;
+        // SPEC D1: a new key for new tokens, stored with them (D3).
+        let dpop_key = self.new_dpop_key(meta)?;
+        let stored = dpop_key.as_ref().map(dpop::store_key).transpose()?;
+        let prover = self.prover(dpop_key.as_ref());
         let resource = self.resource_param(d);
         let scope = (!scopes.is_empty()).then_some(scopes);
         match &self.config.grant {
@@ -867,6 +938,7 @@ impl Session {
                     metadata: meta,
                     client: &client,
                     signing_key: self.config.signing_key.as_ref(),
+                    dpop: prover,
                 };
                 let tokens = match &self.config.grant {
                     Grant::CrossApp(xaa) => {
@@ -875,7 +947,7 @@ impl Session {
                     }
                     _ => endpoint.client_credentials(scope, resource).await?,
                 };
-                Ok((client, tokens))
+                Ok((client, tokens, stored))
             }
             Grant::DeviceCode(presenter) => {
                 let client = obtain_client(
@@ -893,12 +965,13 @@ impl Session {
                     metadata: meta,
                     client: &client,
                     signing_key: self.config.signing_key.as_ref(),
+                    dpop: prover,
                 };
                 let device = endpoint.device_authorization(scope, resource).await?;
                 presenter.show_device_code(&device);
                 let tokens = endpoint.poll_device(&device, resource).await;
                 presenter.done();
-                Ok((client, tokens?))
+                Ok((client, tokens?, stored))
             }
             Grant::AuthorizationCode(front_end) => {
                 if self.config.require_s256 && !meta.supports_s256() {
@@ -967,11 +1040,12 @@ impl Session {
                     metadata: meta,
                     client: &client,
                     signing_key: self.config.signing_key.as_ref(),
+                    dpop: prover,
                 };
                 let tokens = endpoint
                     .exchange_code(&code, &verifier, &redirect_uri, resource)
                     .await?;
-                Ok((client, tokens))
+                Ok((client, tokens, stored))
             }
         }
     }

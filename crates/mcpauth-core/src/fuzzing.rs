@@ -19,7 +19,8 @@ use crate::{
 };
 
 /// `WWW-Authenticate` values: formatting a parsed challenge and parsing it again gives the same
-/// challenge, alone or in the list; [`BearerChallenge`] agrees with [`parse`].
+/// challenge, alone or in the list; [`BearerChallenge`] agrees with [`parse`] (it reads a
+/// `Bearer` challenge, else a `DPoP` one).
 pub fn www_authenticate(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -35,8 +36,10 @@ pub fn www_authenticate(data: &[u8]) {
     let bearer = bearer.expect("BearerChallenge refused what parse accepted");
     assert_eq!(
         bearer.is_some(),
-        challenges.iter().any(Challenge::is_bearer),
-        "BearerChallenge and parse disagree on whether there is a Bearer challenge"
+        challenges
+            .iter()
+            .any(|c| c.is_bearer() || c.is_scheme("DPoP")),
+        "BearerChallenge and parse disagree on whether there is a Bearer or DPoP challenge"
     );
     for challenge in &challenges {
         let formatted = challenge.to_string();

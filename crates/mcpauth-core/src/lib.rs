@@ -43,7 +43,7 @@ pub use random::random_urlsafe;
 pub use registration::{ClientIdMetadataDocument, ClientInformation, ClientMetadata};
 pub use scope::ScopeSet;
 pub use secret::{
-    AccessToken, Assertion, AuthorizationCode, ClientSecret, DeviceCode, PkceVerifier,
-    RefreshToken, constant_time_eq,
+    AccessToken, Assertion, AuthorizationCode, ClientSecret, DeviceCode, DpopPrivateKey,
+    PkceVerifier, RefreshToken, constant_time_eq,
 };
 pub use token::{TokenResponse, TokenType};

@@ -78,6 +78,11 @@ secret_type!(
     /// A device code (RFC 8628 §3.2).
     DeviceCode
 );
+secret_type!(
+    /// A DPoP private key as base64url PKCS#8 DER, stored beside the tokens bound to it
+    /// (RFC 9449 §4.2, SPEC D3).
+    DpopPrivateKey
+);
 
 #[cfg(test)]
 mod tests {

@@ -272,23 +272,34 @@ pub struct BearerChallenge {
 }
 
 impl BearerChallenge {
-    /// Finds the `Bearer` challenge among header values; `Ok(None)` if there is none.
+    /// Finds the `Bearer` challenge among header values, else a `DPoP` one, whose parameters
+    /// mean the same (RFC 9449 §7.1, SPEC D3); `Ok(None)` if there is neither.
     pub fn from_headers<'a>(
         values: impl IntoIterator<Item = &'a str>,
     ) -> Result<Option<Self>, CoreError> {
+        let mut dpop = None;
         for v in values {
-            if let Some(ch) = parse(v)?.into_iter().find(Challenge::is_bearer) {
-                let get = |n| ch.param(n).map(str::to_owned);
-                return Ok(Some(Self {
-                    error: get("error"),
-                    error_description: get("error_description"),
-                    scope: get("scope"),
-                    resource_metadata: get("resource_metadata"),
-                    realm: get("realm"),
-                }));
+            for ch in parse(v)? {
+                if ch.is_bearer() {
+                    return Ok(Some(Self::of(&ch)));
+                }
+                if dpop.is_none() && ch.is_scheme("DPoP") {
+                    dpop = Some(Self::of(&ch));
+                }
             }
         }
-        Ok(None)
+        Ok(dpop)
+    }
+
+    fn of(ch: &Challenge) -> Self {
+        let get = |n| ch.param(n).map(str::to_owned);
+        Self {
+            error: get("error"),
+            error_description: get("error_description"),
+            scope: get("scope"),
+            resource_metadata: get("resource_metadata"),
+            realm: get("realm"),
+        }
     }
 }
 
@@ -296,6 +307,23 @@ impl BearerChallenge {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn d3_a_dpop_challenge_is_read_like_a_bearer_one_and_bearer_wins() {
+        let dpop =
+            r#"DPoP algs="ES256", error="invalid_token", resource_metadata="https://rs/prm""#;
+        let b = BearerChallenge::from_headers([dpop]).unwrap().unwrap();
+        assert_eq!(b.resource_metadata.as_deref(), Some("https://rs/prm"));
+        assert_eq!(b.error.as_deref(), Some("invalid_token"));
+        let both = BearerChallenge::from_headers([dpop, r#"Bearer scope="a""#])
+            .unwrap()
+            .unwrap();
+        assert_eq!((both.scope.as_deref(), both.error), (Some("a"), None));
+        assert_eq!(
+            BearerChallenge::from_headers(["Basic realm=x"]).unwrap(),
+            None
+        );
+    }
 
     #[test]
     fn c4_parses_mcp_401() {

@@ -44,6 +44,7 @@ fn main() {
             },
             access_token: AccessToken::new("bench-token"),
             token_type: "Bearer".into(),
+            dpop_key: None,
             refresh_token: None,
             expires_at: Some(now_unix() + 3600),
             granted_scopes: ScopeSet::parse("mcp:read"),

@@ -651,6 +651,10 @@ pub struct AuthArgs {
     /// Allow plain http to non-loopback hosts (development only; MCP SPEC C31).
     #[arg(long)]
     pub allow_http: bool,
+    /// Do not bind tokens to a DPoP key, even where the authorization server supports it
+    /// (RFC 9449): plain Bearer tokens.
+    #[arg(long)]
+    pub no_dpop: bool,
 }
 
 /// `mcpauth login`.
@@ -668,9 +672,17 @@ pub struct LoginArgs {
 pub struct TokenArgs {
     /// The MCP server URL (or a name from --config).
     pub target: String,
-    /// Print `Authorization: Bearer …` instead of the bare token.
+    /// Print `Authorization: Bearer …` instead of the bare token. A DPoP-bound token also needs
+    /// --method and --url: then the `Authorization: DPoP …` and `DPoP: <proof>` lines for that
+    /// one request (RFC 9449 §7.1).
     #[arg(long)]
     pub header: bool,
+    /// The HTTP method of the request the header is for (with --header).
+    #[arg(long, requires_all = ["header", "url"], value_name = "M")]
+    pub method: Option<String>,
+    /// The URL of the request the header is for (with --header).
+    #[arg(long, requires_all = ["header", "method"], value_name = "U")]
+    pub url: Option<String>,
     /// Start a login if no token can be refreshed (default: exit 2).
     #[arg(long)]
     pub login: bool,

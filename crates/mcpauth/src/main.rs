@@ -139,6 +139,9 @@ fn init_tracing(verbose: u8, log_file: Option<&std::path::Path>) -> anyhow::Resu
 
 /// Maps an error to its documented exit code.
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.is::<commands::DpopNeedsRequest>() {
+        return exit::USAGE;
+    }
     let Some(client) = e.chain().find_map(|c| c.downcast_ref::<ClientError>()) else {
         return exit::FAILURE;
     };

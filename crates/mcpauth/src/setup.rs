@@ -296,6 +296,7 @@ pub fn session(
         }
     }
     config.interactive = interactive;
+    config.dpop = !auth.no_dpop;
     let store = store(cli, entry)?;
     Ok(Arc::new(Session::new(config, http, store)))
 }

@@ -453,6 +453,7 @@ mod tests {
             key,
             access_token: AccessToken::new("at-secret-1"),
             token_type: "Bearer".into(),
+            dpop_key: None,
             refresh_token: Some(RefreshToken::new("rt-secret-1")),
             expires_at: Some(now_unix() + 3600),
             granted_scopes: ScopeSet::parse("read write"),

@@ -1,12 +1,12 @@
 //! The OS keyring store (cargo feature `keyring`): access tokens, refresh tokens and client
-//! secrets live in the platform keyring (Secret Service on Linux, the Keychain on macOS, the
+//! secrets, and DPoP keys, live in the platform keyring (Secret Service on Linux, the Keychain on macOS, the
 //! Credential Manager on Windows); the rest of each record (key, expiry, scopes) and the
 //! cross-process locks stay in a [`FileStore`], so logins can still be listed and locked.
 
 use std::sync::Arc;
 
 use keyring_core::{CredentialStore, Entry};
-use mcpauth_core::{AccessToken, ClientSecret, RefreshToken};
+use mcpauth_core::{AccessToken, ClientSecret, DpopPrivateKey, RefreshToken};
 use serde::{Deserialize, Serialize};
 
 use super::file::{client_file_stem, token_file_stem};
@@ -37,6 +37,9 @@ impl std::fmt::Debug for KeyringStore {
 struct TokenSecrets {
     access_token: AccessToken,
     refresh_token: Option<RefreshToken>,
+    /// The DPoP key bound to the tokens (SPEC D3); absent in entries written before DPoP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_key: Option<DpopPrivateKey>,
 }
 
 fn keyring_error(what: &str, e: keyring_core::Error) -> ClientError {
@@ -103,6 +106,7 @@ impl KeyringStore {
         })?;
         r.access_token = secrets.access_token;
         r.refresh_token = secrets.refresh_token;
+        r.dpop_key = secrets.dpop_key;
         Ok(Some(r))
     }
 }
@@ -119,6 +123,7 @@ impl TokenStore for KeyringStore {
         let secrets = TokenSecrets {
             access_token: record.access_token.clone(),
             refresh_token: record.refresh_token.clone(),
+            dpop_key: record.dpop_key.clone(),
         };
         let json =
             serde_json::to_string(&secrets).map_err(|e| ClientError::Keyring(e.to_string()))?;
@@ -131,6 +136,7 @@ impl TokenStore for KeyringStore {
             .refresh_token
             .as_ref()
             .map(|_| RefreshToken::new(IN_KEYRING));
+        public.dpop_key = None;
         self.files.save_tokens(&public)
     }
 
@@ -216,6 +222,7 @@ mod tests {
             },
             access_token: AccessToken::new("at-keyring-secret"),
             token_type: "Bearer".into(),
+            dpop_key: None,
             refresh_token: Some(RefreshToken::new("rt-keyring-secret")),
             expires_at: Some(1),
             granted_scopes: ScopeSet::parse("a"),

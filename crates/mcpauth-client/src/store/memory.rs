@@ -159,6 +159,7 @@ mod tests {
             key,
             access_token: AccessToken::new("at-secret-1"),
             token_type: "Bearer".into(),
+            dpop_key: None,
             refresh_token: Some(RefreshToken::new("rt-secret-1")),
             expires_at: Some(1_900_000_000),
             granted_scopes: ScopeSet::parse("read"),

@@ -9,7 +9,9 @@ mod file;
 mod keyring;
 mod memory;
 
-use mcpauth_core::{AccessToken, ClientSecret, PkceVerifier, RefreshToken, ScopeSet};
+use mcpauth_core::{
+    AccessToken, ClientSecret, DpopPrivateKey, PkceVerifier, RefreshToken, ScopeSet,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::ClientError;
@@ -43,8 +45,13 @@ pub struct TokenRecord {
     pub key: StoreKey,
     /// The access token.
     pub access_token: AccessToken,
-    /// The `token_type` as issued (normally `Bearer`).
+    /// The `token_type` as issued: `Bearer`, or `DPoP` for a token bound to [`Self::dpop_key`]
+    /// (RFC 9449 §5, SPEC D3).
     pub token_type: String,
+    /// The DPoP key the tokens are bound to, when proofs were sent for them (SPEC D3: the key
+    /// lives as long as its tokens, in the same record). Records written before DPoP have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<DpopPrivateKey>,
     /// A refresh token, if one was issued and is still believed valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<RefreshToken>,

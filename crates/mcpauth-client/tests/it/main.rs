@@ -1,5 +1,6 @@
 //! Integration tests of `mcpauth-client`, one module per area.
 
+mod dpop;
 mod fuzz_corpus;
 mod mcp;
 mod processes;

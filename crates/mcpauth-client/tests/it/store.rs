@@ -32,6 +32,7 @@ fn token_record(key: StoreKey, access: &str) -> TokenRecord {
         key,
         access_token: AccessToken::new(access),
         token_type: "Bearer".into(),
+        dpop_key: None,
         refresh_token: Some(RefreshToken::new("rt-secret-1")),
         expires_at: Some(1_900_000_000),
         granted_scopes: ScopeSet::parse("read write"),

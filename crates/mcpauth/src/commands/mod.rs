@@ -19,7 +19,7 @@ pub use logout::logout;
 pub use mcp::{call, tools};
 pub use serve::{open_store, serve, shutdown_signal};
 pub use status::status;
-pub use token::token;
+pub use token::{DpopNeedsRequest, token};
 
 use mcpauth_client::store::{TokenRecord, now_unix};
 use serde_json::{Value, json};
@@ -54,6 +54,7 @@ pub fn record_json(r: &TokenRecord) -> Value {
         "resource": r.key.resource,
         "issuer": r.key.issuer,
         "client_id": r.key.client_id,
+        "token_type": r.token_type,
         "scopes": r.granted_scopes.iter().collect::<Vec<_>>(),
         "requested_scopes": r.requested_scopes.iter().collect::<Vec<_>>(),
         "expires_at": r.expires_at,

@@ -17,13 +17,14 @@ pub fn status(cli: &Cli) -> anyhow::Result<()> {
         eprintln!("No stored logins. Log in with: mcpauth login URL");
         return Ok(());
     }
-    let rows: Vec<[String; 6]> = records
+    let rows: Vec<[String; 7]> = records
         .iter()
         .map(|r| {
             [
                 escape(&r.key.resource).into_owned(),
                 escape(&r.key.issuer).into_owned(),
                 escape(&r.key.client_id).into_owned(),
+                escape(&r.token_type).into_owned(),
                 if r.granted_scopes.is_empty() {
                     "-".into()
                 } else {
@@ -38,8 +39,11 @@ pub fn status(cli: &Cli) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header = ["SERVER", "ISSUER", "CLIENT", "SCOPES", "EXPIRES", "REFRESH"].map(String::from);
-    let mut widths = [0usize; 6];
+    let header = [
+        "SERVER", "ISSUER", "CLIENT", "TYPE", "SCOPES", "EXPIRES", "REFRESH",
+    ]
+    .map(String::from);
+    let mut widths = [0usize; 7];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use mcpauth_client::ClientError;
+use mcpauth_client::dpop;
 use mcpauth_core::token::check_b64token;
 
 use crate::cli::{Cli, TokenArgs};
@@ -37,12 +38,23 @@ pub async fn token(cli: &Cli, args: &TokenArgs, config: Option<&ConfigFile>) -> 
                 target.url
             )
         })?;
+    let bound = record
+        .as_ref()
+        .is_some_and(|r| r.token_type.eq_ignore_ascii_case(dpop::TOKEN_TYPE));
     if cli.json {
-        let expires_at = record.and_then(|r| r.expires_at);
+        let expires_at = record.as_ref().and_then(|r| r.expires_at);
+        let token_type = record.as_ref().map_or("Bearer", |r| r.token_type.as_str());
         println!(
             "{}",
-            serde_json::json!({"access_token": token.expose(), "token_type": "Bearer", "expires_at": expires_at})
+            serde_json::json!({"access_token": token.expose(), "token_type": token_type, "expires_at": expires_at})
         );
+    } else if let (true, Some(method), Some(url)) = (args.header, &args.method, &args.url) {
+        // RFC 9449 §7.1: a bound token goes with a proof for this one request (SPEC D1).
+        for (name, value) in session.credential_headers(&token, method, url).await? {
+            println!("{name}: {value}");
+        }
+    } else if args.header && bound {
+        return Err(DpopNeedsRequest.into());
     } else if args.header {
         println!("Authorization: Bearer {}", token.expose());
     } else {
@@ -50,3 +62,21 @@ pub async fn token(cli: &Cli, args: &TokenArgs, config: Option<&ConfigFile>) -> 
     }
     Ok(())
 }
+
+/// `--header` alone for a DPoP-bound token: no single line is a complete credential, since every
+/// request needs its own proof (RFC 9449 §4.2). Exit code 64 (usage).
+#[derive(Debug)]
+pub struct DpopNeedsRequest;
+
+impl std::fmt::Display for DpopNeedsRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(
+            "the token is DPoP-bound (RFC 9449): every request needs its own proof, so --header \
+             alone cannot print a complete credential. Add --method M --url U to print the \
+             Authorization and DPoP lines for that request, or log in with --no-dpop for a \
+             Bearer token",
+        )
+    }
+}
+
+impl std::error::Error for DpopNeedsRequest {}

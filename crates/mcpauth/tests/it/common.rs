@@ -64,8 +64,19 @@ pub fn cookie(resp: &reqwest::Response) -> String {
 
 /// Starts `mcpauth login URL --no-browser` and returns it with the authorization URL it prints.
 pub async fn start_login(home: &Path, resource: &str, issuer: &str) -> (Child, String) {
+    start_login_with(home, resource, issuer, &[]).await
+}
+
+/// [`start_login`] with `extra` options.
+pub async fn start_login_with(
+    home: &Path,
+    resource: &str,
+    issuer: &str,
+    extra: &[&str],
+) -> (Child, String) {
     let mut login = mcpauth(home)
         .args(["login", resource, "--no-browser"])
+        .args(extra)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

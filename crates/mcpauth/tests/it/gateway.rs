@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
-use crate::common::{LIMIT, browser_login, http, mcpauth, start_login};
+use crate::common::{LIMIT, browser_login, http, mcpauth, start_login, start_login_with};
 use crate::gateway_stdio::PY_SERVER;
 
 /// Starts a gateway; returns it and the banner lines (MCP URL first).
@@ -630,7 +630,8 @@ pub(crate) async fn initialize_with(url: &str, token: &str) -> u16 {
 async fn sec1_a_revoked_token_is_refused_at_once_by_the_embedded_gateway() {
     let home = tempfile::tempdir().unwrap();
     let (mut gateway, url, issuer, password) = start_demo(home.path()).await;
-    let (mut login, auth_url) = start_login(home.path(), &url, &issuer).await;
+    // A Bearer token, presented by hand below (a DPoP-bound one needs a proof per request).
+    let (mut login, auth_url) = start_login_with(home.path(), &url, &issuer, &["--no-dpop"]).await;
     browser_login(&issuer, &auth_url, "demo", &password).await;
     assert!(login.wait().await.unwrap().success());
     let token = mcpauth(home.path())

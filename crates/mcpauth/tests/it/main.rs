@@ -3,6 +3,7 @@
 //! redirect to the loopback listener).
 
 mod cli;
+mod client_dpop;
 mod common;
 mod connect;
 mod connect_eras;

@@ -18,7 +18,7 @@ use tokio::process::{Child, Command};
 
 use crate::common::{LIMIT, browser_login, mcpauth, start_login};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 async fn run(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
     let mut child = mcpauth(home)
@@ -81,7 +81,7 @@ pub(crate) async fn spawn_serve(mut serve: Command) -> (Child, String) {
 
 /// A minimal protected MCP endpoint for the client's discovery: PRM pointing at `issuer`, 401
 /// without a token. (Token validation is the resource-server crate's job, tested there.)
-async fn start_resource(
+pub(crate) async fn start_resource(
     listener: tokio::net::TcpListener,
     issuer: Arc<OnceLock<String>>,
 ) -> String {

@@ -1,0 +1,230 @@
+//! DPoP in the CLI (RFC 9449, SPEC D1-D3): `mcpauth login` against the gateway's embedded
+//! authorization server (which advertises ES256 proofs) binds the tokens to a key; `call` works
+//! with the gateway requiring DPoP; `status` shows the token type; `token --header` alone is
+//! refused and `token --header --method M --url U` prints a working Authorization + DPoP pair.
+//! Against `mcpauth serve` with short-lived access tokens: refresh with the same key, and a
+//! refused proof on refresh means a new login.
+
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcpauth_core::dpop::DpopKey;
+use serde_json::{Value, json};
+
+use crate::common::{LIMIT, browser_login, http, mcpauth, start_login};
+use crate::gateway::{banner_value, start_gateway};
+use crate::serve::{PASSWORD, spawn_serve, start_resource};
+
+async fn run(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    tokio::time::timeout(LIMIT, mcpauth(home).args(args).output())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn d1_d3_login_call_status_and_token_header_with_a_bound_token() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, banner) =
+        start_gateway(home.path(), &["--demo", "--dpop", "require"], &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    let password = banner_value(&banner, "demo login:")
+        .split("password ")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let (mut login, auth_url) = start_login(home.path(), &url, &issuer).await;
+    browser_login(&issuer, &auth_url, "demo", &password).await;
+    assert!(login.wait().await.unwrap().success());
+
+    let call = run(home.path(), &["call", &url, "add", r#"{"a": 2, "b": 3}"#]).await;
+    let stderr = String::from_utf8_lossy(&call.stderr);
+    assert!(call.status.success(), "{stderr}");
+    let result: Value = serde_json::from_slice(&call.stdout).unwrap();
+    assert_eq!(result["content"][0]["text"], "5");
+
+    let status = run(home.path(), &["--json", "status"]).await;
+    let list: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(list[0]["token_type"], "DPoP", "{list}");
+    let table = run(home.path(), &["status"]).await;
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        table.starts_with("SERVER") && table.contains("TYPE"),
+        "{table}"
+    );
+    assert!(table.contains(" DPoP "), "{table}");
+
+    // One line cannot be a complete credential: refused with a usage exit code.
+    let alone = run(home.path(), &["token", &url, "--header"]).await;
+    assert_eq!(alone.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&alone.stderr);
+    assert!(err.contains("--method") && err.contains("--url"), "{err}");
+    assert!(alone.stdout.is_empty());
+
+    let pair = run(
+        home.path(),
+        &["token", &url, "--header", "--method", "POST", "--url", &url],
+    )
+    .await;
+    assert!(
+        pair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pair.stderr)
+    );
+    let text = String::from_utf8(pair.stdout).unwrap();
+    let lines: Vec<(&str, &str)> = text.lines().map(|l| l.split_once(": ").unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0].0, "Authorization");
+    assert!(lines[0].1.starts_with("DPoP "));
+    assert_eq!(lines[1].0, "DPoP");
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}});
+    let send = |proof: &str| {
+        http()
+            .post(&url)
+            .header("authorization", lines[0].1)
+            .header("dpop", proof.to_owned())
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize)
+            .send()
+    };
+    assert_eq!(send(lines[1].1).await.unwrap().status(), 200);
+    // The proof was for that one request: a replay is refused (RFC 9449 §11.1).
+    assert_eq!(send(lines[1].1).await.unwrap().status(), 401);
+
+    // A proof for a URL that cannot be a target is a clear error.
+    let bad = run(
+        home.path(),
+        &[
+            "token",
+            &url,
+            "--header",
+            "--method",
+            "POST",
+            "--url",
+            "not a url",
+        ],
+    )
+    .await;
+    assert!(!bad.status.success());
+    assert!(bad.stdout.is_empty());
+    gateway.kill().await.unwrap();
+}
+
+/// The `cnf.jkt` of a JWT access token (RFC 9449 §6.1).
+fn jkt(token: &str) -> String {
+    let claims = URL_SAFE_NO_PAD
+        .decode(token.split('.').nth(1).unwrap())
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&claims).unwrap();
+    claims["cnf"]["jkt"].as_str().unwrap().to_owned()
+}
+
+/// The token files under `home` that hold a DPoP key.
+fn key_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![home.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\"dpop_key\"")) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// SPEC D3: an access token shorter-lived than the refresh margin is refreshed on every
+/// `mcpauth token`; the refresh of the public client's bound grant is proved with the same key
+/// (the new token has the same `cnf.jkt`). With another key in the store, the server refuses
+/// the proof (`invalid_dpop_proof`): the refresh token is dropped and a new login is needed.
+#[tokio::test]
+async fn d3_refresh_uses_the_same_key_and_a_refused_proof_means_a_new_login() {
+    let home = tempfile::tempdir().unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
+    let mut add = mcpauth(home.path());
+    add.args(["users", "add", "alice", "--database", &database])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = add.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{PASSWORD}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    assert!(child.wait().await.unwrap().success());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let mut serve = mcpauth(home.path());
+    serve.args([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--database",
+        &database,
+        "--resource",
+        &resource,
+        "--access-token-ttl",
+        "30",
+    ]);
+    let (mut serve, issuer) = spawn_serve(serve).await;
+    let cell = Arc::new(OnceLock::new());
+    cell.set(issuer.clone()).unwrap();
+    start_resource(listener, cell).await;
+
+    let (mut login, auth_url) = start_login(home.path(), &resource, &issuer).await;
+    browser_login(&issuer, &auth_url, "alice", PASSWORD).await;
+    assert!(login.wait().await.unwrap().success());
+
+    let token = |home: std::path::PathBuf, resource: String| async move {
+        let out = run(&home, &["--json", "token", &resource]).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = token(home.path().to_path_buf(), resource.clone()).await;
+    let second = token(home.path().to_path_buf(), resource.clone()).await;
+    assert_eq!(
+        (&first["token_type"], &second["token_type"]),
+        (&json!("DPoP"), &json!("DPoP"))
+    );
+    let (a, b) = (
+        first["access_token"].as_str().unwrap(),
+        second["access_token"].as_str().unwrap(),
+    );
+    assert_ne!(a, b, "the 30 s token was refreshed");
+    assert_eq!(jkt(a), jkt(b), "refreshed with the same key");
+
+    // Another key in the stored record: the server refuses the refresh's proof.
+    let files = key_files(home.path());
+    assert_eq!(files.len(), 1);
+    let mut record: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    let other = DpopKey::generate().unwrap();
+    record["dpop_key"] = json!(URL_SAFE_NO_PAD.encode(other.to_pkcs8().unwrap()));
+    std::fs::write(&files[0], record.to_string()).unwrap();
+    let refused = run(home.path(), &["token", &resource]).await;
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let status = run(home.path(), &["--json", "status"]).await;
+    let list: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(list[0]["refresh_token"], false, "{list}");
+    serve.kill().await.unwrap();
+}
