@@ -52,6 +52,7 @@ mod secrets;
 mod server;
 mod store;
 mod tokens;
+mod vault;
 
 pub use clients::{AuthMethod, ClientKind};
 pub use config::{
@@ -62,3 +63,4 @@ pub use error::{AuthServerError, DatabaseError, MigrationError};
 pub use listen::{ConnectionLimits, serve_router};
 pub use server::{AuthServer, REVOCATION_SYNC, router, serve};
 pub use store::{Backend, Store};
+pub use vault::{UpstreamAccess, VaultError, VaultKey, default_key_path};

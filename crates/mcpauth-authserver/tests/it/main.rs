@@ -20,6 +20,7 @@ mod clients;
 mod code_flow;
 mod federation;
 mod federation_github;
+mod federation_session;
 mod federation_support;
 mod fuzz_corpus;
 mod hostile;
