@@ -161,6 +161,13 @@ pub struct GatewayArgs {
     /// environment). The client's own Authorization is never passed on (MCP SPEC S5).
     #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
     pub upstream_headers: Vec<String>,
+    /// Give the upstream MCP server the signed-in user's access token at their identity
+    /// provider in this header on every request (`Authorization` carries `Bearer TOKEN`, any
+    /// other header the bare token), renewed by mcpauth when it expires within a minute; never
+    /// the MCP client's token (SPEC F8). Needs the embedded authorization server with an
+    /// identity provider, and --upstream. A user who signed in with a password gets 403.
+    #[arg(long, value_name = "HEADER")]
+    pub upstream_token: Option<String>,
     /// An environment variable for the stdio MCP server, `NAME=VALUE`, or `NAME` to pass on the
     /// gateway's own (repeatable). The server starts with a clean environment: only PATH,
     /// HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_ALL, LC_CTYPE, LC_MESSAGES, TERM, TZ,
@@ -249,6 +256,7 @@ pub struct GatewayArgs {
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
     /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`, `dpop`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
+    /// `upstream_token`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
     /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
     #[arg(long, value_name = "FILE")]
@@ -460,6 +468,11 @@ pub struct IdpArgs {
     /// Turn off password sign-in: users sign in through identity providers only.
     #[arg(long)]
     pub no_password_login: bool,
+    /// The key sealing the identity providers' tokens at rest (SPEC F5), created with mode 0600
+    /// when missing; give every instance sharing a database the same file [default: beside a
+    /// SQLite database, DB.vault-key; otherwise authserver.vault-key beside the token store].
+    #[arg(long, value_name = "FILE")]
+    pub vault_key_file: Option<PathBuf>,
 }
 
 /// Dynamic registration policies.

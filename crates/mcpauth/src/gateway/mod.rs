@@ -74,11 +74,42 @@ struct Settings {
     upstream_headers: Vec<String>,
     #[serde(default)]
     upstream_env: Vec<String>,
+    upstream_token: Option<String>,
     max_sessions_per_user: Option<usize>,
     max_sessions: Option<usize>,
     session_idle_timeout: Option<u64>,
     #[serde(default)]
     tool_scopes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// `--upstream-token HEADER`, checked: only for an HTTP upstream behind the embedded
+/// authorization server with at least one identity provider (SPEC F8).
+fn upstream_token(
+    args: &GatewayArgs,
+    server: Option<&AuthServer>,
+) -> anyhow::Result<Option<proxy::UpstreamToken>> {
+    let Some(name) = &args.upstream_token else {
+        return Ok(None);
+    };
+    let Some(server) = server else {
+        bail!(
+            "--upstream-token needs the embedded authorization server (no --issuer or --introspection-url): only it holds the users' identity provider tokens"
+        );
+    };
+    if server.config().identity_providers.is_empty() {
+        bail!(
+            "--upstream-token needs an identity provider (--idp-issuer): users who sign in with a password have no upstream token"
+        );
+    }
+    if args.upstream.is_none() {
+        bail!("--upstream-token needs --upstream URL (an MCP server over HTTP)");
+    }
+    let header = header::HeaderName::from_bytes(name.as_bytes())
+        .with_context(|| format!("--upstream-token {name:?} is not a valid header name"))?;
+    Ok(Some(proxy::UpstreamToken {
+        header,
+        server: server.clone(),
+    }))
 }
 
 /// The flags, completed from the settings file.
@@ -116,6 +147,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     if a.upstream_env.is_empty() {
         a.upstream_env = s.upstream_env;
     }
+    a.upstream_token = a.upstream_token.or(s.upstream_token);
     a.max_sessions_per_user = a.max_sessions_per_user.or(s.max_sessions_per_user);
     a.max_sessions = a.max_sessions.or(s.max_sessions);
     a.session_idle_timeout = a.session_idle_timeout.or(s.session_idle_timeout);
@@ -274,15 +306,19 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 }
             }
         } else {
-            let store = if args.demo {
-                Store::connect("sqlite::memory:").await?
+            let (store, database) = if args.demo {
+                (
+                    Store::connect("sqlite::memory:").await?,
+                    "sqlite::memory:".to_owned(),
+                )
             } else {
-                open_store(&args.db, None).await?.0
+                open_store(&args.db, None).await?
             };
             let mut config = Config::new(&origin);
             config.resources = vec![resource.clone()];
             config.scopes_supported = scopes.clone();
             crate::commands::federation::apply(&args.idp, &mut config)?;
+            crate::commands::federation::apply_vault_key(&args.idp, &database, &mut config)?;
             if args.demo {
                 let password = mcpauth_core::random_urlsafe(12)?;
                 admin::add_user(&store, "demo", &password, config.password_params).await?;
@@ -300,6 +336,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             (origin.clone(), Arc::new(v), Some(server))
         };
 
+    let upstream_token = upstream_token(args, authserver.as_ref())?;
     let prm = ResourceMetadata::new(&resource, [issuer.clone()])?.scopes_supported(scopes.clone());
     let dpop = match args.dpop {
         Some(DpopMode::Require) => DpopPolicy::Require,
@@ -331,6 +368,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 .connect_timeout(Duration::from_secs(10))
                 .build()?,
             sessions: proxy::Sessions::default(),
+            upstream_token,
         });
         Router::new()
             .route(&path, any(proxy::forward))

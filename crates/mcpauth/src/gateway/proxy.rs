@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mcpauth_authserver::{AuthServer, VaultError};
 use mcpauth_resource::principal;
 use serde_json::json;
 
@@ -83,6 +84,70 @@ pub struct Upstream {
     pub http: reqwest::Client,
     /// Session owners.
     pub sessions: Sessions,
+    /// `--upstream-token`: where the user's identity provider token goes.
+    pub upstream_token: Option<UpstreamToken>,
+}
+
+/// `--upstream-token HEADER`: the header and the embedded server whose vault holds the tokens.
+#[derive(Debug)]
+pub struct UpstreamToken {
+    /// The header set on every upstream request.
+    pub header: HeaderName,
+    /// The embedded authorization server.
+    pub server: AuthServer,
+}
+
+impl UpstreamToken {
+    /// The header's value for the grant of the access token `jti` (SPEC F8), or the answer to
+    /// give the client instead of forwarding.
+    async fn value(&self, jti: Option<&str>) -> Result<HeaderValue, Response> {
+        let got = match jti {
+            Some(jti) => self.server.upstream_token(jti).await,
+            None => Err(VaultError::NoUpstreamGrant),
+        };
+        let token = match got {
+            Ok(access) => access,
+            Err(VaultError::NoUpstreamGrant) => {
+                return Err(json_rpc_error(
+                    StatusCode::FORBIDDEN,
+                    "this MCP server needs your identity provider's access token: sign in with \
+                     the identity provider, not a password",
+                ));
+            }
+            Err(VaultError::Ended) => {
+                return Err(json_rpc_error(
+                    StatusCode::UNAUTHORIZED,
+                    "the identity provider ended your session; sign in again",
+                ));
+            }
+            Err(VaultError::Unavailable(_)) => {
+                return Err(json_rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the identity provider could not be reached to renew your session; try again",
+                ));
+            }
+            Err(VaultError::Store(e)) => {
+                tracing::error!(error = %e, "reading the upstream token failed");
+                return Err(json_rpc_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                ));
+            }
+        };
+        let text = if self.header == header::AUTHORIZATION {
+            format!("Bearer {}", token.access_token())
+        } else {
+            token.access_token().to_owned()
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+            json_rpc_error(
+                StatusCode::BAD_GATEWAY,
+                "the identity provider's access token cannot travel in a header",
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
 }
 
 fn json_rpc_error(status: StatusCode, message: &str) -> Response {
@@ -100,6 +165,16 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
         return json_rpc_error(StatusCode::UNAUTHORIZED, "not authenticated");
     };
     let owner = (who.0.as_str(), who.1.as_str());
+    let mut headers = up.headers.clone();
+    if let Some(t) = &up.upstream_token {
+        let jti = principal(&req).and_then(|p| p.claims.get("jti")?.as_str().map(str::to_owned));
+        match t.value(jti.as_deref()).await {
+            Ok(v) => {
+                headers.insert(t.header.clone(), v);
+            }
+            Err(refused) => return refused,
+        }
+    }
     let session = req
         .headers()
         .get("mcp-session-id")
@@ -115,10 +190,7 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
         );
     }
     let method = req.method().clone();
-    let mut out = up
-        .http
-        .request(method.clone(), &up.url)
-        .headers(up.headers.clone());
+    let mut out = up.http.request(method.clone(), &up.url).headers(headers);
     for (name, v) in req.headers() {
         // Streamable HTTP (2026-07-28) §Custom Headers (SEP-2243): the `x-mcp-header`
         // parameters of a tool call travel as `Mcp-Param-{Name}`; the server checks them.

@@ -16,7 +16,11 @@ use tokio::process::Child;
 use crate::common::{LIMIT, browser_login, http, mcpauth, start_login};
 
 /// Starts a gateway; returns it and the banner lines (MCP URL first).
-async fn start_gateway(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Child, Vec<String>) {
+pub(crate) async fn start_gateway(
+    home: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> (Child, Vec<String>) {
     let mut child = mcpauth(home)
         .envs(envs.iter().copied())
         .arg("gateway")
@@ -44,7 +48,7 @@ async fn start_gateway(home: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Ch
     (child, banner)
 }
 
-fn banner_value(banner: &[String], label: &str) -> String {
+pub(crate) fn banner_value(banner: &[String], label: &str) -> String {
     banner
         .iter()
         .find_map(|l| l.trim().strip_prefix(label))

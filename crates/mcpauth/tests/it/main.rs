@@ -9,3 +9,4 @@ mod connect_eras;
 mod federation;
 mod gateway;
 mod serve;
+mod upstream_token;
