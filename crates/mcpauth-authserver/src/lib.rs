@@ -41,6 +41,7 @@ pub mod federation;
 mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
+mod identity;
 mod keys;
 mod listen;
 mod pages;
@@ -60,6 +61,7 @@ pub use config::{
     SigningAlg,
 };
 pub use error::{AuthServerError, DatabaseError, MigrationError};
+pub use identity::{IDENTITY_TOKEN_TTL, IDENTITY_TOKEN_TYP};
 pub use listen::{ConnectionLimits, serve_router};
 pub use server::{AuthServer, REVOCATION_SYNC, router, serve};
 pub use store::{Backend, Store};

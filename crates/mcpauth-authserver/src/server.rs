@@ -162,6 +162,10 @@ impl AuthServer {
         crate::federation::session::fresh(&self.shared, family).await
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.shared.config

@@ -174,6 +174,8 @@ mod tests {
             refresh_token: Some("rt-1".into()),
             expires_at: Some(100),
             scope: Some("repo".into()),
+            email: None,
+            name: None,
         }
     }
 

@@ -76,7 +76,7 @@ pub enum Command {
     /// Proxy stdio to a protected MCP server: use it as the `command` of an MCP client.
     Connect(ConnectArgs),
     /// Put OAuth in front of an MCP server: an HTTP upstream, or `--demo`.
-    Gateway(GatewayArgs),
+    Gateway(Box<GatewayArgs>),
     /// Run the authorization server (SQLite by default, PostgreSQL for several instances).
     Serve(ServeArgs),
     /// Manage the authorization server's users.
@@ -168,6 +168,13 @@ pub struct GatewayArgs {
     /// identity provider, and --upstream. A user who signed in with a password gets 403.
     #[arg(long, value_name = "HEADER")]
     pub upstream_token: Option<String>,
+    /// Tell the upstream MCP server who calls: this header carries a JWT (typ
+    /// `mcp-identity+jwt`, 60 s) signed with the embedded authorization server's key, with
+    /// `iss`, `aud` = the --upstream URL, `sub`, `email` and `name`, `iat`, `exp`, `jti`; the
+    /// upstream verifies it with the issuer's JWK set (ISSUER/jwks). Never an unsigned user
+    /// header a client could forge. Needs the embedded authorization server and --upstream.
+    #[arg(long, value_name = "HEADER")]
+    pub identity_header: Option<String>,
     /// An environment variable for the stdio MCP server, `NAME=VALUE`, or `NAME` to pass on the
     /// gateway's own (repeatable). The server starts with a clean environment: only PATH,
     /// HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_ALL, LC_CTYPE, LC_MESSAGES, TERM, TZ,
@@ -256,7 +263,7 @@ pub struct GatewayArgs {
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
     /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`, `dpop`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
-    /// `upstream_token`,
+    /// `upstream_token`, `identity_header`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
     /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
     #[arg(long, value_name = "FILE")]

@@ -354,10 +354,19 @@ pub(crate) async fn callback(
         Err(e) => return internal(e),
     };
     // SPEC F2: the upstream tokens wait, sealed, for the code of this request.
-    if let Some(tokens) = &identity.tokens {
+    if let Some(mut tokens) = identity.tokens {
+        let claim = |k: &str| {
+            identity
+                .claims
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        tokens.email = claim("email");
+        tokens.name = claim("name");
         let id = random_bytes_b64(16);
         let grant = UpstreamGrant {
-            sealed: shared.vault_key.seal(&id, tokens),
+            sealed: shared.vault_key.seal(&id, &tokens),
             id,
             request_id: record.request_id.clone(),
             provider: idp.name.clone(),

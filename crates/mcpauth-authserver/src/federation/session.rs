@@ -127,3 +127,18 @@ async fn renew(
 fn access(row: UpstreamGrant, tokens: UpstreamTokens) -> UpstreamAccess {
     UpstreamAccess::new(row.provider, row.subject, tokens.access_token)
 }
+
+/// The e-mail address and name the identity provider gave at the sign-in that started the
+/// grant `family_id`, without contacting it; `None` without such a sign-in.
+pub(crate) async fn identity(
+    shared: &Shared,
+    family_id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>, crate::AuthServerError> {
+    let Some(row) = shared.store.upstream_grant(family_id).await? else {
+        return Ok(None);
+    };
+    Ok(shared
+        .vault_key
+        .open(&row.id, &row.sealed)
+        .map(|t| (t.email, t.name)))
+}

@@ -80,6 +80,11 @@ pub(crate) struct UpstreamTokens {
     /// Unix time the access token expires; `None` when the provider did not say.
     pub expires_at: Option<i64>,
     pub scope: Option<String>,
+    /// The account's e-mail address and name at sign-in, for identity assertions.
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 crate::redacted_debug!(UpstreamTokens);
@@ -108,6 +113,8 @@ impl UpstreamTokens {
                 .scope
                 .clone()
                 .or_else(|| previous.and_then(|p| p.scope.clone())),
+            email: previous.and_then(|p| p.email.clone()),
+            name: previous.and_then(|p| p.name.clone()),
         })
     }
 }

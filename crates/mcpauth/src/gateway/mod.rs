@@ -75,6 +75,7 @@ struct Settings {
     #[serde(default)]
     upstream_env: Vec<String>,
     upstream_token: Option<String>,
+    identity_header: Option<String>,
     max_sessions_per_user: Option<usize>,
     max_sessions: Option<usize>,
     session_idle_timeout: Option<u64>,
@@ -109,6 +110,40 @@ fn upstream_token(
     Ok(Some(proxy::UpstreamToken {
         header,
         server: server.clone(),
+    }))
+}
+
+/// `--identity-header HEADER`, checked: only for an HTTP upstream behind the embedded
+/// authorization server, whose key signs the assertions.
+fn identity_header(
+    args: &GatewayArgs,
+    server: Option<&AuthServer>,
+) -> anyhow::Result<Option<proxy::IdentityHeader>> {
+    let Some(name) = &args.identity_header else {
+        return Ok(None);
+    };
+    let Some(server) = server else {
+        bail!(
+            "--identity-header needs the embedded authorization server (no --issuer or --introspection-url): its key signs the identity"
+        );
+    };
+    let Some(audience) = &args.upstream else {
+        bail!("--identity-header needs --upstream URL (an MCP server over HTTP)");
+    };
+    let header = header::HeaderName::from_bytes(name.as_bytes())
+        .with_context(|| format!("--identity-header {name:?} is not a valid header name"))?;
+    if header == header::AUTHORIZATION
+        || args
+            .upstream_token
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(name))
+    {
+        bail!("--identity-header {name} would overwrite the upstream token's header; pick another");
+    }
+    Ok(Some(proxy::IdentityHeader {
+        header,
+        server: server.clone(),
+        audience: audience.clone(),
     }))
 }
 
@@ -148,6 +183,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
         a.upstream_env = s.upstream_env;
     }
     a.upstream_token = a.upstream_token.or(s.upstream_token);
+    a.identity_header = a.identity_header.or(s.identity_header);
     a.max_sessions_per_user = a.max_sessions_per_user.or(s.max_sessions_per_user);
     a.max_sessions = a.max_sessions.or(s.max_sessions);
     a.session_idle_timeout = a.session_idle_timeout.or(s.session_idle_timeout);
@@ -337,6 +373,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         };
 
     let upstream_token = upstream_token(args, authserver.as_ref())?;
+    let identity = identity_header(args, authserver.as_ref())?;
     let prm = ResourceMetadata::new(&resource, [issuer.clone()])?.scopes_supported(scopes.clone());
     let dpop = match args.dpop {
         Some(DpopMode::Require) => DpopPolicy::Require,
@@ -369,6 +406,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 .build()?,
             sessions: proxy::Sessions::default(),
             upstream_token,
+            identity,
         });
         Router::new()
             .route(&path, any(proxy::forward))

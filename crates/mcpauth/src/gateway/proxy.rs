@@ -86,6 +86,20 @@ pub struct Upstream {
     pub sessions: Sessions,
     /// `--upstream-token`: where the user's identity provider token goes.
     pub upstream_token: Option<UpstreamToken>,
+    /// `--identity-header`: a signed assertion of who calls.
+    pub identity: Option<IdentityHeader>,
+}
+
+/// `--identity-header HEADER`: a JWT signed by the embedded authorization server naming the
+/// caller, for the upstream `audience`.
+#[derive(Debug)]
+pub struct IdentityHeader {
+    /// The header set on every upstream request.
+    pub header: HeaderName,
+    /// The embedded authorization server (its key signs).
+    pub server: AuthServer,
+    /// The `aud` claim: the upstream URL.
+    pub audience: String,
 }
 
 /// `--upstream-token HEADER`: the header and the embedded server whose vault holds the tokens.
@@ -173,6 +187,27 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
                 headers.insert(t.header.clone(), v);
             }
             Err(refused) => return refused,
+        }
+    }
+    if let Some(id) = &up.identity {
+        let jti = principal(&req).and_then(|p| p.claims.get("jti")?.as_str().map(str::to_owned));
+        let signed = id
+            .server
+            .identity_token(owner.1, jti.as_deref(), &id.audience)
+            .await;
+        match signed.map(|jwt| HeaderValue::from_str(&jwt)) {
+            Ok(Ok(mut v)) => {
+                v.set_sensitive(true);
+                headers.insert(id.header.clone(), v);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the identity assertion is no header value");
+                return json_rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "signing the identity assertion failed");
+                return json_rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
         }
     }
     let session = req

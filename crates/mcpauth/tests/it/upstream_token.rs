@@ -284,6 +284,73 @@ async fn f3_the_provider_ending_the_session_ends_it_at_the_gateway_at_once() {
     let _ = gateway.kill().await;
 }
 
+/// Issue 12 part 3: `--identity-header` carries a JWT the upstream verifies with the
+/// gateway's JWK set (`{issuer}/jwks`): typed `mcp-identity+jwt`, `iss` the issuer, `aud` the
+/// upstream URL, `sub` the access token's, `email` and `name` from the provider, 60 s. One
+/// signed by another key with the same `kid`, or checked for another audience, fails.
+#[tokio::test]
+async fn identity_header_verifies_with_the_gateways_jwks_and_a_forgery_does_not() {
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation, decode};
+    let idp = idp().await;
+    let (upstream, seen) = recording_upstream().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut args = gateway_args(home.path(), &idp, &upstream, "X-Idp-Token");
+    args.extend(["--identity-header".to_owned(), "X-Mcp-Identity".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut gateway, banner) = start_gateway(home.path(), &args, &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let (_, tokens) = federated_sign_in(&issuer, &url).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let (status, body) = call(&url, access).await;
+    assert_eq!(status, 200, "{body}");
+    let jwt = seen.lock().unwrap()[0]["x-mcp-identity"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let jwks: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{issuer}/jwks"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(&jwt).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("mcp-identity+jwt"));
+    let kid = header.kid.clone().unwrap();
+    let key = DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let validation = |aud: &str| {
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&[aud]);
+        v.set_issuer(&[&issuer]);
+        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        v
+    };
+    let claims: Value = decode(&jwt, &key, &validation(&upstream)).unwrap().claims;
+    let access_claims: Value = jsonwebtoken::dangerous::insecure_decode(access)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], access_claims["sub"]);
+    assert_eq!(claims["email"], "ada@example.com");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        60
+    );
+    assert!(claims["jti"].is_string());
+    assert!(decode::<Value>(&jwt, &key, &validation("http://other.example/mcp")).is_err());
+
+    // A forgery: the same claims, header and kid, signed by another P-256 key.
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let forged = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ec_der(&other.serialize_der()),
+    )
+    .unwrap();
+    assert!(decode::<Value>(&forged, &key, &validation(&upstream)).is_err());
+    let _ = gateway.kill().await;
+}
+
 /// F8: a token whose grant has no provider token (here a client credentials token) is refused
 /// with 403 and a clear JSON-RPC error, never forwarded without it.
 #[tokio::test]
