@@ -168,11 +168,18 @@ pub struct GatewayArgs {
     /// identity provider, and --upstream. A user who signed in with a password gets 403.
     #[arg(long, value_name = "HEADER")]
     pub upstream_token: Option<String>,
+    /// For a stdio MCP server: put the signed-in user's identity provider access token in this
+    /// environment variable of each session's process (like --upstream-token). The process
+    /// keeps the token it started with; when it expires, the client starts a new MCP session.
+    #[arg(long, value_name = "NAME")]
+    pub upstream_token_env: Option<String>,
     /// Tell the upstream MCP server who calls: this header carries a JWT (typ
     /// `mcp-identity+jwt`, 60 s) signed with the embedded authorization server's key, with
     /// `iss`, `aud` = the --upstream URL, `sub`, `email` and `name`, `iat`, `exp`, `jti`; the
     /// upstream verifies it with the issuer's JWK set (ISSUER/jwks). Never an unsigned user
-    /// header a client could forge. Needs the embedded authorization server and --upstream.
+    /// header a client could forge. For a stdio server, the JWT (`aud` = `stdio:COMMAND`) is in
+    /// the process's MCPAUTH_IDENTITY instead, made when the session starts. Needs the
+    /// embedded authorization server.
     #[arg(long, value_name = "HEADER")]
     pub identity_header: Option<String>,
     /// An environment variable for the stdio MCP server, `NAME=VALUE`, or `NAME` to pass on the
@@ -263,7 +270,7 @@ pub struct GatewayArgs {
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
     /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`, `dpop`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
-    /// `upstream_token`, `identity_header`,
+    /// `upstream_token`, `upstream_token_env`, `identity_header`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
     /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
     #[arg(long, value_name = "FILE")]

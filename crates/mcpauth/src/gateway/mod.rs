@@ -6,6 +6,7 @@
 mod demo;
 mod embedded;
 mod proxy;
+mod session_env;
 mod stdio;
 
 use std::sync::Arc;
@@ -75,6 +76,7 @@ struct Settings {
     #[serde(default)]
     upstream_env: Vec<String>,
     upstream_token: Option<String>,
+    upstream_token_env: Option<String>,
     identity_header: Option<String>,
     max_sessions_per_user: Option<usize>,
     max_sessions: Option<usize>,
@@ -83,8 +85,23 @@ struct Settings {
     tool_scopes: std::collections::BTreeMap<String, Vec<String>>,
 }
 
-/// `--upstream-token HEADER`, checked: only for an HTTP upstream behind the embedded
-/// authorization server with at least one identity provider (SPEC F8).
+/// The embedded server, when `flag` may be used: it holds the users' identity provider
+/// tokens only with at least one identity provider (SPEC F8).
+fn vault_server<'a>(flag: &str, server: Option<&'a AuthServer>) -> anyhow::Result<&'a AuthServer> {
+    let Some(server) = server else {
+        bail!(
+            "{flag} needs the embedded authorization server (no --issuer or --introspection-url): only it holds the users' identity provider tokens"
+        );
+    };
+    if server.config().identity_providers.is_empty() {
+        bail!(
+            "{flag} needs an identity provider (--idp-issuer): users who sign in with a password have no upstream token"
+        );
+    }
+    Ok(server)
+}
+
+/// `--upstream-token HEADER`, checked: only for an HTTP upstream.
 fn upstream_token(
     args: &GatewayArgs,
     server: Option<&AuthServer>,
@@ -92,18 +109,11 @@ fn upstream_token(
     let Some(name) = &args.upstream_token else {
         return Ok(None);
     };
-    let Some(server) = server else {
-        bail!(
-            "--upstream-token needs the embedded authorization server (no --issuer or --introspection-url): only it holds the users' identity provider tokens"
-        );
-    };
-    if server.config().identity_providers.is_empty() {
-        bail!(
-            "--upstream-token needs an identity provider (--idp-issuer): users who sign in with a password have no upstream token"
-        );
-    }
+    let server = vault_server("--upstream-token", server)?;
     if args.upstream.is_none() {
-        bail!("--upstream-token needs --upstream URL (an MCP server over HTTP)");
+        bail!(
+            "--upstream-token needs --upstream URL (an MCP server over HTTP); for a stdio server use --upstream-token-env NAME"
+        );
     }
     let header = header::HeaderName::from_bytes(name.as_bytes())
         .with_context(|| format!("--upstream-token {name:?} is not a valid header name"))?;
@@ -113,8 +123,40 @@ fn upstream_token(
     }))
 }
 
-/// `--identity-header HEADER`, checked: only for an HTTP upstream behind the embedded
-/// authorization server, whose key signs the assertions.
+/// `--upstream-token-env NAME` and `--identity-header` for a stdio upstream, checked.
+fn session_env(
+    args: &GatewayArgs,
+    server: Option<&AuthServer>,
+) -> anyhow::Result<Option<session_env::SessionEnv>> {
+    if let Some(name) = &args.upstream_token_env {
+        vault_server("--upstream-token-env", server)?;
+        if args.command.is_empty() {
+            bail!(
+                "--upstream-token-env is for a stdio MCP server (-- COMMAND); with --upstream use --upstream-token HEADER"
+            );
+        }
+        if name.is_empty() || name.contains(['=', '\0']) {
+            bail!("--upstream-token-env {name:?} is not a valid environment variable name");
+        }
+    }
+    let identity = args.identity_header.is_some() && !args.command.is_empty();
+    if args.upstream_token_env.is_none() && !identity {
+        return Ok(None);
+    }
+    let Some(server) = server else {
+        bail!(
+            "--identity-header needs the embedded authorization server (no --issuer or --introspection-url): its key signs the identity"
+        );
+    };
+    Ok(Some(session_env::SessionEnv {
+        token_env: args.upstream_token_env.clone(),
+        identity_audience: identity.then(|| format!("stdio:{}", args.command[0])),
+        server: server.clone(),
+    }))
+}
+
+/// `--identity-header HEADER` for an HTTP upstream, checked: the embedded authorization
+/// server's key signs the assertions (a stdio upstream: [`session_env`]).
 fn identity_header(
     args: &GatewayArgs,
     server: Option<&AuthServer>,
@@ -128,7 +170,7 @@ fn identity_header(
         );
     };
     let Some(audience) = &args.upstream else {
-        bail!("--identity-header needs --upstream URL (an MCP server over HTTP)");
+        return Ok(None);
     };
     let header = header::HeaderName::from_bytes(name.as_bytes())
         .with_context(|| format!("--identity-header {name:?} is not a valid header name"))?;
@@ -183,6 +225,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
         a.upstream_env = s.upstream_env;
     }
     a.upstream_token = a.upstream_token.or(s.upstream_token);
+    a.upstream_token_env = a.upstream_token_env.or(s.upstream_token_env);
     a.identity_header = a.identity_header.or(s.identity_header);
     a.max_sessions_per_user = a.max_sessions_per_user.or(s.max_sessions_per_user);
     a.max_sessions = a.max_sessions.or(s.max_sessions);
@@ -374,6 +417,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
 
     let upstream_token = upstream_token(args, authserver.as_ref())?;
     let identity = identity_header(args, authserver.as_ref())?;
+    let session_env = session_env(args, authserver.as_ref())?;
     let prm = ResourceMetadata::new(&resource, [issuer.clone()])?.scopes_supported(scopes.clone());
     let dpop = match args.dpop {
         Some(DpopMode::Require) => DpopPolicy::Require,
@@ -390,6 +434,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         let upstream = Arc::new(stdio::StdioUpstream::new(
             args.command.clone(),
             stdio::Options::from_args(args)?,
+            session_env,
         ));
         Router::new()
             .route(&path, any(stdio::handle))

@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mcpauth_authserver::{AuthServer, VaultError};
+use mcpauth_authserver::{AuthServer, UpstreamAccess, VaultError};
 use mcpauth_resource::principal;
 use serde_json::json;
 
@@ -90,6 +90,43 @@ pub struct Upstream {
     pub identity: Option<IdentityHeader>,
 }
 
+/// The fresh provider token of the grant of the access token `jti` (SPEC F8), or the answer
+/// to give the client instead: 403 for a grant without one, 401 when the provider ended the
+/// session, 503 when it cannot be reached.
+pub(crate) async fn upstream_access(
+    server: &AuthServer,
+    jti: Option<&str>,
+) -> Result<UpstreamAccess, Response> {
+    let got = match jti {
+        Some(jti) => server.upstream_token(jti).await,
+        None => Err(VaultError::NoUpstreamGrant),
+    };
+    got.map_err(|e| match e {
+        VaultError::NoUpstreamGrant => json_rpc_error(
+            StatusCode::FORBIDDEN,
+            "this MCP server needs your identity provider's access token: sign in with the \
+             identity provider, not a password",
+        ),
+        VaultError::Ended => json_rpc_error(
+            StatusCode::UNAUTHORIZED,
+            "the identity provider ended your session; sign in again",
+        ),
+        VaultError::Unavailable(_) => json_rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the identity provider could not be reached to renew your session; try again",
+        ),
+        VaultError::Store(e) => {
+            tracing::error!(error = %e, "reading the upstream token failed");
+            json_rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    })
+}
+
+/// The `jti` of the request's verified access token.
+pub(crate) fn access_jti(req: &Request) -> Option<String> {
+    principal(req).and_then(|p| p.claims.get("jti")?.as_str().map(str::to_owned))
+}
+
 /// `--identity-header HEADER`: a JWT signed by the embedded authorization server naming the
 /// caller, for the upstream `audience`.
 #[derive(Debug)]
@@ -115,39 +152,7 @@ impl UpstreamToken {
     /// The header's value for the grant of the access token `jti` (SPEC F8), or the answer to
     /// give the client instead of forwarding.
     async fn value(&self, jti: Option<&str>) -> Result<HeaderValue, Response> {
-        let got = match jti {
-            Some(jti) => self.server.upstream_token(jti).await,
-            None => Err(VaultError::NoUpstreamGrant),
-        };
-        let token = match got {
-            Ok(access) => access,
-            Err(VaultError::NoUpstreamGrant) => {
-                return Err(json_rpc_error(
-                    StatusCode::FORBIDDEN,
-                    "this MCP server needs your identity provider's access token: sign in with \
-                     the identity provider, not a password",
-                ));
-            }
-            Err(VaultError::Ended) => {
-                return Err(json_rpc_error(
-                    StatusCode::UNAUTHORIZED,
-                    "the identity provider ended your session; sign in again",
-                ));
-            }
-            Err(VaultError::Unavailable(_)) => {
-                return Err(json_rpc_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the identity provider could not be reached to renew your session; try again",
-                ));
-            }
-            Err(VaultError::Store(e)) => {
-                tracing::error!(error = %e, "reading the upstream token failed");
-                return Err(json_rpc_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error",
-                ));
-            }
-        };
+        let token = upstream_access(&self.server, jti).await?;
         let text = if self.header == header::AUTHORIZATION {
             format!("Bearer {}", token.access_token())
         } else {
@@ -164,7 +169,7 @@ impl UpstreamToken {
     }
 }
 
-fn json_rpc_error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn json_rpc_error(status: StatusCode, message: &str) -> Response {
     let body = json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": message}});
     (status, axum::Json(body)).into_response()
 }
@@ -181,7 +186,7 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
     let owner = (who.0.as_str(), who.1.as_str());
     let mut headers = up.headers.clone();
     if let Some(t) = &up.upstream_token {
-        let jti = principal(&req).and_then(|p| p.claims.get("jti")?.as_str().map(str::to_owned));
+        let jti = access_jti(&req);
         match t.value(jti.as_deref()).await {
             Ok(v) => {
                 headers.insert(t.header.clone(), v);
@@ -190,7 +195,7 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
         }
     }
     if let Some(id) = &up.identity {
-        let jti = principal(&req).and_then(|p| p.claims.get("jti")?.as_str().map(str::to_owned));
+        let jti = access_jti(&req);
         let signed = id
             .server
             .identity_token(owner.1, jti.as_deref(), &id.audience)

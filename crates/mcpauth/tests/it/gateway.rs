@@ -432,7 +432,7 @@ async fn sep2243_proxy_forwards_the_mcp_headers_both_ways() {
 /// wait for the next request, log a message and answer that request and then its own (`hold`),
 /// or say its tool list changed (`change`), or wait for a cancellation and answer with the
 /// request id it names (`cancellable`).
-const PY_SERVER: &str = r#"
+pub(crate) const PY_SERVER: &str = r#"
 import json, os, sys, time
 level = roots = None
 queue = []

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::common::{LIMIT, cookie, hidden, mcpauth};
 use crate::federation::{REDIRECT, authorize_for, no_redirects};
-use crate::gateway::{banner_value, start_gateway};
+use crate::gateway::{PY_SERVER, banner_value, start_gateway};
 
 /// An upstream MCP server that records the headers of every request.
 async fn recording_upstream() -> (String, Arc<Mutex<Vec<HeaderMap>>>) {
@@ -351,6 +351,124 @@ async fn identity_header_verifies_with_the_gateways_jwks_and_a_forgery_does_not(
     let _ = gateway.kill().await;
 }
 
+/// Issue 12 part 3, stdio: `--upstream-token-env NAME` gives each session's process the
+/// user's provider token in NAME, and `--identity-header` a signed assertion (`aud`
+/// `stdio:COMMAND`) in MCPAUTH_IDENTITY; the MCP client's token is in neither nor anywhere in
+/// the environment. A grant without a provider token starts no process (403).
+#[tokio::test]
+async fn f8_a_stdio_process_gets_the_provider_token_and_identity_in_its_environment() {
+    let idp = idp().await;
+    let home = tempfile::tempdir().unwrap();
+    let server = home.path().join("server.py");
+    std::fs::write(&server, PY_SERVER).unwrap();
+    let database = format!("sqlite://{}?mode=rwc", home.path().join("gw.db").display());
+    let mut args: Vec<String> = [
+        "--database",
+        &database,
+        "--upstream-token-env",
+        "IDP_TOKEN",
+        "--identity-header",
+        "X-Mcp-Identity",
+        "--no-password-login",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(idp_args(home.path(), &idp));
+    args.extend(["--".into(), "python3".into(), server.display().to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut gateway, banner) = start_gateway(home.path(), &args, &[]).await;
+    let url = banner_value(&banner, "MCP server:");
+    let issuer = url.trim_end_matches("/mcp").to_owned();
+    let (_, tokens) = federated_sign_in(&issuer, &url).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let post = |session: Option<&str>, body: Value| {
+        let mut r = no_redirects()
+            .post(&url)
+            .bearer_auth(access)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(s) = session {
+            r = r.header("mcp-session-id", s);
+        }
+        r.body(body.to_string()).send()
+    };
+    let init = post(
+        None,
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status(), 200);
+    let session = init.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let answer: Value = post(
+        Some(&session),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "env", "arguments": {}}}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let env: std::collections::HashMap<String, String> =
+        serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(env["IDP_TOKEN"], "at-u1");
+    let identity: Value = jsonwebtoken::dangerous::insecure_decode(&env["MCPAUTH_IDENTITY"])
+        .unwrap()
+        .claims;
+    assert_eq!(identity["aud"], "stdio:python3");
+    assert_eq!(identity["iss"], issuer.as_str());
+    assert_eq!(identity["email"], "ada@example.com");
+    for (name, value) in &env {
+        assert!(
+            !value.contains(access),
+            "the MCP client's token leaked in {name}"
+        );
+    }
+
+    // A client credentials token has no provider token: no process starts.
+    let out = mcpauth(home.path())
+        .args([
+            "clients",
+            "add",
+            "--id",
+            "bot",
+            "--json",
+            "--database",
+            &database,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let secret = serde_json::from_slice::<Value>(&out.stdout).unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bot: Value = no_redirects()
+        .post(format!("{issuer}/token"))
+        .basic_auth("bot", Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = no_redirects()
+        .post(&url)
+        .bearer_auth(bot["access_token"].as_str().unwrap())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let _ = gateway.kill().await;
+}
+
 /// F8: a token whose grant has no provider token (here a client credentials token) is refused
 /// with 403 and a clear JSON-RPC error, never forwarded without it.
 #[tokio::test]
@@ -438,7 +556,7 @@ async fn f8_upstream_token_is_refused_where_it_cannot_work() {
                 vec!["--".into(), "python3".into(), "server.py".into()],
             ]
             .concat(),
-            "needs --upstream URL",
+            "for a stdio server use --upstream-token-env",
         ),
         (
             [
