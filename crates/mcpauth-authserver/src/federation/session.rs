@@ -95,7 +95,17 @@ pub(crate) async fn fresh(shared: &Shared, family_id: &str) -> Result<UpstreamAc
                 .await?;
             Ok(access(row, renewed))
         }
-        Err(UpstreamError::GrantEnded) => Err(end(shared, family_id, now).await),
+        Err(UpstreamError::GrantEnded) => {
+            // Another instance on the same database may have renewed first with the same
+            // refresh token, which a rotating provider then refuses: its result stands.
+            if let Some(newer) = shared.store.upstream_grant(family_id).await?
+                && newer.sealed != row.sealed
+                && let Some(tokens) = shared.vault_key.open(&newer.id, &newer.sealed)
+            {
+                return Ok(access(newer, tokens));
+            }
+            Err(end(shared, family_id, now).await)
+        }
         Err(e) => {
             tracing::warn!(provider = %idp.name, error = %e, "renewing an upstream token failed");
             Err(VaultError::Unavailable(e.to_string()))

@@ -315,7 +315,15 @@ async fn check_upstream(
         return Ok(());
     }
     match crate::federation::session::fresh(shared, &row.family_id).await {
-        Ok(_) | Err(VaultError::NoUpstreamGrant) => Ok(()),
+        Ok(_) => {
+            // The upstream tokens live as long as the family they belong to.
+            let until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+            Ok(shared
+                .store
+                .touch_upstream_grant(&row.family_id, until)
+                .await?)
+        }
+        Err(VaultError::NoUpstreamGrant) => Ok(()),
         Err(VaultError::Ended) => Err(invalid_grant(
             "the identity provider ended the session (the account was removed or its access \
              revoked); every token of this grant is revoked, sign in again",

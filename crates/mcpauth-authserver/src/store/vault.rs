@@ -115,6 +115,20 @@ impl Store {
             == 1)
     }
 
+    /// Keeps the upstream grant of `family_id` until `expires_at` (the family was refreshed).
+    pub(crate) async fn touch_upstream_grant(
+        &self,
+        family_id: &str,
+        expires_at: i64,
+    ) -> Result<(), AuthServerError> {
+        sqlx::query("UPDATE upstream_grants SET expires_at = $1 WHERE family_id = $2")
+            .bind(expires_at)
+            .bind(family_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// Deletes the upstream grant of `family_id` (the family was revoked).
     pub(crate) async fn delete_upstream_grant(
         &self,
