@@ -300,6 +300,13 @@ pub struct Config {
     pub identity_providers: Vec<crate::federation::IdentityProvider>,
     /// Whether local users may sign in with a password (default true; false: providers only).
     pub password_login: bool,
+    /// The key that seals the upstream tokens at rest (SPEC F5). `None` (the default): a random
+    /// key for this process only, so the stored upstream tokens cannot be read after a restart
+    /// and those grants end at their next refresh; give a [`VaultKey::load_or_create`] key to
+    /// keep them (and the same file to every instance sharing a database).
+    ///
+    /// [`VaultKey::load_or_create`]: crate::VaultKey::load_or_create
+    pub vault_key: Option<crate::VaultKey>,
 }
 
 impl Config {
@@ -336,6 +343,7 @@ impl Config {
             secure_cookies,
             identity_providers: Vec::new(),
             password_login: true,
+            vault_key: None,
         }
     }
 

@@ -41,6 +41,15 @@ pub enum AuthServerError {
         /// The I/O error (shown in the message, so not also a `source`).
         error: std::io::Error,
     },
+    /// The vault key file (SPEC F5) could not be created or read, is not 32 bytes of base64url,
+    /// or group or others can access it.
+    #[error("the vault key file {path}: {reason}")]
+    VaultKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong (no key material).
+        reason: String,
+    },
     /// A key could not be generated, parsed or used.
     #[error("cryptographic failure: {0}")]
     Crypto(String),

@@ -42,6 +42,7 @@ pub mod federation;
 mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
+mod identity;
 mod keys;
 mod listen;
 mod pages;
@@ -53,6 +54,7 @@ mod secrets;
 mod server;
 mod store;
 mod tokens;
+mod vault;
 
 pub use clients::{AuthMethod, ClientKind};
 pub use config::{
@@ -60,6 +62,8 @@ pub use config::{
     SigningAlg,
 };
 pub use error::{AuthServerError, DatabaseError, MigrationError};
+pub use identity::{IDENTITY_TOKEN_TTL, IDENTITY_TOKEN_TYP};
 pub use listen::{ConnectionLimits, serve_router};
 pub use server::{AuthServer, REVOCATION_SYNC, router, serve};
 pub use store::{Backend, Store};
+pub use vault::{UpstreamAccess, VaultError, VaultKey, default_key_path};

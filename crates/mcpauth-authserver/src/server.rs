@@ -43,6 +43,10 @@ pub(crate) struct Shared {
     pub password_checks: Arc<tokio::sync::Semaphore>,
     /// The client of the upstream identity providers (federation), with its caches.
     pub upstream: crate::federation::upstream::Upstream,
+    /// The key sealing upstream tokens ([`Config::vault_key`], or a random one).
+    pub vault_key: crate::VaultKey,
+    /// One upstream refresh per grant at a time.
+    pub refresh_locks: crate::federation::session::RefreshLocks,
 }
 
 crate::redacted_debug!(Shared);
@@ -108,6 +112,15 @@ impl AuthServer {
             (config.max_concurrent_password_checks).min(tokio::sync::Semaphore::MAX_PERMITS),
         ));
         store.sync_revocations().await?;
+        let config_vault_key = config.vault_key.clone().unwrap_or_else(|| {
+            if !config.identity_providers.is_empty() {
+                tracing::warn!(
+                    "no vault key configured: upstream tokens are sealed under a key for this \
+                     process only, and those grants end at their next refresh after a restart"
+                );
+            }
+            crate::VaultKey::random()
+        });
         let shared = Arc::new(Shared {
             config,
             store,
@@ -118,6 +131,8 @@ impl AuthServer {
             jwks_cache: Mutex::new(HashMap::new()),
             password_checks,
             upstream: crate::federation::upstream::Upstream::new(),
+            vault_key: config_vault_key,
+            refresh_locks: Default::default(),
         });
         tokio::spawn(sync_revocations(Arc::downgrade(&shared)));
         Ok(AuthServer { shared })
@@ -129,6 +144,26 @@ impl AuthServer {
     /// database within [`REVOCATION_SYNC`]. For a verifier in the same process as the server.
     pub fn access_token_revoked(&self, jti: &str) -> bool {
         self.shared.store.is_revoked(jti)
+    }
+
+    /// The fresh upstream access token of the user an access token was issued to, from its
+    /// verified `jti` (its grant family): renewed at the identity provider first when it
+    /// expires within a minute; the provider refusing that ends the grant (SPEC F3, F4, F8).
+    pub async fn upstream_token(
+        &self,
+        jti: &str,
+    ) -> Result<crate::UpstreamAccess, crate::VaultError> {
+        let Some((family, _)) = jti.split_once('.') else {
+            return Err(crate::VaultError::NoUpstreamGrant);
+        };
+        if self.shared.store.is_revoked(jti) {
+            return Err(crate::VaultError::Ended);
+        }
+        crate::federation::session::fresh(&self.shared, family).await
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 
     /// The configuration.

@@ -146,6 +146,11 @@ impl GithubProvider {
 
     /// Whether `headers` carry one of its access tokens and a `User-Agent` (GitHub's API
     /// refuses requests without one).
+    /// Whether `token` is an access token it issued.
+    pub fn issued(&self, token: &str) -> bool {
+        self.inner.lock().unwrap().tokens.contains(token)
+    }
+
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let token = headers
             .get(header::AUTHORIZATION)

@@ -45,6 +45,11 @@ pub enum IdpFault {
     UserinfoOtherSub,
     /// Only `client_secret_post` is advertised and accepted at `/token`.
     SecretPostOnly,
+    /// A refresh is refused with `invalid_grant` (the account was removed or its access
+    /// revoked at the provider).
+    RefreshRevoked,
+    /// `/token` answers 503 (the provider is unwell); everything else works.
+    TokenUnavailable,
 }
 
 /// The account the provider signs in.
@@ -64,6 +69,12 @@ struct Inner {
     fault: IdpFault,
     user: IdpUser,
     tokens: u32,
+    /// `expires_in` of the access tokens.
+    access_ttl: i64,
+    /// The refresh tokens that are valid (each is spent by its use: rotation).
+    refresh_tokens: std::collections::HashSet<String>,
+    /// Refreshes answered with tokens.
+    refreshes: u32,
 }
 
 /// A running test provider.
@@ -116,6 +127,9 @@ impl OidcProvider {
                 fault: IdpFault::None,
                 user,
                 tokens: 0,
+                access_ttl: 300,
+                refresh_tokens: Default::default(),
+                refreshes: 0,
             })),
         };
         let app = Router::new()
@@ -150,6 +164,23 @@ impl OidcProvider {
     /// How many token requests it answered with tokens.
     pub fn tokens_issued(&self) -> u32 {
         self.inner.lock().unwrap().tokens
+    }
+
+    /// Sets `expires_in` of the access tokens issued from now on (default 300 s).
+    pub fn set_access_ttl(&self, seconds: i64) {
+        self.inner.lock().unwrap().access_ttl = seconds;
+    }
+
+    /// How many refreshes it answered with tokens.
+    pub fn refreshes(&self) -> u32 {
+        self.inner.lock().unwrap().refreshes
+    }
+
+    /// The access token it issued last (`at-SUB` at sign-in, `at-SUB-rN` after the Nth
+    /// refresh).
+    pub fn last_access_token(&self) -> String {
+        let inner = self.inner.lock().unwrap();
+        access_token_of(&inner.user.sub, inner.refreshes)
     }
 
     fn fault(&self) -> IdpFault {
@@ -238,8 +269,13 @@ async fn token(
         )
             .into_response();
     }
-    if f.get("grant_type").map(String::as_str) != Some("authorization_code") {
-        return token_error("unsupported_grant_type");
+    if idp.fault() == IdpFault::TokenUnavailable {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance").into_response();
+    }
+    match f.get("grant_type").map(String::as_str) {
+        Some("authorization_code") => {}
+        Some("refresh_token") => return refresh(&idp, &f),
+        _ => return token_error("unsupported_grant_type"),
     }
     let Some(issued) = idp.codes.redeem(&f) else {
         return token_error("invalid_grant");
@@ -308,14 +344,50 @@ async fn token(
             &claims,
         ),
     };
-    let access_token = format!("at-{}", user.sub);
+    let (refresh_token, access_ttl) = {
+        let mut inner = idp.inner.lock().unwrap();
+        let rt = format!("rt-{}", random());
+        inner.refresh_tokens.insert(rt.clone());
+        (rt, inner.access_ttl)
+    };
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({
-            "access_token": access_token,
+            "access_token": access_token_of(&user.sub, 0),
             "token_type": "Bearer",
-            "expires_in": 300,
+            "expires_in": access_ttl,
+            "refresh_token": refresh_token,
             "id_token": id_token,
+        })),
+    )
+        .into_response()
+}
+
+fn access_token_of(sub: &str, refreshes: u32) -> String {
+    if refreshes == 0 {
+        format!("at-{sub}")
+    } else {
+        format!("at-{sub}-r{refreshes}")
+    }
+}
+
+/// The refresh token grant (RFC 6749 §6), rotating the refresh token.
+fn refresh(idp: &OidcProvider, f: &HashMap<String, String>) -> Response {
+    let mut inner = idp.inner.lock().unwrap();
+    let presented = f.get("refresh_token").map(String::as_str).unwrap_or("");
+    if inner.fault == IdpFault::RefreshRevoked || !inner.refresh_tokens.remove(presented) {
+        return token_error("invalid_grant");
+    }
+    inner.refreshes += 1;
+    let rt = format!("rt-{}", random());
+    inner.refresh_tokens.insert(rt.clone());
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "access_token": access_token_of(&inner.user.sub, inner.refreshes),
+            "token_type": "Bearer",
+            "expires_in": inner.access_ttl,
+            "refresh_token": rt,
         })),
     )
         .into_response()

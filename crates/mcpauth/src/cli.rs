@@ -76,7 +76,7 @@ pub enum Command {
     /// Proxy stdio to a protected MCP server: use it as the `command` of an MCP client.
     Connect(ConnectArgs),
     /// Put OAuth in front of an MCP server: an HTTP upstream, or `--demo`.
-    Gateway(GatewayArgs),
+    Gateway(Box<GatewayArgs>),
     /// Run the authorization server (SQLite by default, PostgreSQL for several instances).
     Serve(ServeArgs),
     /// Manage the authorization server's users.
@@ -162,6 +162,27 @@ pub struct GatewayArgs {
     /// environment). The client's own Authorization is never passed on (MCP SPEC S5).
     #[arg(long = "upstream-header", value_name = "NAME: VALUE")]
     pub upstream_headers: Vec<String>,
+    /// Give the upstream MCP server the signed-in user's access token at their identity
+    /// provider in this header on every request (`Authorization` carries `Bearer TOKEN`, any
+    /// other header the bare token), renewed by mcpauth when it expires within a minute; never
+    /// the MCP client's token (SPEC F8). Needs the embedded authorization server with an
+    /// identity provider, and --upstream. A user who signed in with a password gets 403.
+    #[arg(long, value_name = "HEADER")]
+    pub upstream_token: Option<String>,
+    /// For a stdio MCP server: put the signed-in user's identity provider access token in this
+    /// environment variable of each session's process (like --upstream-token). The process
+    /// keeps the token it started with; when it expires, the client starts a new MCP session.
+    #[arg(long, value_name = "NAME")]
+    pub upstream_token_env: Option<String>,
+    /// Tell the upstream MCP server who calls: this header carries a JWT (typ
+    /// `mcp-identity+jwt`, 60 s) signed with the embedded authorization server's key, with
+    /// `iss`, `aud` = the --upstream URL, `sub`, `email` and `name`, `iat`, `exp`, `jti`; the
+    /// upstream verifies it with the issuer's JWK set (ISSUER/jwks). Never an unsigned user
+    /// header a client could forge. For a stdio server, the JWT (`aud` = `stdio:COMMAND`) is in
+    /// the process's MCPAUTH_IDENTITY instead, made when the session starts. Needs the
+    /// embedded authorization server.
+    #[arg(long, value_name = "HEADER")]
+    pub identity_header: Option<String>,
     /// An environment variable for the stdio MCP server, `NAME=VALUE`, or `NAME` to pass on the
     /// gateway's own (repeatable). The server starts with a clean environment: only PATH,
     /// HOME, USER, LOGNAME, SHELL, LANG, LANGUAGE, LC_ALL, LC_CTYPE, LC_MESSAGES, TERM, TZ,
@@ -250,6 +271,7 @@ pub struct GatewayArgs {
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
     /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`, `dpop`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
+    /// `upstream_token`, `upstream_token_env`, `identity_header`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
     /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
     #[arg(long, value_name = "FILE")]
@@ -461,6 +483,11 @@ pub struct IdpArgs {
     /// Turn off password sign-in: users sign in through identity providers only.
     #[arg(long)]
     pub no_password_login: bool,
+    /// The key sealing the identity providers' tokens at rest (SPEC F5), created with mode 0600
+    /// when missing; give every instance sharing a database the same file [default: beside a
+    /// SQLite database, DB.vault-key; otherwise authserver.vault-key beside the token store].
+    #[arg(long, value_name = "FILE")]
+    pub vault_key_file: Option<PathBuf>,
 }
 
 /// Dynamic registration policies.

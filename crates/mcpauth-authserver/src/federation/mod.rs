@@ -11,6 +11,7 @@
 mod oauth2;
 mod oidc;
 mod provider;
+pub(crate) mod session;
 pub(crate) mod upstream;
 
 use axum::extract::{RawQuery, State};
@@ -34,7 +35,7 @@ use crate::routes::authorize::{
 use crate::routes::{AppState, PeerIp};
 use crate::secrets::{hash_secret, now, random_bytes_b64, random_secret, seal, unseal};
 use crate::server::Shared;
-use crate::store::UpstreamLogin;
+use crate::store::{UpstreamGrant, UpstreamLogin};
 use oidc::ProviderMetadata;
 use upstream::{CodeGrant, UpstreamError};
 
@@ -352,5 +353,33 @@ pub(crate) async fn callback(
         }
         Err(e) => return internal(e),
     };
+    // SPEC F2: the upstream tokens wait, sealed, for the code of this request.
+    if let Some(mut tokens) = identity.tokens {
+        let claim = |k: &str| {
+            identity
+                .claims
+                .get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+        };
+        tokens.email = claim("email");
+        tokens.name = claim("name");
+        let id = random_bytes_b64(16);
+        let grant = UpstreamGrant {
+            sealed: shared.vault_key.seal(&id, &tokens),
+            id,
+            request_id: record.request_id.clone(),
+            provider: idp.name.clone(),
+            subject: identity.sub.clone(),
+        };
+        let until = now() + shared.config.session_ttl.as_secs() as i64;
+        if let Err(e) = shared
+            .store
+            .insert_upstream_grant(&grant, now(), until)
+            .await
+        {
+            return internal(e);
+        }
+    }
     federated_login(&shared, &record.request_id, &sid, &user_id).await
 }

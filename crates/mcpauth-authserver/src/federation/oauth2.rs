@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::OAuth2Endpoints;
-use super::upstream::{CodeGrant, Identity, Upstream, UpstreamError};
+use super::upstream::{CodeGrant, Identity, Upstream, UpstreamError, UpstreamTokens};
 use crate::federation::IdentityProvider;
 
 /// Longest accepted subject (as OIDC Core §2 bounds `sub`).
@@ -88,10 +88,9 @@ impl Upstream {
         let body = self
             .token_request(idp, &endpoints.token_endpoint, endpoints.token_auth, grant)
             .await?;
-        let access_token = body
-            .access_token
-            .filter(|t| !t.is_empty())
+        let tokens = UpstreamTokens::from_response(&body, crate::secrets::now(), None)
             .ok_or_else(|| UpstreamError::Token("the answer has no access_token".into()))?;
+        let access_token = tokens.access_token.clone();
         let user: Value = self
             .user_json(&endpoints.userinfo_endpoint, &access_token)
             .await?;
@@ -106,6 +105,7 @@ impl Upstream {
         Ok(Identity {
             sub,
             claims: claims(user, endpoints, emails),
+            tokens: Some(tokens),
         })
     }
 }

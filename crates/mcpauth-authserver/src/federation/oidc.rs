@@ -11,7 +11,9 @@ use mcpauth_core::constant_time_eq;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::upstream::{CodeGrant, Identity, Upstream, UpstreamError, read_json, secure_url};
+use super::upstream::{
+    CodeGrant, Identity, Upstream, UpstreamError, UpstreamTokens, read_json, secure_url,
+};
 use super::{IdentityProvider, TokenAuth};
 
 /// How long discovery and JWKS documents are kept without `Cache-Control: max-age`.
@@ -75,6 +77,25 @@ fn cache_for(resp: &reqwest::Response) -> Duration {
 /// Asymmetric algorithms only: never `none`, never HS* (SPEC F6).
 fn asymmetric(alg: Algorithm) -> bool {
     !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+impl ProviderMetadata {
+    /// How we authenticate at the token endpoint: client_secret_basic, or client_secret_post
+    /// when that is all the provider supports (RFC 8414 §2).
+    pub(super) fn token_auth(&self) -> TokenAuth {
+        let post_only = self
+            .token_endpoint_auth_methods_supported
+            .as_ref()
+            .is_some_and(|m| {
+                m.iter().any(|x| x == "client_secret_post")
+                    && !m.iter().any(|x| x == "client_secret_basic")
+            });
+        if post_only {
+            TokenAuth::Post
+        } else {
+            TokenAuth::Basic
+        }
+    }
 }
 
 impl Upstream {
@@ -187,21 +208,10 @@ impl Upstream {
         grant: &CodeGrant<'_>,
         nonce: &str,
     ) -> Result<Identity, UpstreamError> {
-        let post_only = meta
-            .token_endpoint_auth_methods_supported
-            .as_ref()
-            .is_some_and(|m| {
-                m.iter().any(|x| x == "client_secret_post")
-                    && !m.iter().any(|x| x == "client_secret_basic")
-            });
-        let auth = if post_only {
-            TokenAuth::Post
-        } else {
-            TokenAuth::Basic
-        };
         let body = self
-            .token_request(idp, &meta.token_endpoint, auth, grant)
+            .token_request(idp, &meta.token_endpoint, meta.token_auth(), grant)
             .await?;
+        let tokens = UpstreamTokens::from_response(&body, crate::secrets::now(), None);
         let id_token = body
             .id_token
             .ok_or_else(|| UpstreamError::Token("the answer has no id_token".into()))?;
@@ -228,7 +238,11 @@ impl Upstream {
                 }
             }
         }
-        Ok(Identity { sub, claims })
+        Ok(Identity {
+            sub,
+            claims,
+            tokens,
+        })
     }
 
     /// OIDC Core §3.1.3.7 (SPEC F6): an asymmetric signature by the provider's key with an

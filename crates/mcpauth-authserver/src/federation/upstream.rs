@@ -38,6 +38,10 @@ pub(crate) enum UpstreamError {
     /// The user endpoint's answer failed a check.
     #[error("the identity provider's userinfo answer was refused: {0}")]
     UserInfo(&'static str),
+    /// A refresh was answered `invalid_grant` (RFC 6749 §5.2): the provider ended the session
+    /// (the account was removed or its access revoked).
+    #[error("the identity provider ended the session (invalid_grant)")]
+    GrantEnded,
 }
 
 /// The verified identity of a signed-in account.
@@ -47,6 +51,8 @@ pub(crate) struct Identity {
     /// The claims the allow-list sees: the ID token's, completed by userinfo when the ID token
     /// had no `email` (OIDC); the user endpoint's JSON, mapped (OAuth 2.0).
     pub claims: serde_json::Map<String, serde_json::Value>,
+    /// The upstream tokens the sign-in brought, for the vault (SPEC F2).
+    pub tokens: Option<UpstreamTokens>,
 }
 
 /// The token endpoint's answer (RFC 6749 §5.1, §5.2).
@@ -55,7 +61,62 @@ pub(crate) struct TokenResponse {
     pub id_token: Option<String>,
     pub access_token: Option<String>,
     #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub expires_in: Option<u64>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    #[serde(default)]
     pub error: Option<String>,
+}
+
+crate::redacted_debug!(TokenResponse);
+
+/// An upstream grant's tokens as the vault keeps them (sealed, SPEC F5).
+#[derive(Clone, serde::Serialize, Deserialize)]
+pub(crate) struct UpstreamTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Unix time the access token expires; `None` when the provider did not say.
+    pub expires_at: Option<i64>,
+    pub scope: Option<String>,
+    /// The account's e-mail address and name at sign-in, for identity assertions.
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+crate::redacted_debug!(UpstreamTokens);
+
+impl UpstreamTokens {
+    /// The tokens of a token endpoint answer received at `now`; `previous` supplies the refresh
+    /// token and scope when a refresh answer omits them (RFC 6749 §6 lets the provider keep
+    /// the refresh token).
+    pub(crate) fn from_response(
+        body: &TokenResponse,
+        now: i64,
+        previous: Option<&UpstreamTokens>,
+    ) -> Option<Self> {
+        let access_token = body.access_token.clone().filter(|t| !t.is_empty())?;
+        Some(Self {
+            access_token,
+            refresh_token: body
+                .refresh_token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .or_else(|| previous.and_then(|p| p.refresh_token.clone())),
+            expires_at: body
+                .expires_in
+                .map(|s| now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
+            scope: body
+                .scope
+                .clone()
+                .or_else(|| previous.and_then(|p| p.scope.clone())),
+            email: previous.and_then(|p| p.email.clone()),
+            name: previous.and_then(|p| p.name.clone()),
+        })
+    }
 }
 
 /// What the callback brought and what redeems it (RFC 6749 §4.1.3, RFC 7636 §4.5); no `Debug`,
@@ -146,9 +207,7 @@ impl Upstream {
     }
 
     /// The authorization code grant's token request (RFC 6749 §4.1.3 with the PKCE verifier,
-    /// RFC 7636 §4.5), authenticated as `auth` says (RFC 6749 §2.3.1). `Accept:
-    /// application/json` because GitHub answers form-encoded otherwise. An `error` member fails
-    /// the request whatever the status (GitHub answers errors with 200).
+    /// RFC 7636 §4.5), authenticated as `auth` says (RFC 6749 §2.3.1).
     pub(super) async fn token_request(
         &self,
         idp: &IdentityProvider,
@@ -156,12 +215,47 @@ impl Upstream {
         auth: TokenAuth,
         grant: &CodeGrant<'_>,
     ) -> Result<TokenResponse, UpstreamError> {
-        let mut form = vec![
+        let form = vec![
             ("grant_type", "authorization_code"),
             ("code", grant.code),
             ("redirect_uri", grant.redirect_uri),
             ("code_verifier", grant.verifier),
         ];
+        self.post_token(idp, endpoint, auth, form)
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// The refresh token grant at the provider (RFC 6749 §6); `invalid_grant` is
+    /// [`UpstreamError::GrantEnded`], any other refusal or failure leaves the grant as it is.
+    pub(super) async fn refresh_request(
+        &self,
+        idp: &IdentityProvider,
+        endpoint: &str,
+        auth: TokenAuth,
+        refresh_token: &str,
+    ) -> Result<TokenResponse, UpstreamError> {
+        let form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        match self.post_token(idp, endpoint, auth, form).await {
+            Ok(body) => Ok(body),
+            Err((Some(code), _)) if code == "invalid_grant" => Err(UpstreamError::GrantEnded),
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    /// POSTs `form` to the token endpoint. `Accept: application/json` because GitHub answers
+    /// form-encoded otherwise. An `error` member fails the request whatever the status (GitHub
+    /// answers errors with 200); the failure carries the sanitized error code, if any.
+    async fn post_token(
+        &self,
+        idp: &IdentityProvider,
+        endpoint: &str,
+        auth: TokenAuth,
+        mut form: Vec<(&str, &str)>,
+    ) -> Result<TokenResponse, (Option<String>, UpstreamError)> {
         let mut req = self.http.post(endpoint);
         match auth {
             TokenAuth::Post => {
@@ -186,9 +280,9 @@ impl Upstream {
             .form(&form)
             .send()
             .await
-            .map_err(unreachable)?;
+            .map_err(|e| (None, unreachable(e)))?;
         let status = resp.status();
-        let body: TokenResponse = read_json(resp).await?;
+        let body: TokenResponse = read_json(resp).await.map_err(|e| (None, e))?;
         if !status.is_success() || body.error.is_some() {
             let error: String = body
                 .error
@@ -197,9 +291,10 @@ impl Upstream {
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .take(64)
                 .collect();
-            return Err(UpstreamError::Token(format!(
-                "HTTP {status}, error {error:?}"
-            )));
+            let e = UpstreamError::Token(format!("HTTP {status}, error {error:?}"));
+            // A server error is the provider being unwell, not a verdict on the grant.
+            let code = (!status.is_server_error()).then_some(error);
+            return Err((code, e));
         }
         Ok(body)
     }

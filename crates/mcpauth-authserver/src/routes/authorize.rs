@@ -284,7 +284,7 @@ pub(crate) async fn authorize(
         // §8.6); anything else needs the page (OIDC Core §3.1.2.6).
         return match has_consent(&shared, user, &pending).await {
             Ok(true) if identity_assured(&client, &redirect_uri) => {
-                finish(&shared, &pending, user, StatusCode::FOUND).await
+                finish(&shared, &pending, user, StatusCode::FOUND, None).await
             }
             Ok(_) => fail(OAuthError::new(ErrorCode::Other("consent_required".into()))),
             Err(e) => internal(e),
@@ -297,7 +297,7 @@ pub(crate) async fn authorize(
         match has_consent(&shared, user, &pending).await {
             // RFC 8252 §8.6: remembered consent answers only for an assured client.
             Ok(true) if identity_assured(&client, &redirect_uri) => {
-                return finish(&shared, &pending, user, StatusCode::FOUND).await;
+                return finish(&shared, &pending, user, StatusCode::FOUND, None).await;
             }
             Ok(c) => consented_before = c,
             Err(e) => return internal(e),
@@ -496,11 +496,27 @@ async fn has_consent(
         .any(|granted| ScopeSet::parse(granted).is_superset(&wanted)))
 }
 
-/// Issues the code and redirects back with `code`, `state` and `iss`.
-async fn finish(shared: &Shared, pending: &Pending, user_id: &str, status: StatusCode) -> Response {
+/// Issues the code and redirects back with `code`, `state` and `iss`. When the sign-in of the
+/// request `request_id` was at an identity provider, the grant family the code starts keeps its
+/// upstream tokens (SPEC F2).
+async fn finish(
+    shared: &Shared,
+    pending: &Pending,
+    user_id: &str,
+    status: StatusCode,
+    request_id: Option<&str>,
+) -> Response {
     let code = random_secret();
     let now = now();
     let family = random_bytes_b64(16);
+    if let Some(id) = request_id
+        && !shared.config.identity_providers.is_empty()
+    {
+        let until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+        if let Err(e) = shared.store.attach_upstream_grant(id, &family, until).await {
+            return internal(e);
+        }
+    }
     let stored = shared
         .store
         .insert_code(&NewCode {
@@ -737,7 +753,7 @@ async fn after_login(
                 .is_ok_and(|c| identity_assured(&c, &p.redirect_uri)) =>
         {
             match shared.store.take_request(request_id).await {
-                Ok(_) => finish(shared, p, user_id, StatusCode::SEE_OTHER).await,
+                Ok(_) => finish(shared, p, user_id, StatusCode::SEE_OTHER, Some(request_id)).await,
                 Err(e) => internal(e),
             }
         }
@@ -809,7 +825,14 @@ pub(crate) async fn consent(
     {
         return internal(e);
     }
-    finish(&shared, p, &user, StatusCode::SEE_OTHER).await
+    finish(
+        &shared,
+        p,
+        &user,
+        StatusCode::SEE_OTHER,
+        Some(&form.request_id),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use crate::secrets::{hash_secret, now, random_secret, seal, unseal};
 use crate::server::Shared;
 use crate::store::{NewRefresh, RefreshRow, Spend, Spent};
 use crate::tokens::{audience, check_resource, check_scope, issue_access_token};
+use crate::vault::VaultError;
 
 /// `POST /token`.
 pub(crate) async fn token(
@@ -264,6 +265,9 @@ async fn refresh_token(
             check_refresh(row.as_ref(), client, requested.as_ref(), resource, now)?;
         }
     }
+    if !shared.config.identity_providers.is_empty() {
+        check_upstream(shared, client, &hash, now).await?;
+    }
     // The common case in one step: spend the token if this refresh may spend it (its own
     // client, not spent, revoked or expired, the same resource) and store the successor.
     let successor = random_secret();
@@ -341,6 +345,50 @@ async fn check_bound_key(
         None => Err(invalid_proof(
             "the refresh token is DPoP-bound: send a DPoP proof by its key (RFC 9449 §5)",
         )),
+    }
+}
+
+/// Session binding (SPEC F3, F4): before a usable refresh token of a grant that started at an
+/// identity provider is spent, the provider's grant must still hold: its access token is
+/// renewed when due. The provider ending the session revokes our family (the vault did) and
+/// refuses the refresh; a provider that cannot be reached leaves everything as it was
+/// (RFC 6749 §5.2 `temporarily_unavailable`, 503), so the client may retry with the same token.
+async fn check_upstream(
+    shared: &Shared,
+    client: &Client,
+    hash: &str,
+    now: i64,
+) -> Result<(), TokenError> {
+    let Some(row) = shared.store.refresh(hash).await? else {
+        return Ok(());
+    };
+    let usable = row.used_at.is_none()
+        && row.revoked_at.is_none()
+        && row.expires_at > now
+        && row.client_id == client.client_id;
+    if !usable {
+        return Ok(());
+    }
+    match crate::federation::session::fresh(shared, &row.family_id).await {
+        Ok(_) => {
+            // The upstream tokens live as long as the family they belong to.
+            let until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+            Ok(shared
+                .store
+                .touch_upstream_grant(&row.family_id, until)
+                .await?)
+        }
+        Err(VaultError::NoUpstreamGrant) => Ok(()),
+        Err(VaultError::Ended) => Err(invalid_grant(
+            "the identity provider ended the session (the account was removed or its access \
+             revoked); every token of this grant is revoked, sign in again",
+        )),
+        Err(VaultError::Unavailable(_)) => Err(TokenError::bad(oauth_error(
+            ErrorCode::TemporarilyUnavailable,
+            "the identity provider could not be reached to renew the session; nothing was \
+             changed, try again later",
+        ))),
+        Err(VaultError::Store(e)) => Err(TokenError::internal(e)),
     }
 }
 

@@ -146,7 +146,8 @@ impl Store {
         .execute(self.pool())
         .await?;
         self.revoked.add_family(family_id, now, until);
-        Ok(())
+        // SPEC F5: the upstream tokens go with the grant.
+        self.delete_upstream_grant(family_id).await
     }
 
     pub(crate) async fn insert_refresh(&self, r: &NewRefresh<'_>) -> Result<(), AuthServerError> {

@@ -17,6 +17,7 @@ mod revoked;
 mod rotation;
 mod sessions;
 mod users;
+mod vault;
 
 use std::borrow::Cow;
 #[cfg(unix)]
@@ -37,6 +38,7 @@ pub(crate) use keys::KeyRow;
 use rotation::Rotator;
 pub(crate) use rotation::{Spend, Spent};
 pub(crate) use users::UserRow;
+pub(crate) use vault::UpstreamGrant;
 
 use crate::error::AuthServerError;
 use crate::secrets::now;
@@ -85,6 +87,7 @@ fn migrator(_backend: Backend) -> Migrator {
             "federation",
             include_str!("../../migrations/0003_federation.sql"),
         ),
+        migration(4, "vault", include_str!("../../migrations/0004_vault.sql")),
         migration(5, "dpop", include_str!("../../migrations/0005_dpop.sql")),
     ])
 }
@@ -172,6 +175,7 @@ impl Store {
             "DELETE FROM upstream_logins WHERE expires_at < $1",
             "DELETE FROM dpop_proofs WHERE expires_at < $1",
             "DELETE FROM dpop_families WHERE expires_at < $1",
+            "DELETE FROM upstream_grants WHERE expires_at < $1",
             "DELETE FROM consents WHERE client_id IN (SELECT client_id FROM clients \
              WHERE kind = 'dynamic' AND expires_at <= $1)",
             "DELETE FROM clients WHERE kind = 'metadata_document' AND expires_at < $1",

@@ -20,11 +20,12 @@ use crate::support::{
 const SUB: &str = "user-123";
 const EMAIL: &str = "ada@example.com";
 
-struct Fed {
-    ts: TestServer,
-    idp: OidcProvider,
-    client_id: String,
-    _db: Option<Db>,
+/// A server with the testkit provider `corp`, and a registered public client.
+pub(crate) struct Fed {
+    pub ts: TestServer,
+    pub idp: OidcProvider,
+    pub client_id: String,
+    pub _db: Option<Db>,
 }
 
 fn provider(idp: &OidcProvider, allow: AllowRules) -> IdentityProvider {
@@ -39,14 +40,19 @@ fn provider(idp: &OidcProvider, allow: AllowRules) -> IdentityProvider {
     p
 }
 
-fn domain(d: &str) -> AllowRules {
+pub(crate) fn domain(d: &str) -> AllowRules {
     AllowRules {
         domains: vec![d.into()],
         ..AllowRules::default()
     }
 }
 
-async fn start_with(db: Option<&Db>, allow: AllowRules, adjust: impl FnOnce(&mut Config)) -> Fed {
+/// Starts [`Fed`] on `db` (or a new SQLite database).
+pub(crate) async fn start_with(
+    db: Option<&Db>,
+    allow: AllowRules,
+    adjust: impl FnOnce(&mut Config),
+) -> Fed {
     let idp = OidcProvider::start(IdpUser {
         sub: SUB.into(),
         email: EMAIL.into(),
@@ -76,6 +82,30 @@ async fn start(allow: AllowRules) -> Fed {
 
 async fn to_callback(f: &Fed) -> AtCallback {
     browse_to_callback(&f.ts, &f.client_id, "corp", &f.idp.issuer).await
+}
+
+/// A whole federated sign-in (provider, our consent, code exchange): the token response.
+pub(crate) async fn federated_tokens(f: &Fed) -> serde_json::Value {
+    let at = to_callback(f).await;
+    let (status, html, cookie) = get_callback(&at.callback, Some(&at.cookie)).await;
+    assert_eq!(status, 200, "{html}");
+    let resp = post_consent(&f.ts, &cookie.unwrap(), &html, "allow").await;
+    assert_eq!(resp.status(), 303);
+    let code = location_params(&resp)["code"].clone();
+    let (status, body) = token_request(
+        &f.ts,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &at.verifier),
+            ("client_id", &f.client_id),
+            ("resource", RESOURCE),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 both_backends! {

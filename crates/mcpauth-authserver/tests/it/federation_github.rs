@@ -153,7 +153,13 @@ both_backends! {
             let users = admin::list_users(g.ts.store()).await.unwrap();
             assert_eq!(users.len(), 1, "round {round}: one federated user");
             assert_eq!(users[0].username, format!("github:{ID}"));
-            assert_eq!(claims(body["access_token"].as_str().unwrap())["sub"], users[0].id.as_str());
+            let at = claims(body["access_token"].as_str().unwrap());
+            assert_eq!(at["sub"], users[0].id.as_str());
+            // F2: the grant keeps GitHub's token; it has no expiry, so it is used as it is.
+            let up = g.ts.server.upstream_token(at["jti"].as_str().unwrap()).await.unwrap();
+            assert!(g.gh.issued(up.access_token()), "GitHub's own token");
+            assert_eq!((up.provider.as_str(), up.subject.clone()), ("github", ID.to_string()));
+            assert_eq!(g.gh.tokens_issued(), round + 1, "no renewal");
         }
         assert_eq!(g.gh.last_client_auth(), Some(ClientAuth::Basic), "the default");
     }

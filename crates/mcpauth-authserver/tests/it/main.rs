@@ -21,6 +21,7 @@ mod code_flow;
 mod dpop;
 mod federation;
 mod federation_github;
+mod federation_session;
 mod federation_support;
 mod fuzz_corpus;
 mod hostile;

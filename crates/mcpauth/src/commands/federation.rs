@@ -6,10 +6,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use mcpauth_authserver::Config;
 use mcpauth_authserver::federation::{
     ClaimRule, IdentityProvider, OAuth2Endpoints, ProviderKind, TokenAuth, callback_uri,
 };
+use mcpauth_authserver::{Config, VaultKey, default_key_path};
 use mcpauth_core::ClientSecret;
 use serde::Deserialize;
 
@@ -35,6 +35,37 @@ fn name_from(issuer: &str) -> String {
         name = "idp".into();
     }
     name
+}
+
+/// Loads (creating when missing) the vault key of a server with identity providers on the
+/// database `database_url`: `--vault-key-file`, or the default beside the database. An
+/// in-memory database gets a key for this process only.
+pub fn apply_vault_key(
+    args: &IdpArgs,
+    database_url: &str,
+    config: &mut Config,
+) -> anyhow::Result<()> {
+    if config.identity_providers.is_empty() {
+        return Ok(());
+    }
+    let path = match &args.vault_key_file {
+        Some(p) => p.clone(),
+        None => {
+            let sqlite_file = database_url
+                .strip_prefix("sqlite://")
+                .and_then(|rest| rest.split('?').next())
+                .filter(|_| !database_url.contains("mode=memory"));
+            match sqlite_file {
+                Some(file) => default_key_path(std::path::Path::new(file)),
+                None if database_url.starts_with("sqlite:") => return Ok(()),
+                None => mcpauth_client::store::FileStore::default_location()?
+                    .dir()
+                    .join("authserver.vault-key"),
+            }
+        }
+    };
+    config.vault_key = Some(VaultKey::load_or_create(&path)?);
+    Ok(())
 }
 
 /// Adds the provider the flags describe (if any) to `config` and applies `--no-password-login`.

@@ -242,6 +242,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         &mut config,
     )?;
     super::federation::apply(&args.idp, &mut config)?;
+    super::federation::apply_vault_key(&args.idp, &database, &mut config)?;
     let server = AuthServer::new(config, store.clone()).await?;
 
     let users = admin::list_users(&store).await?.len();

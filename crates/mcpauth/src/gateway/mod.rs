@@ -7,6 +7,7 @@ mod demo;
 mod embedded;
 mod proxy;
 mod resume;
+mod session_env;
 mod stdio;
 
 use std::sync::Arc;
@@ -75,11 +76,118 @@ struct Settings {
     upstream_headers: Vec<String>,
     #[serde(default)]
     upstream_env: Vec<String>,
+    upstream_token: Option<String>,
+    upstream_token_env: Option<String>,
+    identity_header: Option<String>,
     max_sessions_per_user: Option<usize>,
     max_sessions: Option<usize>,
     session_idle_timeout: Option<u64>,
     #[serde(default)]
     tool_scopes: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The embedded server, when `flag` may be used: it holds the users' identity provider
+/// tokens only with at least one identity provider (SPEC F8).
+fn vault_server<'a>(flag: &str, server: Option<&'a AuthServer>) -> anyhow::Result<&'a AuthServer> {
+    let Some(server) = server else {
+        bail!(
+            "{flag} needs the embedded authorization server (no --issuer or --introspection-url): only it holds the users' identity provider tokens"
+        );
+    };
+    if server.config().identity_providers.is_empty() {
+        bail!(
+            "{flag} needs an identity provider (--idp-issuer): users who sign in with a password have no upstream token"
+        );
+    }
+    Ok(server)
+}
+
+/// `--upstream-token HEADER`, checked: only for an HTTP upstream.
+fn upstream_token(
+    args: &GatewayArgs,
+    server: Option<&AuthServer>,
+) -> anyhow::Result<Option<proxy::UpstreamToken>> {
+    let Some(name) = &args.upstream_token else {
+        return Ok(None);
+    };
+    let server = vault_server("--upstream-token", server)?;
+    if args.upstream.is_none() {
+        bail!(
+            "--upstream-token needs --upstream URL (an MCP server over HTTP); for a stdio server use --upstream-token-env NAME"
+        );
+    }
+    let header = header::HeaderName::from_bytes(name.as_bytes())
+        .with_context(|| format!("--upstream-token {name:?} is not a valid header name"))?;
+    Ok(Some(proxy::UpstreamToken {
+        header,
+        server: server.clone(),
+    }))
+}
+
+/// `--upstream-token-env NAME` and `--identity-header` for a stdio upstream, checked.
+fn session_env(
+    args: &GatewayArgs,
+    server: Option<&AuthServer>,
+) -> anyhow::Result<Option<session_env::SessionEnv>> {
+    if let Some(name) = &args.upstream_token_env {
+        vault_server("--upstream-token-env", server)?;
+        if args.command.is_empty() {
+            bail!(
+                "--upstream-token-env is for a stdio MCP server (-- COMMAND); with --upstream use --upstream-token HEADER"
+            );
+        }
+        if name.is_empty() || name.contains(['=', '\0']) {
+            bail!("--upstream-token-env {name:?} is not a valid environment variable name");
+        }
+    }
+    let identity = args.identity_header.is_some() && !args.command.is_empty();
+    if args.upstream_token_env.is_none() && !identity {
+        return Ok(None);
+    }
+    let Some(server) = server else {
+        bail!(
+            "--identity-header needs the embedded authorization server (no --issuer or --introspection-url): its key signs the identity"
+        );
+    };
+    Ok(Some(session_env::SessionEnv {
+        token_env: args.upstream_token_env.clone(),
+        identity_audience: identity.then(|| format!("stdio:{}", args.command[0])),
+        server: server.clone(),
+    }))
+}
+
+/// `--identity-header HEADER` for an HTTP upstream, checked: the embedded authorization
+/// server's key signs the assertions (a stdio upstream: [`session_env`]).
+fn identity_header(
+    args: &GatewayArgs,
+    server: Option<&AuthServer>,
+) -> anyhow::Result<Option<proxy::IdentityHeader>> {
+    let Some(name) = &args.identity_header else {
+        return Ok(None);
+    };
+    let Some(server) = server else {
+        bail!(
+            "--identity-header needs the embedded authorization server (no --issuer or --introspection-url): its key signs the identity"
+        );
+    };
+    let Some(audience) = &args.upstream else {
+        return Ok(None);
+    };
+    let header = header::HeaderName::from_bytes(name.as_bytes())
+        .with_context(|| format!("--identity-header {name:?} is not a valid header name"))?;
+    if header == header::AUTHORIZATION
+        || args
+            .upstream_token
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(name))
+    {
+        bail!("--identity-header {name} would overwrite the upstream token's header; pick another");
+    }
+    Ok(Some(proxy::IdentityHeader {
+        header,
+        server: server.clone(),
+        audience: audience.clone(),
+    }))
 }
 
 /// The flags, completed from the settings file.
@@ -117,6 +225,9 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     if a.upstream_env.is_empty() {
         a.upstream_env = s.upstream_env;
     }
+    a.upstream_token = a.upstream_token.or(s.upstream_token);
+    a.upstream_token_env = a.upstream_token_env.or(s.upstream_token_env);
+    a.identity_header = a.identity_header.or(s.identity_header);
     a.max_sessions_per_user = a.max_sessions_per_user.or(s.max_sessions_per_user);
     a.max_sessions = a.max_sessions.or(s.max_sessions);
     a.session_idle_timeout = a.session_idle_timeout.or(s.session_idle_timeout);
@@ -267,21 +378,25 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 }
             }
         } else {
-            let store = if args.demo {
+            let (store, database) = if args.demo {
                 if args.db.database.is_some() {
                     eprintln!(
                         "warning: --demo keeps its demo user in a throwaway in-memory database; \
                          the --database given (or MCPAUTH_DATABASE_URL) is not used"
                     );
                 }
-                Store::connect("sqlite::memory:").await?
+                (
+                    Store::connect("sqlite::memory:").await?,
+                    "sqlite::memory:".to_owned(),
+                )
             } else {
-                open_store(&args.db, None).await?.0
+                open_store(&args.db, None).await?
             };
             let mut config = Config::new(&origin);
             config.resources = vec![resource.clone()];
             config.scopes_supported = scopes.clone();
             crate::commands::federation::apply(&args.idp, &mut config)?;
+            crate::commands::federation::apply_vault_key(&args.idp, &database, &mut config)?;
             if args.demo {
                 let password = mcpauth_core::random_urlsafe(12)?;
                 admin::add_user(&store, "demo", &password, config.password_params).await?;
@@ -299,6 +414,9 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             (origin.clone(), Arc::new(v), Some(server))
         };
 
+    let upstream_token = upstream_token(args, authserver.as_ref())?;
+    let identity = identity_header(args, authserver.as_ref())?;
+    let session_env = session_env(args, authserver.as_ref())?;
     let prm = ResourceMetadata::new(&resource, [issuer.clone()])?.scopes_supported(scopes.clone());
     let dpop = match args.dpop {
         Some(DpopMode::Require) => DpopPolicy::Require,
@@ -319,6 +437,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         let upstream = Arc::new(stdio::StdioUpstream::new(
             args.command.clone(),
             stdio::Options::from_args(args)?,
+            session_env,
         ));
         Router::new()
             .route(&path, any(stdio::handle))
@@ -334,6 +453,8 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 .connect_timeout(Duration::from_secs(10))
                 .build()?,
             sessions: proxy::Sessions::default(),
+            upstream_token,
+            identity,
         });
         Router::new()
             .route(&path, any(proxy::forward))

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mcpauth_authserver::{AuthServer, UpstreamAccess, VaultError};
 use mcpauth_resource::principal;
 use serde_json::json;
 
@@ -83,9 +84,92 @@ pub struct Upstream {
     pub http: reqwest::Client,
     /// Session owners.
     pub sessions: Sessions,
+    /// `--upstream-token`: where the user's identity provider token goes.
+    pub upstream_token: Option<UpstreamToken>,
+    /// `--identity-header`: a signed assertion of who calls.
+    pub identity: Option<IdentityHeader>,
 }
 
-fn json_rpc_error(status: StatusCode, message: &str) -> Response {
+/// The fresh provider token of the grant of the access token `jti` (SPEC F8), or the answer
+/// to give the client instead: 403 for a grant without one, 401 when the provider ended the
+/// session, 503 when it cannot be reached.
+pub(crate) async fn upstream_access(
+    server: &AuthServer,
+    jti: Option<&str>,
+) -> Result<UpstreamAccess, Response> {
+    let got = match jti {
+        Some(jti) => server.upstream_token(jti).await,
+        None => Err(VaultError::NoUpstreamGrant),
+    };
+    got.map_err(|e| match e {
+        VaultError::NoUpstreamGrant => json_rpc_error(
+            StatusCode::FORBIDDEN,
+            "this MCP server needs your identity provider's access token: sign in with the \
+             identity provider, not a password",
+        ),
+        VaultError::Ended => json_rpc_error(
+            StatusCode::UNAUTHORIZED,
+            "the identity provider ended your session; sign in again",
+        ),
+        VaultError::Unavailable(_) => json_rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the identity provider could not be reached to renew your session; try again",
+        ),
+        VaultError::Store(e) => {
+            tracing::error!(error = %e, "reading the upstream token failed");
+            json_rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    })
+}
+
+/// The `jti` of the request's verified access token.
+pub(crate) fn access_jti(req: &Request) -> Option<String> {
+    principal(req).and_then(|p| p.claims.get("jti")?.as_str().map(str::to_owned))
+}
+
+/// `--identity-header HEADER`: a JWT signed by the embedded authorization server naming the
+/// caller, for the upstream `audience`.
+#[derive(Debug)]
+pub struct IdentityHeader {
+    /// The header set on every upstream request.
+    pub header: HeaderName,
+    /// The embedded authorization server (its key signs).
+    pub server: AuthServer,
+    /// The `aud` claim: the upstream URL.
+    pub audience: String,
+}
+
+/// `--upstream-token HEADER`: the header and the embedded server whose vault holds the tokens.
+#[derive(Debug)]
+pub struct UpstreamToken {
+    /// The header set on every upstream request.
+    pub header: HeaderName,
+    /// The embedded authorization server.
+    pub server: AuthServer,
+}
+
+impl UpstreamToken {
+    /// The header's value for the grant of the access token `jti` (SPEC F8), or the answer to
+    /// give the client instead of forwarding.
+    async fn value(&self, jti: Option<&str>) -> Result<HeaderValue, Response> {
+        let token = upstream_access(&self.server, jti).await?;
+        let text = if self.header == header::AUTHORIZATION {
+            format!("Bearer {}", token.access_token())
+        } else {
+            token.access_token().to_owned()
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+            json_rpc_error(
+                StatusCode::BAD_GATEWAY,
+                "the identity provider's access token cannot travel in a header",
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+pub(crate) fn json_rpc_error(status: StatusCode, message: &str) -> Response {
     let body = json!({"jsonrpc": "2.0", "error": {"code": -32600, "message": message}});
     (status, axum::Json(body)).into_response()
 }
@@ -100,6 +184,37 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
         return json_rpc_error(StatusCode::UNAUTHORIZED, "not authenticated");
     };
     let owner = (who.0.as_str(), who.1.as_str());
+    let mut headers = up.headers.clone();
+    if let Some(t) = &up.upstream_token {
+        let jti = access_jti(&req);
+        match t.value(jti.as_deref()).await {
+            Ok(v) => {
+                headers.insert(t.header.clone(), v);
+            }
+            Err(refused) => return refused,
+        }
+    }
+    if let Some(id) = &up.identity {
+        let jti = access_jti(&req);
+        let signed = id
+            .server
+            .identity_token(owner.1, jti.as_deref(), &id.audience)
+            .await;
+        match signed.map(|jwt| HeaderValue::from_str(&jwt)) {
+            Ok(Ok(mut v)) => {
+                v.set_sensitive(true);
+                headers.insert(id.header.clone(), v);
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the identity assertion is no header value");
+                return json_rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "signing the identity assertion failed");
+                return json_rpc_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        }
+    }
     let session = req
         .headers()
         .get("mcp-session-id")
@@ -115,10 +230,7 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
         );
     }
     let method = req.method().clone();
-    let mut out = up
-        .http
-        .request(method.clone(), &up.url)
-        .headers(up.headers.clone());
+    let mut out = up.http.request(method.clone(), &up.url).headers(headers);
     for (name, v) in req.headers() {
         // Streamable HTTP (2026-07-28) §Custom Headers (SEP-2243): the `x-mcp-header`
         // parameters of a tool call travel as `Mcp-Param-{Name}`; the server checks them.

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::resume::Streams;
+use super::session_env::SessionEnv;
 use crate::cli::GatewayArgs;
 use crate::relay::bridge::{self, ClientProfile, Filter, LEGACY_LATEST};
 use mcpauth_core::mcp_headers::{self, STATELESS, ToolHeaders};
@@ -306,6 +307,8 @@ enum Refused {
 pub struct StdioUpstream {
     command: Vec<String>,
     options: Options,
+    /// What each new process gets for its user (`--upstream-token-env`, `--identity-header`).
+    session_env: Option<SessionEnv>,
     sessions: Mutex<HashMap<String, Arc<Child>>>,
     /// The processes for 2026-07-28 clients, which have no session: one per user and set of
     /// client capabilities (issuer, subject, capabilities as JSON).
@@ -369,10 +372,11 @@ fn error(status: StatusCode, id: Option<&Value>, message: &str) -> Response {
 
 impl StdioUpstream {
     /// Serves `command` (program and arguments) with `options`.
-    pub fn new(command: Vec<String>, options: Options) -> Self {
+    pub fn new(command: Vec<String>, options: Options, session_env: Option<SessionEnv>) -> Self {
         Self {
             command,
             options,
+            session_env,
             sessions: Mutex::default(),
             stateless: Mutex::default(),
             wire_ids: AtomicU64::default(),
@@ -383,7 +387,11 @@ impl StdioUpstream {
     /// Starts a child for a new session owned by `owner`, unless a cap is reached (MCP SPEC
     /// C33). The caps are checked and the session added under one lock, so concurrent
     /// `initialize` requests cannot overshoot them.
-    fn spawn(self: &Arc<Self>, owner: (String, String)) -> Result<(String, Arc<Child>), Refused> {
+    fn spawn(
+        self: &Arc<Self>,
+        owner: (String, String),
+        extra_env: &[(String, OsString)],
+    ) -> Result<(String, Arc<Child>), Refused> {
         let mut sessions = self.sessions.lock().unwrap();
         let o = &self.options;
         if sessions.values().filter(|c| c.owner == owner).count() >= o.max_sessions_per_user {
@@ -406,6 +414,7 @@ impl StdioUpstream {
             .args(args)
             .env_clear()
             .envs(o.env.iter().map(|(k, v)| (k, v)))
+            .envs(extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -493,6 +502,7 @@ impl StdioUpstream {
         owner: (String, String),
         profile: &ClientProfile,
         id: Option<&Value>,
+        extra_env: &[(String, OsString)],
     ) -> Result<(Arc<Child>, Value, Arc<ToolHeaders>), Response> {
         // A legacy server learns the client's capabilities once, at `initialize`, and acts on
         // them (2025-11-25 "Lifecycle" §Capability Negotiation): each set a 2026-07-28 request
@@ -510,7 +520,7 @@ impl StdioUpstream {
         let child = match alive {
             Some(child) => child,
             None => {
-                let (session, child) = self.spawn(owner).map_err(|r| refused(r, id))?;
+                let (session, child) = self.spawn(owner, extra_env).map_err(|r| refused(r, id))?;
                 let initialize = json!({"jsonrpc": "2.0", "id": "mcpauth-initialize", "method": "initialize",
                     "params": {"protocolVersion": LEGACY_LATEST, "capabilities": profile.capabilities, "clientInfo": profile.info}});
                 let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
@@ -692,7 +702,18 @@ pub async fn handle(State(up): State<Arc<StdioUpstream>>, req: Request) -> Respo
             }
             None => StatusCode::METHOD_NOT_ALLOWED.into_response(),
         },
-        Method::POST => post(up, owner, existing, req).await,
+        Method::POST => {
+            let extra_env = match (&existing, &up.session_env) {
+                (None, Some(env)) => {
+                    match env.values(super::proxy::access_jti(&req), &owner.1).await {
+                        Ok(v) => v,
+                        Err(refused) => return refused,
+                    }
+                }
+                _ => Vec::new(),
+            };
+            post(up, owner, existing, req, extra_env).await
+        }
         _ => StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
 }
@@ -706,11 +727,13 @@ fn futures_stream(
     })
 }
 
+/// A POST; `extra_env` is the environment of a process it starts ([`SessionEnv`]).
 async fn post(
     up: Arc<StdioUpstream>,
     owner: (String, String),
     existing: Option<Arc<Child>>,
     req: Request,
+    extra_env: Vec<(String, OsString)>,
 ) -> Response {
     let headers = req.headers().clone();
     let accepts_sse = headers
@@ -760,7 +783,7 @@ async fn post(
         (None, Some(profile), Some(original)) => {
             let b = match bridged(
                 &up,
-                owner.clone(),
+                (owner.clone(), &extra_env),
                 &headers,
                 &original,
                 &profile,
@@ -778,10 +801,12 @@ async fn post(
             logs = profile.log_level.is_some();
             (b.child, None)
         }
-        (None, _, _) if method.as_deref() == Some("initialize") => match up.spawn(owner.clone()) {
-            Ok((id, c)) => (c, Some(id)),
-            Err(why) => return refused(why, client_id.as_ref()),
-        },
+        (None, _, _) if method.as_deref() == Some("initialize") => {
+            match up.spawn(owner.clone(), &extra_env) {
+                Ok((id, c)) => (c, Some(id)),
+                Err(why) => return refused(why, client_id.as_ref()),
+            }
+        }
         (None, _, _) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -865,10 +890,11 @@ struct Bridged {
 
 /// A 2026-07-28 request without a session (MCP 2026-07-28 "Versioning" §Backward
 /// Compatibility, bridged as `mcpauth connect` does): its user's process and the request as
-/// that legacy server needs it, or the response when the gateway answers it itself.
+/// that legacy server needs it, or the response when the gateway answers it itself. A process
+/// it starts for `owner` gets `extra_env`.
 async fn bridged(
     up: &Arc<StdioUpstream>,
-    owner: (String, String),
+    (owner, extra_env): ((String, String), &[(String, OsString)]),
     headers: &HeaderMap,
     original: &Value,
     profile: &ClientProfile,
@@ -895,7 +921,7 @@ async fn bridged(
         return Err((StatusCode::NOT_FOUND, axum::Json(answer)).into_response());
     }
     let (child, init, tools) = up
-        .stateless(owner.clone(), profile, client_id.as_ref())
+        .stateless(owner.clone(), profile, client_id.as_ref(), extra_env)
         .await?;
     // SEP-2243 (Streamable HTTP §Standard MCP Request Headers, §Custom Headers): what
     // its headers must say, `Mcp-Param-*` as the tools listed declared; compared decoded, as a

@@ -12,7 +12,7 @@ use tokio::process::Command;
 
 use crate::common::{self, LIMIT, mcpauth};
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -76,9 +76,28 @@ fn banner_callback(banner: &str) -> String {
 /// Registers a native public client at `issuer` and sends its authorization request (PKCE
 /// S256); returns the response.
 async fn authorize(http: &reqwest::Client, issuer: &str) -> reqwest::Response {
+    authorize_for(
+        http,
+        issuer,
+        "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        &[],
+    )
+    .await
+    .1
+}
+
+/// Registers a native public client at `issuer` and sends its authorization request with the
+/// PKCE S256 `challenge` and the `extra` parameters; returns the client id and the response.
+pub(crate) async fn authorize_for(
+    http: &reqwest::Client,
+    issuer: &str,
+    challenge: &str,
+    extra: &[(&str, &str)],
+) -> (String, reqwest::Response) {
     let reg: Value = http
         .post(format!("{issuer}/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:5000/cb"],
+        .json(&json!({"redirect_uris": [REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_method": "none", "application_type": "native"}))
         .send()
         .await
@@ -86,19 +105,21 @@ async fn authorize(http: &reqwest::Client, issuer: &str) -> reqwest::Response {
         .json()
         .await
         .unwrap();
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
     let mut url = url::Url::parse(&format!("{issuer}/authorize")).unwrap();
     url.query_pairs_mut()
         .append_pair("response_type", "code")
-        .append_pair("client_id", reg["client_id"].as_str().unwrap())
-        .append_pair("redirect_uri", "http://127.0.0.1:5000/cb")
-        .append_pair(
-            "code_challenge",
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        )
+        .append_pair("client_id", &client_id)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("code_challenge", challenge)
         .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "s");
-    http.get(url).send().await.unwrap()
+        .append_pair("state", "s")
+        .extend_pairs(extra);
+    (client_id, http.get(url).send().await.unwrap())
 }
+
+/// The redirect URI of the clients [`authorize_for`] registers.
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:5000/cb";
 
 #[tokio::test]
 async fn f1_serve_refuses_a_provider_without_an_allow_rule() {

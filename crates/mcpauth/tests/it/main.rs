@@ -13,3 +13,4 @@ mod gateway_external;
 mod gateway_stdio;
 mod gateway_stdio_eras;
 mod serve;
+mod upstream_token;
