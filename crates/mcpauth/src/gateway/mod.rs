@@ -157,7 +157,7 @@ fn session_env(
 }
 
 /// `--identity-header HEADER` for an HTTP upstream, checked: the embedded authorization
-/// server's key signs the assertions (a stdio upstream: [`session_env`]).
+/// server's key signs the assertions (a stdio upstream: [`session_env()`]).
 fn identity_header(
     args: &GatewayArgs,
     server: Option<&AuthServer>,
