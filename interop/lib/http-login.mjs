@@ -23,7 +23,8 @@ export function formAction(html, base) {
   return new URL(unescapeHtml(m[1]), base).toString();
 }
 
-function unescapeHtml(s) {
+/** HTML character references (numeric, &quot; &lt; &gt; &amp;) back to text. */
+export function unescapeHtml(s) {
   return s
     .replace(/&#x([0-9a-f]+);/gi, (_, h) => String.fromCodePoint(parseInt(h, 16)))
     .replace(/&#([0-9]+);/g, (_, d) => String.fromCodePoint(parseInt(d, 10)))
