@@ -10,8 +10,8 @@
 //       "<scenario> PASS <n> check(s): ids" or "<scenario> FAIL <reason>".
 //   node verdict.js server OUT [--ignore SCENARIO:CHECK]... SCENARIO...
 //       The same, for the server-<scenario>-<time> folders `conformance server -o OUT` writes,
-//       judged like a client scenario; an ignored check is left out, and must have run and
-//       not succeeded (else the verdict fails: the ignore is stale).
+//       judged like a client scenario; an ignored check is left out whatever its status (it is
+//       timing-dependent: it may pass or fail from run to run), and must have run.
 //
 // A scenario passes only with at least one SUCCESS check and no FAILURE or WARNING (client);
 // in authorization mode every check must be SUCCESS. With several folders for one scenario the
@@ -38,7 +38,6 @@ function judge(files, strict, ignored = []) {
   for (const id of ignored) {
     const found = checks.filter((c) => c && c.id === id);
     if (found.length === 0) return `FAIL the ignored check ${id} did not run`;
-    if (found.every((c) => c.status === "SUCCESS")) return `FAIL the ignored check ${id} succeeds: remove it`;
   }
   checks = checks.filter((c) => !(c && ignored.includes(c.id)));
   if (checks.length === 0) return "FAIL no checks";
