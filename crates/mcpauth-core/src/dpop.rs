@@ -502,7 +502,8 @@ fn verify_signature(proof: &str, jwk: &Value, alg: JwsAlgorithm) -> Result<(), D
         })
 }
 
-fn unix_now() -> i64 {
+/// Now, in seconds since the Unix epoch (the clock proofs' `iat` is read against).
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

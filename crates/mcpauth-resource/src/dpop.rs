@@ -6,10 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
-use mcpauth_core::dpop::{self, DEFAULT_IAT_WINDOW, DpopError, ProofCheck};
+use mcpauth_core::dpop::{self, DEFAULT_IAT_WINDOW, DpopError, ProofCheck, unix_now};
 use mcpauth_core::jose::JwsAlgorithm;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -236,12 +235,6 @@ pub(crate) fn bound_key(principal: &Principal) -> Option<&str> {
         .get("cnf")
         .and_then(|c| c.get("jkt"))
         .and_then(Value::as_str)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

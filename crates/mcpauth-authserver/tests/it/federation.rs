@@ -13,8 +13,8 @@ use crate::federation_support::{
     with_param,
 };
 use crate::support::{
-    Db, REDIRECT, RESOURCE, TestServer, authorization, both_backends, claims, cookie_from, http,
-    location_params, open_login, post_consent, post_login, token_request,
+    Db, REDIRECT, TestServer, authorization, both_backends, claims, cookie_from, exchange_code,
+    http, location_params, open_login, post_consent, post_login,
 };
 
 const SUB: &str = "user-123";
@@ -92,20 +92,7 @@ pub(crate) async fn federated_tokens(f: &Fed) -> serde_json::Value {
     let resp = post_consent(&f.ts, &cookie.unwrap(), &html, "allow").await;
     assert_eq!(resp.status(), 303);
     let code = location_params(&resp)["code"].clone();
-    let (status, body) = token_request(
-        &f.ts,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &at.verifier),
-            ("client_id", &f.client_id),
-            ("resource", RESOURCE),
-        ],
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
+    exchange_code(&f.ts, &f.client_id, &code, &at.verifier).await
 }
 
 both_backends! {
@@ -124,19 +111,7 @@ both_backends! {
             let resp = post_consent(&f.ts, &cookie, &html, "allow").await;
             assert_eq!(resp.status(), 303);
             let code = location_params(&resp)["code"].clone();
-            let (status, body) = token_request(
-                &f.ts,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", REDIRECT),
-                    ("code_verifier", &at.verifier),
-                    ("client_id", &f.client_id),
-                    ("resource", RESOURCE),
-                ],
-            )
-            .await;
-            assert_eq!(status, 200, "{body}");
+            let body = exchange_code(&f.ts, &f.client_id, &code, &at.verifier).await;
             let users = admin::list_users(f.ts.store()).await.unwrap();
             let user = users.iter().find(|u| u.username == format!("corp:{SUB}")).unwrap();
             assert_eq!(users.len(), 1, "round {round}: one federated user");

@@ -14,8 +14,7 @@ use crate::federation_support::{
     AtCallback, browse_to_callback, get_callback, refused, upstream_logins, with_param,
 };
 use crate::support::{
-    Db, REDIRECT, RESOURCE, TestServer, both_backends, claims, location_params, post_consent,
-    token_request,
+    Db, REDIRECT, TestServer, both_backends, claims, exchange_code, location_params, post_consent,
 };
 
 const ID: u64 = 583231;
@@ -137,19 +136,7 @@ both_backends! {
             let resp = post_consent(&g.ts, &cookie, &html, "allow").await;
             assert_eq!(resp.status(), 303);
             let code = location_params(&resp)["code"].clone();
-            let (status, body) = token_request(
-                &g.ts,
-                &[
-                    ("grant_type", "authorization_code"),
-                    ("code", &code),
-                    ("redirect_uri", REDIRECT),
-                    ("code_verifier", &at.verifier),
-                    ("client_id", &g.client_id),
-                    ("resource", RESOURCE),
-                ],
-            )
-            .await;
-            assert_eq!(status, 200, "{body}");
+            let body = exchange_code(&g.ts, &g.client_id, &code, &at.verifier).await;
             let users = admin::list_users(g.ts.store()).await.unwrap();
             assert_eq!(users.len(), 1, "round {round}: one federated user");
             assert_eq!(users[0].username, format!("github:{ID}"));

@@ -431,13 +431,30 @@ pub async fn code_flow_tokens_with(
     let a = authorization(ts, client_id, REDIRECT, &[]);
     let (resp, _) = browser_flow(ts, &a.url).await;
     let code = location_params(&resp)["code"].clone();
+    exchange_code_with(ts, client_id, &code, &a.verifier, headers).await
+}
+
+/// Exchanges `code` (redirect [`REDIRECT`], resource [`RESOURCE`]) as the public client
+/// `client_id`; asserts 200 and returns the token response.
+pub async fn exchange_code(ts: &TestServer, client_id: &str, code: &str, verifier: &str) -> Value {
+    exchange_code_with(ts, client_id, code, verifier, &[]).await
+}
+
+/// [`exchange_code`] with extra headers on the token request (e.g. `DPoP`).
+pub async fn exchange_code_with(
+    ts: &TestServer,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+    headers: &[(&str, &str)],
+) -> Value {
     let (status, body) = token_request_with(
         ts,
         &[
             ("grant_type", "authorization_code"),
-            ("code", &code),
+            ("code", code),
             ("redirect_uri", REDIRECT),
-            ("code_verifier", &a.verifier),
+            ("code_verifier", verifier),
             ("client_id", client_id),
             ("resource", RESOURCE),
         ],

@@ -22,9 +22,9 @@ pub(super) const RETRY_MS: u64 = 1000;
 /// How long an ended stream's events stay for a reconnection.
 const KEEP_ENDED: Duration = Duration::from_secs(60);
 /// Most bytes of events kept per stream (the oldest go first).
-const MAX_STREAM_BYTES: usize = 1024 * 1024;
+const MAX_STREAM_BYTES: usize = 256 * 1024;
 /// Most streams kept per session (ended ones go first, oldest first).
-const MAX_STREAMS: usize = 64;
+const MAX_STREAMS: usize = 16;
 
 /// The streams of one session.
 #[derive(Default)]

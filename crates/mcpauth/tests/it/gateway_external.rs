@@ -32,8 +32,24 @@ async fn external_idp(home: &Path, introspector: bool) -> (Child, String, String
     (child, issuer, robot, gw)
 }
 
+/// The protected resource metadata (RFC 9728) of the gateway's MCP URL `url` (path `/mcp`).
+async fn prm_of(url: &str) -> Value {
+    let prm_url = format!(
+        "{}/.well-known/oauth-protected-resource/mcp",
+        url.trim_end_matches("/mcp")
+    );
+    http()
+        .get(&prm_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// `mcpauth clients add ARGS` at `database`; the new client's secret.
-async fn add_client(home: &Path, database: &str, args: &[&str]) -> String {
+pub(crate) async fn add_client(home: &Path, database: &str, args: &[&str]) -> String {
     let out = mcpauth(home)
         .args(["clients", "add", "--json", "--database", database])
         .args(args)
@@ -92,18 +108,7 @@ async fn s5_external_issuer_with_an_api_audience_accepts_only_its_tokens() {
     assert_eq!(initialize_with(&url, &ours).await, 200);
     let theirs = token_for(&issuer, &robot, "https://other.example/api").await;
     assert_eq!(initialize_with(&url, &theirs).await, 401);
-    let prm_url = format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        url.trim_end_matches("/mcp")
-    );
-    let prm: Value = http()
-        .get(&prm_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm = prm_of(&url).await;
     assert_eq!(prm["authorization_servers"], json!([issuer]));
     assert!(prm.get("scopes_supported").is_none(), "{prm}");
     gateway.kill().await.unwrap();
@@ -134,18 +139,7 @@ async fn rfc9728_issuer_with_introspection_is_published_and_tokens_are_introspec
     let with_issuer = [&args[..], &["--issuer", &given]].concat();
     let (mut gateway, banner) = start_gateway(home.path(), &with_issuer, &env).await;
     let url = banner_value(&banner, "MCP server:");
-    let prm_url = format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        url.trim_end_matches("/mcp")
-    );
-    let prm: Value = http()
-        .get(&prm_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm = prm_of(&url).await;
     assert_eq!(prm["authorization_servers"], json!([given]), "{prm}");
     assert!(!banner.iter().any(|l| l.contains("guessed")), "{banner:?}");
     // `mcpauth serve` names itself in `iss`, not the given issuer: refused (RFC 7662 §2.2).
@@ -156,18 +150,7 @@ async fn rfc9728_issuer_with_introspection_is_published_and_tokens_are_introspec
     let with_real_issuer = [&args[..], &["--issuer", &issuer]].concat();
     let (mut gateway, banner) = start_gateway(home.path(), &with_real_issuer, &env).await;
     let url = banner_value(&banner, "MCP server:");
-    let prm_url = format!(
-        "{}/.well-known/oauth-protected-resource/mcp",
-        url.trim_end_matches("/mcp")
-    );
-    let prm: Value = http()
-        .get(&prm_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let prm = prm_of(&url).await;
     assert_eq!(prm["authorization_servers"], json!([issuer]));
     assert_eq!(prm["scopes_supported"], json!(["mcp"]));
     let token = token_for(&issuer, &robot, API).await;

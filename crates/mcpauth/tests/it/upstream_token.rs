@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::common::{LIMIT, cookie, hidden, mcpauth};
 use crate::federation::{REDIRECT, authorize_for, no_redirects};
 use crate::gateway::{banner_value, start_gateway};
+use crate::gateway_external::add_client;
 use crate::gateway_stdio::PY_SERVER;
 
 /// An upstream MCP server that records the headers of every request.
@@ -430,23 +431,7 @@ async fn f8_a_stdio_process_gets_the_provider_token_and_identity_in_its_environm
     }
 
     // A client credentials token has no provider token: no process starts.
-    let out = mcpauth(home.path())
-        .args([
-            "clients",
-            "add",
-            "--id",
-            "bot",
-            "--json",
-            "--database",
-            &database,
-        ])
-        .output()
-        .await
-        .unwrap();
-    let secret = serde_json::from_slice::<Value>(&out.stdout).unwrap()["client_secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret = add_client(home.path(), &database, &["--id", "bot"]).await;
     let bot: Value = no_redirects()
         .post(format!("{issuer}/token"))
         .basic_auth("bot", Some(&secret))
@@ -478,23 +463,7 @@ async fn f8_a_grant_without_a_provider_token_gets_403() {
     let (upstream, seen) = recording_upstream().await;
     let home = tempfile::tempdir().unwrap();
     let database = format!("sqlite://{}?mode=rwc", home.path().join("gw.db").display());
-    let out = mcpauth(home.path())
-        .args([
-            "clients",
-            "add",
-            "--id",
-            "bot",
-            "--json",
-            "--database",
-            &database,
-        ])
-        .output()
-        .await
-        .unwrap();
-    let secret = serde_json::from_slice::<Value>(&out.stdout).unwrap()["client_secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let secret = add_client(home.path(), &database, &["--id", "bot"]).await;
     let mut args = vec![
         "--upstream".to_owned(),
         upstream,
