@@ -276,7 +276,25 @@ pub(crate) async fn authorize(
         }
         _ => None,
     };
+    // SPEC F2: every grant of a federated user keeps upstream tokens of its own, so a session
+    // signed in at a provider goes back through it (silently, with the provider's session).
+    let via = match &user {
+        Some(u) => match shared.store.user_provider(u).await {
+            Ok(p) => p,
+            Err(e) => return internal(e),
+        },
+        None => None,
+    };
+    // A user of a provider no longer configured signs in again on the login page.
+    let (user, via) = match via {
+        Some(p) if !shared.config.identity_providers.iter().any(|i| i.name == p) => (None, None),
+        via => (user, via),
+    };
     if prompt.split(' ').any(|p| p == "none") {
+        // OIDC Core §3.1.2.6: the provider cannot be visited without a page.
+        if via.is_some() {
+            return fail(OAuthError::new(ErrorCode::Other("login_required".into())));
+        }
         let Some(user) = &user else {
             return fail(OAuthError::new(ErrorCode::Other("login_required".into())));
         };
@@ -293,6 +311,7 @@ pub(crate) async fn authorize(
     let mut consented_before = false;
     if let Some(user) = &user
         && prompt.is_empty()
+        && via.is_none()
     {
         match has_consent(&shared, user, &pending).await {
             // RFC 8252 §8.6: remembered consent answers only for an assured client.
@@ -316,8 +335,15 @@ pub(crate) async fn authorize(
     {
         return internal(e);
     }
-    let mut resp = match &user {
-        Some(user_id) => {
+    let mut resp = match (&user, via) {
+        (Some(_), Some(idp)) => {
+            let csrf = csrf_token(&sid, &request_id);
+            redirect(
+                StatusCode::FOUND,
+                &federation::start_url(&shared, &request_id, &csrf, &idp),
+            )
+        }
+        (Some(user_id), None) => {
             consent_page(
                 &shared,
                 &pending,
@@ -328,7 +354,7 @@ pub(crate) async fn authorize(
             )
             .await
         }
-        None => login_page(&shared, &pending, &request_id, &sid, "", None).await,
+        (None, _) => login_page(&shared, &pending, &request_id, &sid, "", None).await,
     };
     if new_cookie {
         resp.headers_mut()

@@ -89,6 +89,20 @@ impl Store {
         .await?)
     }
 
+    /// The identity provider that signs in the user `user_id`, or `None` for a local user.
+    pub(crate) async fn user_provider(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<String>, AuthServerError> {
+        Ok(
+            sqlx::query_scalar("SELECT external_provider FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(self.pool())
+                .await?
+                .flatten(),
+        )
+    }
+
     /// Adds a user signed in by `provider`, with the password hash [`NO_PASSWORD`].
     pub(crate) async fn insert_federated_user(
         &self,

@@ -80,7 +80,7 @@ async fn start(allow: AllowRules) -> Fed {
     start_with(None, allow, |_| {}).await
 }
 
-async fn to_callback(f: &Fed) -> AtCallback {
+pub(crate) async fn to_callback(f: &Fed) -> AtCallback {
     browse_to_callback(&f.ts, &f.client_id, "corp", &f.idp.issuer).await
 }
 

@@ -5,8 +5,12 @@
 use mcpauth_authserver::VaultError;
 use mcpauth_testkit::IdpFault;
 
-use crate::federation::{Fed, domain, federated_tokens, start_with};
-use crate::support::{Db, both_backends, claims, code_flow_tokens, introspect, token_request};
+use crate::federation::{Fed, domain, federated_tokens, start_with, to_callback};
+use crate::federation_support::{get_callback, location};
+use crate::support::{
+    Db, REDIRECT, authorization, both_backends, claims, code_flow_tokens, exchange_code, http,
+    introspect, location_params, post_consent, token_request,
+};
 
 /// Our refresh of `body`'s refresh token: (status, answer).
 async fn refresh(f: &Fed, body: &serde_json::Value) -> (u16, serde_json::Value) {
@@ -162,4 +166,52 @@ async fn f8_a_password_users_grant_has_no_upstream_token() {
         f.ts.server.upstream_token("no-family").await,
         Err(VaultError::NoUpstreamGrant)
     ));
+}
+
+/// F2: a browser still signed in through a provider that starts another authorization goes
+/// back through the provider (its own session makes that silent), so the new grant keeps
+/// upstream tokens of its own instead of none.
+#[tokio::test]
+async fn f2_a_second_grant_in_a_federated_session_has_its_own_upstream_tokens() {
+    let f = fed(None).await;
+    let at = to_callback(&f).await;
+    let (_, html, cookie) = get_callback(&at.callback, Some(&at.cookie)).await;
+    let cookie = cookie.unwrap();
+    let resp = post_consent(&f.ts, &cookie, &html, "allow").await;
+    let code = location_params(&resp)["code"].clone();
+    let first = exchange_code(&f.ts, &f.client_id, &code, &at.verifier).await;
+    assert_eq!(f.idp.tokens_issued(), 1);
+
+    let a = authorization(&f.ts, &f.client_id, REDIRECT, &[]);
+    let resp = http().get(&a.url).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(resp.status(), 302, "straight to the provider, not our consent page");
+    let start = location(&resp);
+    assert!(start.contains("/idp/start?"), "{start}");
+    let resp = http().get(&start).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let back = http().get(location(&resp)).send().await.unwrap();
+    let (status, html, cookie) = get_callback(&location(&back), Some(&cookie)).await;
+    assert_eq!(status, 200, "{html}");
+    let resp = post_consent(&f.ts, &cookie.unwrap(), &html, "allow").await;
+    let code = location_params(&resp)["code"].clone();
+    let second = exchange_code(&f.ts, &f.client_id, &code, &a.verifier).await;
+    assert_eq!(f.idp.tokens_issued(), 2, "a sign-in of its own at the provider");
+    for body in [&first, &second] {
+        let access = f.ts.server.upstream_token(&jti(body)).await.unwrap();
+        assert_eq!(access.subject, "user-123");
+    }
+}
+
+/// F2, OIDC Core §3.1.2.6: `prompt=none` cannot go through the provider, so a federated
+/// session answers `login_required` rather than a grant without upstream tokens.
+#[tokio::test]
+async fn f2_prompt_none_in_a_federated_session_is_login_required() {
+    let f = fed(None).await;
+    let at = to_callback(&f).await;
+    let (_, html, cookie) = get_callback(&at.callback, Some(&at.cookie)).await;
+    let cookie = cookie.unwrap();
+    post_consent(&f.ts, &cookie, &html, "allow").await;
+    let a = authorization(&f.ts, &f.client_id, REDIRECT, &[("prompt", "none")]);
+    let resp = http().get(&a.url).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(location_params(&resp)["error"], "login_required");
 }
