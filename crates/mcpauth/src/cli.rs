@@ -452,6 +452,10 @@ pub struct IdpArgs {
     /// The provider's URL-safe name, the prefix of its users' names (default: from its host).
     #[arg(long, value_name = "NAME", requires = "idp_issuer")]
     pub idp_name: Option<String>,
+    /// What the login page's button and the start-up banner call the provider, e.g.
+    /// "Google" (default: its host).
+    #[arg(long, value_name = "TEXT", requires = "idp_issuer")]
+    pub idp_display_name: Option<String>,
     /// A scope to request (repeatable; default: openid email profile).
     #[arg(long = "idp-scope", value_name = "SCOPE", requires = "idp_issuer")]
     pub idp_scopes: Vec<String>,
@@ -488,6 +492,12 @@ pub struct IdpArgs {
     /// SQLite database, DB.vault-key; otherwise authserver.vault-key beside the token store].
     #[arg(long, value_name = "FILE")]
     pub vault_key_file: Option<PathBuf>,
+    /// The `[[identity_providers]]` of the settings file.
+    #[arg(skip)]
+    pub settings_providers: Vec<crate::commands::federation::IdpSettings>,
+    /// The settings file's `password_login`.
+    #[arg(skip)]
+    pub settings_password_login: Option<bool>,
 }
 
 /// Dynamic registration policies.

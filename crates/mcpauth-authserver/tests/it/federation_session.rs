@@ -183,11 +183,25 @@ async fn f2_a_second_grant_in_a_federated_session_has_its_own_upstream_tokens() 
     assert_eq!(f.idp.tokens_issued(), 1);
 
     let a = authorization(&f.ts, &f.client_id, REDIRECT, &[]);
-    let resp = http().get(&a.url).header("cookie", &cookie).send().await.unwrap();
-    assert_eq!(resp.status(), 302, "straight to the provider, not our consent page");
+    let resp = http()
+        .get(&a.url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        302,
+        "straight to the provider, not our consent page"
+    );
     let start = location(&resp);
     assert!(start.contains("/idp/start?"), "{start}");
-    let resp = http().get(&start).header("cookie", &cookie).send().await.unwrap();
+    let resp = http()
+        .get(&start)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 302);
     let back = http().get(location(&resp)).send().await.unwrap();
     let (status, html, cookie) = get_callback(&location(&back), Some(&cookie)).await;
@@ -195,7 +209,11 @@ async fn f2_a_second_grant_in_a_federated_session_has_its_own_upstream_tokens() 
     let resp = post_consent(&f.ts, &cookie.unwrap(), &html, "allow").await;
     let code = location_params(&resp)["code"].clone();
     let second = exchange_code(&f.ts, &f.client_id, &code, &a.verifier).await;
-    assert_eq!(f.idp.tokens_issued(), 2, "a sign-in of its own at the provider");
+    assert_eq!(
+        f.idp.tokens_issued(),
+        2,
+        "a sign-in of its own at the provider"
+    );
     for body in [&first, &second] {
         let access = f.ts.server.upstream_token(&jti(body)).await.unwrap();
         assert_eq!(access.subject, "user-123");
@@ -212,6 +230,11 @@ async fn f2_prompt_none_in_a_federated_session_is_login_required() {
     let cookie = cookie.unwrap();
     post_consent(&f.ts, &cookie, &html, "allow").await;
     let a = authorization(&f.ts, &f.client_id, REDIRECT, &[("prompt", "none")]);
-    let resp = http().get(&a.url).header("cookie", &cookie).send().await.unwrap();
+    let resp = http()
+        .get(&a.url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(location_params(&resp)["error"], "login_required");
 }

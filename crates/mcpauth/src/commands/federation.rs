@@ -40,13 +40,13 @@ fn name_from(issuer: &str) -> String {
 /// Loads (creating when missing) the vault key of a server with identity providers on the
 /// database `database_url`: `--vault-key-file`, or the default beside the database. An
 /// in-memory database gets a key for this process only.
-pub fn apply_vault_key(
+fn apply_vault_key(
     args: &IdpArgs,
     database_url: &str,
     config: &mut Config,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<PathBuf>> {
     if config.identity_providers.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let path = match &args.vault_key_file {
         Some(p) => p.clone(),
@@ -57,7 +57,7 @@ pub fn apply_vault_key(
                 .filter(|_| !database_url.contains("mode=memory"));
             match sqlite_file {
                 Some(file) => default_key_path(std::path::Path::new(file)),
-                None if database_url.starts_with("sqlite:") => return Ok(()),
+                None if database_url.starts_with("sqlite:") => return Ok(None),
                 None => mcpauth_client::store::FileStore::default_location()?
                     .dir()
                     .join("authserver.vault-key"),
@@ -65,13 +65,30 @@ pub fn apply_vault_key(
         }
     };
     config.vault_key = Some(VaultKey::load_or_create(&path)?);
-    Ok(())
+    Ok(Some(path))
+}
+
+/// Configures sign-in for the server on `database_url`: the settings file's providers, then the
+/// flags' one, then the vault key. Returns the vault key's file, if the tokens are sealed with
+/// a key kept in a file.
+pub fn configure(
+    args: &IdpArgs,
+    database_url: &str,
+    config: &mut Config,
+) -> anyhow::Result<Option<PathBuf>> {
+    apply_settings(
+        &args.settings_providers,
+        args.settings_password_login,
+        config,
+    )?;
+    apply(args, config)?;
+    apply_vault_key(args, database_url, config)
 }
 
 /// Adds the provider the flags describe (if any) to `config` and applies `--no-password-login`.
 /// The client secret comes from `--idp-client-secret-file` or `MCPAUTH_IDP_CLIENT_SECRET`,
 /// never from the command line.
-pub fn apply(args: &IdpArgs, config: &mut Config) -> anyhow::Result<()> {
+fn apply(args: &IdpArgs, config: &mut Config) -> anyhow::Result<()> {
     if args.no_password_login {
         config.password_login = false;
     }
@@ -96,10 +113,13 @@ pub fn apply(args: &IdpArgs, config: &mut Config) -> anyhow::Result<()> {
     };
     let name = args.idp_name.clone().unwrap_or_else(|| name_from(issuer));
     let mut p = IdentityProvider::new(name, issuer.clone(), client_id, secret);
-    p.display_name = url::Url::parse(issuer)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_else(|| p.name.clone());
+    p.display_name = match &args.idp_display_name {
+        Some(d) => d.clone(),
+        None => url::Url::parse(issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| p.name.clone()),
+    };
     let allow = Allow {
         any: args.idp_allow_any,
         domains: &args.idp_allow_domains,
@@ -161,7 +181,7 @@ enum AuthMethod {
 
 /// An identity provider in the settings file (`[[identity_providers]]`); the client secret is
 /// read from `client_secret_file`, never written in the settings.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdpSettings {
     name: String,
@@ -264,7 +284,7 @@ impl IdpSettings {
 
 /// Adds the settings file's providers to `config`; `password_login = false` there turns
 /// password sign-in off.
-pub fn apply_settings(
+fn apply_settings(
     providers: &[IdpSettings],
     password_login: Option<bool>,
     config: &mut Config,
@@ -297,7 +317,7 @@ pub fn apply_settings(
 }
 
 /// The start-up banner lines about identity providers: the redirect URI to register.
-pub fn banner(config: &Config) {
+pub fn banner(config: &Config, vault_key: Option<&std::path::Path>) {
     for p in &config.identity_providers {
         eprintln!("  sign-in via: {} ({})", p.display_name, p.location());
     }
@@ -306,6 +326,15 @@ pub fn banner(config: &Config) {
             "  register this redirect URI at the identity provider: {}",
             callback_uri(config)
         );
+        match vault_key {
+            Some(path) => eprintln!(
+                "  upstream tokens sealed with the key in {} (give every instance sharing the database this file)",
+                path.display()
+            ),
+            None => eprintln!(
+                "  upstream tokens sealed with a key of this process only (in-memory database)"
+            ),
+        }
     }
     if !config.password_login {
         eprintln!("  password sign-in: off");

@@ -47,6 +47,8 @@ struct Settings {
     /// 2.0 with `kind = "oauth2"`.
     #[serde(default)]
     identity_providers: Vec<super::federation::IdpSettings>,
+    /// The key sealing the identity providers' tokens (`--vault-key-file`).
+    vault_key_file: Option<PathBuf>,
 }
 
 /// The default database: `authserver.db` beside the token store, in a 0700 directory.
@@ -236,13 +238,11 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         config.rate_limits = RateLimits::none();
     }
     config.connections = args.connections.limits();
-    super::federation::apply_settings(
-        &settings.identity_providers,
-        settings.password_login,
-        &mut config,
-    )?;
-    super::federation::apply(&args.idp, &mut config)?;
-    super::federation::apply_vault_key(&args.idp, &database, &mut config)?;
+    let mut idp = args.idp.clone();
+    idp.settings_providers = settings.identity_providers;
+    idp.settings_password_login = settings.password_login;
+    idp.vault_key_file = idp.vault_key_file.or(settings.vault_key_file);
+    let vault_key = super::federation::configure(&idp, &database, &mut config)?;
     let server = AuthServer::new(config, store.clone()).await?;
 
     let users = admin::list_users(&store).await?.len();
@@ -257,7 +257,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     } else {
         eprintln!("  resources:  {}", server.config().resources.join(", "));
     }
-    super::federation::banner(server.config());
+    super::federation::banner(server.config(), vault_key.as_deref());
     if users == 0 {
         eprintln!(
             "No users yet. Add one with:  mcpauth users add NAME   (the password is read from stdin)"

@@ -84,6 +84,14 @@ struct Settings {
     session_idle_timeout: Option<u64>,
     #[serde(default)]
     tool_scopes: std::collections::BTreeMap<String, Vec<String>>,
+    /// `false`: users of the embedded server sign in through identity providers only.
+    password_login: Option<bool>,
+    /// The embedded server's identity providers (`[[identity_providers]]`, as in serve's
+    /// settings).
+    #[serde(default)]
+    identity_providers: Vec<crate::commands::federation::IdpSettings>,
+    /// The key sealing the identity providers' tokens (`--vault-key-file`).
+    vault_key_file: Option<std::path::PathBuf>,
 }
 
 /// The embedded server, when `flag` may be used: it holds the users' identity provider
@@ -231,6 +239,9 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     a.max_sessions_per_user = a.max_sessions_per_user.or(s.max_sessions_per_user);
     a.max_sessions = a.max_sessions.or(s.max_sessions);
     a.session_idle_timeout = a.session_idle_timeout.or(s.session_idle_timeout);
+    a.idp.settings_providers = s.identity_providers;
+    a.idp.settings_password_login = s.password_login;
+    a.idp.vault_key_file = a.idp.vault_key_file.or(s.vault_key_file);
     if a.tool_scopes.is_empty() {
         a.tool_scopes = s
             .tool_scopes
@@ -275,11 +286,13 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             );
         }
     }
-    if args.idp.idp_issuer.is_some() && (args.issuer.is_some() || args.introspection_url.is_some())
+    if (args.idp.idp_issuer.is_some() || !args.idp.settings_providers.is_empty())
+        && (args.issuer.is_some() || args.introspection_url.is_some())
     {
         bail!(
-            "--idp-issuer configures the embedded authorization server; with an external one \
-             (--issuer or --introspection-url), configure sign-in there"
+            "identity providers (--idp-issuer, [[identity_providers]]) configure the embedded \
+             authorization server; with an external one (--issuer or --introspection-url), \
+             configure sign-in there"
         );
     }
     if !args.audiences.is_empty() && args.issuer.is_none() && args.introspection_url.is_none() {
@@ -334,6 +347,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         args.audiences.clone()
     };
     let mut demo_login = None;
+    let mut vault_key = None;
     let (issuer, verifier, authserver): (String, Arc<dyn TokenVerifier>, Option<AuthServer>) =
         if let (Some(issuer), None) = (&args.issuer, &args.introspection_url) {
             let mut b = JwtVerifier::builder()
@@ -395,8 +409,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             let mut config = Config::new(&origin);
             config.resources = vec![resource.clone()];
             config.scopes_supported = scopes.clone();
-            crate::commands::federation::apply(&args.idp, &mut config)?;
-            crate::commands::federation::apply_vault_key(&args.idp, &database, &mut config)?;
+            vault_key = crate::commands::federation::configure(&args.idp, &database, &mut config)?;
             if args.demo {
                 let password = mcpauth_core::random_urlsafe(12)?;
                 admin::add_user(&store, "demo", &password, config.password_params).await?;
@@ -502,7 +515,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         eprintln!("  token audience:        {}", audiences.join(", "));
     }
     if let Some(server) = &authserver {
-        crate::commands::federation::banner(server.config());
+        crate::commands::federation::banner(server.config(), vault_key.as_deref());
     }
     if let Some(password) = &demo_login {
         let exe = std::env::current_exe()

@@ -26,13 +26,9 @@ struct Serve {
     banner: String,
 }
 
-/// Starts `mcpauth serve` on 127.0.0.1:0 with a SQLite database in `home` and the arguments
-/// `args` adds, and reads its banner up to the line containing `until`.
-async fn serve(home: &Path, args: impl FnOnce(&mut Command), until: &str) -> Serve {
-    let db = format!("sqlite://{}/as.db?mode=rwc", home.display());
-    let mut cmd = mcpauth(home);
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--database", &db]);
-    args(&mut cmd);
+/// Starts `cmd` (stdin closed) and reads its start-up banner on stderr up to the line
+/// containing `until`; the rest of stderr is drained.
+async fn started(mut cmd: Command, until: &str) -> (tokio::process::Child, String) {
     let mut child = cmd
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
@@ -40,26 +36,43 @@ async fn serve(home: &Path, args: impl FnOnce(&mut Command), until: &str) -> Ser
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (issuer, banner) = tokio::time::timeout(LIMIT, async {
-        let (mut issuer, mut banner) = (String::new(), String::new());
+    let banner = tokio::time::timeout(LIMIT, async {
+        let mut banner = String::new();
         while let Some(line) = lines.next_line().await.unwrap() {
             banner.push_str(&line);
             banner.push('\n');
-            if let Some(i) = line.trim().strip_prefix("issuer:") {
-                issuer = i.trim().to_owned();
-            }
             if line.contains(until) {
-                return (issuer, banner);
+                return banner;
             }
         }
-        panic!("mcpauth serve did not print {until:?}: {banner}");
+        panic!("mcpauth did not print {until:?}: {banner}");
     })
     .await
     .unwrap();
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, banner)
+}
+
+/// The value of the banner line `label: value`.
+fn banner_value(banner: &str, label: &str) -> String {
+    banner
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {label:?} in {banner}"))
+}
+
+/// Starts `mcpauth serve` on 127.0.0.1:0 with a SQLite database in `home` and the arguments
+/// `args` adds, and reads its banner up to the line containing `until`.
+async fn serve(home: &Path, args: impl FnOnce(&mut Command), until: &str) -> Serve {
+    let db = format!("sqlite://{}/as.db?mode=rwc", home.display());
+    let mut cmd = mcpauth(home);
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--database", &db]);
+    args(&mut cmd);
+    let (child, banner) = started(cmd, until).await;
     Serve {
         child,
-        issuer,
+        issuer: banner_value(&banner, "issuer:"),
         banner,
     }
 }
@@ -279,42 +292,36 @@ allow_any = true
     s.child.kill().await.unwrap();
 }
 
+/// F1: the gateway's embedded server takes the provider flags; the banner names the provider
+/// as `--idp-display-name` says, the redirect URI to register and where the upstream tokens'
+/// key lives (F5: this process only, with --demo's in-memory database), never the secret.
 #[tokio::test]
 async fn f1_gateway_embeds_the_provider_sign_in_and_prints_the_redirect_uri() {
     let home = tempfile::tempdir().unwrap();
-    let mut child = mcpauth(home.path())
-        .args(["gateway", "--demo", "--bind", "127.0.0.1:0"])
+    let mut cmd = mcpauth(home.path());
+    cmd.args(["gateway", "--demo", "--bind", "127.0.0.1:0"])
         .args([
             "--idp-issuer",
             "https://idp.example",
             "--idp-client-id",
             "c",
         ])
+        .args(["--idp-display-name", "Corp SSO"])
         .args(["--idp-allow-email", "ada@example.com"])
-        .env("MCPAUTH_IDP_CLIENT_SECRET", "s3cret-value")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (seen, callback) = tokio::time::timeout(LIMIT, async {
-        let mut seen = String::new();
-        while let Some(line) = lines.next_line().await.unwrap() {
-            seen.push_str(&line);
-            seen.push('\n');
-            if let Some((_, uri)) = line.split_once("redirect URI at the identity provider: ") {
-                return (seen, uri.trim().to_owned());
-            }
-        }
-        panic!("mcpauth gateway printed no redirect URI: {seen}");
-    })
-    .await
-    .unwrap();
+        .env("MCPAUTH_IDP_CLIENT_SECRET", "s3cret-value");
+    let (mut child, banner) = started(cmd, "Press Ctrl-C").await;
+    let callback = banner_callback(&banner);
     assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
     assert!(callback.ends_with("/idp/callback"), "{callback}");
-    assert!(seen.contains("idp.example"), "{seen}");
-    assert!(!seen.contains("s3cret-value"), "{seen}");
+    assert!(
+        banner.contains("sign-in via: Corp SSO (https://idp.example)"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("upstream tokens sealed with a key of this process only"),
+        "{banner}"
+    );
+    assert!(!banner.contains("s3cret-value"), "{banner}");
     child.kill().await.unwrap();
 }
 
@@ -424,6 +431,62 @@ async fn f1_serve_settings_oauth2_provider_signs_in() {
     assert!(html.contains("github:583231"), "{html}");
     assert_eq!(gh.tokens_issued(), 1);
     s.child.kill().await.unwrap();
+}
+
+/// F1, F5: the gateway's settings file takes `[[identity_providers]]` and `password_login`
+/// like serve's: `/authorize` goes straight to the one provider; the banner names it and the
+/// vault key file it created (0600) beside the database.
+#[tokio::test]
+async fn f1_gateway_settings_file_providers_sign_in() {
+    let gh = github().await;
+    let home = tempfile::tempdir().unwrap();
+    let settings = github_settings(home.path(), &gh);
+    let db = home.path().join("gw.db");
+    let mut cmd = mcpauth(home.path());
+    cmd.args(["gateway", "--bind", "127.0.0.1:0"])
+        .args([
+            "--upstream",
+            &format!("http://{}/mcp", common::closed_address()),
+        ])
+        .args(["--database", &format!("sqlite://{}?mode=rwc", db.display())])
+        .arg("--settings")
+        .arg(&settings);
+    let (mut child, banner) = started(cmd, "Press Ctrl-C").await;
+    assert!(
+        banner.contains(&format!(
+            "sign-in via: GitHub ({})",
+            gh.authorization_endpoint()
+        )),
+        "{banner}"
+    );
+    let key = mcpauth_authserver::default_key_path(&db);
+    assert!(
+        banner.contains(&format!("sealed with the key in {}", key.display())),
+        "{banner}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let resource = banner_value(&banner, "MCP server:");
+    let issuer = url::Url::parse(&resource)
+        .unwrap()
+        .origin()
+        .ascii_serialization();
+    let resp = authorize(&no_redirects(), &issuer).await;
+    assert_eq!(
+        resp.status(),
+        302,
+        "providers only: straight to the one provider"
+    );
+    let start = resp.headers()["location"].to_str().unwrap();
+    assert!(
+        start.starts_with(&format!("{issuer}/idp/start?")),
+        "{start}"
+    );
+    child.kill().await.unwrap();
 }
 
 /// Bad `kind = "oauth2"` settings stop `serve` at start with a clear message.
