@@ -8,9 +8,15 @@
 //       `mcpauth call URL add {"a":2,"b":3}` -> 5 and `mcpauth status --json` lists the login
 //       (the local user is PROVIDER:SUB, SPEC F6)
 //   (2) an account outside --idp-allow-domain: our "Not allowed" page (403), no code (SPEC F5)
+//   (3) the MCP server behind the gateway (interop/federation/upstream.mjs, `mcpauth call URL
+//       whoami`) gets the user's provider token (--upstream-token X-Upstream-Token: the
+//       provider's userinfo accepts it) and an identity assertion (--identity-header
+//       X-MCP-Identity) that verifies with the gateway's JWKS, and never the MCP client's token
+//       (SPEC F8)
 //
 // Environment: MCPAUTH_BIN, MCPAUTH_CLIENT_HOME, MCPAUTH_GATEWAY_URL, MCPAUTH_ISSUER,
-// MCPAUTH_IDP_ISSUER, MCPAUTH_IDP_NAME, MCPAUTH_PASSWORD. Ends with "N passed, M failed".
+// MCPAUTH_IDP_ISSUER, MCPAUTH_IDP_NAME, MCPAUTH_PASSWORD, MCPAUTH_UPSTREAM_URL. Ends with
+// "N passed, M failed".
 
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
@@ -28,6 +34,7 @@ const ISSUER = env("MCPAUTH_ISSUER");
 const IDP_ISSUER = env("MCPAUTH_IDP_ISSUER");
 const IDP_NAME = env("MCPAUTH_IDP_NAME");
 const PASSWORD = env("MCPAUTH_PASSWORD");
+const UPSTREAM_URL = env("MCPAUTH_UPSTREAM_URL");
 const say = (m) => process.env.MCPAUTH_VERBOSE === "1" && console.error(`    ${m}`);
 
 let passed = 0;
@@ -183,8 +190,28 @@ async function notAllowed() {
     r.location ? `redirected to ${r.location.replace(/code=[^&]+/, "code=…")}` : `HTTP ${r.status}`);
 }
 
+async function upstreamTokenAndIdentity() {
+  const call = await run(["call", GATEWAY_URL, "whoami"]);
+  let who = {};
+  try {
+    who = JSON.parse(JSON.parse(call.out).content[0].text);
+  } catch {}
+  check("(3) --upstream-token: the MCP server's X-Upstream-Token works at the provider's userinfo, which says alice@example.com (SPEC F8)",
+    call.code === 0 && who.userinfo?.email === "alice@example.com" && who.userinfo?.sub === "u-1001",
+    `exit ${call.code}: ${(call.out + call.err).slice(0, 400)}`);
+  check("(3) --identity-header: X-MCP-Identity verifies with the gateway's JWKS (ES256, typ, iss, aud = the MCP server, exp) and names alice@example.com",
+    who.identity?.verified === true && who.identity?.email === "alice@example.com",
+    JSON.stringify(who.identity ?? null));
+  const token = await run(["token", GATEWAY_URL]);
+  const clientToken = token.out.trim();
+  const seen = await (await fetch(new URL("/seen", UPSTREAM_URL))).json();
+  check("(3) the MCP client's access token never reached the MCP server (in no header of any request)",
+    token.code === 0 && clientToken.length > 20 && seen.length > 0 && !seen.some((v) => v.includes(clientToken)),
+    `token exit ${token.code}, ${seen.length} header values seen`);
+}
+
 async function main() {
-  for (const step of [loginCallStatus, notAllowed]) {
+  for (const step of [loginCallStatus, notAllowed, upstreamTokenAndIdentity]) {
     try {
       await step();
     } catch (e) {
