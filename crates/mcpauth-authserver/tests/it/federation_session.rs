@@ -8,8 +8,8 @@ use mcpauth_testkit::IdpFault;
 use crate::federation::{Fed, domain, federated_tokens, start_with, to_callback};
 use crate::federation_support::{get_callback, location};
 use crate::support::{
-    Db, REDIRECT, authorization, both_backends, claims, code_flow_tokens, exchange_code, http,
-    introspect, location_params, post_consent, token_request,
+    Db, REDIRECT, TestServer, authorization, both_backends, claims, code_flow_tokens,
+    exchange_code, http, introspect, location_params, post_consent, token_request,
 };
 
 /// Our refresh of `body`'s refresh token: (status, answer).
@@ -242,4 +242,27 @@ async fn f2_prompt_none_in_a_federated_session_is_login_required() {
         .await
         .unwrap();
     assert_eq!(location_params(&resp)["error"], "login_required");
+}
+
+/// F2: once the provider that signed a user in is no longer configured, that user's session
+/// does not stand in for a sign-in: the login page, not our consent page.
+#[tokio::test]
+async fn f2_a_session_of_a_provider_no_longer_configured_signs_in_again() {
+    let f = fed(None).await;
+    let at = to_callback(&f).await;
+    let (_, html, cookie) = get_callback(&at.callback, Some(&at.cookie)).await;
+    let cookie = cookie.unwrap();
+    post_consent(&f.ts, &cookie, &html, "allow").await;
+    let without = TestServer::start(f._db.as_ref().unwrap(), |_| {}).await;
+    let a = authorization(&without, &f.client_id, REDIRECT, &[]);
+    let resp = http()
+        .get(&a.url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("name=\"password\""), "the login page: {html}");
+    assert!(!html.contains("name=\"decision\""), "{html}");
 }
