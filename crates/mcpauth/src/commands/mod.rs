@@ -17,7 +17,7 @@ pub use discover::discover;
 pub use login::login;
 pub use logout::logout;
 pub use mcp::{call, tools};
-pub use serve::{open_store, serve, shutdown_signal};
+pub use serve::{open_store, redact_url, serve, shutdown_signal};
 pub use status::status;
 pub use token::{DpopNeedsRequest, token};
 

@@ -85,7 +85,7 @@ pub async fn open_store(
 }
 
 /// A database URL without its password, for messages.
-fn redact_url(url: &str) -> String {
+pub fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("****"));

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use mcpauth_authserver::AuthServer;
+use mcpauth_authserver::{AuthServer, Store};
 use mcpauth_resource::{
     JwtVerifier, Principal, ReplayCache, ReplayFuture, ResourceError, TokenVerifier, VerifyFuture,
 };
@@ -33,16 +33,16 @@ impl TokenVerifier for EmbeddedVerifier {
     }
 }
 
-/// The DPoP proofs seen, kept in the embedded server's database: gateway instances sharing one
+/// The DPoP proofs seen, kept in the authorization server's schema (the embedded server's
+/// database, or `--database` in front of an external one): gateway instances sharing one
 /// PostgreSQL database refuse a proof used at any of them (RFC 9449 §11.1, SPEC D7).
-pub(crate) struct StoreReplayCache(pub AuthServer);
+pub(crate) struct StoreReplayCache(pub Store);
 
 impl ReplayCache for StoreReplayCache {
     fn first_use(&self, key: [u8; 32], expires_at: i64) -> ReplayFuture<'_> {
         Box::pin(async move {
             let key: String = key.iter().map(|b| format!("{b:02x}")).collect();
             self.0
-                .store()
                 .dpop_first_use(&key, expires_at)
                 .await
                 .map_err(|e| ResourceError::Unavailable {

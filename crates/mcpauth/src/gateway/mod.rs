@@ -28,7 +28,7 @@ use mcpauth_resource::{
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::cli::{DpopMode, GatewayArgs};
-use crate::commands::{open_store, shutdown_signal};
+use crate::commands::{open_store, redact_url, shutdown_signal};
 use crate::setup::read_secret;
 use crate::tls;
 
@@ -435,9 +435,16 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         Some(DpopMode::Require) => DpopPolicy::Require,
         _ => DpopPolicy::Allow,
     };
+    // RFC 9449 §11.1, SPEC D7: the proofs seen, in a database every instance shares (the
+    // embedded server's; with an external one, --database when given), else in memory.
+    let replay_store = match (&authserver, &args.db.database) {
+        (Some(server), _) => Some(server.store().clone()),
+        (None, Some(_)) => Some(open_store(&args.db, None).await?.0),
+        (None, None) => None,
+    };
     let mut dpop = DpopConfig::new(dpop);
-    if let Some(server) = &authserver {
-        dpop = dpop.replay_cache(embedded::StoreReplayCache(server.clone()));
+    if let Some(store) = &replay_store {
+        dpop = dpop.replay_cache(embedded::StoreReplayCache(store.clone()));
     }
     let bearer = BearerAuthLayer::new(verifier, &prm)
         .scope_policy(policy)
@@ -513,6 +520,15 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     );
     if authserver.is_none() {
         eprintln!("  token audience:        {}", audiences.join(", "));
+        match (&replay_store, &args.db.database) {
+            (Some(_), Some(url)) => eprintln!(
+                "  DPoP replay cache:     {} (shared by the instances using it)",
+                redact_url(url)
+            ),
+            _ => eprintln!(
+                "  DPoP replay cache:     this process's memory (several instances: give them one --database)"
+            ),
+        }
     }
     if let Some(server) = &authserver {
         crate::commands::federation::banner(server.config(), vault_key.as_deref());

@@ -55,11 +55,8 @@ async fn started(mut cmd: Command, until: &str) -> (tokio::process::Child, Strin
 
 /// The value of the banner line `label: value`.
 fn banner_value(banner: &str, label: &str) -> String {
-    banner
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(label))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {label:?} in {banner}"))
+    let lines: Vec<String> = banner.lines().map(str::to_owned).collect();
+    crate::gateway::banner_value(&lines, label)
 }
 
 /// Starts `mcpauth serve` on 127.0.0.1:0 with a SQLite database in `home` and the arguments

@@ -324,6 +324,113 @@ async fn d5_gateway_dpop_require_refuses_bearer_tokens() {
     gateway.kill().await.unwrap();
 }
 
+/// A client-credentials token of `robot` at `issuer` for `resource`, bound to `key` (RFC 9449
+/// §5: a proof at /token).
+async fn dpop_token(
+    issuer: &str,
+    robot: &str,
+    resource: &str,
+    key: &mcpauth_core::dpop::DpopKey,
+) -> String {
+    let token_url = format!("{issuer}/token");
+    let body: Value = http()
+        .post(&token_url)
+        .basic_auth("robot", Some(robot))
+        .header("dpop", key.proof("POST", &token_url, None, None).unwrap())
+        .form(&[("grant_type", "client_credentials"), ("resource", resource)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["token_type"], "DPoP", "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+/// An `initialize` POST to `url` with the DPoP-bound `token` and `proof`.
+async fn dpop_initialize(url: &str, token: &str, proof: String) -> reqwest::Response {
+    http()
+        .post(url)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// SPEC D7, RFC 9449 §11.1 with an external issuer: gateways given one `--database` share
+/// their DPoP replay cache (a proof used at one instance is refused at the next, started on the
+/// same address as a second instance behind one URL would be reached); without `--database`
+/// each instance remembers proofs in its own memory only, and the banner says which.
+#[tokio::test]
+async fn d7_external_issuer_gateways_share_dpop_proofs_through_database() {
+    use mcpauth_core::dpop::DpopKey;
+    let home = tempfile::tempdir().unwrap();
+    let (_idp, issuer, robot, _) = external_idp(home.path(), false).await;
+    let replay = format!(
+        "sqlite://{}?mode=rwc",
+        home.path().join("replay.db").display()
+    );
+    let bind = crate::common::closed_address().to_string();
+    let external = ["--demo", "--issuer", issuer.as_str(), "--audience", API];
+    let shared: Vec<&str> = external
+        .iter()
+        .copied()
+        .chain(["--database", &replay])
+        .collect();
+    let key = DpopKey::generate().unwrap();
+    let token = dpop_token(&issuer, &robot, API, &key).await;
+
+    let (mut first, banner) = start_gateway_at(home.path(), &bind, &shared, &[]).await;
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("DPoP replay cache:") && l.contains("replay.db")),
+        "{banner:?}"
+    );
+    let url = banner_value(&banner, "MCP server:");
+    let proof = key.proof("POST", &url, Some(&token), None).unwrap();
+    assert_eq!(
+        dpop_initialize(&url, &token, proof.clone()).await.status(),
+        200
+    );
+    first.kill().await.unwrap();
+    first.wait().await.unwrap();
+    let (mut second, _) = start_gateway_at(home.path(), &bind, &shared, &[]).await;
+    let replayed = dpop_initialize(&url, &token, proof).await;
+    assert_eq!(
+        replayed.status(),
+        401,
+        "the second instance accepted a used proof"
+    );
+    assert!(
+        replayed.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("already used")
+    );
+    second.kill().await.unwrap();
+    second.wait().await.unwrap();
+
+    let (mut alone, banner) = start_gateway_at(home.path(), &bind, &external, &[]).await;
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("DPoP replay cache:") && l.contains("this process's memory")),
+        "{banner:?}"
+    );
+    let proof = key.proof("POST", &url, Some(&token), None).unwrap();
+    assert_eq!(
+        dpop_initialize(&url, &token, proof.clone()).await.status(),
+        200
+    );
+    assert_eq!(dpop_initialize(&url, &token, proof).await.status(), 401);
+    alone.kill().await.unwrap();
+}
+
 /// SPEC D4 and D7 at a gateway with its embedded server: a client-credentials token bound to a
 /// DPoP key (proof at the gateway's /token) is served with a fresh proof by that key; a proof is
 /// used once, and the gateway remembers it in its database, so a gateway started again on the
@@ -344,35 +451,11 @@ async fn d7_the_embedded_gateway_keeps_dpop_proofs_in_its_database() {
     let issuer = url.trim_end_matches("/mcp").to_owned();
     let robot = add_client(home.path(), &database, &["--id", "robot"]).await;
     let key = DpopKey::generate().unwrap();
-    let token_url = format!("{issuer}/token");
-    let body: Value = http()
-        .post(&token_url)
-        .basic_auth("robot", Some(&robot))
-        .header("dpop", key.proof("POST", &token_url, None, None).unwrap())
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("resource", url.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(body["token_type"], "DPoP", "{body}");
-    let token = body["access_token"].as_str().unwrap().to_owned();
-    let call = |proof: String| {
-        http()
-            .post(&url)
-            .header("authorization", format!("DPoP {token}"))
-            .header("dpop", proof)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
-            .send()
-    };
+    let token = dpop_token(&issuer, &robot, &url, &key).await;
+    let call = |proof: String| dpop_initialize(&url, &token, proof);
     let proof = key.proof("POST", &url, Some(&token), None).unwrap();
-    assert_eq!(call(proof.clone()).await.unwrap().status(), 200);
-    let replayed = call(proof.clone()).await.unwrap();
+    assert_eq!(call(proof.clone()).await.status(), 200);
+    let replayed = call(proof.clone()).await;
     assert_eq!(replayed.status(), 401);
     let challenge = replayed.headers()["www-authenticate"]
         .to_str()
@@ -384,11 +467,11 @@ async fn d7_the_embedded_gateway_keeps_dpop_proofs_in_its_database() {
 
     let (mut gateway, _) = start_gateway_at(home.path(), &bind, &args, &[]).await;
     assert_eq!(
-        call(proof).await.unwrap().status(),
+        call(proof).await.status(),
         401,
         "the restarted gateway forgot the proof"
     );
     let fresh = key.proof("POST", &url, Some(&token), None).unwrap();
-    assert_eq!(call(fresh).await.unwrap().status(), 200);
+    assert_eq!(call(fresh).await.status(), 200);
     gateway.kill().await.unwrap();
 }
