@@ -1,5 +1,6 @@
-//! Administration, for the `mcpauth users|clients|keys` commands: users (argon2id passwords),
-//! pre-registered clients (the secret is returned once and stored hashed) and signing keys.
+//! Administration, for the `mcpauth users|clients|keys|grants` commands: users (argon2id
+//! passwords), pre-registered clients (the secret is returned once and stored hashed), signing
+//! keys, and the grants users gave clients.
 //! Every function works on a [`Store`] alone, with no running server.
 
 use mcpauth_core::resource::canonical_resource;
@@ -11,7 +12,7 @@ use crate::error::AuthServerError;
 use crate::keys;
 use crate::passwords;
 use crate::secrets::{hash_secret, now, random_bytes_b64, random_secret};
-use crate::store::{ClientRow, Store, UserRow};
+use crate::store::{ClientRow, GrantRow, Store, UserRow};
 
 /// A user, without the password hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -437,5 +438,89 @@ mod tests {
             keys.iter()
                 .any(|k| k.kid == first.kid && k.status == "previous")
         );
+    }
+}
+
+/// A live grant: what one authorization gave a client for a user (a refresh-token family;
+/// grants without a refresh token end with their access token and are not listed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantInfo {
+    /// The grant's id, for [`revoke_grant`].
+    pub id: String,
+    /// The user's id (the tokens' `sub`).
+    pub user_id: String,
+    /// The user's login name (`PROVIDER:SUB` for a federated user); `None` when the user is
+    /// gone.
+    pub username: Option<String>,
+    /// The client.
+    pub client_id: String,
+    /// The client's display name, when it has one.
+    pub client_name: Option<String>,
+    /// The scope granted.
+    pub scope: String,
+    /// The resource (RFC 8707) its tokens are for.
+    pub resource: Option<String>,
+    /// When it was granted (Unix seconds).
+    pub granted_at: i64,
+    /// When its newest refresh token was issued: the code exchange or the last refresh.
+    pub last_used_at: i64,
+    /// When its newest refresh token expires.
+    pub expires_at: i64,
+}
+
+async fn grant_info(store: &Store, g: GrantRow) -> Result<GrantInfo, AuthServerError> {
+    let client_name = match store.client(&g.client_id).await? {
+        Some(row) => Client::from_row(&row)?.metadata.client_name,
+        None => None,
+    };
+    Ok(GrantInfo {
+        id: g.family_id,
+        user_id: g.user_id,
+        username: g.username,
+        client_id: g.client_id,
+        client_name,
+        scope: g.scope,
+        resource: g.resource,
+        granted_at: g.granted_at,
+        last_used_at: g.last_used_at,
+        expires_at: g.expires_at,
+    })
+}
+
+/// The live grants of the user `username` (every user's with `None`), oldest first.
+pub async fn list_grants(
+    store: &Store,
+    username: Option<&str>,
+) -> Result<Vec<GrantInfo>, AuthServerError> {
+    let user_id = match username {
+        Some(name) => Some(
+            store
+                .user_by_name(name)
+                .await?
+                .ok_or_else(|| AuthServerError::NotFound {
+                    what: "user",
+                    name: name.to_owned(),
+                })?
+                .id,
+        ),
+        None => None,
+    };
+    let mut out = Vec::new();
+    for g in store.live_grants(user_id.as_deref(), now()).await? {
+        out.push(grant_info(store, g).await?);
+    }
+    Ok(out)
+}
+
+/// Revokes the live grant `id`: its refresh token and every access token issued from it
+/// (running servers on the database refuse them within [`REVOCATION_SYNC`](crate::REVOCATION_SYNC)),
+/// and the user's remembered consent for its client, which has to ask again.
+pub async fn revoke_grant(store: &Store, id: &str) -> Result<GrantInfo, AuthServerError> {
+    match store.revoke_grant(id, now()).await? {
+        Some(g) => grant_info(store, g).await,
+        None => Err(AuthServerError::NotFound {
+            what: "grant",
+            name: id.to_owned(),
+        }),
     }
 }

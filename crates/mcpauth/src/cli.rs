@@ -88,6 +88,9 @@ pub enum Command {
     /// Manage the authorization server's signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// List and revoke what users allowed clients (the live grants).
+    #[command(subcommand)]
+    Grants(GrantsCommand),
 }
 
 /// `mcpauth connect`.
@@ -611,6 +614,30 @@ pub enum KeysCommand {
     },
     /// List signing keys.
     List {
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// `mcpauth grants`.
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// List the live grants: one per authorization that still holds a refresh token (user,
+    /// client, scope, resource, when granted and last refreshed).
+    List {
+        /// Only this user's (a login name; `PROVIDER:SUB` for a federated user).
+        #[arg(long, value_name = "USERNAME")]
+        user: Option<String>,
+        /// The database.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke a grant: its refresh token and access tokens (running servers on the database
+    /// refuse them within 2 s) and the user's consent for that client.
+    Revoke {
+        /// The grant's id, from `mcpauth grants list`.
+        id: String,
         /// The database.
         #[command(flatten)]
         db: DatabaseArgs,

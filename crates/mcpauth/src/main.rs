@@ -185,5 +185,6 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Users(c) => commands::users(cli, c).await,
         Command::Clients(c) => commands::clients(cli, c).await,
         Command::Keys(c) => commands::keys(cli, c).await,
+        Command::Grants(c) => commands::grants(cli, c).await,
     }
 }

@@ -11,6 +11,7 @@
 mod clients;
 mod dpop;
 mod federation;
+mod grant_list;
 mod grants;
 mod keys;
 mod revoked;
@@ -33,6 +34,7 @@ use sqlx::{Executor, SqlStr};
 use clients::ClientCache;
 pub(crate) use clients::ClientRow;
 pub(crate) use federation::{NO_PASSWORD, UpstreamLogin};
+pub(crate) use grant_list::GrantRow;
 pub(crate) use grants::{NewCode, NewRefresh, RefreshRow};
 pub(crate) use keys::KeyRow;
 use rotation::Rotator;

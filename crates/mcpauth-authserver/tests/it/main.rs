@@ -24,6 +24,7 @@ mod federation_github;
 mod federation_session;
 mod federation_support;
 mod fuzz_corpus;
+mod grants;
 mod hostile;
 mod interop;
 mod listen;

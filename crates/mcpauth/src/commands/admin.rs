@@ -1,4 +1,5 @@
-//! `mcpauth users | clients | keys`: administration of the authorization server's database.
+//! `mcpauth users | clients | keys | grants`: administration of the authorization server's
+//! database.
 
 use std::io::{BufRead, IsTerminal};
 
@@ -8,7 +9,7 @@ use mcpauth_authserver::{AuthMethod, PasswordParams, SigningAlg};
 use serde_json::json;
 
 use super::serve::open_store;
-use crate::cli::{Cli, ClientsCommand, KeysCommand, UsersCommand};
+use crate::cli::{Cli, ClientsCommand, GrantsCommand, KeysCommand, UsersCommand};
 use crate::present::escape;
 
 fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
@@ -200,6 +201,60 @@ pub async fn keys(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List { db } => {
             let (store, _) = open_store(db, None).await?;
             print(&admin::list_keys(&store).await?);
+        }
+    }
+    Ok(())
+}
+
+fn grant_json(g: &admin::GrantInfo) -> serde_json::Value {
+    json!({"id": g.id, "username": g.username, "subject": g.user_id, "client_id": g.client_id,
+        "client_name": g.client_name, "scope": g.scope, "resource": g.resource,
+        "granted_at": g.granted_at, "last_used_at": g.last_used_at, "expires_at": g.expires_at})
+}
+
+/// When `at` (Unix seconds) was or will be, for a person.
+fn when(at: i64) -> String {
+    super::relative(u64::try_from(at).ok())
+}
+
+/// `mcpauth grants …`.
+pub async fn grants(cli: &Cli, cmd: &GrantsCommand) -> anyhow::Result<()> {
+    match cmd {
+        GrantsCommand::List { user, db } => {
+            let (store, _) = open_store(db, None).await?;
+            let grants = admin::list_grants(&store, user.as_deref()).await?;
+            if cli.json {
+                let list: Vec<_> = grants.iter().map(grant_json).collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if grants.is_empty() {
+                eprintln!("No live grants.");
+            } else {
+                // Names come from users and dynamic registrations: escaped for the terminal.
+                for g in &grants {
+                    println!(
+                        "{}\t{}\t{}\t{}\tgranted {}\tlast used {}",
+                        g.id,
+                        escape(g.username.as_deref().unwrap_or("(removed user)")),
+                        escape(g.client_name.as_deref().unwrap_or(&g.client_id)),
+                        escape(&g.scope),
+                        when(g.granted_at),
+                        when(g.last_used_at),
+                    );
+                }
+            }
+        }
+        GrantsCommand::Revoke { id, db } => {
+            let (store, _) = open_store(db, None).await?;
+            let g = admin::revoke_grant(&store, id).await?;
+            if cli.json {
+                println!("{}", grant_json(&g));
+            }
+            eprintln!(
+                "Revoked grant {} ({} for {}): its tokens are refused within 2 s, and the client must ask for consent again.",
+                g.id,
+                escape(g.client_name.as_deref().unwrap_or(&g.client_id)),
+                escape(g.username.as_deref().unwrap_or(&g.user_id)),
+            );
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ mod serve;
 mod status;
 mod token;
 
-pub use admin::{clients, keys, users};
+pub use admin::{clients, grants, keys, users};
 pub use connect::connect;
 pub use discover::discover;
 pub use login::login;

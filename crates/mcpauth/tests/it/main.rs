@@ -12,5 +12,6 @@ mod gateway;
 mod gateway_external;
 mod gateway_stdio;
 mod gateway_stdio_eras;
+mod grants;
 mod serve;
 mod upstream_token;
