@@ -172,6 +172,17 @@ impl TestServer {
         format!("{}{issuer_path}{path}", self.base)
     }
 
+    /// This server reached at `base` (e.g. the load balancer in front of it); dropping the
+    /// view does not stop the server.
+    pub fn via(&self, base: &str) -> TestServer {
+        TestServer {
+            issuer: self.issuer.clone(),
+            base: base.to_owned(),
+            server: self.server.clone(),
+            _stop: StopOnDrop(None),
+        }
+    }
+
     pub fn store(&self) -> &Store {
         self.server.store()
     }
@@ -689,5 +700,71 @@ impl DocServer {
         config.fetch.extra_root_certs_pem = vec![self.cert_pem.clone()];
         config.fetch.allow_networks =
             vec![mcpauth_authserver::IpNet::parse("127.0.0.0/8").unwrap()];
+    }
+}
+
+/// Instances on one database behind one URL, as behind a load balancer: a round-robin TCP
+/// proxy sends each new connection to the next instance, and the helpers here open one
+/// connection per request, so consecutive requests reach different instances.
+pub struct Balanced {
+    /// The instances, each also reachable at its own address.
+    pub instances: Vec<TestServer>,
+    /// The shared URL (the issuer of every instance).
+    pub front: TestServer,
+    hits: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Balanced {
+    /// Starts two instances on `db` adjusted by `adjust`, and the proxy in front of them.
+    pub async fn start(db: &Db, adjust: impl Fn(&mut Config)) -> Balanced {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front = format!("http://{}", listener.local_addr().unwrap());
+        let mut instances = Vec::new();
+        for _ in 0..2 {
+            instances.push(
+                TestServer::start(db, |c| {
+                    c.issuer = front.clone();
+                    adjust(c);
+                })
+                .await,
+            );
+        }
+        let backends: Vec<String> = instances
+            .iter()
+            .map(|i| i.base.trim_start_matches("http://").to_owned())
+            .collect();
+        let hits: Arc<Vec<AtomicUsize>> =
+            Arc::new(backends.iter().map(|_| AtomicUsize::new(0)).collect());
+        let counted = Arc::clone(&hits);
+        tokio::spawn(async move {
+            let mut next = 0;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let i = next % backends.len();
+                next += 1;
+                counted[i].fetch_add(1, Ordering::Relaxed);
+                let backend = backends[i].clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        let front = instances[0].via(&front);
+        Balanced {
+            instances,
+            front,
+            hits,
+        }
+    }
+
+    /// How many connections each instance got.
+    pub fn hits(&self) -> Vec<usize> {
+        self.hits
+            .iter()
+            .map(|h| h.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
     }
 }
