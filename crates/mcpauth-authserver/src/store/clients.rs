@@ -233,8 +233,9 @@ impl Store {
 
     /// Removes a client and revokes what it holds. Returns whether it existed.
     pub(crate) async fn delete_client(&self, client_id: &str) -> Result<bool, AuthServerError> {
+        self.revoke_grants_of(false, client_id, crate::secrets::now())
+            .await?;
         for sql in [
-            "UPDATE refresh_tokens SET revoked_at = 0 WHERE client_id = $1 AND revoked_at IS NULL",
             "DELETE FROM consents WHERE client_id = $1",
             "DELETE FROM authorization_codes WHERE client_id = $1",
             "DELETE FROM introspection_resources WHERE client_id = $1",

@@ -128,4 +128,32 @@ impl Store {
             .await?;
         Ok(Some(grant))
     }
+
+    /// Revokes every live grant of the user `user_id` (`by_user`) or of the client `client_id`
+    /// (not `by_user`): refresh and access tokens alike (RFC 7009 §2), as removing the user or
+    /// the client must.
+    pub(crate) async fn revoke_grants_of(
+        &self,
+        by_user: bool,
+        id: &str,
+        now: i64,
+    ) -> Result<(), AuthServerError> {
+        let query = if by_user {
+            sqlx::query(
+                "SELECT family_id, MAX(expires_at) AS until FROM refresh_tokens \
+                 WHERE user_id = $1 AND revoked_at IS NULL GROUP BY family_id",
+            )
+        } else {
+            sqlx::query(
+                "SELECT family_id, MAX(expires_at) AS until FROM refresh_tokens \
+                 WHERE client_id = $1 AND revoked_at IS NULL GROUP BY family_id",
+            )
+        };
+        for row in query.bind(id).fetch_all(self.pool()).await? {
+            let family: String = row.try_get("family_id")?;
+            let until: i64 = row.try_get("until")?;
+            self.revoke_family(&family, now, until.max(now)).await?;
+        }
+        Ok(())
+    }
 }

@@ -87,10 +87,12 @@ impl Store {
         let Some(u) = self.user_by_name(username).await? else {
             return Ok(false);
         };
+        self.revoke_grants_of(true, &u.id, crate::secrets::now())
+            .await?;
         for sql in [
             "DELETE FROM login_sessions WHERE user_id = $1",
             "DELETE FROM consents WHERE user_id = $1",
-            "UPDATE refresh_tokens SET revoked_at = 0 WHERE user_id = $1 AND revoked_at IS NULL",
+            "DELETE FROM authorization_codes WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {
             sqlx::query(sql).bind(&u.id).execute(self.pool()).await?;

@@ -5,8 +5,8 @@
 use mcpauth_authserver::{AuthServerError, admin};
 
 use crate::support::{
-    CONSENT_AGAIN, Db, REDIRECT, TestServer, USER, authorization, both_backends, claims,
-    code_flow_tokens, login_to_consent, token_request,
+    CONSENT_AGAIN, Db, REDIRECT, RESOURCE, TestServer, USER, authorization, both_backends, claims,
+    code_flow_tokens, introspect, login_to_consent, token_request,
 };
 
 both_backends! {
@@ -99,4 +99,31 @@ async fn g2_unknown_grants_and_users_are_not_found() {
     admin::revoke_grant(ts.store(), &id).await.unwrap();
     let again = admin::revoke_grant(ts.store(), &id).await.unwrap_err();
     assert!(matches!(again, AuthServerError::NotFound { .. }), "{again}");
+}
+
+both_backends! {
+    /// Removing a user or a client ends what they hold at once: the refresh tokens and the
+    /// access tokens of their grants (RFC 7009 §2; the gateway refuses them, introspection
+    /// says inactive), not only the refresh tokens.
+    async fn g3_removing_a_user_or_client_revokes_its_access_tokens(db) {
+        let ts = TestServer::start(db, |_| {}).await;
+        ts.add_user().await;
+        let rs = ts.add_resource_server(&[RESOURCE]).await;
+        let client_id = ts.register_public_client(&[REDIRECT]).await;
+        let jti = |body: &serde_json::Value| {
+            claims(body["access_token"].as_str().unwrap())["jti"].as_str().unwrap().to_owned()
+        };
+        let body = code_flow_tokens(&ts, &client_id).await;
+        admin::remove_user(ts.store(), USER).await.unwrap();
+        assert!(ts.server.access_token_revoked(&jti(&body)), "the user's access token");
+        let token = body["access_token"].as_str().unwrap();
+        assert_eq!(introspect(&ts, &rs, token).await["active"], false);
+
+        ts.add_user().await;
+        let body = code_flow_tokens(&ts, &client_id).await;
+        admin::remove_client(ts.store(), &client_id).await.unwrap();
+        assert!(ts.server.access_token_revoked(&jti(&body)), "the client's access token");
+        let token = body["access_token"].as_str().unwrap();
+        assert_eq!(introspect(&ts, &rs, token).await["active"], false);
+    }
 }
