@@ -3,6 +3,7 @@
 //! keys, and the grants users gave clients.
 //! Every function works on a [`Store`] alone, with no running server.
 
+use crate::audit::audit;
 use mcpauth_core::resource::canonical_resource;
 use mcpauth_core::{ClientMetadata, ClientSecret};
 
@@ -69,6 +70,11 @@ pub async fn add_user(
         created_at: now(),
     };
     store.insert_user(&row).await?;
+    audit!(
+        "user.added",
+        user_id = row.id.as_str(),
+        username = row.username.as_str()
+    );
     Ok(UserInfo::from(&row))
 }
 
@@ -85,6 +91,7 @@ pub async fn list_users(store: &Store) -> Result<Vec<UserInfo>, AuthServerError>
 /// Removes a user, their sessions and consents, and revokes their refresh tokens.
 pub async fn remove_user(store: &Store, username: &str) -> Result<(), AuthServerError> {
     if store.delete_user(username).await? {
+        audit!("user.removed", username);
         Ok(())
     } else {
         Err(AuthServerError::NotFound {
@@ -264,6 +271,7 @@ pub async fn add_client(store: &Store, new: NewClient) -> Result<CreatedClient, 
         expires_at: None,
     };
     store.insert_resource_server(&row, &introspection).await?;
+    audit!("client.added", client_id = row.client_id.as_str());
     Ok(CreatedClient {
         info: client_info(&row, introspection)?,
         client_secret: secret.map(ClientSecret::new),
@@ -317,6 +325,7 @@ pub async fn list_clients(store: &Store) -> Result<Vec<ClientInfo>, AuthServerEr
 /// Removes a client, its consents and codes, and revokes its refresh tokens.
 pub async fn remove_client(store: &Store, client_id: &str) -> Result<(), AuthServerError> {
     if store.delete_client(client_id).await? {
+        audit!("client.removed", client_id);
         Ok(())
     } else {
         Err(AuthServerError::NotFound {
@@ -344,6 +353,11 @@ pub struct KeyInfo {
 pub async fn rotate_keys(store: &Store, alg: SigningAlg) -> Result<KeyInfo, AuthServerError> {
     let key = keys::generate(alg)?;
     store.rotate_keys(&key).await?;
+    audit!(
+        "key.rotated",
+        kid = key.kid.as_str(),
+        alg = key.alg.as_str()
+    );
     Ok(KeyInfo {
         kid: key.kid,
         alg: key.alg,
@@ -517,7 +531,15 @@ pub async fn list_grants(
 /// and the user's remembered consent for its client, which has to ask again.
 pub async fn revoke_grant(store: &Store, id: &str) -> Result<GrantInfo, AuthServerError> {
     match store.revoke_grant(id, now()).await? {
-        Some(g) => grant_info(store, g).await,
+        Some(g) => {
+            audit!(
+                "grant.revoked",
+                grant_id = id,
+                user_id = g.user_id.as_str(),
+                client_id = g.client_id.as_str()
+            );
+            grant_info(store, g).await
+        }
         None => Err(AuthServerError::NotFound {
             what: "grant",
             name: id.to_owned(),

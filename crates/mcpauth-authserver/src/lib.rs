@@ -32,6 +32,7 @@ macro_rules! redacted_debug {
 pub(crate) use redacted_debug;
 
 pub mod admin;
+mod audit;
 mod basic_auth;
 mod client_auth;
 mod clients;
@@ -56,6 +57,7 @@ mod store;
 mod tokens;
 mod vault;
 
+pub use audit::AUDIT_TARGET;
 pub use clients::{AuthMethod, ClientKind};
 pub use config::{
     Config, FetchPolicy, IpNet, PasswordParams, RateLimit, RateLimits, RegistrationPolicy,

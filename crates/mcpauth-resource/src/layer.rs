@@ -296,6 +296,18 @@ fn is_preflight<B>(req: &Request<B>) -> bool {
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
 }
 
+/// The audit event of a refused request (target `mcpauth::audit`, as the authorization
+/// server's events): the status, the OAuth error code and why, never the token.
+fn audit_refusal(status: StatusCode, code: &str, reason: &str) {
+    tracing::info!(
+        target: "mcpauth::audit",
+        event = "access.refused",
+        status = status.as_u16(),
+        error = code,
+        reason
+    );
+}
+
 impl Shared {
     fn refuse(
         &self,
@@ -303,6 +315,10 @@ impl Shared {
         scope: &ScopeSet,
         error: Option<(&str, &str)>,
     ) -> Response<Body> {
+        // A request without credentials is the discovery step, not a refusal worth auditing.
+        if let Some((code, reason)) = error {
+            audit_refusal(status, code, reason);
+        }
         let mut resp = bearer(status, &self.resource_metadata, scope, error);
         if self.dpop.policy == DpopPolicy::Require {
             // RFC 9449 §7.1: say which proof algorithms are accepted.
@@ -322,6 +338,7 @@ impl Shared {
 
     fn refuse_dpop(&self, code: &str, description: &str) -> Response<Body> {
         tracing::debug!(reason = %description, "refused a DPoP request");
+        audit_refusal(StatusCode::UNAUTHORIZED, code, description);
         dpop_challenge(
             StatusCode::UNAUTHORIZED,
             &self.resource_metadata,

@@ -42,6 +42,24 @@ pub struct Cli {
     /// A `mcpServers` JSON config file (Claude Desktop, Cursor, mcpo); targets may then be names.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The log's format on stderr: `text`, or `json` (one JSON object per line, with an RFC 3339
+    /// timestamp).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Append the security events (sign-ins, consent, registrations, tokens issued, refreshed
+    /// and revoked, refresh-token reuse, administration, refused requests) to FILE as JSON
+    /// lines, created 0600; never a token, code, secret or password.
+    #[arg(long, global = true, value_name = "FILE", env = "MCPAUTH_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// Token stores.

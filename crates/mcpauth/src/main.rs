@@ -16,7 +16,7 @@ use clap::Parser;
 use mcpauth_client::ClientError;
 use mcpauth_core::{CoreError, ErrorCode};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, LogFormat};
 use crate::config::ConfigFile;
 
 /// Exit codes (documented in `--help`).
@@ -42,7 +42,13 @@ fn main() -> ExitCode {
         Command::Connect(a) => a.log_file.clone(),
         _ => None,
     };
-    if let Err(e) = init_tracing(cli.verbose, log_file.as_deref()) {
+    let logs = Logs {
+        verbose: cli.verbose,
+        file: log_file.as_deref(),
+        json: cli.log_format == LogFormat::Json,
+        audit: cli.audit_log.as_deref(),
+    };
+    if let Err(e) = init_tracing(&logs) {
         eprintln!("mcpauth: {e:#}");
         return ExitCode::from(exit::FAILURE);
     }
@@ -99,41 +105,87 @@ fn target_of(cli: &Cli) -> Option<&str> {
     }
 }
 
-/// Logs to stderr (colour only on a terminal), and also to `log_file` (0600, appended).
-fn init_tracing(verbose: u8, log_file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    use tracing_subscriber::fmt::writer::MakeWriterExt;
-    let default = match verbose {
+/// Where the logs go.
+struct Logs<'a> {
+    verbose: u8,
+    /// `connect --log-file`: a copy of stderr's log.
+    file: Option<&'a std::path::Path>,
+    /// `--log-format json`: JSON lines on stderr.
+    json: bool,
+    /// `--audit-log`: the security events (target `mcpauth::audit`) as JSON lines.
+    audit: Option<&'a std::path::Path>,
+}
+
+/// Opens `path` for appending, created 0600: logs may name users and addresses.
+fn append_private(path: &std::path::Path, what: &str) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open the {what} {}: {e}", path.display()))
+}
+
+/// Logs to stderr (colour only on a terminal; JSON lines with `--log-format json`), also to
+/// `connect --log-file` (0600, appended), and the audit events to `--audit-log`.
+fn init_tracing(logs: &Logs<'_>) -> anyhow::Result<()> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = match logs.verbose {
         0 => "warn",
         1 => "info,mcpauth=info,mcpauth_client=info",
         _ => "debug,hyper_util=info,reqwest=info",
     };
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_target(verbose > 1)
-        .without_time()
-        .with_env_filter(filter());
-    match log_file {
-        None => builder
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .init(),
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let (writer, ansi) = match logs.file {
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal() && !logs.json,
+        ),
         Some(path) => {
-            let mut options = std::fs::OpenOptions::new();
-            options.create(true).append(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let file = options
-                .open(path)
-                .map_err(|e| anyhow::anyhow!("cannot open the log file {}: {e}", path.display()))?;
-            builder
-                .with_writer(std::io::stderr.and(std::sync::Mutex::new(file)))
-                .with_ansi(false)
-                .init();
+            let file = append_private(path, "log file")?;
+            (
+                BoxMakeWriter::new(std::io::stderr.and(std::sync::Mutex::new(file))),
+                false,
+            )
         }
-    }
+    };
+    let stderr: Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> = if logs.json {
+        Box::new(tracing_subscriber::fmt::layer().json().with_writer(writer))
+    } else {
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .with_target(logs.verbose > 1)
+                .without_time()
+                .with_ansi(ansi)
+                .with_writer(writer),
+        )
+    };
+    let audit = match logs.audit {
+        Some(path) => {
+            let file = append_private(path, "audit log")?;
+            let only_audit = tracing_subscriber::filter::Targets::new()
+                .with_target(mcpauth_authserver::AUDIT_TARGET, tracing::Level::INFO);
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_filter(only_audit),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(stderr.with_filter(filter))
+        .with(audit)
+        .init();
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod provider;
 pub(crate) mod session;
 pub(crate) mod upstream;
 
+use crate::audit::audit;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -327,6 +328,14 @@ pub(crate) async fn callback(
             .find_map(|k| identity.claims.get(*k).and_then(|v| v.as_str()))
             .unwrap_or(&identity.sub);
         tracing::info!(provider = %idp.name, sub = %identity.sub, "account not on the allow-list");
+        audit!(
+            "signin.failed",
+            method = "provider",
+            provider = idp.name.as_str(),
+            subject = identity.sub.as_str(),
+            reason = "not on the allow-list",
+            ip = ip.as_str()
+        );
         return error_page(
             StatusCode::FORBIDDEN,
             "Not allowed",
@@ -381,5 +390,13 @@ pub(crate) async fn callback(
             return internal(e);
         }
     }
+    audit!(
+        "signin.succeeded",
+        method = "provider",
+        provider = idp.name.as_str(),
+        user_id = user_id.as_str(),
+        username = username.as_str(),
+        ip = ip.as_str()
+    );
     federated_login(&shared, &record.request_id, &sid, &user_id).await
 }

@@ -13,6 +13,7 @@
 //! public client's id with a loopback or private-use redirect URI and their own PKCE challenge,
 //! so such a client gets the consent page every time, noting the earlier approval.
 
+use crate::audit::audit;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -696,7 +697,18 @@ pub(crate) async fn login(
     })
     .await
     .unwrap_or(false);
+    let known_user = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|_| ok) else {
+        // Only a known user's id: an unknown name may be a password typed in the wrong field.
+        let user_id = known_user.as_deref().unwrap_or("");
+        let known_user = known_user.is_some();
+        audit!(
+            "signin.failed",
+            method = "password",
+            known_user,
+            user_id,
+            ip
+        );
         return login_page(
             &shared,
             &form.pending,
@@ -707,6 +719,13 @@ pub(crate) async fn login(
         )
         .await;
     };
+    audit!(
+        "signin.succeeded",
+        method = "password",
+        user_id = user.id.as_str(),
+        username = user.username.as_str(),
+        ip
+    );
     after_login(&shared, &form.request_id, &form.pending, &user.id).await
 }
 
@@ -834,7 +853,9 @@ pub(crate) async fn consent(
         Err(e) => return internal(e),
     }
     let p = &form.pending;
+    let client_id = p.client_id.as_str();
     if form.params.get("decision") != Some("allow") {
+        audit!("consent.denied", user_id = user.as_str(), client_id, ip);
         let e = oauth_error(ErrorCode::AccessDenied, "the user denied the request");
         return error_redirect(
             &shared,
@@ -851,6 +872,13 @@ pub(crate) async fn consent(
     {
         return internal(e);
     }
+    audit!(
+        "consent.granted",
+        user_id = user.as_str(),
+        client_id,
+        scope = p.scope.as_str(),
+        ip
+    );
     finish(
         &shared,
         p,

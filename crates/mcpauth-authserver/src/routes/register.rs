@@ -1,6 +1,7 @@
 //! Dynamic client registration (RFC 7591; MCP SPEC A3, C14): open with a rate limit, or behind
 //! an initial access token; redirect-URI rules per `application_type`.
 
+use crate::audit::audit;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -89,7 +90,14 @@ pub(crate) async fn register(
         }
     };
     match register_client(&shared, metadata).await {
-        Ok(info) => no_store_json(StatusCode::CREATED, &info),
+        Ok(info) => {
+            audit!(
+                "client.registered",
+                client_id = info.client_id.as_str(),
+                ip = ip.as_str()
+            );
+            no_store_json(StatusCode::CREATED, &info)
+        }
         Err((status, e)) => error(status, e),
     }
 }

@@ -2,6 +2,7 @@
 //! access token records its `jti`. Tokens of other clients and unknown tokens are ignored
 //! (RFC 7009 §2.2: the answer is 200 either way).
 
+use crate::audit::audit;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -43,6 +44,13 @@ async fn handle(
                 .store
                 .revoke_family(&row.family_id, now, until)
                 .await?;
+            audit!(
+                "token.revoked",
+                token = "refresh_token",
+                client_id = client.client_id.as_str(),
+                grant_id = row.family_id.as_str(),
+                ip
+            );
         }
         return Ok(());
     }
@@ -56,6 +64,13 @@ async fn handle(
             .store
             .revoke_access_token(&claims.jti, claims.exp)
             .await?;
+        audit!(
+            "token.revoked",
+            token = "access_token",
+            client_id = client.client_id.as_str(),
+            jti = claims.jti.as_str(),
+            ip
+        );
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! SPEC D6) the access token is bound to the proof's key (`cnf.jkt`, `token_type: DPoP`), and a
 //! public client's grant too: each refresh of it needs a proof by the same key.
 
+use crate::audit::audit;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -78,11 +79,21 @@ async fn handle(
         )
         .into());
     }
-    match grant_type {
+    let answer = match grant_type {
         "authorization_code" => authorization_code(shared, &client, &params, jkt).await,
         "refresh_token" => refresh_token(shared, &client, &params, jkt).await,
         _ => client_credentials(shared, &client, &params, jkt).await,
+    };
+    if answer.is_ok() {
+        let dpop = jkt.is_some();
+        let client_id = client.client_id.as_str();
+        if grant_type == "refresh_token" {
+            audit!("token.refreshed", client_id, ip, dpop);
+        } else {
+            audit!("token.issued", grant_type, client_id, ip, dpop);
+        }
     }
+    answer
 }
 
 fn invalid_grant(description: &str) -> TokenError {
@@ -319,6 +330,12 @@ async fn refresh_token(
         .revoke_family(&row.family_id, now, family_until)
         .await?;
     tracing::warn!(client_id = %client.client_id, "refresh token reuse; family revoked");
+    audit!(
+        "refresh.reuse_detected",
+        client_id = client.client_id.as_str(),
+        grant_id = row.family_id.as_str(),
+        user_id = row.user_id.as_str()
+    );
     Err(invalid_grant(
         "the refresh token was already used; every token of this grant is revoked",
     ))

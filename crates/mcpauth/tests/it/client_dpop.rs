@@ -125,19 +125,7 @@ fn jkt(token: &str) -> String {
 
 /// The token files under `home` that hold a DPoP key.
 fn key_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![home.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("\"dpop_key\"")) {
-                out.push(path);
-            }
-        }
-    }
-    out
+    crate::common::files_containing(home, "\"dpop_key\"")
 }
 
 /// SPEC D3: an access token shorter-lived than the refresh margin is refreshed on every

@@ -20,6 +20,7 @@ pub fn mcpauth(home: &Path) -> Command {
         .env_remove("MCPAUTH_CLIENT_SECRET")
         .env_remove("MCPAUTH_STORE")
         .env_remove("MCPAUTH_DATABASE_URL")
+        .env_remove("MCPAUTH_AUDIT_LOG")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);
     c
@@ -137,4 +138,21 @@ pub async fn browser_login(issuer: &str, authorization_url: &str, user: &str, pa
     assert_eq!(resp.status(), 303);
     let back = resp.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
+}
+
+/// The files under `dir` whose text contains `needle` (e.g. the token records holding a key).
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if std::fs::read_to_string(&path).is_ok_and(|t| t.contains(needle)) {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

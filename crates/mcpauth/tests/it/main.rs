@@ -2,6 +2,7 @@
 //! server on 127.0.0.1, with a scripted "browser" (an HTTP client that follows the authorization
 //! redirect to the loopback listener).
 
+mod audit;
 mod cli;
 mod client_dpop;
 mod common;

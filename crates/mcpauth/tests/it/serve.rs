@@ -21,7 +21,11 @@ use crate::common::{LIMIT, browser_login, mcpauth, start_login};
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// Runs `mcpauth ARGS` in `home` with `stdin`: (exit code, stdout, stderr).
-pub(crate) async fn run(home: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+pub(crate) async fn run<S: AsRef<std::ffi::OsStr>>(
+    home: &Path,
+    args: &[S],
+    stdin: &str,
+) -> (i32, String, String) {
     let mut child = mcpauth(home)
         .args(args)
         .stdin(Stdio::piped())
