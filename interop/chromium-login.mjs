@@ -10,20 +10,14 @@
 // Every page: no console errors, no page errors, no failed requests, and a screenshot
 // (MCPAUTH_SCREENSHOTS/<run>-<n>-<page>.png, full page). Run by interop/run, which starts
 // mcpauth serve and registers the public clients <prefix>desktop|phone|deny with the redirect URI
-// http://127.0.0.1:<callback port>/callback. Ends with "N passed, M failed".
+// http://127.0.0.1:<callback port>/callback. Ends with "N passed, M failed". The harness
+// (browser, checks, callback listener, code exchange) is interop/lib/chromium.mjs.
 
-import { createServer } from "node:http";
-import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import {
+  DESKTOP, EXECUTABLE, PHONE, authorizationUrl, callbackListener, check, env, exchangeCode, finish, metadata,
+  newState, openRun, pkce,
+} from "./lib/chromium.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run this through interop/run)`);
-  return v;
-};
 const ISSUER = env("MCPAUTH_ISSUER");
 const USERNAME = env("MCPAUTH_USERNAME");
 const PASSWORD = env("MCPAUTH_PASSWORD");
@@ -32,133 +26,34 @@ const RESOURCE = env("MCPAUTH_RESOURCE");
 const CALLBACK_PORT = Number(env("MCPAUTH_CALLBACK_PORT"));
 const PREFIX = env("MCPAUTH_CLIENT_PREFIX");
 const SCREENSHOTS = env("MCPAUTH_SCREENSHOTS");
-const EXECUTABLE = process.env.MCPAUTH_CHROMIUM || "/usr/bin/chromium";
 const REDIRECT_URI = `http://127.0.0.1:${CALLBACK_PORT}/callback`;
-// What the machine's notes say Chromium needs here (no sandbox as root, no background traffic).
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-const TIMEOUT = 15000;
 
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = "") {
-  if (ok) passed++;
-  else failed++;
-  console.log(`  ${ok ? "PASS" : "FAIL"}  ${name}${detail ? `  (${detail})` : ""}`);
-  return ok;
-}
-
-// The client's loopback redirect listener: answers with a small page, remembers the URL.
-const callbacks = [];
-const callbackServer = createServer((req, res) => {
-  callbacks.push(`http://127.0.0.1:${CALLBACK_PORT}${req.url}`);
-  if (req.url === "/favicon.ico") {
-    res.writeHead(204).end();
-    return;
-  }
-  res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-  res.end(`<!doctype html><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Back at the client</title><body style="font:16px system-ui;margin:2rem">
-<h1>Back at the client</h1><p>The authorization server redirected here. You can close this tab.</p></body>`);
-});
-
-function pkce() {
-  const verifier = randomBytes(32).toString("base64url");
-  return { verifier, challenge: createHash("sha256").update(verifier).digest("base64url") };
-}
-
-async function metadata() {
-  const resp = await fetch(`${ISSUER}/.well-known/oauth-authorization-server`);
-  if (!resp.ok) throw new Error(`metadata: HTTP ${resp.status}`);
-  return resp.json();
-}
-
-/** Everything a page should not do: console errors, uncaught errors, failed requests. */
-function watch(page) {
-  const problems = [];
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console error: ${m.text()}${m.location()?.url ? ` [${m.location().url}]` : ""}`);
-  });
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ""}`));
-  page.on("response", (r) => {
-    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
-  });
-  return problems;
-}
-
-async function noSideways(page) {
-  return page.evaluate(() => ({
-    scrollWidth: document.documentElement.scrollWidth,
-    innerWidth: window.innerWidth,
-  }));
-}
-
-async function shoot(page, run, n, name) {
-  const path = join(SCREENSHOTS, `${run}-${n}-${name}.png`);
-  await page.screenshot({ path, fullPage: true });
-  return path;
-}
-
-async function onePage(page, run, n, name, problems, viewportWidth) {
-  const file = await shoot(page, run, n, name);
-  const { scrollWidth, innerWidth } = await noSideways(page);
-  check(`${run}: ${name} page: no console errors, page errors or failed requests`, problems.length === 0, problems.join("; "));
-  problems.length = 0;
-  check(`${run}: ${name} page fits the ${viewportWidth}px viewport (no sideways scrolling)`, scrollWidth <= innerWidth,
-    `scrollWidth ${scrollWidth}, innerWidth ${innerWidth}; ${file}`);
-}
-
-async function run(meta, { name, viewport, mobile, decision }) {
-  // A fresh --user-data-dir (profile) per run: no cookie or session carries over.
-  const profile = mkdtempSync(join(tmpdir(), "mcpauth-chromium-"));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: EXECUTABLE,
-    headless: true,
-    args: FLAGS,
-    timeout: 30000,
-    viewport,
-    isMobile: mobile,
-    hasTouch: mobile,
-    deviceScaleFactor: mobile ? 2 : 1,
-    locale: "en-US",
-  });
-  if (name === "desktop") console.log(`Chromium ${context.browser()?.version() ?? ""} (${EXECUTABLE}); screenshots in ${SCREENSHOTS}`);
+async function run(meta, name, device, decision) {
+  const b = await openRun(name, device, SCREENSHOTS);
+  if (name === "desktop") console.log(`Chromium ${b.version} (${EXECUTABLE}); screenshots in ${SCREENSHOTS}`);
+  const { viewport, mobile } = device;
   console.log(`${name} (${viewport.width}x${viewport.height}${mobile ? ", touch" : ""}, ${decision}):`);
-  const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(TIMEOUT);
-  const problems = watch(page);
+  const page = b.page;
   try {
     const { verifier, challenge } = pkce();
-    const state = randomBytes(16).toString("base64url");
+    const state = newState();
     const clientId = `${PREFIX}${name}`;
-    const url = new URL(meta.authorization_endpoint);
-    for (const [k, v] of Object.entries({
-      response_type: "code",
+    const url = authorizationUrl(meta.authorization_endpoint, {
       client_id: clientId,
       redirect_uri: REDIRECT_URI,
       scope: SCOPE,
       state,
       code_challenge: challenge,
-      code_challenge_method: "S256",
       resource: RESOURCE,
-    })) url.searchParams.set(k, v);
+    });
 
     // 1. Login page.
-    const first = await page.goto(url.href);
+    const first = await page.goto(url);
     check(`${name}: the authorization URL shows the login page`,
       first?.status() === 200 && (await page.locator("h1").innerText()) === "Sign in" &&
         (await page.locator('input[name="username"]').isVisible()) && (await page.locator('input[name="password"]').isVisible()),
       `HTTP ${first?.status()}, title "${await page.title()}"`);
-    await onePage(page, name, 1, "login", problems, viewport.width);
+    await b.check(1, "login");
     await page.locator('input[name="username"]').fill(USERNAME);
     await page.locator('input[name="password"]').fill(PASSWORD);
     await Promise.all([page.waitForURL(`${ISSUER}/**`, { waitUntil: "load" }), page.getByRole("button", { name: "Sign in" }).click()]);
@@ -169,14 +64,14 @@ async function run(meta, { name, viewport, mobile, decision }) {
       /^Allow /.test(await page.locator("h1").innerText()) && body.includes(`Chromium interop (${name})`) &&
         body.includes("127.0.0.1") && body.includes(SCOPE),
       (await page.locator("h1").innerText()).slice(0, 80));
-    await onePage(page, name, 2, "consent", problems, viewport.width);
+    await b.check(2, "consent");
 
     // 3. Allow or deny: the browser follows the 303 to the client's redirect URI.
     const button = page.getByRole("button", { name: decision === "allow" ? "Allow" : "Deny" });
-    await Promise.all([page.waitForURL(`${REDIRECT_URI}?**`, { waitUntil: "load" }), mobile ? button.tap() : button.click()]);
+    await Promise.all([page.waitForURL(`${REDIRECT_URI}?**`, { waitUntil: "load" }), b.press(button)]);
     const back = new URL(page.url());
     const q = back.searchParams;
-    await onePage(page, name, 3, "final", problems, viewport.width);
+    await b.check(3, "final");
     const one = (k) => q.getAll(k).length === 1;
     if (decision === "deny") {
       check(`${name}: Deny redirects with error=access_denied, the state and iss = issuer`,
@@ -190,51 +85,35 @@ async function run(meta, { name, viewport, mobile, decision }) {
       back.search.replace(/code=[^&]+/, "code=…"));
 
     // 4. The client's back channel: exchange the code at /token (public client, PKCE).
-    const resp = await fetch(meta.token_endpoint, {
-      method: "POST",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({
-        grant_type: "authorization_code",
-        code: q.get("code"),
-        redirect_uri: REDIRECT_URI,
-        client_id: clientId,
-        code_verifier: verifier,
-        resource: RESOURCE,
-      }).toString(),
+    const { status, tokens, claims, noStore } = await exchangeCode(meta.token_endpoint, {
+      code: q.get("code"), redirectUri: REDIRECT_URI, clientId, verifier, resource: RESOURCE,
     });
-    const tokens = await resp.json();
-    const claims = tokens.access_token ? JSON.parse(Buffer.from(tokens.access_token.split(".")[1], "base64url")) : {};
     check(`${name}: the code is exchanged at /token for an access token for the resource (and a refresh token)`,
-      resp.status === 200 && (resp.headers.get("cache-control") ?? "").includes("no-store") &&
-        tokens.token_type?.toLowerCase() === "bearer" && [claims.aud].flat().includes(RESOURCE) &&
+      status === 200 && noStore && tokens.token_type?.toLowerCase() === "bearer" && [claims.aud].flat().includes(RESOURCE) &&
         claims.iss === ISSUER && claims.client_id === clientId && String(claims.scope).split(" ").includes(SCOPE) &&
         !!tokens.refresh_token,
-      `HTTP ${resp.status}, aud ${JSON.stringify(claims.aud)}, scope ${claims.scope}`);
+      `HTTP ${status}, aud ${JSON.stringify(claims.aud)}, scope ${claims.scope}`);
   } catch (e) {
-    await shoot(page, name, 9, "failure").catch(() => {});
-    check(`${name}: completed without an exception`, false, e.stack ?? String(e));
+    await b.failure(e);
   } finally {
-    await context.close();
-    rmSync(profile, { recursive: true, force: true });
+    await b.close();
   }
 }
 
 async function main() {
-  await new Promise((r, j) => callbackServer.listen(CALLBACK_PORT, "127.0.0.1", r).on("error", j));
-  const meta = await metadata();
+  const callbacks = await callbackListener(CALLBACK_PORT);
+  const meta = await metadata(ISSUER);
   try {
-    await run(meta, { name: "desktop", viewport: { width: 1280, height: 800 }, mobile: false, decision: "allow" });
-    await run(meta, { name: "phone", viewport: { width: 390, height: 844 }, mobile: true, decision: "allow" });
-    await run(meta, { name: "deny", viewport: { width: 1280, height: 800 }, mobile: false, decision: "deny" });
+    await run(meta, "desktop", DESKTOP, "allow");
+    await run(meta, "phone", PHONE, "allow");
+    await run(meta, "deny", DESKTOP, "deny");
   } finally {
-    callbackServer.close();
+    callbacks.close();
   }
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed === 0 && passed > 0 ? 0 : 1);
+  finish();
 }
 
 main().catch((e) => {
   console.error(e);
-  console.log(`${passed} passed, ${failed + 1} failed`);
-  process.exit(1);
+  finish(1);
 });

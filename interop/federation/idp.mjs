@@ -31,6 +31,7 @@ const CLIENT_SECRET = readFileSync(env("IDP_CLIENT_SECRET_FILE"), "utf8").trim()
 const REDIRECT_URIS = env("IDP_REDIRECT_URIS").split(/\s+/).filter(Boolean);
 const PASSWORD = Buffer.from(env("IDP_PASSWORD"));
 const FORM_LIMIT = 8 * 1024;
+const FORM_TARGETS = [...new Set(REDIRECT_URIS.map((u) => new URL(u).origin))].join(" ");
 
 /** The provider's accounts, by login (e-mail address); `sub` is stable and opaque. */
 const ACCOUNTS = new Map([
@@ -82,7 +83,9 @@ function page(res, status, title, body) {
   res.writeHead(status, {
     "content-type": "text/html; charset=utf-8",
     "cache-control": "no-store",
-    "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'",
+    // form-action covers the redirects after a form post too: the consent form's answer ends at
+    // the client's redirect URI.
+    "content-security-policy": `default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self' ${FORM_TARGETS}`,
   });
   res.end(`<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">

@@ -4,6 +4,7 @@
 
 IDP_CLIENT_ID=mcpauth
 IDP_NAME=exampleidp
+IDP_DISPLAY_NAME="Example IdP"
 
 # Picks the provider's port and writes our client secret (0600): prepare_idp DIR.
 # Sets IDP_PORT, IDP_ISSUER and IDP_SECRET_FILE; the provider starts later (start_idp), once the
@@ -15,7 +16,7 @@ prepare_idp() {
   IDP_SECRET_FILE=$dir/idp-client-secret
   (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '\n=' >"$IDP_SECRET_FILE") || fail "cannot write $IDP_SECRET_FILE"
   IDP_FLAGS=(--idp-issuer "$IDP_ISSUER" --idp-client-id "$IDP_CLIENT_ID" --idp-client-secret-file "$IDP_SECRET_FILE"
-    --idp-name "$IDP_NAME")
+    --idp-name "$IDP_NAME" --idp-display-name "$IDP_DISPLAY_NAME")
 }
 
 # Starts the provider with REDIRECT_URI registered: start_idp REDIRECT_URI LOGFILE. Sets IDP_PID.

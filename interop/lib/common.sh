@@ -229,3 +229,19 @@ _drop_pg_databases() {
     psql "$PG_ADMIN_URL" -qtAc "DROP DATABASE IF EXISTS \"$n\" WITH (FORCE)" >/dev/null 2>&1 || true
   done
 }
+
+# Debian's chromium for the headless browser checks (apt-get when /usr/bin/chromium is missing;
+# MCPAUTH_CHROMIUM overrides the path). Sets CHROMIUM.
+ensure_chromium() {
+  CHROMIUM=${MCPAUTH_CHROMIUM:-/usr/bin/chromium}
+  if [[ ! -x $CHROMIUM ]]; then
+    command -v apt-get >/dev/null || fail "$CHROMIUM is missing and there is no apt-get to install Debian's chromium"
+    log "installing Debian's chromium (apt-get update; apt-get install -y chromium)"
+    local sudo=
+    ((EUID == 0)) || sudo=sudo
+    $sudo apt-get update -qq >&2 || fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2 || fail "apt-get install chromium failed"
+  fi
+  [[ -x $CHROMIUM ]] || fail "no chromium at $CHROMIUM"
+  "$CHROMIUM" --version 2>/dev/null >&2 || fail "$CHROMIUM does not run"
+}
