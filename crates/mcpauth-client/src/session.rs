@@ -24,6 +24,7 @@ use crate::flow::{self, InFlight, Lease, Turn};
 use crate::grants::{DEVICE_CODE_GRANT, SigningKey, TokenEndpoint};
 use crate::http::OAuthHttp;
 use crate::registration::{ClientSettings, configured_client, obtain_client};
+use crate::workload::{self, WorkloadIdentity};
 use crate::store::{
     ClientRecord, FlowRecord, RegistrationKind, SCHEMA_VERSION, StoreKey, TokenRecord, TokenStore,
     now_unix,
@@ -41,6 +42,9 @@ pub enum Grant {
     /// Enterprise-managed cross-app access: an ID-JAG from the enterprise IdP, then the RFC 7523
     /// JWT bearer grant (MCP SPEC A13).
     CrossApp(Arc<CrossAppAccess>),
+    /// Workload identity federation (SEP-1933, SPEC W1): the platform's JWT for the workload,
+    /// read again for every new token, as an RFC 7523 JWT bearer grant.
+    Workload(Arc<WorkloadIdentity>),
 }
 
 /// What to send as RFC 8707 `resource`.
@@ -949,6 +953,14 @@ impl Session {
                 };
                 Ok((client, tokens, stored))
             }
+            Grant::Workload(identity) => {
+                let tokens = self
+                    .workload_grant(identity, meta, scope, resource, prover)
+                    .await?;
+                let client = workload_client(identity, meta);
+                inner.client = Some(client.clone());
+                Ok((client, tokens, stored))
+            }
             Grant::DeviceCode(presenter) => {
                 let client = obtain_client(
                     &self.http,
@@ -1048,6 +1060,62 @@ impl Session {
                 Ok((client, tokens, stored))
             }
         }
+    }
+}
+
+impl Session {
+    /// SPEC W1: the JWT bearer grant with the workload token as read now, `resource` and the
+    /// optional `scope`; no registration and no secret. A refusal is final: the token is not
+    /// sent again and no other grant is tried. No refresh token is kept: a new access token
+    /// takes a new workload token (SEP-1933).
+    async fn workload_grant(
+        &self,
+        identity: &WorkloadIdentity,
+        meta: &AuthorizationServerMetadata,
+        scope: Option<&ScopeSet>,
+        resource: Option<&str>,
+        prover: Option<Prover<'_>>,
+    ) -> Result<TokenResponse, ClientError> {
+        workload::check_supported(meta)?;
+        let assertion = identity.assertion().await?;
+        let client = workload_client(identity, meta);
+        let endpoint = TokenEndpoint {
+            http: &self.http,
+            metadata: meta,
+            client: &client,
+            signing_key: None,
+            dpop: prover,
+        };
+        match endpoint.jwt_bearer(&assertion, scope, resource).await {
+            Ok(mut tokens) => {
+                tokens.refresh_token = None;
+                Ok(tokens)
+            }
+            Err(ClientError::OAuth { status, error, .. }) if !error.error.is_transient() => {
+                Err(ClientError::AssertionRefused {
+                    issuer: meta.issuer.clone(),
+                    status,
+                    error,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The client a workload grant is made as: the configured id with no authentication, or none at
+/// all (SPEC W1: no registration).
+fn workload_client(identity: &WorkloadIdentity, meta: &AuthorizationServerMetadata) -> ClientRecord {
+    ClientRecord {
+        schema: SCHEMA_VERSION,
+        issuer: meta.issuer.clone(),
+        client_id: identity.client_id.clone().unwrap_or_default(),
+        client_secret: None,
+        token_endpoint_auth_method: crate::registration::auth_method::NONE.into(),
+        redirect_uris: Vec::new(),
+        kind: RegistrationKind::PreRegistered,
+        secret_expires_at: None,
+        updated_at: now_unix(),
     }
 }
 
