@@ -14,3 +14,4 @@ mod gateway_stdio;
 mod gateway_stdio_eras;
 mod serve;
 mod upstream_token;
+mod workload;
