@@ -24,11 +24,11 @@ use crate::flow::{self, InFlight, Lease, Turn};
 use crate::grants::{DEVICE_CODE_GRANT, SigningKey, TokenEndpoint};
 use crate::http::OAuthHttp;
 use crate::registration::{ClientSettings, configured_client, obtain_client};
-use crate::workload::{self, WorkloadIdentity};
 use crate::store::{
     ClientRecord, FlowRecord, RegistrationKind, SCHEMA_VERSION, StoreKey, TokenRecord, TokenStore,
     now_unix,
 };
+use crate::workload::{self, WorkloadIdentity};
 
 /// How the session obtains new tokens.
 #[derive(Clone, Debug)]
@@ -1105,7 +1105,10 @@ impl Session {
 
 /// The client a workload grant is made as: the configured id with no authentication, or none at
 /// all (SPEC W1: no registration).
-fn workload_client(identity: &WorkloadIdentity, meta: &AuthorizationServerMetadata) -> ClientRecord {
+fn workload_client(
+    identity: &WorkloadIdentity,
+    meta: &AuthorizationServerMetadata,
+) -> ClientRecord {
     ClientRecord {
         schema: SCHEMA_VERSION,
         issuer: meta.issuer.clone(),

@@ -130,9 +130,10 @@ async fn run_command(command: &str, source: &WorkloadSource) -> Result<String, C
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| failed(source, format!("could not be started: {e}")))?;
-    let mut stdout = child.stdout.take().ok_or_else(|| {
-        failed(source, "has no standard output".into())
-    })?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| failed(source, "has no standard output".into()))?;
     let run = async {
         let mut bytes = Vec::new();
         (&mut stdout)
@@ -217,7 +218,10 @@ mod tests {
         assert!(check_supported(&m).is_ok());
         m.grant_types_supported = Some(vec!["authorization_code".into()]);
         let e = check_supported(&m).unwrap_err().to_string();
-        assert!(e.contains("authorization_code") && e.contains(JWT_BEARER_GRANT), "{e}");
+        assert!(
+            e.contains("authorization_code") && e.contains(JWT_BEARER_GRANT),
+            "{e}"
+        );
         m.grant_types_supported = Some(vec![JWT_BEARER_GRANT.into()]);
         assert!(check_supported(&m).is_ok());
     }

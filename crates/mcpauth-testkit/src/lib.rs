@@ -562,7 +562,8 @@ async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) ->
                 .workload_assertions
                 .push(assertion.clone());
             if !k.workload_tokens.contains(&assertion) {
-                let body = json!({"error": "invalid_grant", "error_description": k.workload_refusal});
+                let body =
+                    json!({"error": "invalid_grant", "error_description": k.workload_refusal});
                 return (StatusCode::BAD_REQUEST, Json(body)).into_response();
             }
             form.get("scope").cloned().unwrap_or_default()
@@ -579,7 +580,9 @@ async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) ->
         "scope": scope,
         "padding": "x".repeat(k.token_padding),
     });
-    if grant != "client_credentials" && grant != JWT_BEARER && (grant != "refresh_token" || k.rotate)
+    if grant != "client_credentials"
+        && grant != JWT_BEARER
+        && (grant != "refresh_token" || k.rotate)
     {
         let rt = format!("rt-{}", g.next);
         g.refresh.insert(rt.clone(), (client, scope));

@@ -204,7 +204,9 @@ fn workload(
             workload_token_file: Some(_),
             workload_token_command: Some(_),
             ..
-        }) => bail!("the config entry has both workload_token_file and workload_token_command; keep one"),
+        }) => bail!(
+            "the config entry has both workload_token_file and workload_token_command; keep one"
+        ),
         Some(OAuthBlock {
             workload_token_file: Some(file),
             ..

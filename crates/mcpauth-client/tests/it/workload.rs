@@ -95,10 +95,16 @@ async fn w1_a_refused_token_is_one_request_a_clear_error_and_nothing_stored() {
     let ClientError::AssertionRefused { error, status, .. } = &err else {
         panic!("expected AssertionRefused, got {err:?}");
     };
-    assert_eq!((error.error.clone(), *status), (ErrorCode::InvalidGrant, 400));
+    assert_eq!(
+        (error.error.clone(), *status),
+        (ErrorCode::InvalidGrant, 400)
+    );
     let shown = err.to_string();
     assert!(shown.contains("invalid_grant"), "{shown}");
-    assert!(shown.contains("not trusted") && shown.contains("for this tenant"), "{shown}");
+    assert!(
+        shown.contains("not trusted") && shown.contains("for this tenant"),
+        "{shown}"
+    );
     // Escaped for the terminal: no escape sequence, bell or line break from the server.
     assert!(!shown.chars().any(char::is_control), "{shown:?}");
     assert!(!shown.contains(JWT_1) && !format!("{err:?}").contains(JWT_1));
@@ -246,11 +252,12 @@ async fn w1_d1_the_grant_carries_a_dpop_proof_when_the_server_takes_dpop() {
         store.clone(),
     );
     session.access_token().await.unwrap();
-    let proof = server.seen(|c| c.last_token_dpop.clone()).expect("a DPoP proof");
+    let proof = server
+        .seen(|c| c.last_token_dpop.clone())
+        .expect("a DPoP proof");
     let header = proof.split('.').next().unwrap();
     let header: serde_json::Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header)
-            .unwrap(),
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
     )
     .unwrap();
     assert_eq!(header["typ"], "dpop+jwt");

@@ -57,13 +57,24 @@ async fn w1_login_and_token_read_the_rotated_file_each_time_and_never_log_it() {
     let file_arg = file.to_str().unwrap();
     let login = run_logged(
         home.path(),
-        &["login", &url, "--workload-token-file", file_arg, "--scope", "mcp:read"],
+        &[
+            "login",
+            &url,
+            "--workload-token-file",
+            file_arg,
+            "--scope",
+            "mcp:read",
+        ],
     )
     .await;
     assert_eq!(login.code, 0, "{}", login.stderr);
     assert!(login.stderr.contains("Logged in"), "{}", login.stderr);
     std::fs::write(&file, JWT_2).unwrap();
-    let token = run_logged(home.path(), &["token", &url, "--workload-token-file", file_arg]).await;
+    let token = run_logged(
+        home.path(),
+        &["token", &url, "--workload-token-file", file_arg],
+    )
+    .await;
     assert_eq!(token.code, 0, "{}", token.stderr);
     assert!(token.stdout.trim().starts_with("at-"), "{}", token.stdout);
     server.seen(|c| {
@@ -92,12 +103,18 @@ async fn w1_a_refused_token_is_the_servers_error_escaped_sent_once_and_nothing_s
     std::fs::write(&file, JWT_1).unwrap();
     let out = run(
         home.path(),
-        &["token", &server.mcp_url(), "--workload-token-file", file.to_str().unwrap()],
+        &[
+            "token",
+            &server.mcp_url(),
+            "--workload-token-file",
+            file.to_str().unwrap(),
+        ],
     )
     .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
-        out.stderr.contains("refused the workload identity token: invalid_grant"),
+        out.stderr
+            .contains("refused the workload identity token: invalid_grant"),
         "{}",
         out.stderr
     );
@@ -120,18 +137,33 @@ async fn w1_a_failing_or_empty_token_source_is_a_clear_error_before_any_request(
     let url = server.mcp_url();
     let failing = run(
         home.path(),
-        &["token", &url, "--workload-token-command", "echo denied >&2; exit 7"],
+        &[
+            "token",
+            &url,
+            "--workload-token-command",
+            "echo denied >&2; exit 7",
+        ],
     )
     .await;
     assert_eq!(failing.code, 1);
     assert!(
-        failing.stderr.contains("workload token command") && failing.stderr.contains("exit status: 7"),
+        failing.stderr.contains("workload token command")
+            && failing.stderr.contains("exit status: 7"),
         "{}",
         failing.stderr
     );
     let empty = home.path().join("empty");
     std::fs::write(&empty, "").unwrap();
-    let out = run(home.path(), &["token", &url, "--workload-token-file", empty.to_str().unwrap()]).await;
+    let out = run(
+        home.path(),
+        &[
+            "token",
+            &url,
+            "--workload-token-file",
+            empty.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("is empty"), "{}", out.stderr);
     server.seen(|c| assert!(c.workload_assertions.is_empty()));
