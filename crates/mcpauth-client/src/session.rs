@@ -954,10 +954,10 @@ impl Session {
                 Ok((client, tokens, stored))
             }
             Grant::Workload(identity) => {
-                let tokens = self
-                    .workload_grant(identity, meta, scope, resource, prover)
-                    .await?;
-                let client = workload_client(identity, meta);
+                let client = workload::client(identity, meta);
+                let tokens =
+                    workload::grant(identity, &self.http, meta, &client, scope, resource, prover)
+                        .await?;
                 inner.client = Some(client.clone());
                 Ok((client, tokens, stored))
             }
@@ -1060,65 +1060,6 @@ impl Session {
                 Ok((client, tokens, stored))
             }
         }
-    }
-}
-
-impl Session {
-    /// SPEC W1: the JWT bearer grant with the workload token as read now, `resource` and the
-    /// optional `scope`; no registration and no secret. A refusal is final: the token is not
-    /// sent again and no other grant is tried. No refresh token is kept: a new access token
-    /// takes a new workload token (SEP-1933).
-    async fn workload_grant(
-        &self,
-        identity: &WorkloadIdentity,
-        meta: &AuthorizationServerMetadata,
-        scope: Option<&ScopeSet>,
-        resource: Option<&str>,
-        prover: Option<Prover<'_>>,
-    ) -> Result<TokenResponse, ClientError> {
-        workload::check_supported(meta)?;
-        let assertion = identity.assertion().await?;
-        let client = workload_client(identity, meta);
-        let endpoint = TokenEndpoint {
-            http: &self.http,
-            metadata: meta,
-            client: &client,
-            signing_key: None,
-            dpop: prover,
-        };
-        match endpoint.jwt_bearer(&assertion, scope, resource).await {
-            Ok(mut tokens) => {
-                tokens.refresh_token = None;
-                Ok(tokens)
-            }
-            Err(ClientError::OAuth { status, error, .. }) if !error.error.is_transient() => {
-                Err(ClientError::AssertionRefused {
-                    issuer: meta.issuer.clone(),
-                    status,
-                    error,
-                })
-            }
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// The client a workload grant is made as: the configured id with no authentication, or none at
-/// all (SPEC W1: no registration).
-fn workload_client(
-    identity: &WorkloadIdentity,
-    meta: &AuthorizationServerMetadata,
-) -> ClientRecord {
-    ClientRecord {
-        schema: SCHEMA_VERSION,
-        issuer: meta.issuer.clone(),
-        client_id: identity.client_id.clone().unwrap_or_default(),
-        client_secret: None,
-        token_endpoint_auth_method: crate::registration::auth_method::NONE.into(),
-        redirect_uris: Vec::new(),
-        kind: RegistrationKind::PreRegistered,
-        secret_expires_at: None,
-        updated_at: now_unix(),
     }
 }
 

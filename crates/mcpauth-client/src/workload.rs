@@ -8,11 +8,15 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use mcpauth_core::{Assertion, AuthorizationServerMetadata};
+use mcpauth_core::{Assertion, AuthorizationServerMetadata, ScopeSet, TokenResponse};
 use tokio::io::AsyncReadExt;
 
 use crate::ClientError;
-use crate::grants::JWT_BEARER_GRANT;
+use crate::dpop::Prover;
+use crate::grants::{JWT_BEARER_GRANT, Resource, TokenEndpoint};
+use crate::http::OAuthHttp;
+use crate::registration::auth_method;
+use crate::store::{ClientRecord, RegistrationKind, SCHEMA_VERSION, now_unix};
 
 /// The largest workload token read from a file or a command (real ones are a few KiB).
 pub const MAX_TOKEN_BYTES: u64 = 64 * 1024;
@@ -98,6 +102,63 @@ pub fn check_supported(metadata: &AuthorizationServerMetadata) -> Result<(), Cli
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// SPEC W1: the JWT bearer grant as `client` with the workload token as read now, `resource`
+/// and the optional `scope`; no registration and no secret. A refusal is final: the token is not
+/// sent again and no other grant is tried. No refresh token is kept: a new access token takes a
+/// new workload token (SEP-1933).
+pub(crate) async fn grant(
+    identity: &WorkloadIdentity,
+    http: &OAuthHttp,
+    metadata: &AuthorizationServerMetadata,
+    client: &ClientRecord,
+    scope: Option<&ScopeSet>,
+    resource: Resource<'_>,
+    dpop: Option<Prover<'_>>,
+) -> Result<TokenResponse, ClientError> {
+    check_supported(metadata)?;
+    let assertion = identity.assertion().await?;
+    let endpoint = TokenEndpoint {
+        http,
+        metadata,
+        client,
+        signing_key: None,
+        dpop,
+    };
+    match endpoint.jwt_bearer(&assertion, scope, resource).await {
+        Ok(mut tokens) => {
+            tokens.refresh_token = None;
+            Ok(tokens)
+        }
+        Err(ClientError::OAuth { status, error, .. }) if !error.error.is_transient() => {
+            Err(ClientError::AssertionRefused {
+                issuer: metadata.issuer.clone(),
+                status,
+                error,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The client a workload grant is made as: the configured id with no authentication, or none at
+/// all (SPEC W1: no registration).
+pub(crate) fn client(
+    identity: &WorkloadIdentity,
+    metadata: &AuthorizationServerMetadata,
+) -> ClientRecord {
+    ClientRecord {
+        schema: SCHEMA_VERSION,
+        issuer: metadata.issuer.clone(),
+        client_id: identity.client_id.clone().unwrap_or_default(),
+        client_secret: None,
+        token_endpoint_auth_method: auth_method::NONE.into(),
+        redirect_uris: Vec::new(),
+        kind: RegistrationKind::PreRegistered,
+        secret_expires_at: None,
+        updated_at: now_unix(),
     }
 }
 
