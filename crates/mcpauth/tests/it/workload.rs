@@ -111,7 +111,8 @@ async fn w1_a_refused_token_is_the_servers_error_escaped_sent_once_and_nothing_s
         ],
     )
     .await;
-    assert_eq!(out.code, 1, "{}", out.stderr);
+    // Exit 4: the authorization server denied access.
+    assert_eq!(out.code, 4, "{}", out.stderr);
     assert!(
         out.stderr
             .contains("refused the workload identity token: invalid_grant"),
