@@ -18,6 +18,7 @@ use mcpauth_client::mcp::Mcp;
 use mcpauth_client::registration::{StaticClient, auth_method};
 use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::MemoryStore;
+use mcpauth_client::workload::{WorkloadIdentity, WorkloadSource};
 use mcpauth_core::{Assertion, ClientSecret};
 use serde_json::{Value, json};
 
@@ -74,7 +75,14 @@ fn session_config(
         })
     };
     let mut config;
-    if let Some(id_token) = context_str(context, "idp_id_token") {
+    if let Some(jwt) = context_str(context, "valid_jwt") {
+        // Workload identity federation (SEP-1933, SPEC W1): the workload's JWT, and no client.
+        let source = WorkloadSource::Value(Assertion::new(jwt));
+        config = SessionConfig::new(
+            server_url,
+            Grant::Workload(Arc::new(WorkloadIdentity::new(source))),
+        );
+    } else if let Some(id_token) = context_str(context, "idp_id_token") {
         // Enterprise-managed authorization (SEP-990).
         let xaa = CrossAppAccess {
             idp_issuer: context_str(context, "idp_issuer").context("idp_issuer missing")?,

@@ -127,6 +127,43 @@ pub enum ClientError {
          gateway --scope SCOPE), or give them yourself with --scope \"SCOPE …\""
     )]
     RefusedWithoutScope(OAuthError),
+    /// The workload token could not be read, or is not a JWT (SEP-1933, SPEC W1). The token
+    /// itself is never part of the message.
+    #[error("{source_name} {reason}; no token was requested (SEP-1933)")]
+    WorkloadToken {
+        /// Where the token was to come from ("the workload token file /run/token").
+        source_name: String,
+        /// What went wrong ("is empty", "failed (exit status: 3)").
+        reason: String,
+    },
+    /// The authorization server refused the workload token (SEP-1933, SPEC W1). It is not sent
+    /// again and no other grant is tried.
+    #[error(
+        "the authorization server {issuer} refused the workload identity token: {error} (HTTP \
+         {status}). It was not retried and no other grant was tried (SEP-1933, SPEC W1): check \
+         the token's issuer, audience and expiry against the server's trust configuration"
+    )]
+    AssertionRefused {
+        /// The authorization server.
+        issuer: String,
+        /// The HTTP status.
+        status: u16,
+        /// Its error (shown without control characters).
+        error: OAuthError,
+    },
+    /// The authorization server's metadata lists grant types, and not the one configured.
+    #[error(
+        "the authorization server {issuer} does not list {grant} in grant_types_supported (it \
+         supports: {}); this grant cannot be used with it", listed(.supported)
+    )]
+    GrantUnsupported {
+        /// The authorization server.
+        issuer: String,
+        /// The grant type that was wanted.
+        grant: &'static str,
+        /// What the server lists.
+        supported: Vec<String>,
+    },
     /// Too many authorization attempts for one resource and operation (MCP SPEC C26).
     #[error(
         "gave up after {attempts} authorization attempts for {resource} (MCP SPEC C26): the server \
@@ -184,6 +221,15 @@ pub enum ClientError {
     /// A DPoP key could not be made, read or used to sign a proof (RFC 9449, SPEC D1-D3).
     #[error("DPoP: {0}")]
     Dpop(#[from] mcpauth_core::dpop::DpopError),
+}
+
+/// Server-supplied names on one line, without control characters (terminal escapes included).
+fn listed(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| n.chars().filter(|c| !c.is_control()).take(100).collect())
+        .collect::<Vec<String>>()
+        .join(", ")
 }
 
 fn body_hint(body: &str) -> String {

@@ -318,6 +318,9 @@ impl TokenEndpoint<'_> {
                 form.push(("client_assertion_type", JWT_BEARER_ASSERTION.to_owned()));
                 form.push(("client_assertion", assertion.expose().to_owned()));
             }
+            // RFC 7523 §3.1: client authentication is optional with a JWT grant, and a workload
+            // has no client id unless one was configured (SEP-1933, SPEC W1).
+            _ if client.client_id.is_empty() => {}
             _ => form.push(("client_id", client.client_id.clone())),
         }
         Ok((form, basic))

@@ -13,6 +13,7 @@
 //! - [`session`]: fresh tokens, refresh under a cross-process lock, new authorizations.
 //! - [`authed`]: an HTTP client that authenticates itself, with the 401/403 loop;
 //!   [`mcp`]: one-shot MCP requests over it.
+//! - [`workload`]: workload identity federation (SEP-1933): a platform-issued JWT as the grant.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), mcpauth_client::ClientError> {
@@ -45,5 +46,6 @@ pub mod registration;
 pub mod session;
 pub mod sse;
 pub mod store;
+pub mod workload;
 
 pub use error::ClientError;

@@ -28,6 +28,7 @@ use crate::store::{
     ClientRecord, FlowRecord, RegistrationKind, SCHEMA_VERSION, StoreKey, TokenRecord, TokenStore,
     now_unix,
 };
+use crate::workload::{self, WorkloadIdentity};
 
 /// How the session obtains new tokens.
 #[derive(Clone, Debug)]
@@ -41,6 +42,9 @@ pub enum Grant {
     /// Enterprise-managed cross-app access: an ID-JAG from the enterprise IdP, then the RFC 7523
     /// JWT bearer grant (MCP SPEC A13).
     CrossApp(Arc<CrossAppAccess>),
+    /// Workload identity federation (SEP-1933, SPEC W1): the platform's JWT for the workload,
+    /// read again for every new token, as an RFC 7523 JWT bearer grant.
+    Workload(Arc<WorkloadIdentity>),
 }
 
 /// What to send as RFC 8707 `resource`.
@@ -947,6 +951,14 @@ impl Session {
                     }
                     _ => endpoint.client_credentials(scope, resource).await?,
                 };
+                Ok((client, tokens, stored))
+            }
+            Grant::Workload(identity) => {
+                let client = workload::client(identity, meta);
+                let tokens =
+                    workload::grant(identity, &self.http, meta, &client, scope, resource, prover)
+                        .await?;
+                inner.client = Some(client.clone());
                 Ok((client, tokens, stored))
             }
             Grant::DeviceCode(presenter) => {

@@ -76,6 +76,15 @@ pub struct Knobs {
     pub registered_client_id: Option<String>,
     /// The access token every grant issues (None = `at-N`): a hostile server's.
     pub access_token: Option<String>,
+    /// The workload JWTs the JWT bearer grant accepts (RFC 7523 §2.1, SEP-1933); any other
+    /// assertion is refused with `invalid_grant` and [`Knobs::workload_refusal`].
+    pub workload_tokens: Vec<String>,
+    /// The `error_description` of a refused JWT bearer grant.
+    pub workload_refusal: String,
+    /// The metadata's `grant_types_supported` (None = every grant it implements).
+    pub grant_types: Option<Vec<String>>,
+    /// Advertise DPoP (`dpop_signing_alg_values_supported: ["ES256"]`, RFC 9449 §5.1).
+    pub dpop: bool,
 }
 
 impl Default for Knobs {
@@ -105,6 +114,10 @@ impl Default for Knobs {
             get_stream: false,
             registered_client_id: None,
             access_token: None,
+            workload_tokens: Vec::new(),
+            workload_refusal: "the workload token is not trusted".into(),
+            grant_types: None,
+            dpop: false,
         }
     }
 }
@@ -134,6 +147,10 @@ pub struct Counters {
     pub last_token_form: HashMap<String, String>,
     /// The last token request's Authorization header.
     pub last_token_auth: Option<String>,
+    /// The last token request's `DPoP` header (RFC 9449 §4).
+    pub last_token_dpop: Option<String>,
+    /// Every assertion of a JWT bearer grant, accepted or not, in order.
+    pub workload_assertions: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -292,12 +309,17 @@ async fn metadata(State(s): State<TestServer>) -> Response {
         "revocation_endpoint": format!("{}/revoke", s.base),
         "device_authorization_endpoint": format!("{}/device_authorization", s.base),
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": k.grant_types.unwrap_or_else(|| [
+            "authorization_code", "refresh_token", "client_credentials", JWT_BEARER,
+        ].map(String::from).to_vec()),
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "authorization_response_iss_parameter_supported": k.iss_supported,
     });
     if k.s256 {
         m["code_challenge_methods_supported"] = json!(["S256"]);
+    }
+    if k.dpop {
+        m["dpop_signing_alg_values_supported"] = json!(["ES256"]);
     }
     Json(m).into_response()
 }
@@ -379,6 +401,9 @@ async fn authorize(
     (StatusCode::FOUND, [(header::LOCATION, target.to_string())]).into_response()
 }
 
+/// RFC 7523 §2.1 grant type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
 fn oauth_error(status: StatusCode, error: &str) -> Response {
     (status, Json(json!({"error": error}))).into_response()
 }
@@ -446,6 +471,10 @@ async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) ->
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(Into::into);
+        c.last_token_dpop = headers
+            .get("dpop")
+            .and_then(|v| v.to_str().ok())
+            .map(Into::into);
     }
     if let Some(status) = k.token_status {
         return oauth_error(
@@ -458,8 +487,17 @@ async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) ->
         tokio::time::sleep(k.refresh_delay).await;
     }
     let mut g = s.grants.lock().unwrap();
-    let Some(client) = authenticate(&g, &headers, &form) else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+    // RFC 7523 §3.1: a JWT grant needs no client authentication (a workload has no client).
+    let anonymous = grant == JWT_BEARER
+        && !headers.contains_key(header::AUTHORIZATION)
+        && !form.contains_key("client_id");
+    let client = if anonymous {
+        String::new()
+    } else {
+        let Some(client) = authenticate(&g, &headers, &form) else {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        };
+        client
     };
     let scope = match grant.as_str() {
         "authorization_code" => {
@@ -516,6 +554,20 @@ async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) ->
             s.counters.lock().unwrap().client_credentials += 1;
             form.get("scope").cloned().unwrap_or_default()
         }
+        JWT_BEARER => {
+            let assertion = form.get("assertion").cloned().unwrap_or_default();
+            s.counters
+                .lock()
+                .unwrap()
+                .workload_assertions
+                .push(assertion.clone());
+            if !k.workload_tokens.contains(&assertion) {
+                let body =
+                    json!({"error": "invalid_grant", "error_description": k.workload_refusal});
+                return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+            }
+            form.get("scope").cloned().unwrap_or_default()
+        }
         _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     };
     g.next += 1;
@@ -528,7 +580,10 @@ async fn token(State(s): State<TestServer>, headers: HeaderMap, body: String) ->
         "scope": scope,
         "padding": "x".repeat(k.token_padding),
     });
-    if grant != "client_credentials" && (grant != "refresh_token" || k.rotate) {
+    if grant != "client_credentials"
+        && grant != JWT_BEARER
+        && (grant != "refresh_token" || k.rotate)
+    {
         let rt = format!("rt-{}", g.next);
         g.refresh.insert(rt.clone(), (client, scope));
         body["refresh_token"] = json!(rt);

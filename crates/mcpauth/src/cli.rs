@@ -709,6 +709,15 @@ pub struct AuthArgs {
     /// This client's id at the enterprise IdP (with --id-token-file).
     #[arg(long, value_name = "ID")]
     pub idp_client_id: Option<String>,
+    /// Workload identity federation (SEP-1933): a file holding the workload's JWT (a Kubernetes
+    /// projected service-account token, a CI OIDC token), sent as an RFC 7523 JWT bearer grant.
+    /// Read again for every new token. No registration and no client secret.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["workload_token_command", "client_credentials", "id_token_file", "device", "paste"])]
+    pub workload_token_file: Option<PathBuf>,
+    /// Workload identity federation (SEP-1933): a command (run with `sh -c`) whose output is
+    /// the workload's JWT; run again for every new token.
+    #[arg(long, value_name = "CMD", conflicts_with_all = ["client_credentials", "id_token_file", "device", "paste"])]
+    pub workload_token_command: Option<String>,
     /// Paste the redirect URL instead of running a local listener.
     #[arg(long, conflicts_with = "device")]
     pub paste: bool,

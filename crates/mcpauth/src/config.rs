@@ -68,6 +68,12 @@ pub struct OAuthBlock {
     /// Scopes to request (mcpauth).
     #[serde(default)]
     pub scope: Option<String>,
+    /// A file with the workload's JWT for workload identity federation (mcpauth; SEP-1933).
+    #[serde(default)]
+    pub workload_token_file: Option<PathBuf>,
+    /// A command printing the workload's JWT (mcpauth; SEP-1933).
+    #[serde(default)]
+    pub workload_token_command: Option<String>,
     /// Anything else.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,

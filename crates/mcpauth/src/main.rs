@@ -202,6 +202,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         ClientError::PkceUnsupported { .. } | ClientError::StaticClientIssuerMismatch { .. } => {
             exit::REFUSED
         }
+        // SEP-1933: the authorization server refused the workload's token.
+        ClientError::AssertionRefused { .. } => exit::DENIED,
         ClientError::Core(CoreError::AuthorizationRefused(err))
         | ClientError::RefusedWithoutScope(err)
             if err.error == ErrorCode::AccessDenied =>

@@ -18,11 +18,12 @@ use mcpauth_client::session::{
     SessionConfig,
 };
 use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
+use mcpauth_client::workload::{WorkloadIdentity, WorkloadSource};
 use mcpauth_core::{Assertion, ClientSecret, ScopeSet};
 use serde::Deserialize;
 
 use crate::cli::{AuthArgs, Cli, StoreKind};
-use crate::config::{ConfigFile, MCPO_CALLBACK_PORT, ServerEntry};
+use crate::config::{ConfigFile, MCPO_CALLBACK_PORT, OAuthBlock, ServerEntry};
 use crate::present::{Terminal, Wait};
 
 /// The port announced by the paste flow when none is configured (nothing listens there).
@@ -187,6 +188,58 @@ fn static_client(
     })
 }
 
+/// Workload identity federation (SEP-1933, SPEC W1) when a workload token source is configured
+/// (flags first, then the config entry). A client id may go with it, never a secret.
+fn workload(
+    auth: &AuthArgs,
+    oauth: Option<&OAuthBlock>,
+) -> anyhow::Result<Option<WorkloadIdentity>> {
+    let flag = match (&auth.workload_token_file, &auth.workload_token_command) {
+        (Some(file), _) => Some(WorkloadSource::File(file.clone())),
+        (None, Some(command)) => Some(WorkloadSource::Command(command.clone())),
+        (None, None) => None,
+    };
+    let configured = || match oauth {
+        Some(OAuthBlock {
+            workload_token_file: Some(_),
+            workload_token_command: Some(_),
+            ..
+        }) => bail!(
+            "the config entry has both workload_token_file and workload_token_command; keep one"
+        ),
+        Some(OAuthBlock {
+            workload_token_file: Some(file),
+            ..
+        }) => Ok(Some(WorkloadSource::File(file.clone()))),
+        Some(OAuthBlock {
+            workload_token_command: Some(command),
+            ..
+        }) => Ok(Some(WorkloadSource::Command(command.clone()))),
+        _ => Ok(None),
+    };
+    let Some(source) = flag.map_or_else(configured, |s| Ok(Some(s)))? else {
+        return Ok(None);
+    };
+    let secret = auth.client_secret_file.is_some()
+        || auth.private_key.is_some()
+        || auth.static_client.is_some()
+        || oauth.is_some_and(|o| o.client_secret_file.is_some());
+    if secret {
+        bail!(
+            "workload identity federation sends no client secret or key (SEP-1933, SPEC W1): the \
+             workload token is the only credential; drop --client-secret-file, --private-key, \
+             --static-client and client_secret_file"
+        );
+    }
+    Ok(Some(WorkloadIdentity {
+        source,
+        client_id: auth
+            .client_id
+            .clone()
+            .or_else(|| oauth.and_then(|o| o.client_id.clone())),
+    }))
+}
+
 /// How an authorization may reach the user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interaction {
@@ -216,7 +269,9 @@ pub fn session(
         || (auth.client_id.is_none()
             && auth.static_client.is_none()
             && env(ENV_CLIENT_ID).is_some_and(|v| !v.is_empty()));
-    let grant = if let Some(file) = &auth.id_token_file {
+    let grant = if let Some(identity) = workload(auth, oauth)? {
+        Grant::Workload(Arc::new(identity))
+    } else if let Some(file) = &auth.id_token_file {
         if static_client.is_none() {
             bail!("--id-token-file needs the MCP client's --client-id (and its secret)");
         }
@@ -252,8 +307,10 @@ pub fn session(
             interaction == Interaction::Terminal,
         )?)
     };
+    let workload = matches!(grant, Grant::Workload(_));
     let mut config = SessionConfig::new(&target.url, grant);
-    config.client.static_client = static_client;
+    // SPEC W1: a workload grant is made as no registered client.
+    config.client.static_client = static_client.filter(|_| !workload);
     config.client.metadata_document_url = auth
         .client_metadata_url
         .clone()

@@ -7,3 +7,4 @@ mod processes;
 mod session;
 mod store;
 mod testkit;
+mod workload;

@@ -17,7 +17,7 @@ use mcpauth_testkit::{Knobs, TestServer};
 
 const REDIRECT: &str = "http://127.0.0.1:53682/callback";
 
-fn http() -> OAuthHttp {
+pub(crate) fn http() -> OAuthHttp {
     OAuthHttp::new(HttpOptions {
         timeout: Duration::from_secs(10),
         ..Default::default()
@@ -34,7 +34,7 @@ fn code_session(server: &TestServer, store: Arc<dyn TokenStore>) -> Arc<Session>
     ))
 }
 
-async fn call(session: &Arc<Session>, server: &TestServer) -> Result<u16, ClientError> {
+pub(crate) async fn call(session: &Arc<Session>, server: &TestServer) -> Result<u16, ClientError> {
     let client = AuthenticatedClient::new(Arc::clone(session), reqwest::Client::new());
     let url = server.mcp_url();
     let resp = client

@@ -31,7 +31,12 @@ pub async fn login(cli: &Cli, args: &LoginArgs, config: Option<&ConfigFile>) -> 
             "Logged in to {} (issuer {}, client {}, scopes {}, expires {}{})",
             escape(&target.url),
             escape(&record.key.issuer),
-            escape(&record.key.client_id),
+            // A workload grant is made as no client (SPEC W1).
+            if record.key.client_id.is_empty() {
+                "-".into()
+            } else {
+                escape(&record.key.client_id)
+            },
             if record.granted_scopes.is_empty() {
                 "-".to_owned()
             } else {

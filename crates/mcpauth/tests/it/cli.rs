@@ -12,13 +12,13 @@ use tokio::process::{Child, Command};
 
 use crate::common::{LIMIT, closed_address, mcpauth};
 
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-async fn run(home: &Path, args: &[&str]) -> Output {
+pub(crate) async fn run(home: &Path, args: &[&str]) -> Output {
     let out = tokio::time::timeout(
         LIMIT,
         mcpauth(home).args(args).stdin(Stdio::null()).output(),

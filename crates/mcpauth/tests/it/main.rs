@@ -16,3 +16,4 @@ mod gateway_stdio_eras;
 mod grants;
 mod serve;
 mod upstream_token;
+mod workload;
