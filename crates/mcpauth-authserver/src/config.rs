@@ -307,6 +307,10 @@ pub struct Config {
     ///
     /// [`VaultKey::load_or_create`]: crate::VaultKey::load_or_create
     pub vault_key: Option<crate::VaultKey>,
+    /// Whether a DPoP proof at the token endpoint must carry a nonce this server handed out
+    /// (RFC 9449 §8, SPEC D7; default false). The nonces are stateless (a MAC over a one-minute
+    /// slot) under a key kept in the database, so every instance accepts every instance's.
+    pub dpop_nonces: bool,
 }
 
 impl Config {
@@ -344,6 +348,7 @@ impl Config {
             identity_providers: Vec::new(),
             password_login: true,
             vault_key: None,
+            dpop_nonces: false,
         }
     }
 

@@ -1,10 +1,11 @@
 //! DPoP at the token endpoint (RFC 9449 §5, SPEC D6): the proof of a token request is checked
-//! ([`mcpauth_core::dpop::check_proof`], no `ath`), used once across every instance (the
-//! database remembers it for its `iat` window), and its key binds the tokens issued.
+//! ([`mcpauth_core::dpop::check_proof`], no `ath`), carries this server's nonce when nonces are
+//! on (§8, SPEC D7), is used once across every instance (the database remembers it for its
+//! `iat` window), and its key binds the tokens issued.
 
 use axum::http::HeaderMap;
 use mcpauth_core::ErrorCode;
-use mcpauth_core::dpop::{self, DEFAULT_IAT_WINDOW, ProofCheck};
+use mcpauth_core::dpop::{self, DEFAULT_IAT_WINDOW, DpopError, ProofCheck};
 use mcpauth_core::jose::JwsAlgorithm;
 use sha2::{Digest, Sha256};
 
@@ -25,6 +26,15 @@ pub(crate) fn invalid_proof(description: &str) -> TokenError {
     ))
 }
 
+/// The error of a proof that failed `check`: 400 `use_dpop_nonce` for a missing or stale nonce
+/// (RFC 9449 §8; the response carries a fresh `DPoP-Nonce`), else `invalid_dpop_proof`.
+fn refused(e: &DpopError) -> TokenError {
+    TokenError::bad(oauth_error(
+        ErrorCode::Other(e.error_code().into()),
+        &e.to_string(),
+    ))
+}
+
 /// The key thumbprint of the request's DPoP proof, or `None` without one. A proof that fails a
 /// check, or was used before, is refused.
 pub(crate) async fn proof_key(
@@ -42,9 +52,13 @@ pub(crate) async fn proof_key(
     if values.is_empty() {
         return Ok(None);
     }
-    let mut check = ProofCheck::new("POST", endpoint, now());
+    let now = now();
+    let accepted = shared.nonces.as_ref().map(|n| n.accepted(now));
+    let accepted: Vec<&str> = accepted.iter().flatten().map(String::as_str).collect();
+    let mut check = ProofCheck::new("POST", endpoint, now);
     check.algorithms = &DPOP_ALGORITHMS;
-    let proof = dpop::check_proof(&values, &check).map_err(|e| invalid_proof(&e.to_string()))?;
+    check.nonces = &accepted;
+    let proof = dpop::check_proof(&values, &check).map_err(|e| refused(&e))?;
     let hash = Sha256::new()
         .chain_update(proof.jkt.as_bytes())
         .chain_update([0])

@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub vault_key: crate::VaultKey,
     /// One upstream refresh per grant at a time.
     pub refresh_locks: crate::federation::session::RefreshLocks,
+    /// The DPoP nonces required at the token endpoint ([`Config::dpop_nonces`]).
+    pub nonces: Option<mcpauth_core::dpop::NonceIssuer>,
 }
 
 crate::redacted_debug!(Shared);
@@ -121,7 +123,12 @@ impl AuthServer {
             }
             crate::VaultKey::random()
         });
+        let nonces = match config.dpop_nonces {
+            true => Some(store.dpop_nonces().await?),
+            false => None,
+        };
         let shared = Arc::new(Shared {
+            nonces,
             config,
             store,
             keys,

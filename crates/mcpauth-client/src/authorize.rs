@@ -78,6 +78,8 @@ pub struct AuthorizationRequest<'a> {
     pub code_challenge: &'a str,
     /// RFC 8707 `resource` (MCP SPEC C21).
     pub resource: Option<&'a str>,
+    /// The thumbprint of the DPoP key the code is bound to (`dpop_jkt`, RFC 9449 §10).
+    pub dpop_jkt: Option<&'a str>,
     /// Extra parameters (e.g. `audience`, `prompt`); protocol parameters are refused.
     pub extra: &'a [(String, String)],
 }
@@ -92,6 +94,7 @@ pub const RESERVED_PARAMS: &[&str] = &[
     "code_challenge",
     "code_challenge_method",
     "resource",
+    "dpop_jkt",
 ];
 
 /// Builds the authorization URL. The endpoint must be https or loopback http (MCP SPEC C30, C32).
@@ -101,7 +104,7 @@ pub const RESERVED_PARAMS: &[&str] = &[
 /// let url = authorization_url(&AuthorizationRequest {
 ///     endpoint: "https://as.example/authorize", client_id: "c", redirect_uri: "http://127.0.0.1:5/cb",
 ///     scope: Some("read"), state: "s", code_challenge: "ch", resource: Some("https://mcp.example/mcp"),
-///     extra: &[],
+///     dpop_jkt: None, extra: &[],
 /// }, false).unwrap();
 /// assert!(url.starts_with("https://as.example/authorize?response_type=code&client_id=c&"));
 /// assert!(url.contains("&code_challenge_method=S256&resource=https%3A%2F%2Fmcp.example%2Fmcp"));
@@ -133,6 +136,9 @@ pub fn authorization_url(
             .append_pair("code_challenge_method", mcpauth_core::pkce::S256);
         if let Some(r) = req.resource {
             q.append_pair("resource", r);
+        }
+        if let Some(j) = req.dpop_jkt {
+            q.append_pair("dpop_jkt", j);
         }
         for (k, v) in req.extra {
             q.append_pair(k, v);

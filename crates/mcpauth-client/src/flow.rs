@@ -95,6 +95,7 @@ fn decide(store: &dyn TokenStore, key: &StoreKey) -> Result<Decision, ClientErro
         state: None,
         authorization_url: None,
         verifier: None,
+        dpop_key: None,
         recent_starts: starts,
     })?;
     Ok(Decision::Lead)
@@ -156,6 +157,7 @@ pub(crate) struct InFlight {
     pub state: String,
     pub authorization_url: String,
     pub verifier: mcpauth_core::PkceVerifier,
+    pub dpop_key: Option<mcpauth_core::DpopPrivateKey>,
 }
 
 /// This process's lease on a flow, renewed in the background until [`Lease::finish`] or drop.
@@ -199,6 +201,7 @@ impl Lease {
                 rec.state = Some(flow.state);
                 rec.authorization_url = Some(flow.authorization_url);
                 rec.verifier = Some(flow.verifier);
+                rec.dpop_key = flow.dpop_key;
             })
         })
         .await
@@ -213,6 +216,7 @@ impl Lease {
                 r.active = false;
                 r.state = None;
                 r.verifier = None;
+                r.dpop_key = None;
                 r.authorization_url = None;
             })
         })

@@ -892,7 +892,11 @@ impl Session {
         let client = self.client_for(inner, &key)?.ok_or_else(|| {
             ClientError::Authorization("the interrupted login's client registration is gone".into())
         })?;
-        let dpop_key = self.new_dpop_key(meta)?;
+        // The key the dead process bound the code to (dpop_jkt), else a new one.
+        let dpop_key = match &flow.dpop_key {
+            Some(k) => Some(dpop::load_key(k)?),
+            None => self.new_dpop_key(meta)?,
+        };
         let tokens = TokenEndpoint {
             http: &self.http,
             metadata: meta,
@@ -1022,6 +1026,8 @@ impl Session {
                         state: &state,
                         code_challenge: &challenge,
                         resource,
+                        // RFC 9449 §10: the code is bound to the key the tokens will be.
+                        dpop_jkt: dpop_key.as_ref().map(DpopKey::thumbprint),
                         extra: &self.config.authorize_params,
                     },
                     self.http.options().allow_insecure_http,
@@ -1036,6 +1042,7 @@ impl Session {
                             state: state.clone(),
                             authorization_url: url.clone(),
                             verifier: verifier.clone(),
+                            dpop_key: stored.clone(),
                         })
                         .await?;
                 }

@@ -7,6 +7,7 @@
 //! - [`check_proof`]: every check of RFC 9449 §4.3 that needs no state (SPEC D4). The caller keeps
 //!   the `jti` replay cache (the proof's `jti` and `iat` are returned for it) and compares the
 //!   returned thumbprint with the token's `cnf.jkt` ([`thumbprint_matches`]).
+//! - [`NonceIssuer`]: stateless server-provided nonces (RFC 9449 §8, §9; SPEC D7).
 //!
 //! ```
 //! use mcpauth_core::dpop::{DpopKey, ProofCheck, check_proof};
@@ -508,6 +509,10 @@ pub fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
+
+#[path = "dpop_nonce.rs"]
+mod nonce;
+pub use nonce::{DEFAULT_NONCE_PERIOD, MIN_NONCE_SECRET_BYTES, NonceIssuer};
 
 #[cfg(test)]
 #[path = "dpop_tests.rs"]

@@ -46,6 +46,10 @@ pub struct ClientMetadata {
     /// `jwks`
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<serde_json::Value>,
+    /// `dpop_bound_access_tokens` (RFC 9449 §5.2): `true` when every token request of this
+    /// client carries a DPoP proof, so the authorization server refuses one without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_bound_access_tokens: Option<bool>,
     /// Members this type does not model.
     #[serde(flatten)]
     pub extra: Extra,

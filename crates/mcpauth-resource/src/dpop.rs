@@ -8,12 +8,15 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
-use mcpauth_core::dpop::{self, DEFAULT_IAT_WINDOW, DpopError, ProofCheck, unix_now};
+use mcpauth_core::dpop::{self, DEFAULT_IAT_WINDOW, DpopError, NonceIssuer, ProofCheck, unix_now};
 use mcpauth_core::jose::JwsAlgorithm;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::{Principal, ResourceError};
+
+/// The response header carrying a server nonce (RFC 9449 §9).
+const DPOP_NONCE: &str = "dpop-nonce";
 
 /// Which tokens need a DPoP proof.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -111,6 +114,7 @@ pub struct DpopConfig {
     pub(crate) algorithms: Vec<JwsAlgorithm>,
     pub(crate) replay: Arc<dyn ReplayCache>,
     pub(crate) iat_window: i64,
+    pub(crate) nonces: Option<Arc<NonceIssuer>>,
 }
 
 impl std::fmt::Debug for DpopConfig {
@@ -119,6 +123,7 @@ impl std::fmt::Debug for DpopConfig {
             .field("policy", &self.policy)
             .field("algorithms", &self.algorithms)
             .field("iat_window", &self.iat_window)
+            .field("nonces", &self.nonces.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +143,30 @@ impl DpopConfig {
             algorithms: JwsAlgorithm::ALL.to_vec(),
             replay: Arc::new(MemoryReplayCache::default()),
             iat_window: DEFAULT_IAT_WINDOW,
+            nonces: None,
+        }
+    }
+
+    /// Proofs must carry a nonce from `issuer` (RFC 9449 §9, SPEC D7): a proof without one, or
+    /// with a stale one, is answered 401 `use_dpop_nonce` with a fresh `DPoP-Nonce`, and every
+    /// response carries the current nonce. Instances sharing the issuer's secret accept each
+    /// other's nonces.
+    pub fn nonces(mut self, issuer: NonceIssuer) -> Self {
+        self.nonces = Some(Arc::new(issuer));
+        self
+    }
+
+    /// Whether proofs must carry a server nonce.
+    pub fn requires_nonce(&self) -> bool {
+        self.nonces.is_some()
+    }
+
+    /// Adds the current nonce to `headers` when nonces are on (RFC 9449 §9).
+    pub(crate) fn add_nonce(&self, headers: &mut HeaderMap) {
+        if let Some(n) = &self.nonces
+            && let Ok(v) = http::HeaderValue::from_str(&n.current(unix_now()))
+        {
+            headers.insert(DPOP_NONCE, v);
         }
     }
 
@@ -188,9 +217,13 @@ impl DpopConfig {
                     .map_err(|_| Refusal::Proof(DpopError::Malformed("not ASCII")))?,
             );
         }
-        let mut check = ProofCheck::new(method, url, unix_now()).with_access_token(token);
+        let now = unix_now();
+        let accepted = self.nonces.as_ref().map(|n| n.accepted(now));
+        let accepted: Vec<&str> = accepted.iter().flatten().map(String::as_str).collect();
+        let mut check = ProofCheck::new(method, url, now).with_access_token(token);
         check.algorithms = &self.algorithms;
         check.iat_window = self.iat_window;
+        check.nonces = &accepted;
         let proof = dpop::check_proof(&values, &check).map_err(Refusal::Proof)?;
         if !dpop::thumbprint_matches(&proof.jkt, jkt) {
             return Err(Refusal::Proof(DpopError::Key(

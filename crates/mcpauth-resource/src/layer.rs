@@ -186,10 +186,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         Box::pin(async move {
-            match shared.authorize(req).await {
-                Ok(req) => inner.call(req).await.map(|r| r.map(Body::new)),
-                Err(resp) => Ok(resp),
-            }
+            let mut resp = match shared.authorize(req).await {
+                Ok(req) => inner.call(req).await?.map(Body::new),
+                Err(resp) => resp,
+            };
+            shared.dpop.add_nonce(resp.headers_mut());
+            Ok(resp)
         })
     }
 }

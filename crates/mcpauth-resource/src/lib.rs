@@ -58,6 +58,7 @@ pub use dpop::{
 };
 pub use error::{ResourceError, VerifyError};
 pub use layer::{BearerAuth, BearerAuthLayer, DEFAULT_MAX_BODY_BYTES};
+pub use mcpauth_core::dpop::NonceIssuer;
 pub use origin::{OriginGuard, OriginGuardLayer};
 pub use principal::{Authenticated, Principal, principal};
 pub use prm::{MetadataService, ResourceMetadata};

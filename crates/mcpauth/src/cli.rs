@@ -261,6 +261,12 @@ pub struct GatewayArgs {
     /// token when the client sends a DPoP proof to its token endpoint.
     #[arg(long, value_name = "MODE")]
     pub dpop: Option<DpopMode>,
+    /// DPoP proofs must carry a nonce the gateway handed out (RFC 9449 §9; at the embedded
+    /// server's /token too, §8): one without, or older than about two minutes, gets 401
+    /// `use_dpop_nonce` and a fresh `DPoP-Nonce` (every answer carries the current one).
+    /// Instances sharing a --database accept each other's nonces.
+    #[arg(long)]
+    pub dpop_nonce: bool,
     /// Validate tokens by RFC 7662 introspection here instead (client id in
     /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
     /// Give --issuer too: the issuer clients are sent to is otherwise guessed from this URL's
@@ -291,6 +297,7 @@ pub struct GatewayArgs {
     pub tls_key: Option<PathBuf>,
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
     /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`, `dpop`,
+    /// `dpop_nonce`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
     /// `upstream_token`, `upstream_token_env`, `identity_header`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
@@ -443,6 +450,12 @@ pub struct ServeArgs {
     /// Turn off the rate limits on /register, /token, /authorize and logins (benchmarks only).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// A DPoP proof at /token must carry a nonce this server handed out (RFC 9449 §8): a proof
+    /// without one, or with one older than about two minutes, gets 400 `use_dpop_nonce` and a
+    /// fresh `DPoP-Nonce`. Limits how far ahead a stolen key's proofs can be made. Nonces are
+    /// stateless under a key in the database: instances sharing it accept each other's.
+    #[arg(long)]
+    pub dpop_nonce: bool,
     /// A TOML file with any of these settings (flags win).
     #[arg(long, value_name = "FILE")]
     pub settings: Option<PathBuf>,

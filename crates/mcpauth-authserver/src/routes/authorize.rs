@@ -37,6 +37,14 @@ use crate::server::Shared;
 use crate::store::{NO_PASSWORD, NewCode};
 use crate::tokens::{check_resource, check_scope};
 
+/// Whether `v` has the form of a base64url SHA-256 digest (43 characters): a PKCE challenge or
+/// a JWK thumbprint.
+fn is_sha256_b64url(v: &str) -> bool {
+    v.len() == 43
+        && v.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 /// How long a pending request waits for login and consent.
 const REQUEST_TTL: i64 = 600;
 
@@ -49,6 +57,9 @@ struct Pending {
     code_challenge: String,
     scope: String,
     resource: Option<String>,
+    /// The DPoP key the code is bound to (RFC 9449 §10): the token request must prove it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dpop_jkt: Option<String>,
 }
 
 pub(crate) fn cookie_name(shared: &Shared) -> &'static str {
@@ -233,11 +244,7 @@ pub(crate) async fn authorize(
             "code_challenge_method must be S256; plain is not accepted",
         ));
     }
-    if challenge.len() != 43
-        || !challenge
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-    {
+    if !is_sha256_b64url(challenge) {
         return fail(oauth_error(
             ErrorCode::InvalidRequest,
             "code_challenge must be a base64url SHA-256 (43 characters)",
@@ -257,6 +264,13 @@ pub(crate) async fn authorize(
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    let dpop_jkt = params.get("dpop_jkt");
+    if dpop_jkt.is_some_and(|j| !is_sha256_b64url(j)) {
+        return fail(oauth_error(
+            ErrorCode::InvalidRequest,
+            "dpop_jkt must be the base64url SHA-256 JWK thumbprint of the DPoP key (RFC 9449 §10)",
+        ));
+    }
     let pending = Pending {
         client_id: client.client_id.clone(),
         redirect_uri: redirect_uri.clone(),
@@ -264,6 +278,7 @@ pub(crate) async fn authorize(
         code_challenge: challenge.to_owned(),
         scope: scope.to_string(),
         resource,
+        dpop_jkt: dpop_jkt.map(str::to_owned),
     };
     let prompt = params.get("prompt").unwrap_or("");
     let now = now();
@@ -541,6 +556,12 @@ async fn finish(
     {
         let until = now + shared.config.refresh_token_ttl.as_secs() as i64;
         if let Err(e) = shared.store.attach_upstream_grant(id, &family, until).await {
+            return internal(e);
+        }
+    }
+    if let Some(jkt) = &pending.dpop_jkt {
+        let until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+        if let Err(e) = shared.store.bind_family_key(&family, jkt, until).await {
             return internal(e);
         }
     }

@@ -9,7 +9,7 @@
 use crate::audit::audit;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use mcpauth_core::{
     AccessToken, ErrorCode, PkceVerifier, RefreshToken, ScopeSet, TokenResponse, TokenType,
@@ -27,6 +27,7 @@ use crate::server::Shared;
 use crate::store::{NewRefresh, RefreshRow, Spend, Spent};
 use crate::tokens::{audience, check_resource, check_scope, issue_access_token};
 use crate::vault::VaultError;
+use mcpauth_core::dpop;
 
 /// `POST /token`.
 pub(crate) async fn token(
@@ -35,11 +36,21 @@ pub(crate) async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match handle(&shared, &ip, &headers, &body).await {
+    let mut response = match handle(&shared, &ip, &headers, &body).await {
         Ok(r) => r,
         Err(e) => axum::response::IntoResponse::into_response(e),
+    };
+    // RFC 9449 §8, §8.2: the nonce for the next proof, on every answer (SPEC D7).
+    if let Some(nonces) = &shared.nonces
+        && let Ok(v) = HeaderValue::from_str(&nonces.current(now()))
+    {
+        response.headers_mut().insert(DPOP_NONCE, v);
     }
+    response
 }
+
+/// The response header carrying a nonce (RFC 9449 §8.1).
+const DPOP_NONCE: &str = "dpop-nonce";
 
 async fn handle(
     shared: &Shared,
@@ -68,6 +79,12 @@ async fn handle(
     let client = authenticate(shared, headers, &params, &endpoint).await?;
     let jkt = proof_key(shared, headers, &endpoint).await?;
     let jkt = jkt.as_deref();
+    if jkt.is_none() && client.metadata.dpop_bound_access_tokens == Some(true) {
+        return Err(invalid_proof(
+            "the client registered dpop_bound_access_tokens: every token request needs a DPoP \
+             proof (RFC 9449 §5.2)",
+        ));
+    }
     clients::slide_expiry(shared, &client).await?;
     if !shared.allow(Bucket::TokenClient, &client.client_id) {
         return Err(TokenError::rate_limited());
@@ -193,9 +210,23 @@ async fn authorization_code(
         )
         .into());
     }
+    // RFC 9449 §10: a code bound to a key (dpop_jkt) needs a proof by that key. Refused without
+    // spending the code: someone else holding it cannot take it from its client.
+    let bound = store.family_key(&row.family_id).await?;
+    if let Some(bound) = &bound
+        && !jkt.is_some_and(|k| dpop::thumbprint_matches(k, bound))
+    {
+        return Err(invalid_grant(if jkt.is_some() {
+            "the DPoP proof's key is not the one the authorization request bound (dpop_jkt)"
+        } else {
+            "the authorization request bound the code to a DPoP key (dpop_jkt): the token \
+             request needs a DPoP proof by that key"
+        }));
+    }
     let scope = ScopeSet::parse(&row.scope);
     // RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key.
     if let Some(jkt) = jkt
+        && bound.is_none()
         && !client.is_confidential()
         && client.allows_grant("refresh_token")
     {

@@ -1,8 +1,17 @@
-//! DPoP state shared by every instance (RFC 9449 §5, §11.1; SPEC D6-D7): the proofs already
-//! used at the token endpoint, and the key each public client's grant is bound to.
+//! DPoP state shared by every instance (RFC 9449 §5, §8, §10, §11.1; SPEC D6-D7): the proofs
+//! already used at the token endpoint, the key a grant is bound to, and the nonce key.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use mcpauth_core::dpop::NonceIssuer;
 
 use super::{Store, is_unique_violation};
 use crate::error::AuthServerError;
+use crate::secrets::{now, random_bytes_b64};
+
+/// The name of the DPoP nonce key in `server_secrets`.
+const NONCE_SECRET: &str = "dpop-nonce";
 
 impl Store {
     /// Records a DPoP proof (`proof_hash`: a hash of its key thumbprint and `jti`) until
@@ -54,5 +63,43 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?,
         )
+    }
+
+    /// The DPoP nonce issuer of every instance on this database (RFC 9449 §8, §9; SPEC D7):
+    /// an authorization server and the gateways sharing its database hand out and accept the
+    /// same nonces.
+    pub async fn dpop_nonces(&self) -> Result<NonceIssuer, AuthServerError> {
+        let secret = self.server_secret(NONCE_SECRET).await?;
+        NonceIssuer::new(&secret).map_err(|e| AuthServerError::Invalid {
+            what: "DPoP nonce secret",
+            reason: e.to_string(),
+        })
+    }
+
+    /// The shared secret `name` (32 bytes): made by the first instance that asks, the same for
+    /// every instance on this database afterwards.
+    pub(crate) async fn server_secret(&self, name: &str) -> Result<Vec<u8>, AuthServerError> {
+        sqlx::query(
+            "INSERT INTO server_secrets (name, secret, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(random_bytes_b64(32))
+        .bind(now())
+        .execute(self.pool())
+        .await?;
+        let stored: String =
+            sqlx::query_scalar("SELECT secret FROM server_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(self.pool())
+                .await?;
+        URL_SAFE_NO_PAD
+            .decode(stored)
+            .ok()
+            .filter(|s| s.len() >= 32)
+            .ok_or_else(|| AuthServerError::Invalid {
+                what: "stored server secret",
+                reason: format!("{name} is not 32 bytes of base64url"),
+            })
     }
 }

@@ -91,6 +91,11 @@ fn migrator(_backend: Backend) -> Migrator {
         ),
         migration(4, "vault", include_str!("../../migrations/0004_vault.sql")),
         migration(5, "dpop", include_str!("../../migrations/0005_dpop.sql")),
+        migration(
+            6,
+            "server_secrets",
+            include_str!("../../migrations/0006_server_secrets.sql"),
+        ),
     ])
 }
 

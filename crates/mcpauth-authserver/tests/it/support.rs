@@ -445,6 +445,23 @@ pub async fn code_flow_tokens_with(
     exchange_code_with(ts, client_id, &code, &a.verifier, headers).await
 }
 
+/// The form exchanging `code` (redirect [`REDIRECT`], resource [`RESOURCE`]) as the public
+/// client `client_id`.
+pub fn code_form<'a>(
+    client_id: &'a str,
+    code: &'a str,
+    verifier: &'a str,
+) -> [(&'a str, &'a str); 6] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+        ("client_id", client_id),
+        ("resource", RESOURCE),
+    ]
+}
+
 /// Exchanges `code` (redirect [`REDIRECT`], resource [`RESOURCE`]) as the public client
 /// `client_id`; asserts 200 and returns the token response.
 pub async fn exchange_code(ts: &TestServer, client_id: &str, code: &str, verifier: &str) -> Value {
@@ -459,19 +476,8 @@ pub async fn exchange_code_with(
     verifier: &str,
     headers: &[(&str, &str)],
 ) -> Value {
-    let (status, body) = token_request_with(
-        ts,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-            ("client_id", client_id),
-            ("resource", RESOURCE),
-        ],
-        headers,
-    )
-    .await;
+    let (status, body) =
+        token_request_with(ts, &code_form(client_id, code, verifier), headers).await;
     assert_eq!(status, 200, "{body}");
     body
 }

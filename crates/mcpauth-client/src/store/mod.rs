@@ -139,6 +139,10 @@ pub struct FlowRecord {
     /// The PKCE verifier (a secret: only in this 0600 record, only while the flow runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verifier: Option<PkceVerifier>,
+    /// The DPoP key the authorization request bound the code to (`dpop_jkt`, RFC 9449 §10; a
+    /// secret, like the verifier).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_key: Option<DpopPrivateKey>,
     /// When recent flows started, for the per-minute cap.
     #[serde(default)]
     pub recent_starts: Vec<u64>,

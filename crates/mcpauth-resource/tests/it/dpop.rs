@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_core::dpop::DpopKey;
 use mcpauth_core::www_authenticate::{Challenge, parse};
-use mcpauth_resource::{DpopConfig, DpopPolicy, JwtVerifier, ScopePolicy};
+use mcpauth_resource::{DpopConfig, DpopPolicy, JwtVerifier, NonceIssuer, ScopePolicy};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -22,6 +22,10 @@ struct Setup {
 }
 
 async fn setup(policy: DpopPolicy) -> Setup {
+    setup_with(DpopConfig::new(policy)).await
+}
+
+async fn setup_with(config: DpopConfig) -> Setup {
     let signing = SigningKey::generate("k1");
     let issuer = FakeIssuer::start(&[&signing]).await;
     let pending = Pending::new().await;
@@ -42,12 +46,7 @@ async fn setup(policy: DpopPolicy) -> Setup {
         "at+jwt",
         &issuer.claims(&pending.resource, json!({"jti": "p"})),
     );
-    let app = pending.serve_with(
-        verifier,
-        &[&issuer.issuer],
-        ScopePolicy::new(),
-        DpopConfig::new(policy),
-    );
+    let app = pending.serve_with(verifier, &[&issuer.issuer], ScopePolicy::new(), config);
     Setup {
         app,
         issuer,
@@ -384,4 +383,66 @@ async fn d6_tokens_bound_by_the_authorization_server_need_their_proof() {
         let why = refused_with(app.call(Some(&token), &initialize()).await, "invalid_token").await;
         assert!(why.contains("DPoP-bound"), "{why}");
     }
+}
+
+/// D7, RFC 9449 §9: with nonces on, a proof without the resource's nonce, or with a stale or
+/// foreign one, gets 401 `use_dpop_nonce` with a fresh `DPoP-Nonce`; the retry with it is
+/// served, and every answer carries the current nonce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d7_the_resource_requires_its_nonce() {
+    let secret = [9u8; 32];
+    let s =
+        setup_with(DpopConfig::new(DpopPolicy::Allow).nonces(NonceIssuer::new(&secret).unwrap()))
+            .await;
+    let resp = s.send("DPoP", &s.bound, &[&s.proof(&s.bound)]).await;
+    let nonce = resp
+        .headers()
+        .get("dpop-nonce")
+        .map(|v| v.to_str().unwrap().to_owned());
+    refused_with(resp, "use_dpop_nonce").await;
+    let nonce = nonce.expect("use_dpop_nonce comes with DPoP-Nonce");
+    let now = mcpauth_core::dpop::unix_now();
+    let stale = NonceIssuer::new(&secret).unwrap().current(now - 180);
+    let foreign = NonceIssuer::random().unwrap().current(now);
+    for bad in [stale.as_str(), foreign.as_str(), "x"] {
+        let p = s
+            .key
+            .proof("POST", &s.app.resource, Some(&s.bound), Some(bad))
+            .unwrap();
+        let resp = s.send("DPoP", &s.bound, &[&p]).await;
+        assert!(resp.headers().contains_key("dpop-nonce"));
+        refused_with(resp, "use_dpop_nonce").await;
+    }
+    let p = s
+        .key
+        .proof("POST", &s.app.resource, Some(&s.bound), Some(&nonce))
+        .unwrap();
+    let resp = s.send("DPoP", &s.bound, &[&p]).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().contains_key("dpop-nonce"),
+        "served answers carry the nonce too"
+    );
+    // Bearer tokens are not affected by nonces.
+    assert_eq!(
+        s.app.call(Some(&s.plain), &initialize()).await.status(),
+        200
+    );
+}
+
+/// D7: a resource whose nonce issuer shares another instance's secret accepts that instance's
+/// nonces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d7_instances_with_one_secret_accept_each_others_nonces() {
+    let secret = [4u8; 32];
+    let s =
+        setup_with(DpopConfig::new(DpopPolicy::Allow).nonces(NonceIssuer::new(&secret).unwrap()))
+            .await;
+    let other_instance = NonceIssuer::new(&secret).unwrap();
+    let nonce = other_instance.current(mcpauth_core::dpop::unix_now());
+    let p = s
+        .key
+        .proof("POST", &s.app.resource, Some(&s.bound), Some(&nonce))
+        .unwrap();
+    assert_eq!(s.send("DPoP", &s.bound, &[&p]).await.status(), 200);
 }

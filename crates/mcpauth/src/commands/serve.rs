@@ -41,6 +41,9 @@ struct Settings {
     trusted_proxies: Vec<String>,
     /// `false` turns the rate limits off (benchmarks only).
     rate_limits: Option<bool>,
+    /// `true`: DPoP proofs at /token need a nonce (`--dpop-nonce`).
+    #[serde(default)]
+    dpop_nonce: bool,
     /// `false`: users sign in through identity providers only.
     password_login: Option<bool>,
     /// Upstream identity providers (`[[identity_providers]]`): OpenID Connect, or plain OAuth
@@ -238,6 +241,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         config.rate_limits = RateLimits::none();
     }
     config.connections = args.connections.limits();
+    config.dpop_nonces = args.dpop_nonce || settings.dpop_nonce;
     let mut idp = args.idp.clone();
     idp.settings_providers = settings.identity_providers;
     idp.settings_password_login = settings.password_login;
@@ -256,6 +260,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         eprintln!("  resources:  any (pass --resource URL for each MCP server it protects)");
     } else {
         eprintln!("  resources:  {}", server.config().resources.join(", "));
+    }
+    if server.config().dpop_nonces {
+        eprintln!("  DPoP:       proofs at /token need a nonce from this server (--dpop-nonce)");
     }
     super::federation::banner(server.config(), vault_key.as_deref());
     if users == 0 {

@@ -22,8 +22,8 @@ use axum::response::Response;
 use axum::routing::{any, get};
 use mcpauth_authserver::{AuthServer, Config, Store, admin, serve_router};
 use mcpauth_resource::{
-    BearerAuthLayer, DpopConfig, DpopPolicy, IntrospectionVerifier, JwtVerifier, OriginGuardLayer,
-    ResourceMetadata, ScopePolicy, TokenVerifier,
+    BearerAuthLayer, DpopConfig, DpopPolicy, IntrospectionVerifier, JwtVerifier, NonceIssuer,
+    OriginGuardLayer, ResourceMetadata, ScopePolicy, TokenVerifier,
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
@@ -68,6 +68,8 @@ struct Settings {
     #[serde(default)]
     accept_plain_jwt: bool,
     dpop: Option<crate::cli::DpopMode>,
+    #[serde(default)]
+    dpop_nonce: bool,
     introspection_url: Option<String>,
     introspection_client_id: Option<String>,
     #[serde(default)]
@@ -222,6 +224,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     a.accept_issuer_trailing_slash |= s.accept_issuer_trailing_slash;
     a.accept_plain_jwt |= s.accept_plain_jwt;
     a.dpop = a.dpop.or(s.dpop);
+    a.dpop_nonce |= s.dpop_nonce;
     a.introspection_url = a.introspection_url.or(s.introspection_url);
     a.introspection_client_id = a.introspection_client_id.or(s.introspection_client_id);
     if a.scopes.is_empty() {
@@ -409,6 +412,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             let mut config = Config::new(&origin);
             config.resources = vec![resource.clone()];
             config.scopes_supported = scopes.clone();
+            config.dpop_nonces = args.dpop_nonce;
             vault_key = crate::commands::federation::configure(&args.idp, &database, &mut config)?;
             if args.demo {
                 let password = mcpauth_core::random_urlsafe(12)?;
@@ -445,6 +449,14 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     let mut dpop = DpopConfig::new(dpop);
     if let Some(store) = &replay_store {
         dpop = dpop.replay_cache(embedded::StoreReplayCache(store.clone()));
+    }
+    // RFC 9449 §9, SPEC D7: the nonce key in the shared database (the embedded server's /token
+    // hands out the same nonces), else one for this process.
+    if args.dpop_nonce {
+        dpop = dpop.nonces(match &replay_store {
+            Some(store) => store.dpop_nonces().await?,
+            None => NonceIssuer::random()?,
+        });
     }
     let bearer = BearerAuthLayer::new(verifier, &prm)
         .scope_policy(policy)
@@ -529,6 +541,16 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 "  DPoP replay cache:     this process's memory (several instances: give them one --database)"
             ),
         }
+    }
+    if args.dpop_nonce {
+        eprintln!(
+            "  DPoP nonces:           required ({})",
+            if replay_store.is_some() {
+                "key in the database: instances sharing it accept each other's"
+            } else {
+                "key in this process's memory: one instance"
+            }
+        );
     }
     if let Some(server) = &authserver {
         crate::commands::federation::banner(server.config(), vault_key.as_deref());

@@ -13,7 +13,7 @@ use mcpauth_core::dpop::DpopKey;
 use serde_json::{Value, json};
 
 use crate::common::{LIMIT, browser_login, http, mcpauth, start_login};
-use crate::gateway::{banner_value, start_gateway};
+use crate::gateway::{Demo, banner_value, start_demo_with};
 use crate::serve::{PASSWORD, spawn_serve, start_resource};
 
 async fn run(home: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -23,21 +23,28 @@ async fn run(home: &std::path::Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A `gateway --demo` with `flags`, and `mcpauth login` to it as the demo user: the gateway,
+/// its banner, its MCP URL and the authorization URL the login used.
+async fn demo_login(
+    home: &std::path::Path,
+    flags: &[&str],
+) -> (tokio::process::Child, Vec<String>, String, String) {
+    let (gateway, banner, demo) = start_demo_with(home, flags).await;
+    let Demo {
+        url,
+        issuer,
+        password,
+    } = demo;
+    let (mut login, auth_url) = start_login(home, &url, &issuer).await;
+    browser_login(&issuer, &auth_url, "demo", &password).await;
+    assert!(login.wait().await.unwrap().success());
+    (gateway, banner, url, auth_url)
+}
+
 #[tokio::test]
 async fn d1_d3_login_call_status_and_token_header_with_a_bound_token() {
     let home = tempfile::tempdir().unwrap();
-    let (mut gateway, banner) =
-        start_gateway(home.path(), &["--demo", "--dpop", "require"], &[]).await;
-    let url = banner_value(&banner, "MCP server:");
-    let password = banner_value(&banner, "demo login:")
-        .split("password ")
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    let issuer = url.trim_end_matches("/mcp").to_owned();
-    let (mut login, auth_url) = start_login(home.path(), &url, &issuer).await;
-    browser_login(&issuer, &auth_url, "demo", &password).await;
-    assert!(login.wait().await.unwrap().success());
+    let (mut gateway, _, url, _) = demo_login(home.path(), &["--dpop", "require"]).await;
 
     let call = run(home.path(), &["call", &url, "add", r#"{"a": 2, "b": 3}"#]).await;
     let stderr = String::from_utf8_lossy(&call.stderr);
@@ -111,6 +118,43 @@ async fn d1_d3_login_call_status_and_token_header_with_a_bound_token() {
     .await;
     assert!(!bad.status.success());
     assert!(bad.stdout.is_empty());
+    gateway.kill().await.unwrap();
+}
+
+/// D7 end to end: with `gateway --dpop-nonce`, the embedded server's /token (RFC 9449 §8) and
+/// the MCP endpoint (§9) both want their nonce; `mcpauth login` binds the code to its key
+/// (dpop_jkt, §10), takes each server's nonce from the use_dpop_nonce answers and retries, and
+/// `call` works.
+#[tokio::test]
+async fn d7_login_and_call_through_nonce_challenges() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, banner, url, auth_url) =
+        demo_login(home.path(), &["--dpop", "require", "--dpop-nonce"]).await;
+    assert!(
+        banner_value(&banner, "DPoP nonces:").starts_with("required"),
+        "{banner:?}"
+    );
+    let key_param = url::Url::parse(&auth_url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "dpop_jkt")
+        .map(|(_, v)| v.into_owned())
+        .expect("the authorization request carries dpop_jkt");
+    let call = run(home.path(), &["call", &url, "add", r#"{"a": 4, "b": 5}"#]).await;
+    assert!(
+        call.status.success(),
+        "{}",
+        String::from_utf8_lossy(&call.stderr)
+    );
+    let result: Value = serde_json::from_slice(&call.stdout).unwrap();
+    assert_eq!(result["content"][0]["text"], "9");
+    let token = run(home.path(), &["token", &url]).await;
+    let token = String::from_utf8(token.stdout).unwrap();
+    assert_eq!(
+        jkt(token.trim()),
+        key_param,
+        "the token is bound to the dpop_jkt key"
+    );
     gateway.kill().await.unwrap();
 }
 

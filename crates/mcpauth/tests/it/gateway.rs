@@ -88,7 +88,23 @@ async fn the_demo_says_it_does_not_use_the_database_given() {
 
 /// A `gateway --demo`: the gateway, its MCP URL, the embedded issuer and the demo password.
 pub(crate) async fn start_demo(home: &Path) -> (Child, String, String, String) {
-    let (gateway, banner) = start_gateway(home, &["--demo"], &[]).await;
+    let (gateway, _, demo) = start_demo_with(home, &[]).await;
+    (gateway, demo.url, demo.issuer, demo.password)
+}
+
+/// What a `gateway --demo` banner says.
+pub(crate) struct Demo {
+    pub url: String,
+    pub issuer: String,
+    pub password: String,
+}
+
+/// A `gateway --demo` with more flags: the gateway, its banner and what it says.
+pub(crate) async fn start_demo_with(home: &Path, flags: &[&str]) -> (Child, Vec<String>, Demo) {
+    let args: Vec<&str> = std::iter::once("--demo")
+        .chain(flags.iter().copied())
+        .collect();
+    let (gateway, banner) = start_gateway(home, &args, &[]).await;
     let url = banner_value(&banner, "MCP server:");
     let password = banner_value(&banner, "demo login:")
         .split("password ")
@@ -96,7 +112,15 @@ pub(crate) async fn start_demo(home: &Path) -> (Child, String, String, String) {
         .unwrap()
         .to_owned();
     let issuer = url.trim_end_matches("/mcp").to_owned();
-    (gateway, url, issuer, password)
+    (
+        gateway,
+        banner,
+        Demo {
+            url,
+            issuer,
+            password,
+        },
+    )
 }
 
 #[tokio::test]
