@@ -30,12 +30,8 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { UnauthorizedError } from "@modelcontextprotocol/sdk/client/auth.js";
 import { loginAndConsent } from "./lib/http-login.mjs";
+import { Checks, HeadlessProvider, VERBOSE, env, jwtPart, text, verboseLog, withTimeout } from "./harness.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set (run this through interop/run-gateway)`);
-  return v;
-};
 const URL_ = env("MCPAUTH_GATEWAY_URL");
 const ISSUER = env("MCPAUTH_ISSUER");
 const UPSTREAM = env("MCPAUTH_UPSTREAM");
@@ -43,79 +39,20 @@ const USERNAME = env("MCPAUTH_USERNAME");
 const PASSWORD = env("MCPAUTH_PASSWORD");
 const SCOPE = process.env.MCPAUTH_SCOPE ?? "";
 const CLIENTS = env("MCPAUTH_CLIENTS").split(",");
-const VERBOSE = process.env.MCPAUTH_VERBOSE === "1";
-const TAG = `[${UPSTREAM} upstream]`;
 
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = "") {
-  if (ok) passed++;
-  else failed++;
-  console.log(`  ${ok ? "PASS" : "FAIL"}  ${TAG} ${name}${detail ? `  (${detail})` : ""}`);
-  return ok;
-}
-const say = (m) => VERBOSE && console.error(`    [gateway-clients] ${m}`);
-const jwtPart = (token, i) => JSON.parse(Buffer.from(token.split(".")[i], "base64url").toString("utf8"));
-const text = (result) => result?.content?.[0]?.text;
-const withTimeout = (p, ms, what) =>
-  Promise.race([p, new Promise((_, rej) => setTimeout(() => rej(new Error(`${what}: no answer in ${ms / 1000} s`)), ms).unref())]);
+const checks = new Checks(`[${UPSTREAM} upstream]`);
+const check = checks.check.bind(checks);
+const say = verboseLog("gateway-clients");
 
-/** An in-memory OAuthClientProvider whose browser is loginAndConsent() over HTTP. */
-class HeadlessProvider {
-  constructor(redirectUri, user = { username: USERNAME, password: PASSWORD }) {
-    this.redirectUri = redirectUri;
-    this.user = user;
-    this.redirects = [];
-  }
-  get redirectUrl() {
-    return this.redirectUri;
-  }
-  get clientMetadata() {
-    return {
-      client_name: "TypeScript SDK through mcpauth gateway",
-      redirect_uris: [this.redirectUri],
-      grant_types: ["authorization_code", "refresh_token"],
-      response_types: ["code"],
-      token_endpoint_auth_method: "none",
-      ...(SCOPE ? { scope: SCOPE } : {}),
-    };
-  }
-  state() {
-    return (this._state = crypto.randomUUID());
-  }
-  clientInformation() {
-    return this._client;
-  }
-  saveClientInformation(info) {
-    this._client = info;
-  }
-  tokens() {
-    return this._tokens;
-  }
-  saveTokens(t) {
-    this._tokens = t;
-  }
-  saveCodeVerifier(v) {
-    this._verifier = v;
-  }
-  codeVerifier() {
-    return this._verifier;
-  }
-  saveDiscoveryState(s) {
-    this._discovery = s;
-  }
-  discoveryState() {
-    return this._discovery;
-  }
-  async redirectToAuthorization(url) {
-    this.redirects.push(url);
-    say(`redirectToAuthorization ${url.origin}${url.pathname}`);
-    const location = new URL(await loginAndConsent(url.href, { ...this.user, log: say }));
-    const p = location.searchParams;
-    if (p.get("error")) throw new Error(`authorization error: ${p.get("error")} ${p.get("error_description") ?? ""}`);
-    this.response = { code: p.get("code"), state: p.get("state"), iss: p.get("iss") };
-  }
-}
+/** The SDK's OAuth provider, logging in as `user` (alice by default) over HTTP. */
+const headlessProvider = (user = { username: USERNAME, password: PASSWORD }) =>
+  new HeadlessProvider({
+    redirectUri: env("MCPAUTH_REDIRECT_URI"),
+    user,
+    scope: SCOPE,
+    clientName: "TypeScript SDK through mcpauth gateway",
+    log: say,
+  });
 
 async function connectSdk(provider) {
   const client = new Client({ name: "mcpauth-gateway-interop", version: "1.0.0" });
@@ -141,7 +78,7 @@ async function resourceSide() {
 }
 
 async function sdkClient() {
-  const provider = new HeadlessProvider(env("MCPAUTH_REDIRECT_URI"));
+  const provider = headlessProvider();
   let unauthorized = false;
   try {
     const c = await connectSdk(provider);
@@ -190,7 +127,7 @@ async function sdkClient() {
  * "Session Hijacking": session ids bound to the user). */
 async function sessionBinding(alice, sessionId) {
   const [username, password] = env("MCPAUTH_SECOND_USER").split(":");
-  const bob = new HeadlessProvider(env("MCPAUTH_REDIRECT_URI"), { username, password });
+  const bob = headlessProvider({ username, password });
   try {
     await connectSdk(bob);
   } catch (e) {
@@ -321,19 +258,11 @@ async function main() {
   if (CLIENTS.includes("sdk")) steps.push(["SDK client", sdkClient]);
   if (CLIENTS.includes("mcp-remote")) steps.push(["mcp-remote", mcpRemote]);
   if (CLIENTS.includes("mcpauth")) steps.push(["mcpauth client", mcpauthClient]);
-  for (const [label, step] of steps) {
-    try {
-      await step();
-    } catch (e) {
-      check(`${label}: completed without an exception`, false, e.stack ?? String(e));
-    }
-  }
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed === 0 && passed > 0 ? 0 : 1);
+  await checks.run(steps);
 }
 
 main().catch((e) => {
   console.error(e);
-  console.log(`${passed} passed, ${failed + 1} failed`);
+  console.log(`${checks.passed} passed, ${checks.failed + 1} failed`);
   process.exit(1);
 });

@@ -9,9 +9,9 @@
 // Tools:
 //   echo {text}        -> "echo: TEXT"
 //   add {a, b}         -> "A+B"
-//   upstream_headers   -> JSON of what the upstream saw: {authorization, transport}; the gateway
-//                         must never pass the client's bearer token upstream (HTTP only; stdio
-//                         has no headers).
+//   upstream_headers   -> JSON of what the upstream saw: {transport, authorization, cookie, dpop};
+//                         the gateway must never pass the client's token, cookies or DPoP proof
+//                         upstream (HTTP only; stdio has no headers).
 
 import http from "node:http";
 import { randomUUID } from "node:crypto";
@@ -41,7 +41,12 @@ function mcpServer(transportName) {
         content: [
           {
             type: "text",
-            text: JSON.stringify({ transport: transportName, authorization: h.authorization ?? null, cookie: h.cookie ?? null }),
+            text: JSON.stringify({
+              transport: transportName,
+              authorization: h.authorization ?? null,
+              cookie: h.cookie ?? null,
+              dpop: h.dpop ?? null,
+            }),
           },
         ],
       };
