@@ -6,6 +6,7 @@
 //   MCPAUTH_GATEWAY_URL     the gateway's MCP endpoint (the protected resource)
 //   MCPAUTH_ISSUER          the embedded authorization server (the gateway's origin)
 //   MCPAUTH_DPOP            the gateway's --dpop: "allow" (bearer tokens pass too) or "require"
+//   MCPAUTH_DPOP_NONCE      "1" when the gateway runs with --dpop-nonce (RFC 9449 §8, §9)
 //   MCPAUTH_USERNAME/PASSWORD, MCPAUTH_SCOPE, MCPAUTH_REDIRECT_URI
 //
 // Every request the SDK sends goes through a fetch wrapper that records what it carried (the
@@ -28,10 +29,16 @@
 //   (d) a client without DPoP: its bearer token passes with --dpop allow and is refused (401,
 //       DPoP challenge) with --dpop require
 //
+//   (e) with --dpop-nonce: every answer of the gateway's origin carries a DPoP-Nonce, which the
+//       SDK keeps; made stale, the code exchange is answered 400 use_dpop_nonce with a fresh
+//       one and the SDK retries with it (RFC 9449 §8); every proof to the gateway carries a nonce
+//       (the embedded server and the MCP endpoint share one origin and one nonce key); a proof
+//       by the right key without a nonce, or with a made-up one, gets 401 use_dpop_nonce and a
+//       DPoP-Nonce (§9)
+//
 // Not exercised because @modelcontextprotocol/client 2.4.0 does not implement them (both optional
 // in RFC 9449): `dpop_jkt` in the authorization request (§10; the code is bound at /token only)
-// and `dpop_bound_access_tokens` in its registration (§5.2). DPoP nonces (§8, §9) are handled by
-// the SDK but not asked for by the gateway.
+// and `dpop_bound_access_tokens` in its registration (§5.2).
 //
 // Prints one line per check and ends with "N passed, M failed"; exits 1 if anything failed.
 
@@ -53,9 +60,11 @@ const ISSUER = env("MCPAUTH_ISSUER");
 const MODE = env("MCPAUTH_DPOP");
 const USER = { username: env("MCPAUTH_USERNAME"), password: env("MCPAUTH_PASSWORD") };
 const SCOPE = process.env.MCPAUTH_SCOPE ?? "";
+const NONCE = process.env.MCPAUTH_DPOP_NONCE === "1";
 if (!["allow", "require"].includes(MODE)) throw new Error(`MCPAUTH_DPOP must be allow or require, not ${MODE}`);
 
-const checks = new Checks(`[--dpop ${MODE}]`);
+const FLAGS = `--dpop ${MODE}${NONCE ? " --dpop-nonce" : ""}`;
+const checks = new Checks(`[${FLAGS}]`);
 const check = checks.check.bind(checks);
 const say = verboseLog("dpop");
 const CLIENT_INFO = { name: "mcpauth-gateway-dpop-interop", version: "1.0.0" };
@@ -97,7 +106,11 @@ class Wire {
     const resp = await fetch(input, init);
     e.status = resp.status;
     e.wwwAuthenticate = resp.headers.get("www-authenticate");
-    if (e.grantType) e.tokenType = (await resp.clone().json().catch(() => ({}))).token_type;
+    e.dpopNonce = resp.headers.get("dpop-nonce");
+    if (e.grantType) {
+      const body = await resp.clone().json().catch(() => ({}));
+      Object.assign(e, { tokenType: body.token_type, error: body.error });
+    }
     say(`${e.method} ${e.url} ${e.scheme ?? "-"}${e.proof ? "+proof" : ""}${e.grantType ? ` ${e.grantType}` : ""} -> ${resp.status}`);
     this.entries.push(e);
     return resp;
@@ -159,7 +172,9 @@ async function rawInitialize(headers) {
     }),
   });
   await resp.body?.cancel();
-  return { status: resp.status, www: resp.headers.get("www-authenticate") };
+  // RFC 9449 §9: the newest nonce, for the next proofs the harness builds.
+  state.session?.observeNonce(resp, URL_);
+  return { status: resp.status, www: resp.headers.get("www-authenticate"), nonce: resp.headers.get("dpop-nonce") };
 }
 
 const state = {}; // shared by the steps: session, provider, wire, client, metadata
@@ -200,9 +215,20 @@ async function authorizationCode() {
   check("(a) login + consent over HTTP answered with code, the same state and iss (RFC 9207)",
     !!r.code && r.state === provider._state && r.iss === ISSUER, `iss=${r.iss}`);
 
+  // Every answer of the gateway's origin carried a DPoP-Nonce, so the SDK already holds one: make
+  // it stale to see the token endpoint's challenge and the SDK's retry.
+  if (NONCE) session.rememberNonce(ISSUER, "a-stale-nonce");
   const mark = wire.mark();
   await first.finishAuth(provider.callback.searchParams);
-  const exchange = wire.since(mark).find((e) => e.grantType === "authorization_code");
+  const exchanges = wire.since(mark).filter((e) => e.grantType === "authorization_code");
+  const exchange = exchanges.at(-1);
+  if (NONCE) {
+    const [challenged] = exchanges;
+    check("(e) the code exchange with a stale nonce got 400 use_dpop_nonce with a DPoP-Nonce, and the SDK retried with that nonce (RFC 9449 §8)",
+      exchanges.length === 2 && challenged.status === 400 && challenged.error === "use_dpop_nonce" && !!challenged.dpopNonce &&
+        exchange.proof?.claims.nonce === challenged.dpopNonce,
+      exchanges.map((e) => `HTTP ${e.status} ${e.error ?? ""} nonce ${e.proof?.claims.nonce ? "sent" : "none"}`).join(" -> "));
+  }
   const problems = await proofProblems(exchange, { htm: "POST", htu: metadata.token_endpoint }, session);
   check("(a) the code exchange carried a DPoP proof by the session's key (typ, alg, jwk, htm, htu, jti, iat; no ath)",
     exchange?.status === 200 && problems.length === 0,
@@ -241,6 +267,7 @@ async function requestsCarriedProofs(entries, token, label, min) {
   for (const e of toGateway) {
     const p = await proofProblems(e, { htm: e.method, htu: URL_, token }, state.session);
     if (e.scheme !== "DPoP") p.unshift(`scheme ${e.scheme ?? "none"}`);
+    if (NONCE && !e.proof?.claims.nonce) p.push("no nonce");
     if (e.tokenHash !== tokenHash(token)) p.push("another token");
     if (e.proof && jtis.has(e.proof.claims.jti)) p.push("jti reused");
     jtis.add(e.proof?.claims.jti);
@@ -248,7 +275,7 @@ async function requestsCarriedProofs(entries, token, label, min) {
     if (p.length) problems.push(`${e.method}: ${p.join(", ")}`);
   }
   const methods = toGateway.map((e) => `${e.method} ${e.status}`).join(", ");
-  check(`${label} every request to the gateway carried Authorization: DPoP and a fresh proof (htm, htu, ath, unique jti)`,
+  check(`${label} every request to the gateway carried Authorization: DPoP and a fresh proof (htm, htu, ath, unique jti${NONCE ? ", nonce" : ""})`,
     toGateway.length >= min && problems.length === 0, problems.length ? problems.join("; ") : `${toGateway.length} requests: ${methods}`);
 }
 
@@ -302,6 +329,19 @@ async function refusals() {
   check("(c) the control's proof replayed is refused: 401 invalid_dpop_proof (RFC 9449 §11.1)",
     replay.status === 401 && dpopChallenge(replay.www)?.error === "invalid_dpop_proof", refusal(replay));
   const other = await DpopSession.create();
+  if (NONCE) {
+    other.rememberNonce(URL_, session.nonceFor(URL_));
+    // The session's key with no remembered nonce, and a made-up nonce (RFC 9449 §9).
+    const forgetful = await DpopSession.create({ keyPair: session.keyPair });
+    for (const [what, dpop] of [
+      ["without a nonce", await forgetful.buildProof({ htm: "POST", htu: URL_, accessToken: token })],
+      ["with a made-up nonce", await forgetful.buildProof({ htm: "POST", htu: URL_, accessToken: token, nonce: "made-up" })],
+    ]) {
+      const r = await rawInitialize({ authorization: `DPoP ${token}`, dpop });
+      check(`(e) a proof by the right key ${what} is refused: 401 use_dpop_nonce with a fresh DPoP-Nonce (RFC 9449 §9)`,
+        r.status === 401 && dpopChallenge(r.www)?.error === "use_dpop_nonce" && !!r.nonce, refusal(r));
+    }
+  }
   const stolen = await rawInitialize({ authorization: `DPoP ${token}`, dpop: await proof(other) });
   check("(c) a proof by another key is refused: 401 (RFC 9449 §4.3 step 12)",
     stolen.status === 401 && !!dpopChallenge(stolen.www), refusal(stolen));
@@ -352,7 +392,7 @@ async function bearerClient() {
 }
 
 async function main() {
-  console.log(`mcpauth gateway --dpop ${MODE} at ${URL_} (embedded authorization server ${ISSUER}): TypeScript SDK v2 client with DPoP`);
+  console.log(`mcpauth gateway ${FLAGS} at ${URL_} (embedded authorization server ${ISSUER}): TypeScript SDK v2 client with DPoP`);
   await checks.run([
     ["(a) authorization code with DPoP", authorizationCode],
     ["(b) refresh with DPoP", refresh],

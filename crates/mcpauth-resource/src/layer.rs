@@ -389,6 +389,10 @@ impl Shared {
         }
         let principal: Arc<Principal> = match self.verifier.verify(token).await {
             Ok(p) => p,
+            // RFC 9449 §7.1: a token refused under the DPoP scheme gets a DPoP challenge.
+            Err(e) if dpop_scheme && e.status() == StatusCode::UNAUTHORIZED => {
+                return Err(self.refuse_dpop("invalid_token", &e.to_string()));
+            }
             Err(e) => return Err(self.verify_failed(&e)),
         };
         if dpop_scheme {

@@ -299,8 +299,7 @@ async fn d5_a_bound_token_sent_as_bearer_is_refused() {
             .claims(&s.app.resource, json!({"cnf": {"jkt": s.key.thumbprint()}})),
     );
     let resp = s.send("DPoP", &forged, &[&s.proof(&forged)]).await;
-    assert_eq!(resp.status(), 401);
-    assert_eq!(challenge(&resp).param("error"), Some("invalid_token"));
+    refused_with(resp, "invalid_token").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,4 +444,16 @@ async fn d7_instances_with_one_secret_accept_each_others_nonces() {
         .proof("POST", &s.app.resource, Some(&s.bound), Some(&nonce))
         .unwrap();
     assert_eq!(s.send("DPoP", &s.bound, &[&p]).await.status(), 200);
+}
+
+/// RFC 9449 §7.1 (found by the TypeScript SDK v2 interop): a token that fails verification
+/// under the DPoP scheme is answered with a DPoP challenge (`invalid_token`, `algs`), not only
+/// a Bearer one, under the default policy too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d4_an_invalid_token_under_the_dpop_scheme_gets_a_dpop_challenge() {
+    let s = setup(DpopPolicy::Allow).await;
+    let forged = "eyJhbGciOiJFUzI1NiJ9.e30.c2ln";
+    let resp = s.send("DPoP", forged, &[&s.proof(forged)]).await;
+    let why = refused_with(resp, "invalid_token").await;
+    assert!(why.contains("invalid access token"), "{why}");
 }
