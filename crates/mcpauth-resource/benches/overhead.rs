@@ -3,7 +3,8 @@
 //! with `tower::ServiceExt::oneshot` (no sockets), a cached-JWKS ES256 token, and a scope
 //! policy that reads the JSON-RPC body. Prints ns/request for both and their ratio; then the
 //! same for a DPoP-bound token with a fresh proof per request (RFC 9449 §7: the proof's ES256
-//! signature is checked and its `jti` recorded), and what signing one proof costs the client.
+//! signature is checked and its `jti` recorded), the same with server nonces (§9), and what
+//! signing one proof costs the client.
 //!
 //! `cargo bench -p mcpauth-resource --bench overhead`
 
@@ -18,7 +19,9 @@ use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_core::dpop::DpopKey;
-use mcpauth_resource::{BearerAuthLayer, DpopConfig, JwtVerifier, ResourceMetadata, ScopePolicy};
+use mcpauth_resource::{
+    BearerAuthLayer, DpopConfig, JwtVerifier, NonceIssuer, ResourceMetadata, ScopePolicy,
+};
 use serde_json::json;
 use tower::ServiceExt;
 
@@ -115,9 +118,17 @@ async fn main() {
             .scope_policy(ScopePolicy::new().require(["mcp"])),
     );
     let dpop = Router::new().route("/mcp", post(handler)).layer(
-        BearerAuthLayer::new(verifier, &prm)
+        BearerAuthLayer::new(verifier.clone(), &prm)
             .scope_policy(ScopePolicy::new().require(["mcp"]))
             .dpop(DpopConfig::default()),
+    );
+    // The same with server nonces (RFC 9449 §9): three MACs to check the proof's nonce and one
+    // for the DPoP-Nonce of every answer.
+    let secret = [5u8; 32];
+    let with_nonce = Router::new().route("/mcp", post(handler)).layer(
+        BearerAuthLayer::new(verifier, &prm)
+            .scope_policy(ScopePolicy::new().require(["mcp"]))
+            .dpop(DpopConfig::default().nonces(NonceIssuer::new(&secret).unwrap())),
     );
 
     let n = 200_000;
@@ -171,6 +182,26 @@ async fn main() {
         "DPoP ratio:           {:.3} (the DPoP layer costs {:.1}% of in-process throughput)",
         best.0 / best_dpop,
         (1.0 - best.0 / best_dpop) * 100.0
+    );
+    let nonce = NonceIssuer::new(&secret)
+        .unwrap()
+        .current(mcpauth_core::dpop::unix_now());
+    let mut proofs: Vec<String> = (0..4 * m)
+        .map(|_| {
+            dpop_key
+                .proof("POST", RESOURCE, Some(&bound), Some(&nonce))
+                .unwrap()
+        })
+        .collect();
+    let mut best_nonce = f64::MAX;
+    run_dpop(&with_nonce, &bound, &proofs.split_off(3 * m)).await;
+    for chunk in proofs.chunks(m) {
+        best_nonce = best_nonce.min(run_dpop(&with_nonce, &bound, chunk).await);
+    }
+    println!(
+        "DPoP + server nonce:  {:8.0} ns/request ({:.0} ns more than DPoP without nonces)",
+        best_nonce,
+        best_nonce - best_dpop
     );
     println!("client: one proof:    {sign_ns:8.0} ns (ES256 signature, fresh jti)");
 }
