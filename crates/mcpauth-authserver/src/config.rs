@@ -311,6 +311,12 @@ pub struct Config {
     /// (RFC 9449 §8, SPEC D7; default false). The nonces are stateless (a MAC over a one-minute
     /// slot) under a key kept in the database, so every instance accepts every instance's.
     pub dpop_nonces: bool,
+    /// How long a device authorization waits for the user (RFC 8628 §3.2 `expires_in`;
+    /// default 10 minutes).
+    pub device_code_ttl: Duration,
+    /// The polling interval a device client is given (RFC 8628 §3.2 `interval`; default 5 s,
+    /// whole seconds, at least 1).
+    pub device_interval: Duration,
 }
 
 impl Config {
@@ -349,6 +355,8 @@ impl Config {
             password_login: true,
             vault_key: None,
             dpop_nonces: false,
+            device_code_ttl: Duration::from_secs(600),
+            device_interval: Duration::from_secs(5),
         }
     }
 

@@ -48,6 +48,27 @@ pub(crate) struct ConsentPage<'a> {
     pub consented_before: bool,
     pub scopes: Vec<&'a str>,
     pub resource: Option<&'a str>,
+    /// The user code of a device authorization (RFC 8628 §5.4: the remote phishing warning
+    /// replaces the redirect host).
+    pub device_code: Option<&'a str>,
+}
+
+/// The device verification page: the user code form (RFC 8628 §3.3).
+#[derive(Template)]
+#[template(path = "device.html")]
+pub(crate) struct DevicePage<'a> {
+    pub action: &'a str,
+    pub csrf: &'a str,
+    pub user_code: &'a str,
+    pub error: Option<&'a str>,
+}
+
+/// The end of a flow that redirects nowhere (a device authorization decided).
+#[derive(Template)]
+#[template(path = "done.html")]
+pub(crate) struct DonePage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
 }
 
 /// An error that cannot be sent back to the client (MCP SPEC A8).
@@ -94,6 +115,7 @@ mod tests {
             consented_before: true,
             scopes: vec!["read"],
             resource: None,
+            device_code: None,
         }
         .render()
         .unwrap();

@@ -213,7 +213,11 @@ pub fn router(server: &AuthServer) -> Router {
     let mut cors_routes = Router::new()
         .route(&format!("{base}/token"), post(routes::token::token))
         .route(&format!("{base}/revoke"), post(routes::revoke::revoke))
-        .route(&format!("{base}/jwks"), get(routes::metadata::jwks));
+        .route(&format!("{base}/jwks"), get(routes::metadata::jwks))
+        .route(
+            &format!("{base}/device_authorization"),
+            post(routes::device::device_authorization),
+        );
     if !matches!(config.registration, RegistrationPolicy::Disabled) {
         cors_routes = cors_routes.route(
             &format!("{base}/register"),
@@ -237,6 +241,10 @@ pub fn router(server: &AuthServer) -> Router {
         .route(
             &format!("{base}/authorize/consent"),
             post(routes::authorize::consent),
+        )
+        .route(
+            &format!("{base}/device"),
+            get(routes::device::page).post(routes::device::enter),
         )
         .route(&format!("{base}/idp/start"), get(crate::federation::start))
         .route(

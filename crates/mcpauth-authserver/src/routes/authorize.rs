@@ -48,18 +48,32 @@ fn is_sha256_b64url(v: &str) -> bool {
 /// How long a pending request waits for login and consent.
 const REQUEST_TTL: i64 = 600;
 
-/// A validated authorization request waiting for the user.
-#[derive(Debug, Serialize, Deserialize)]
-struct Pending {
-    client_id: String,
-    redirect_uri: String,
-    state: Option<String>,
-    code_challenge: String,
-    scope: String,
-    resource: Option<String>,
+/// A validated authorization request waiting for the user: from `/authorize`, or a device
+/// authorization whose user code was entered on the verification page (then `redirect_uri`,
+/// `state` and `code_challenge` are empty: nothing is redirected).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Pending {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub scope: String,
+    pub resource: Option<String>,
     /// The DPoP key the code is bound to (RFC 9449 §10): the token request must prove it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    dpop_jkt: Option<String>,
+    pub dpop_jkt: Option<String>,
+    /// The device authorization this request decides (RFC 8628 §3.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<PendingDevice>,
+}
+
+/// The device authorization a [`Pending`] request decides.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PendingDevice {
+    /// SHA-256 of the device code.
+    pub hash: String,
+    /// The user code as shown (`XXXX-XXXX`).
+    pub user_code: String,
 }
 
 pub(crate) fn cookie_name(shared: &Shared) -> &'static str {
@@ -84,7 +98,7 @@ pub(crate) fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> 
 
 /// `Set-Cookie` for the session: `__Host-` prefix, `Secure`, `HttpOnly`, `SameSite=Lax`,
 /// `Path=/` (the prefix requires them all).
-fn set_cookie(shared: &Shared, value: &str, max_age: Option<u64>) -> HeaderValue {
+pub(crate) fn set_cookie(shared: &Shared, value: &str, max_age: Option<u64>) -> HeaderValue {
     let mut c = format!(
         "{}={value}; Path=/; HttpOnly; SameSite=Lax",
         cookie_name(shared)
@@ -279,32 +293,14 @@ pub(crate) async fn authorize(
         scope: scope.to_string(),
         resource,
         dpop_jkt: dpop_jkt.map(str::to_owned),
+        device: None,
     };
     let prompt = params.get("prompt").unwrap_or("");
-    let now = now();
     let cookie = session_cookie(&headers, cookie_name(&shared));
-    let user = match &cookie {
-        Some(sid) if !prompt.split(' ').any(|p| p == "login") => {
-            match shared.store.session_user(&hash_secret(sid), now).await {
-                Ok(u) => u,
-                Err(e) => return internal(e),
-            }
-        }
-        _ => None,
-    };
-    // SPEC F2: every grant of a federated user keeps upstream tokens of its own, so a session
-    // signed in at a provider goes back through it (silently, with the provider's session).
-    let via = match &user {
-        Some(u) => match shared.store.user_provider(u).await {
-            Ok(p) => p,
-            Err(e) => return internal(e),
-        },
-        None => None,
-    };
-    // A user of a provider no longer configured signs in again on the login page.
-    let (user, via) = match via {
-        Some(p) if !shared.config.identity_providers.iter().any(|i| i.name == p) => (None, None),
-        via => (user, via),
+    let force_login = prompt.split(' ').any(|p| p == "login");
+    let (user, via) = match signed_in(&shared, cookie.as_deref().filter(|_| !force_login)).await {
+        Ok(s) => s,
+        Err(e) => return internal(e),
     };
     if prompt.split(' ').any(|p| p == "none") {
         // OIDC Core §3.1.2.6: the provider cannot be visited without a page.
@@ -338,6 +334,51 @@ pub(crate) async fn authorize(
             Err(e) => return internal(e),
         }
     }
+    begin(
+        &shared,
+        cookie,
+        user.as_deref(),
+        via,
+        &pending,
+        consented_before,
+    )
+    .await
+}
+
+/// Who the browser with session `cookie` is signed in as, and the identity provider they signed
+/// in at. SPEC F2: every grant of a federated user keeps upstream tokens of its own, so such a
+/// session goes back through the provider (silently, with the provider's session); a user of a
+/// provider no longer configured signs in again on the login page.
+pub(crate) async fn signed_in(
+    shared: &Shared,
+    cookie: Option<&str>,
+) -> Result<(Option<String>, Option<String>), AuthServerError> {
+    let user = match cookie {
+        Some(sid) => shared.store.session_user(&hash_secret(sid), now()).await?,
+        None => None,
+    };
+    let via = match &user {
+        Some(u) => shared.store.user_provider(u).await?,
+        None => None,
+    };
+    Ok(match via {
+        Some(p) if !shared.config.identity_providers.iter().any(|i| i.name == p) => (None, None),
+        via => (user, via),
+    })
+}
+
+/// Stores `pending` for the browser (a new session cookie when it has none) and shows what comes
+/// next: the identity provider for a session signed in there, the consent page for a signed-in
+/// user, else the login page.
+pub(crate) async fn begin(
+    shared: &Shared,
+    cookie: Option<String>,
+    user: Option<&str>,
+    via: Option<String>,
+    pending: &Pending,
+    consented_before: bool,
+) -> Response {
+    let now = now();
     let (sid, new_cookie) = match cookie {
         Some(sid) => (sid, false),
         None => (random_secret(), true),
@@ -351,18 +392,18 @@ pub(crate) async fn authorize(
     {
         return internal(e);
     }
-    let mut resp = match (&user, via) {
+    let mut resp = match (user, via) {
         (Some(_), Some(idp)) => {
             let csrf = csrf_token(&sid, &request_id);
             redirect(
                 StatusCode::FOUND,
-                &federation::start_url(&shared, &request_id, &csrf, &idp),
+                &federation::start_url(shared, &request_id, &csrf, &idp),
             )
         }
         (Some(user_id), None) => {
             consent_page(
-                &shared,
-                &pending,
+                shared,
+                pending,
                 &request_id,
                 &sid,
                 user_id,
@@ -370,11 +411,11 @@ pub(crate) async fn authorize(
             )
             .await
         }
-        (None, _) => login_page(&shared, &pending, &request_id, &sid, "", None).await,
+        (None, _) => login_page(shared, pending, &request_id, &sid, "", None).await,
     };
     if new_cookie {
         resp.headers_mut()
-            .append(header::SET_COOKIE, set_cookie(&shared, &sid, None));
+            .append(header::SET_COOKIE, set_cookie(shared, &sid, None));
     }
     resp
 }
@@ -482,6 +523,7 @@ async fn consent_page(
             consented_before,
             scopes: scope.iter().collect(),
             resource: pending.resource.as_deref(),
+            device_code: pending.device.as_ref().map(|d| d.user_code.as_str()),
         },
     )
 }
@@ -812,11 +854,12 @@ async fn after_login(
     let p = pending;
     let mut resp = match has_consent(shared, user_id, p).await {
         // RFC 8252 §8.6: signing in is no consent; remembered consent answers only for an
-        // assured client.
+        // assured client. A device authorization always asks (RFC 8628 §5.4).
         Ok(true)
-            if clients::resolve(shared, &p.client_id)
-                .await
-                .is_ok_and(|c| identity_assured(&c, &p.redirect_uri)) =>
+            if p.device.is_none()
+                && clients::resolve(shared, &p.client_id)
+                    .await
+                    .is_ok_and(|c| identity_assured(&c, &p.redirect_uri)) =>
         {
             match shared.store.take_request(request_id).await {
                 Ok(_) => finish(shared, p, user_id, StatusCode::SEE_OTHER, Some(request_id)).await,
@@ -875,7 +918,12 @@ pub(crate) async fn consent(
     }
     let p = &form.pending;
     let client_id = p.client_id.as_str();
-    if form.params.get("decision") != Some("allow") {
+    let allow = form.params.get("decision") == Some("allow");
+    if let Some(device) = &p.device {
+        return super::device::decided(&shared, p, device, &user, allow, &form.request_id, &ip)
+            .await;
+    }
+    if !allow {
         audit!("consent.denied", user_id = user.as_str(), client_id, ip);
         let e = oauth_error(ErrorCode::AccessDenied, "the user denied the request");
         return error_redirect(

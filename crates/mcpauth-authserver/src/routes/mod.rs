@@ -1,6 +1,7 @@
 //! HTTP endpoints.
 
 pub(crate) mod authorize;
+pub(crate) mod device;
 pub(crate) mod introspect;
 pub(crate) mod metadata;
 pub(crate) mod register;
@@ -49,6 +50,23 @@ pub(crate) fn no_store_json(
     resp
 }
 
+/// The form of a request to the client-authenticated endpoint at `path`, and its client, after
+/// the per-IP rate limit.
+pub(crate) async fn authenticated(
+    shared: &Shared,
+    ip: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    path: &str,
+) -> Result<(Params, Client), TokenError> {
+    if !shared.allow(Bucket::TokenIp, ip) {
+        return Err(TokenError::rate_limited());
+    }
+    let params = Params::parse(body)?;
+    let client = authenticate(shared, headers, &params, &shared.config.endpoint(path)).await?;
+    Ok((params, client))
+}
+
 /// A client-authenticated request about one `token` (RFC 7009 §2.1, RFC 7662 §2.1), after the
 /// per-IP rate limit.
 pub(crate) struct TokenQuery {
@@ -64,11 +82,7 @@ impl TokenQuery {
         body: &[u8],
         path: &str,
     ) -> Result<TokenQuery, TokenError> {
-        if !shared.allow(Bucket::TokenIp, ip) {
-            return Err(TokenError::rate_limited());
-        }
-        let params = Params::parse(body)?;
-        let client = authenticate(shared, headers, &params, &shared.config.endpoint(path)).await?;
+        let (params, client) = authenticated(shared, ip, headers, body, path).await?;
         let token = params
             .get("token")
             .ok_or_else(|| invalid_request("token is required"))?

@@ -130,11 +130,12 @@ pub(crate) fn check_metadata(
     if m.grant_types.is_empty() {
         m.grant_types = vec!["authorization_code".into()];
     }
-    if let Some(g) = m
-        .grant_types
-        .iter()
-        .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
-    {
+    if let Some(g) = m.grant_types.iter().find(|g| {
+        !matches!(
+            g.as_str(),
+            "authorization_code" | "refresh_token" | super::device::DEVICE_GRANT
+        )
+    }) {
         return Err(bad_metadata(&format!(
             "grant type {g:?} cannot be registered dynamically (client_credentials clients are \
              pre-registered by an administrator)"

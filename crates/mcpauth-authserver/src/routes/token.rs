@@ -16,6 +16,7 @@ use mcpauth_core::{
     constant_time_eq, pkce,
 };
 
+use super::device::DEVICE_GRANT;
 use super::{AppState, PeerIp, no_store_json};
 use crate::client_auth::{TokenError, authenticate};
 use crate::clients::{self, Client};
@@ -67,11 +68,12 @@ async fn handle(
         .ok_or_else(|| invalid_request("grant_type is required"))?;
     if !matches!(
         grant_type,
-        "authorization_code" | "refresh_token" | "client_credentials"
+        "authorization_code" | "refresh_token" | "client_credentials" | DEVICE_GRANT
     ) {
         return Err(oauth_error(
             ErrorCode::UnsupportedGrantType,
-            "supported grant types: authorization_code, refresh_token, client_credentials",
+            "supported grant types: authorization_code, refresh_token, client_credentials, \
+             urn:ietf:params:oauth:grant-type:device_code",
         )
         .into());
     }
@@ -99,6 +101,7 @@ async fn handle(
     let answer = match grant_type {
         "authorization_code" => authorization_code(shared, &client, &params, jkt).await,
         "refresh_token" => refresh_token(shared, &client, &params, jkt).await,
+        DEVICE_GRANT => super::device::token(shared, &client, &params, jkt).await,
         _ => client_credentials(shared, &client, &params, jkt).await,
     };
     if answer.is_ok() {
@@ -223,37 +226,15 @@ async fn authorization_code(
              request needs a DPoP proof by that key"
         }));
     }
-    let scope = ScopeSet::parse(&row.scope);
-    // RFC 9449 §5: a public client's refresh tokens are bound to its DPoP key.
-    if let Some(jkt) = jkt
-        && bound.is_none()
-        && !client.is_confidential()
-        && client.allows_grant("refresh_token")
-    {
-        store
-            .bind_family_key(&row.family_id, jkt, family_until)
-            .await?;
-    }
+    let grant = NewGrant {
+        user_id: &row.user_id,
+        family_id: &row.family_id,
+        scope: &row.scope,
+        resource: row.resource.as_deref(),
+    };
     // The refresh token goes in before the code is spent, so that a concurrent replay that
     // revokes the family also catches it.
-    let refresh = if client.allows_grant("refresh_token") {
-        let token = random_secret();
-        store
-            .insert_refresh(&NewRefresh {
-                token_hash: &hash_secret(&token),
-                family_id: &row.family_id,
-                client_id: &client.client_id,
-                user_id: &row.user_id,
-                scope: &row.scope,
-                resource: row.resource.as_deref(),
-                created_at: now,
-                expires_at: family_until,
-            })
-            .await?;
-        Some(token)
-    } else {
-        None
-    };
+    let refresh = start_grant(shared, client, &grant, jkt, bound.is_some()).await?;
     if !store.spend_code(&code_hash, now).await? {
         store
             .revoke_family(&row.family_id, now, family_until)
@@ -262,14 +243,77 @@ async fn authorization_code(
             "the authorization code was already used; the tokens issued from it are revoked",
         ));
     }
-    let aud = audience(shared, row.resource.as_deref());
+    finish_grant(shared, client, &grant, jkt, refresh).await
+}
+
+/// A grant the user just allowed: an authorization code's, or a device authorization's.
+pub(crate) struct NewGrant<'a> {
+    pub user_id: &'a str,
+    pub family_id: &'a str,
+    pub scope: &'a str,
+    pub resource: Option<&'a str>,
+}
+
+/// The first half of issuing `grant`'s tokens: a public client's grant is bound to the proof's
+/// key unless it was bound already (RFC 9449 §5, §10), and the refresh token is stored when the
+/// client may refresh. The caller then spends what the grant came from and calls
+/// [`finish_grant`].
+pub(crate) async fn start_grant(
+    shared: &Shared,
+    client: &Client,
+    grant: &NewGrant<'_>,
+    jkt: Option<&str>,
+    key_bound: bool,
+) -> Result<Option<String>, TokenError> {
+    let now = now();
+    let family_until = now + shared.config.refresh_token_ttl.as_secs() as i64;
+    if let Some(jkt) = jkt
+        && !key_bound
+        && !client.is_confidential()
+        && client.allows_grant("refresh_token")
+    {
+        shared
+            .store
+            .bind_family_key(grant.family_id, jkt, family_until)
+            .await?;
+    }
+    if !client.allows_grant("refresh_token") {
+        return Ok(None);
+    }
+    let token = random_secret();
+    shared
+        .store
+        .insert_refresh(&NewRefresh {
+            token_hash: &hash_secret(&token),
+            family_id: grant.family_id,
+            client_id: &client.client_id,
+            user_id: grant.user_id,
+            scope: grant.scope,
+            resource: grant.resource,
+            created_at: now,
+            expires_at: family_until,
+        })
+        .await?;
+    Ok(Some(token))
+}
+
+/// The second half: the access token (bound to `jkt` when given) and the token response.
+pub(crate) async fn finish_grant(
+    shared: &Shared,
+    client: &Client,
+    grant: &NewGrant<'_>,
+    jkt: Option<&str>,
+    refresh: Option<String>,
+) -> Result<Response, TokenError> {
+    let scope = ScopeSet::parse(grant.scope);
+    let aud = audience(shared, grant.resource);
     let (access, ttl) = issue_access_token(
         shared,
-        &row.user_id,
+        grant.user_id,
         &client.client_id,
         &aud,
         &scope,
-        Some(&row.family_id),
+        Some(grant.family_id),
         jkt,
     )
     .await?;

@@ -238,6 +238,7 @@ impl Store {
         for sql in [
             "DELETE FROM consents WHERE client_id = $1",
             "DELETE FROM authorization_codes WHERE client_id = $1",
+            "DELETE FROM device_codes WHERE client_id = $1",
             "DELETE FROM introspection_resources WHERE client_id = $1",
         ] {
             sqlx::query(sql)

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use mcpauth_core::dpop::NonceIssuer;
 
-use super::{Store, is_unique_violation};
+use super::{Store, first_insert};
 use crate::error::AuthServerError;
 use crate::secrets::{now, random_bytes_b64};
 
@@ -29,11 +29,7 @@ impl Store {
                 .bind(expires_at)
                 .execute(self.pool())
                 .await;
-        match inserted {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        first_insert(inserted)
     }
 
     /// Binds the grant `family_id` to the key `jkt` until `expires_at`.

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{Store, is_unique_violation};
+use super::{Store, first_insert};
 use crate::error::AuthServerError;
 
 /// A new authorization code.
@@ -230,18 +230,15 @@ impl Store {
         jti: &str,
         expires_at: i64,
     ) -> Result<bool, AuthServerError> {
-        match sqlx::query(
-            "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3)",
+        first_insert(
+            sqlx::query(
+                "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES ($1, $2, $3)",
+            )
+            .bind(client_id)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(self.pool())
+            .await,
         )
-        .bind(client_id)
-        .bind(jti)
-        .bind(expires_at)
-        .execute(self.pool())
-        .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 }

@@ -9,6 +9,7 @@
 //! without locks. Refresh rotations are committed in batches (`rotation.rs`).
 
 mod clients;
+mod device;
 mod dpop;
 mod federation;
 mod grant_list;
@@ -33,6 +34,7 @@ use sqlx::{Executor, SqlStr};
 
 use clients::ClientCache;
 pub(crate) use clients::ClientRow;
+pub(crate) use device::{DeviceStatus, NewDevice, Poll};
 pub(crate) use federation::{NO_PASSWORD, UpstreamLogin};
 pub(crate) use grant_list::GrantRow;
 pub(crate) use grants::{NewCode, NewRefresh, RefreshRow};
@@ -95,6 +97,11 @@ fn migrator(_backend: Backend) -> Migrator {
             6,
             "server_secrets",
             include_str!("../../migrations/0006_server_secrets.sql"),
+        ),
+        migration(
+            7,
+            "device",
+            include_str!("../../migrations/0007_device.sql"),
         ),
     ])
 }
@@ -182,6 +189,7 @@ impl Store {
             "DELETE FROM upstream_logins WHERE expires_at < $1",
             "DELETE FROM dpop_proofs WHERE expires_at < $1",
             "DELETE FROM dpop_families WHERE expires_at < $1",
+            "DELETE FROM device_codes WHERE expires_at < $1",
             "DELETE FROM upstream_grants WHERE expires_at < $1",
             "DELETE FROM consents WHERE client_id IN (SELECT client_id FROM clients \
              WHERE kind = 'dynamic' AND expires_at <= $1)",
@@ -288,6 +296,18 @@ fn redact_url(url: &str) -> String {
 /// Whether a database error is a unique-constraint violation.
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// The outcome of an INSERT whose key may exist: `true` when the row went in, `false` when the
+/// key was there already (a unique violation), the error otherwise.
+pub(crate) fn first_insert(
+    inserted: Result<sqlx::any::AnyQueryResult, sqlx::Error>,
+) -> Result<bool, AuthServerError> {
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -93,6 +93,7 @@ impl Store {
             "DELETE FROM login_sessions WHERE user_id = $1",
             "DELETE FROM consents WHERE user_id = $1",
             "DELETE FROM authorization_codes WHERE user_id = $1",
+            "DELETE FROM device_codes WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {
             sqlx::query(sql).bind(&u.id).execute(self.pool()).await?;

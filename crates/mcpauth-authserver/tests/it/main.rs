@@ -18,6 +18,7 @@ mod cimd;
 mod client_expiry;
 mod clients;
 mod code_flow;
+mod device;
 mod dpop;
 mod federation;
 mod federation_github;

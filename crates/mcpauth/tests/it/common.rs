@@ -105,12 +105,32 @@ pub async fn browser_login(issuer: &str, authorization_url: &str, user: &str, pa
     assert_eq!(page.status(), 200, "login page");
     let session = cookie(&page);
     let html = page.text().await.unwrap();
+    let (session, html) = sign_in(issuer, &session, &html, user, password).await;
+    assert!(
+        html.contains("127.0.0.1"),
+        "A10: the consent page shows the redirect host"
+    );
+    let resp = decide(issuer, &session, &html, "allow").await;
+    assert_eq!(resp.status(), 303);
+    let back = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
+}
+
+/// Posts the login form `login_html` with the browser's `session` cookie: the new session
+/// cookie and the consent page.
+pub async fn sign_in(
+    issuer: &str,
+    session: &str,
+    login_html: &str,
+    user: &str,
+    password: &str,
+) -> (String, String) {
     let resp = http()
         .post(format!("{issuer}/authorize/login"))
-        .header("cookie", &session)
+        .header("cookie", session)
         .form(&[
-            ("request_id", hidden(&html, "request_id").as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
+            ("request_id", hidden(login_html, "request_id").as_str()),
+            ("csrf", hidden(login_html, "csrf").as_str()),
             ("username", user),
             ("password", password),
         ])
@@ -119,25 +139,27 @@ pub async fn browser_login(issuer: &str, authorization_url: &str, user: &str, pa
         .unwrap();
     assert_eq!(resp.status(), 200, "consent page");
     let session = cookie(&resp);
-    let html = resp.text().await.unwrap();
-    assert!(
-        html.contains("127.0.0.1"),
-        "A10: the consent page shows the redirect host"
-    );
-    let resp = http()
+    (session, resp.text().await.unwrap())
+}
+
+/// Posts the consent form `consent_html` with `decision` (`allow` or `deny`).
+pub async fn decide(
+    issuer: &str,
+    session: &str,
+    consent_html: &str,
+    decision: &str,
+) -> reqwest::Response {
+    http()
         .post(format!("{issuer}/authorize/consent"))
-        .header("cookie", &session)
+        .header("cookie", session)
         .form(&[
-            ("request_id", hidden(&html, "request_id").as_str()),
-            ("csrf", hidden(&html, "csrf").as_str()),
-            ("decision", "allow"),
+            ("request_id", hidden(consent_html, "request_id").as_str()),
+            ("csrf", hidden(consent_html, "csrf").as_str()),
+            ("decision", decision),
         ])
         .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 303);
-    let back = resp.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(reqwest::get(&back).await.unwrap().status(), 200);
+        .unwrap()
 }
 
 /// The files under `dir` whose text contains `needle` (e.g. the token records holding a key).

@@ -8,6 +8,7 @@ mod client_dpop;
 mod common;
 mod connect;
 mod connect_eras;
+mod device;
 mod federation;
 mod gateway;
 mod gateway_external;
