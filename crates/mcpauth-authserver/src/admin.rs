@@ -224,7 +224,11 @@ pub async fn add_client(store: &Store, new: NewClient) -> Result<CreatedClient, 
     for g in &grant_types {
         if !matches!(
             g.as_str(),
-            "authorization_code" | "refresh_token" | "client_credentials"
+            "authorization_code"
+                | "refresh_token"
+                | "client_credentials"
+                | crate::routes::device::DEVICE_GRANT
+                | crate::jwt_grant::JWT_BEARER_GRANT
         ) {
             return Err(invalid("grant type", format!("{g:?} is not supported")));
         }

@@ -317,6 +317,9 @@ pub struct Config {
     /// The polling interval a device client is given (RFC 8628 §3.2 `interval`; default 5 s,
     /// whole seconds, at least 1).
     pub device_interval: Duration,
+    /// Issuers whose JWTs the JWT bearer grant accepts (RFC 7523): workload identity issuers
+    /// (SEP-1933) and enterprise IdPs' ID-JAGs. None by default: the grant is then not offered.
+    pub trusted_issuers: Vec<crate::TrustedIssuer>,
 }
 
 impl Config {
@@ -357,6 +360,7 @@ impl Config {
             dpop_nonces: false,
             device_code_ttl: Duration::from_secs(600),
             device_interval: Duration::from_secs(5),
+            trusted_issuers: Vec::new(),
         }
     }
 
@@ -389,6 +393,18 @@ impl Config {
                 return Err(AuthServerError::Config(format!(
                     "two identity providers are named {:?}",
                     p.name
+                )));
+            }
+        }
+        for (i, t) in self.trusted_issuers.iter().enumerate() {
+            t.validate()?;
+            if self.trusted_issuers[..i]
+                .iter()
+                .any(|u| u.name == t.name || u.issuer == t.issuer)
+            {
+                return Err(AuthServerError::Config(format!(
+                    "two trusted issuers share the name {:?} or the issuer {:?}",
+                    t.name, t.issuer
                 )));
             }
         }

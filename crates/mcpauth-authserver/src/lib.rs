@@ -44,6 +44,7 @@ mod fetch;
 #[doc(hidden)]
 pub mod fuzzing;
 mod identity;
+mod jwt_grant;
 mod keys;
 mod listen;
 mod pages;
@@ -65,6 +66,7 @@ pub use config::{
 };
 pub use error::{AuthServerError, DatabaseError, MigrationError};
 pub use identity::{IDENTITY_TOKEN_TTL, IDENTITY_TOKEN_TYP};
+pub use jwt_grant::{IdJagRule, TrustKind, TrustedIssuer, UserMapping, WorkloadRule};
 pub use listen::{ConnectionLimits, serve_router};
 pub use server::{AuthServer, REVOCATION_SYNC, router, serve};
 pub use store::{Backend, Store};

@@ -143,6 +143,38 @@ impl OidcProvider {
         idp
     }
 
+    /// A JWT with `claims` signed by the provider's current key (`iss` added), with `typ` in its
+    /// header when given: a workload token or an ID-JAG this issuer vouches for.
+    pub fn mint(&self, typ: Option<&str>, claims: &Value) -> String {
+        let (key, kid) = {
+            let inner = self.inner.lock().unwrap();
+            (inner.key.0.clone(), inner.key.1.clone())
+        };
+        self.mint_with(&key, &kid, typ, claims)
+    }
+
+    /// [`OidcProvider::mint`] signed by a key the provider does not publish (a forgery).
+    pub fn mint_forged(&self, typ: Option<&str>, claims: &Value) -> String {
+        let kid = self.inner.lock().unwrap().key.1.clone();
+        self.mint_with(&self.other_key, &kid, typ, claims)
+    }
+
+    fn mint_with(&self, key: &[u8], kid: &str, typ: Option<&str>, claims: &Value) -> String {
+        let mut claims = claims.clone();
+        if claims.get("iss").is_none() {
+            claims["iss"] = json!(self.issuer);
+        }
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(kid.into());
+        header.typ = typ.map(str::to_owned);
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(key),
+        )
+        .expect("signing")
+    }
+
     /// Takes the provider down: its port refuses connections from now on.
     pub async fn stop(&self) {
         self.server.stop().await;

@@ -9,7 +9,7 @@
 //! (SPEC F7).
 
 mod oauth2;
-mod oidc;
+pub(crate) mod oidc;
 mod provider;
 pub(crate) mod session;
 pub(crate) mod upstream;

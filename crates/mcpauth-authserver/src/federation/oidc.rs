@@ -75,7 +75,7 @@ fn cache_for(resp: &reqwest::Response) -> Duration {
 }
 
 /// Asymmetric algorithms only: never `none`, never HS* (SPEC F6).
-fn asymmetric(alg: Algorithm) -> bool {
+pub(crate) fn asymmetric(alg: Algorithm) -> bool {
     !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
@@ -107,13 +107,7 @@ impl Upstream {
         {
             return Ok(c.value.clone());
         }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let resp = self.get(&url).await?;
-        let ttl = cache_for(&resp);
-        let m: ProviderMetadata = read_json(resp).await?;
+        let (m, ttl): (ProviderMetadata, _) = self.discovery(issuer).await?;
         let endpoints = [
             Some(&m.authorization_endpoint),
             Some(&m.token_endpoint),
@@ -142,6 +136,54 @@ impl Upstream {
         Ok(m)
     }
 
+    /// The OpenID discovery document of `issuer` and how long it may be kept.
+    async fn discovery<T: serde::de::DeserializeOwned>(
+        &self,
+        issuer: &str,
+    ) -> Result<(T, Duration), UpstreamError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let resp = self.get(&url).await?;
+        let ttl = cache_for(&resp);
+        Ok((read_json(resp).await?, ttl))
+    }
+
+    /// The `jwks_uri` of `issuer` from its OpenID discovery document (cached like the others):
+    /// only `issuer` (which must be exact, OIDC Discovery §4.3) and `jwks_uri` (https, or http
+    /// on loopback) are needed, so workload issuers such as Kubernetes qualify.
+    pub(crate) async fn jwks_uri(&self, issuer: &str) -> Result<String, UpstreamError> {
+        if let Some(c) = self.jwks_uris.lock().unwrap().get(issuer)
+            && c.until > Instant::now()
+        {
+            return Ok(c.value.clone());
+        }
+        let (doc, ttl): (Map<String, Value>, _) = self.discovery(issuer).await?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            return Err(UpstreamError::Metadata(format!(
+                "its discovery document does not name the issuer {issuer:?} (OpenID Connect \
+                 Discovery §4.3)"
+            )));
+        }
+        let uri = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .filter(|u| secure_url(u))
+            .ok_or_else(|| {
+                UpstreamError::Metadata("its discovery document has no https jwks_uri".into())
+            })?
+            .to_owned();
+        self.jwks_uris.lock().unwrap().insert(
+            issuer.to_owned(),
+            Cached {
+                value: uri.clone(),
+                until: Instant::now() + ttl,
+            },
+        );
+        Ok(uri)
+    }
+
     /// Fetches and caches the JWKS at `uri`; `forced`: because of an unknown `kid`.
     async fn fetch_jwks(&self, uri: &str, forced: bool) -> Result<JwkSet, UpstreamError> {
         let resp = self.get(uri).await?;
@@ -163,7 +205,7 @@ impl Upstream {
 
     /// The key for `kid`: from the cache, or fetched when the cache is stale or lacks it (at
     /// most once per [`JWKS_REFETCH`] for an unknown `kid`).
-    async fn key(
+    pub(crate) async fn key(
         &self,
         uri: &str,
         kid: Option<&str>,

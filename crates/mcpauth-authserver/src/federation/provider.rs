@@ -279,7 +279,7 @@ impl ClaimRule {
         }
     }
 
-    fn matches(&self, claims: &serde_json::Map<String, Value>) -> bool {
+    pub(crate) fn matches(&self, claims: &serde_json::Map<String, Value>) -> bool {
         let eq = |v: &Value| match v {
             Value::String(s) => *s == self.value,
             Value::Bool(b) => self.value == if *b { "true" } else { "false" },

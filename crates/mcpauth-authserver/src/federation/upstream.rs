@@ -135,6 +135,8 @@ pub(crate) struct Upstream {
     pub(super) http: reqwest::Client,
     pub(super) metadata: Mutex<HashMap<String, Cached<ProviderMetadata>>>,
     pub(super) jwks: Mutex<HashMap<String, CachedJwks>>,
+    /// The `jwks_uri` of issuers found through discovery for the JWT bearer grant.
+    pub(super) jwks_uris: Mutex<HashMap<String, Cached<String>>>,
 }
 
 crate::redacted_debug!(Upstream);
@@ -160,7 +162,7 @@ pub(super) async fn read_json<T: serde::de::DeserializeOwned>(
 }
 
 /// Whether `url` is https, or http on a loopback host (OAuth 2.1 §1.5).
-pub(super) fn secure_url(url: &str) -> bool {
+pub(crate) fn secure_url(url: &str) -> bool {
     url::Url::parse(url).is_ok_and(|u| {
         u.scheme() == "https" || (u.scheme() == "http" && mcpauth_core::url_policy::is_loopback(&u))
     })
@@ -185,6 +187,7 @@ impl Upstream {
             http,
             metadata: Mutex::default(),
             jwks: Mutex::default(),
+            jwks_uris: Mutex::default(),
         }
     }
 

@@ -54,6 +54,13 @@ pub(crate) async fn metadata(State(shared): AppState) -> Response {
         "dpop_signing_alg_values_supported".into(),
         json!(crate::dpop::DPOP_ALGORITHMS.map(JwsAlgorithm::as_str)),
     );
+    // ID-JAG §"Authorization Server Metadata" (SPEC E1): the grant profile, when an IdP is trusted.
+    if crate::jwt_grant::accepts_id_jags(&shared) {
+        extra.insert(
+            "authorization_grant_profiles_supported".into(),
+            json!([crate::jwt_grant::ID_JAG_PROFILE]),
+        );
+    }
     extra.insert(
         "id_token_signing_alg_values_supported".into(),
         json!(shared.keys.algorithms()),
@@ -88,7 +95,13 @@ pub(crate) async fn metadata(State(shared): AppState) -> Response {
             "refresh_token",
             "client_credentials",
             crate::routes::device::DEVICE_GRANT,
-        ]),
+        ])
+        .map(|mut g| {
+            if !c.trusted_issuers.is_empty() {
+                g.push(crate::jwt_grant::JWT_BEARER_GRANT.into());
+            }
+            g
+        }),
         token_endpoint_auth_methods_supported: strings(&auth_methods),
         token_endpoint_auth_signing_alg_values_supported: strings(&client_auth_algs),
         revocation_endpoint: Some(c.endpoint("/revoke")),

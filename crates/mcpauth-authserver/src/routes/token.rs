@@ -21,6 +21,7 @@ use super::{AppState, PeerIp, no_store_json};
 use crate::client_auth::{TokenError, authenticate};
 use crate::clients::{self, Client};
 use crate::dpop::{invalid_proof, proof_key};
+use crate::jwt_grant::JWT_BEARER_GRANT;
 use crate::params::{Params, invalid_request, oauth_error};
 use crate::rate_limit::Bucket;
 use crate::secrets::{hash_secret, now, random_secret, seal, unseal};
@@ -66,6 +67,14 @@ async fn handle(
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| invalid_request("grant_type is required"))?;
+    let endpoint = shared.config.endpoint("/token");
+    if grant_type == JWT_BEARER_GRANT && !shared.config.trusted_issuers.is_empty() {
+        let (answer, client_id) =
+            crate::jwt_grant::token(shared, headers, &params, &endpoint).await?;
+        let client_id = client_id.as_str();
+        audit!("token.issued", grant_type, client_id, ip, dpop = false);
+        return Ok(answer);
+    }
     if !matches!(
         grant_type,
         "authorization_code" | "refresh_token" | "client_credentials" | DEVICE_GRANT
@@ -77,7 +86,6 @@ async fn handle(
         )
         .into());
     }
-    let endpoint = shared.config.endpoint("/token");
     let client = authenticate(shared, headers, &params, &endpoint).await?;
     let jkt = proof_key(shared, headers, &endpoint).await?;
     let jkt = jkt.as_deref();
@@ -120,7 +128,7 @@ fn invalid_grant(description: &str) -> TokenError {
     oauth_error(ErrorCode::InvalidGrant, description).into()
 }
 
-fn respond(
+pub(crate) fn respond(
     access: String,
     expires_in: u64,
     refresh: Option<String>,

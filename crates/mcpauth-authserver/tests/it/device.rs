@@ -171,6 +171,23 @@ both_backends! {
         assert!(resp.text().await.unwrap().contains("That code is not valid"));
     }
 
+    /// `mcpauth clients add --grant-type urn:…:device_code` makes a client for the grant; a
+    /// grant type nobody knows is refused.
+    async fn v1_an_added_client_may_use_the_device_grant(db) {
+        use mcpauth_authserver::AuthMethod;
+        use mcpauth_authserver::admin::{self, NewClient};
+        let ts = start(db, 600).await;
+        let mut c = NewClient::new(AuthMethod::None);
+        c.grant_types = vec![DEVICE_GRANT.into()];
+        let created = admin::add_client(ts.store(), c).await.unwrap();
+        let d = start_device(&ts, &created.info.client_id).await;
+        assert!(d["device_code"].is_string());
+        let mut c = NewClient::new(AuthMethod::None);
+        c.grant_types = vec!["urn:example:unknown".into()];
+        let refused = admin::add_client(ts.store(), c).await.unwrap_err();
+        assert!(refused.to_string().contains("not supported"), "{refused}");
+    }
+
     /// RFC 8628 §3.5: polling faster than the interval is slow_down, and the interval grows by
     /// 5 s each time (a poll a second later is still too soon).
     async fn v2_polling_too_fast_slows_down_with_a_growing_interval(db) {

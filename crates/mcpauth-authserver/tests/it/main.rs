@@ -28,6 +28,7 @@ mod fuzz_corpus;
 mod grants;
 mod hostile;
 mod interop;
+mod jwt_grant;
 mod listen;
 mod metadata;
 mod multi_instance;
