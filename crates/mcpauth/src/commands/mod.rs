@@ -10,6 +10,7 @@ mod mcp;
 mod serve;
 mod status;
 mod token;
+pub mod trust;
 
 pub use admin::{clients, grants, keys, users};
 pub use connect::connect;

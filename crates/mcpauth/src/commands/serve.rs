@@ -52,6 +52,10 @@ struct Settings {
     identity_providers: Vec<super::federation::IdpSettings>,
     /// The key sealing the identity providers' tokens (`--vault-key-file`).
     vault_key_file: Option<PathBuf>,
+    /// Issuers whose JWTs the JWT bearer grant accepts (`[[trusted_issuers]]`): workload
+    /// identity tokens and ID-JAGs.
+    #[serde(default)]
+    trusted_issuers: Vec<super::trust::TrustSettings>,
 }
 
 /// The default database: `authserver.db` beside the token store, in a 0700 directory.
@@ -242,6 +246,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     config.connections = args.connections.limits();
     config.dpop_nonces = args.dpop_nonce || settings.dpop_nonce;
+    config.trusted_issuers = super::trust::trusted_issuers(&settings.trusted_issuers)?;
     let mut idp = args.idp.clone();
     idp.settings_providers = settings.identity_providers;
     idp.settings_password_login = settings.password_login;
@@ -260,6 +265,13 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         eprintln!("  resources:  any (pass --resource URL for each MCP server it protects)");
     } else {
         eprintln!("  resources:  {}", server.config().resources.join(", "));
+    }
+    for t in &server.config().trusted_issuers {
+        let what = match t.kind {
+            mcpauth_authserver::TrustKind::Workload(_) => "workload tokens",
+            mcpauth_authserver::TrustKind::IdJag(_) => "ID-JAGs",
+        };
+        eprintln!("  trusts:     {} for {what} ({})", t.issuer, t.name);
     }
     if server.config().dpop_nonces {
         eprintln!("  DPoP:       proofs at /token need a nonce from this server (--dpop-nonce)");

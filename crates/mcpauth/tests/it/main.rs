@@ -18,3 +18,4 @@ mod grants;
 mod serve;
 mod upstream_token;
 mod workload;
+mod workload_serve;
