@@ -307,6 +307,7 @@ async fn token(
     match f.get("grant_type").map(String::as_str) {
         Some("authorization_code") => {}
         Some("refresh_token") => return refresh(&idp, &f),
+        Some("urn:ietf:params:oauth:grant-type:token-exchange") => return exchange(&idp, &f),
         _ => return token_error("unsupported_grant_type"),
     }
     let Some(issued) = idp.codes.redeem(&f) else {
@@ -390,6 +391,55 @@ async fn token(
             "expires_in": access_ttl,
             "refresh_token": refresh_token,
             "id_token": id_token,
+        })),
+    )
+        .into_response()
+}
+
+/// RFC 8693 token exchange of an ID token this provider issued for an ID-JAG (MCP
+/// Enterprise-Managed Authorization §4): audience, resource and scope as asked, `client_id` the
+/// requesting client's (the tests register it under the same id at the resource's server).
+fn exchange(idp: &OidcProvider, f: &HashMap<String, String>) -> Response {
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    if get("requested_token_type") != "urn:ietf:params:oauth:token-type:id-jag"
+        || get("subject_token_type") != "urn:ietf:params:oauth:token-type:id_token"
+    {
+        return token_error("invalid_request");
+    }
+    let jwk = idp.inner.lock().unwrap().key.2.clone();
+    let Ok(jwk) = serde_json::from_value::<jsonwebtoken::jwk::Jwk>(jwk) else {
+        return token_error("server_error");
+    };
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_issuer(&[&idp.issuer]);
+    v.set_audience(&[&idp.client_id]);
+    let subject = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+        .ok()
+        .and_then(|key| jsonwebtoken::decode::<Value>(get("subject_token"), &key, &v).ok());
+    let Some(subject) = subject else {
+        return token_error("invalid_grant");
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut claims = json!({
+        "sub": subject.claims["sub"], "aud": get("audience"), "client_id": idp.client_id,
+        "jti": random(), "iat": now, "exp": now + 300,
+    });
+    for k in ["resource", "scope"] {
+        if !get(k).is_empty() {
+            claims[k] = json!(get(k));
+        }
+    }
+    let id_jag = idp.mint(Some("oauth-id-jag+jwt"), &claims);
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({
+            "access_token": id_jag,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:id-jag",
+            "token_type": "N_A",
+            "expires_in": 300,
         })),
     )
         .into_response()

@@ -313,3 +313,91 @@ async fn redeem(
     form.extend_from_slice(extra);
     token_request(ts, &form).await
 }
+
+/// E1-E3 interop: mcpauth-client's cross-app access (the ID token exchanged at the IdP for an
+/// ID-JAG, RFC 8693; the ID-JAG redeemed here with the JWT bearer grant, RFC 7523) against this
+/// server, with the test IdP doing the exchange.
+#[tokio::test]
+async fn e1_our_client_redeems_an_id_jag_from_a_test_idp() {
+    use mcpauth_client::cross_app::CrossAppAccess;
+    use mcpauth_client::grants::TokenEndpoint;
+    use mcpauth_client::http::{HttpOptions, OAuthHttp};
+    use mcpauth_client::store::{ClientRecord, RegistrationKind, SCHEMA_VERSION};
+    use mcpauth_core::{Assertion, AuthorizationServerMetadata, ClientSecret, ScopeSet};
+
+    let idp = issuer().await;
+    let ts = start(&Db::sqlite(), &issuer().await, &idp).await;
+    // The MCP client is registered here under the id the IdP knows it by (Enterprise-Managed
+    // Authorization §6.1: that mapping is set up outside the protocol).
+    let mut c =
+        mcpauth_authserver::admin::NewClient::new(mcpauth_authserver::AuthMethod::SecretBasic);
+    c.client_id = Some(idp.client_id.clone());
+    c.grant_types = vec![JWT_BEARER.into()];
+    let created = mcpauth_authserver::admin::add_client(ts.store(), c)
+        .await
+        .unwrap();
+    let secret = created.client_secret.unwrap();
+
+    let id_token = idp.mint(
+        None,
+        &json!({"sub": "U7", "aud": idp.client_id, "iat": now(), "exp": now() + 300}),
+    );
+    let http = OAuthHttp::new(HttpOptions {
+        allow_insecure_http: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let meta: AuthorizationServerMetadata =
+        http_json(&ts.url("/.well-known/oauth-authorization-server")).await;
+    let scope = ScopeSet::parse("mcp:read");
+    let xaa = CrossAppAccess {
+        idp_issuer: idp.issuer.clone(),
+        idp_token_endpoint: format!("{}/token", idp.issuer),
+        id_token: Assertion::new(id_token),
+        idp_client_id: idp.client_id.clone(),
+        idp_client_secret: Some(ClientSecret::new(idp.client_secret.clone())),
+    };
+    let id_jag = xaa
+        .id_jag(&http, &meta, Some(RESOURCE), Some(&scope))
+        .await
+        .unwrap();
+    let client = ClientRecord {
+        schema: SCHEMA_VERSION,
+        issuer: meta.issuer.clone(),
+        client_id: idp.client_id.clone(),
+        client_secret: Some(ClientSecret::new(secret.expose())),
+        token_endpoint_auth_method: "client_secret_basic".into(),
+        redirect_uris: Vec::new(),
+        kind: RegistrationKind::PreRegistered,
+        secret_expires_at: None,
+        updated_at: 0,
+    };
+    let endpoint = TokenEndpoint {
+        http: &http,
+        metadata: &meta,
+        client: &client,
+        signing_key: None,
+        dpop: None,
+    };
+    let tokens = endpoint
+        .jwt_bearer(&id_jag, Some(&scope), Some(RESOURCE))
+        .await
+        .unwrap();
+    assert!(tokens.refresh_token.is_none());
+    let at = claims(tokens.access_token.expose());
+    assert_eq!(
+        (at["aud"].as_str(), at["scope"].as_str()),
+        (Some(RESOURCE), Some("mcp:read"))
+    );
+    assert_eq!(at["client_id"], idp.client_id);
+    // The same ID-JAG again: its jti was used.
+    let again = endpoint
+        .jwt_bearer(&id_jag, Some(&scope), Some(RESOURCE))
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("invalid_grant"), "{again}");
+}
+
+async fn http_json<T: serde::de::DeserializeOwned>(url: &str) -> T {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
