@@ -13,7 +13,8 @@ pub(crate) struct LoginPage<'a> {
     pub action: &'a str,
     pub request_id: &'a str,
     pub csrf: &'a str,
-    pub client_name: &'a str,
+    /// The client asking; `None` for the account page's sign-in.
+    pub client_name: Option<&'a str>,
     pub username: &'a str,
     pub error: Option<&'a str>,
     /// Whether the username and password form is shown.
@@ -61,6 +62,30 @@ pub(crate) struct DevicePage<'a> {
     pub csrf: &'a str,
     pub user_code: &'a str,
     pub error: Option<&'a str>,
+}
+
+/// The connected-apps page: the user's live grants, each with a form that revokes it.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub(crate) struct AccountPage<'a> {
+    pub action: &'a str,
+    pub signout: &'a str,
+    pub csrf: &'a str,
+    pub username: &'a str,
+    pub apps: Vec<ConnectedApp>,
+}
+
+/// One grant on the [`AccountPage`].
+pub(crate) struct ConnectedApp {
+    pub id: String,
+    pub name: String,
+    pub redirect_host: Option<String>,
+    pub scopes: Vec<String>,
+    pub resource: Option<String>,
+    /// When it was granted, as a UTC date and time.
+    pub granted: String,
+    /// When it last got tokens, likewise.
+    pub last_used: String,
 }
 
 /// The end of a flow that redirects nowhere (a device authorization decided).

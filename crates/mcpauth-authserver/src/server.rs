@@ -242,6 +242,15 @@ pub fn router(server: &AuthServer) -> Router {
             &format!("{base}/authorize/consent"),
             post(routes::authorize::consent),
         )
+        .route(&format!("{base}/account"), get(routes::account::page))
+        .route(
+            &format!("{base}/account/revoke"),
+            post(routes::account::revoke),
+        )
+        .route(
+            &format!("{base}/account/signout"),
+            post(routes::account::signout),
+        )
         .route(
             &format!("{base}/device"),
             get(routes::device::page).post(routes::device::enter),

@@ -65,6 +65,9 @@ pub(crate) struct Pending {
     /// The device authorization this request decides (RFC 8628 §3.3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<PendingDevice>,
+    /// A sign-in for the account page, for no client: after it, the account page.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub account: bool,
 }
 
 /// The device authorization a [`Pending`] request decides.
@@ -294,6 +297,7 @@ pub(crate) async fn authorize(
         resource,
         dpop_jkt: dpop_jkt.map(str::to_owned),
         device: None,
+        account: false,
     };
     let prompt = params.get("prompt").unwrap_or("");
     let cookie = session_cookie(&headers, cookie_name(&shared));
@@ -428,11 +432,16 @@ async fn login_page(
     username: &str,
     error: Option<&str>,
 ) -> Response {
-    let client = clients::resolve(shared, &pending.client_id).await.ok();
-    let name = client
-        .as_ref()
-        .map(|c| c.display_name().to_owned())
-        .unwrap_or_else(|| pending.client_id.clone());
+    // The account page's sign-in is for no client.
+    let name = match pending.account {
+        true => None,
+        false => Some(
+            clients::resolve(shared, &pending.client_id)
+                .await
+                .map(|c| c.display_name().to_owned())
+                .unwrap_or_else(|_| pending.client_id.clone()),
+        ),
+    };
     let csrf = csrf_token(sid, request_id);
     let providers: Vec<ProviderLink<'_>> = shared
         .config
@@ -460,7 +469,7 @@ async fn login_page(
             action: &action,
             request_id,
             csrf: &csrf,
-            client_name: &name,
+            client_name: name.as_deref(),
             username,
             error,
             password_login: shared.config.password_login,
@@ -470,7 +479,7 @@ async fn login_page(
 }
 
 /// The host (and port) the user will be sent to, or the scheme of a private-use URI.
-fn redirect_host(uri: &str) -> String {
+pub(crate) fn redirect_host(uri: &str) -> String {
     match url::Url::parse(uri) {
         Ok(u) => match (u.host_str(), u.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -852,6 +861,15 @@ async fn after_login(
         return internal(e);
     }
     let p = pending;
+    if p.account {
+        let mut resp = match shared.store.take_request(request_id).await {
+            Ok(_) => redirect(StatusCode::SEE_OTHER, &shared.config.endpoint("/account")),
+            Err(e) => internal(e),
+        };
+        resp.headers_mut()
+            .append(header::SET_COOKIE, set_cookie(shared, &sid, Some(ttl)));
+        return resp;
+    }
     let mut resp = match has_consent(shared, user_id, p).await {
         // RFC 8252 §8.6: signing in is no consent; remembered consent answers only for an
         // assured client. A device authorization always asks (RFC 8628 §5.4).

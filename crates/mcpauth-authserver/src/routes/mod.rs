@@ -1,5 +1,6 @@
 //! HTTP endpoints.
 
+pub(crate) mod account;
 pub(crate) mod authorize;
 pub(crate) mod device;
 pub(crate) mod introspect;

@@ -27,6 +27,14 @@ impl Store {
     }
 
     /// The user of a live session.
+    pub(crate) async fn delete_session(&self, session_hash: &str) -> Result<(), AuthServerError> {
+        sqlx::query("DELETE FROM login_sessions WHERE session_hash = $1")
+            .bind(session_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn session_user(
         &self,
         session_hash: &str,

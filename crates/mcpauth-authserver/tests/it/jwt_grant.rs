@@ -326,7 +326,9 @@ async fn e1_our_client_redeems_an_id_jag_from_a_test_idp() {
     use mcpauth_core::{Assertion, AuthorizationServerMetadata, ClientSecret, ScopeSet};
 
     let idp = issuer().await;
-    let ts = start(&Db::sqlite(), &issuer().await, &idp).await;
+    // The database lives as long as the test (its directory goes with it).
+    let db = Db::sqlite();
+    let ts = start(&db, &issuer().await, &idp).await;
     // The MCP client is registered here under the id the IdP knows it by (Enterprise-Managed
     // Authorization §6.1: that mapping is set up outside the protocol).
     let mut c =

@@ -14,6 +14,7 @@
 
 mod support;
 
+mod account;
 mod cimd;
 mod client_expiry;
 mod clients;
