@@ -88,6 +88,10 @@ pub struct SessionConfig {
     /// Bind tokens to a DPoP key when the authorization server supports it (RFC 9449, SPEC
     /// D1-D3); `false` is `--no-dpop`.
     pub dpop: bool,
+    /// With an authorization code grant: use the device authorization grant (RFC 8628)
+    /// instead, shown by this presenter, when the authorization server offers it. For a machine
+    /// with no browser and no terminal to paste a redirect into (SPEC V1).
+    pub device_fallback: Option<Arc<dyn Presenter>>,
 }
 
 impl SessionConfig {
@@ -107,6 +111,7 @@ impl SessionConfig {
             interactive: true,
             refresh_margin: Duration::from_secs(60),
             dpop: true,
+            device_fallback: None,
         }
     }
 }
@@ -929,7 +934,17 @@ impl Session {
         let prover = self.prover(dpop_key.as_ref());
         let resource = self.resource_param(d);
         let scope = (!scopes.is_empty()).then_some(scopes);
-        match &self.config.grant {
+        // SPEC V1: no browser and no terminal here, and the server offers the device grant.
+        let grant = match (&self.config.grant, &self.config.device_fallback) {
+            (Grant::AuthorizationCode(_), Some(presenter))
+                if meta.device_authorization_endpoint.is_some() =>
+            {
+                tracing::info!("no browser or terminal here: using the device authorization grant");
+                Grant::DeviceCode(Arc::clone(presenter))
+            }
+            (grant, _) => grant.clone(),
+        };
+        match &grant {
             Grant::ClientCredentials | Grant::CrossApp(_) => {
                 let client = obtain_client(
                     &self.http,

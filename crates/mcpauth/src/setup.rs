@@ -252,6 +252,16 @@ pub enum Interaction {
     Headless,
 }
 
+/// Whether this machine has no browser to open: no graphical session (`DISPLAY`,
+/// `WAYLAND_DISPLAY`) and no `BROWSER` on Linux and the BSDs; macOS and Windows always have one.
+fn no_browser_here() -> bool {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    cfg!(all(unix, not(target_os = "macos")))
+        && !set("DISPLAY")
+        && !set("WAYLAND_DISPLAY")
+        && !set("BROWSER")
+}
+
 /// Builds the session for `target`. `interactive`: a browser login may start.
 pub fn session(
     cli: &Cli,
@@ -308,7 +318,20 @@ pub fn session(
         )?)
     };
     let workload = matches!(grant, Grant::Workload(_));
+    let browser_flow = matches!(grant, Grant::AuthorizationCode(_));
     let mut config = SessionConfig::new(&target.url, grant);
+    // SPEC V1: with no browser to open and no terminal to paste into, the device grant is the
+    // only way a person can sign in, when the server offers it.
+    if browser_flow
+        && interaction != Interaction::Headless
+        && !auth.no_browser
+        && !auth.paste
+        && auth.port.is_none()
+        && no_browser_here()
+        && (interaction == Interaction::BrowserOnly || !std::io::stdin().is_terminal())
+    {
+        config.device_fallback = Some(Arc::new(Terminal::new(false, Wait::Browser)));
+    }
     // SPEC W1: a workload grant is made as no registered client.
     config.client.static_client = static_client.filter(|_| !workload);
     config.client.metadata_document_url = auth

@@ -16,8 +16,17 @@ use crate::gateway::start_demo_with;
 /// `mcpauth login URL --device`: the running login and the `verification_uri_complete` it
 /// printed.
 async fn start_device_login(home: &std::path::Path, url: &str) -> (Child, String) {
+    spawn_login(home, &["login", url, "--device", "--no-browser"]).await
+}
+
+/// `mcpauth ARGS` (a login that prints a device code), on a machine without a browser: the
+/// login and the `verification_uri_complete` it printed.
+async fn spawn_login(home: &std::path::Path, args: &[&str]) -> (Child, String) {
     let mut login = mcpauth(home)
-        .args(["login", url, "--device", "--no-browser"])
+        .args(args)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("BROWSER")
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -119,5 +128,23 @@ async fn v2_a_denied_device_login_fails_clearly() {
         Some(0),
         "nothing stored: {list}"
     );
+    gateway.kill().await.unwrap();
+}
+
+/// SPEC V1: no browser (no DISPLAY, WAYLAND_DISPLAY or BROWSER) and no terminal on stdin, and the
+/// server offers the device grant: `mcpauth login` uses it by itself.
+#[tokio::test]
+async fn v1_without_a_browser_or_terminal_login_picks_the_device_grant() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, _, demo) = start_demo_with(home.path(), &[]).await;
+    let (mut login, complete) = spawn_login(home.path(), &["login", &demo.url]).await;
+    let (session, consent) = approve_page(&demo.issuer, &complete, &demo.password).await;
+    let resp = decide(&demo.issuer, &session, &consent, "allow").await;
+    assert_eq!(resp.status(), 200);
+    let status = tokio::time::timeout(LIMIT, login.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
     gateway.kill().await.unwrap();
 }
