@@ -301,7 +301,8 @@ pub struct GatewayArgs {
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
     /// `upstream_token`, `upstream_token_env`, `identity_header`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a
-    /// `[tool_scopes]` table of tool = ["scope", …]); flags win.
+    /// `[tool_scopes]` table of tool = ["scope", …], and for the embedded server
+    /// `[[identity_providers]]` and `[[trusted_issuers]]` as in serve's); flags win.
     #[arg(long, value_name = "FILE")]
     pub settings: Option<PathBuf>,
     /// The embedded authorization server's database.
@@ -532,6 +533,9 @@ pub struct IdpArgs {
     /// The settings file's `password_login`.
     #[arg(skip)]
     pub settings_password_login: Option<bool>,
+    /// The `[[trusted_issuers]]` of the settings file (JWT bearer grant).
+    #[arg(skip)]
+    pub settings_trusted_issuers: Vec<crate::commands::trust::TrustSettings>,
 }
 
 /// Dynamic registration policies.

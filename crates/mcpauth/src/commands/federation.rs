@@ -82,6 +82,7 @@ pub fn configure(
         config,
     )?;
     apply(args, config)?;
+    config.trusted_issuers = super::trust::trusted_issuers(&args.settings_trusted_issuers)?;
     apply_vault_key(args, database_url, config)
 }
 
@@ -338,6 +339,13 @@ pub fn banner(config: &Config, vault_key: Option<&std::path::Path>) {
     }
     if !config.password_login {
         eprintln!("  password sign-in: off");
+    }
+    for t in &config.trusted_issuers {
+        let what = match t.kind {
+            mcpauth_authserver::TrustKind::Workload(_) => "workload tokens",
+            mcpauth_authserver::TrustKind::IdJag(_) => "ID-JAGs",
+        };
+        eprintln!("  trusts:     {} for {what} ({})", t.issuer, t.name);
     }
 }
 

@@ -246,10 +246,10 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     }
     config.connections = args.connections.limits();
     config.dpop_nonces = args.dpop_nonce || settings.dpop_nonce;
-    config.trusted_issuers = super::trust::trusted_issuers(&settings.trusted_issuers)?;
     let mut idp = args.idp.clone();
     idp.settings_providers = settings.identity_providers;
     idp.settings_password_login = settings.password_login;
+    idp.settings_trusted_issuers = settings.trusted_issuers;
     idp.vault_key_file = idp.vault_key_file.or(settings.vault_key_file);
     let vault_key = super::federation::configure(&idp, &database, &mut config)?;
     let server = AuthServer::new(config, store.clone()).await?;
@@ -265,13 +265,6 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         eprintln!("  resources:  any (pass --resource URL for each MCP server it protects)");
     } else {
         eprintln!("  resources:  {}", server.config().resources.join(", "));
-    }
-    for t in &server.config().trusted_issuers {
-        let what = match t.kind {
-            mcpauth_authserver::TrustKind::Workload(_) => "workload tokens",
-            mcpauth_authserver::TrustKind::IdJag(_) => "ID-JAGs",
-        };
-        eprintln!("  trusts:     {} for {what} ({})", t.issuer, t.name);
     }
     if server.config().dpop_nonces {
         eprintln!("  DPoP:       proofs at /token need a nonce from this server (--dpop-nonce)");

@@ -92,6 +92,9 @@ struct Settings {
     /// settings).
     #[serde(default)]
     identity_providers: Vec<crate::commands::federation::IdpSettings>,
+    /// The embedded server's `[[trusted_issuers]]` (JWT bearer grant), as in serve's.
+    #[serde(default)]
+    trusted_issuers: Vec<crate::commands::trust::TrustSettings>,
     /// The key sealing the identity providers' tokens (`--vault-key-file`).
     vault_key_file: Option<std::path::PathBuf>,
 }
@@ -243,6 +246,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     a.max_sessions = a.max_sessions.or(s.max_sessions);
     a.session_idle_timeout = a.session_idle_timeout.or(s.session_idle_timeout);
     a.idp.settings_providers = s.identity_providers;
+    a.idp.settings_trusted_issuers = s.trusted_issuers;
     a.idp.settings_password_login = s.password_login;
     a.idp.vault_key_file = a.idp.vault_key_file.or(s.vault_key_file);
     if a.tool_scopes.is_empty() {
@@ -296,6 +300,14 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             "identity providers (--idp-issuer, [[identity_providers]]) configure the embedded \
              authorization server; with an external one (--issuer or --introspection-url), \
              configure sign-in there"
+        );
+    }
+    if !args.idp.settings_trusted_issuers.is_empty()
+        && (args.issuer.is_some() || args.introspection_url.is_some())
+    {
+        bail!(
+            "[[trusted_issuers]] configure the embedded authorization server; with an external \
+             one (--issuer or --introspection-url), configure them there"
         );
     }
     if !args.audiences.is_empty() && args.issuer.is_none() && args.introspection_url.is_none() {

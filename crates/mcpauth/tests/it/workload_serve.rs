@@ -134,3 +134,61 @@ async fn w2_our_client_gets_a_token_for_a_trusted_workload_and_nothing_else() {
     }
     serve.kill().await.unwrap();
 }
+
+/// The gateway's embedded server takes `[[trusted_issuers]]` from its settings file too: a CI
+/// job calls a tool through `mcpauth gateway --demo` with only its workload token.
+#[tokio::test]
+async fn w2_a_workload_calls_a_tool_through_the_gateway() {
+    let home = tempfile::tempdir().unwrap();
+    let ci = OidcProvider::start(IdpUser {
+        sub: "unused".into(),
+        email: "unused@example.com".into(),
+        extra: json!({}),
+    })
+    .await;
+    let settings = home.path().join("gateway.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            r#"
+            [[trusted_issuers]]
+            name = "ci"
+            issuer = "{}"
+            kind = "workload"
+            scopes = ["mcp"]
+            "#,
+            ci.issuer
+        ),
+    )
+    .unwrap();
+    let (mut gateway, banner, demo) =
+        crate::gateway::start_demo_with(home.path(), &["--settings", settings.to_str().unwrap()])
+            .await;
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("trusts:") && l.contains(&ci.issuer)),
+        "{banner:?}"
+    );
+    let now = mcpauth_core::dpop::unix_now();
+    let token_file = home.path().join("workload.jwt");
+    let jwt = ci.mint(
+        None,
+        &json!({"sub": "job-7", "aud": demo.issuer, "jti": "gw-1", "iat": now, "exp": now + 600}),
+    );
+    std::fs::write(&token_file, jwt).unwrap();
+    let out = mcpauth(home.path())
+        .args(["call", &demo.url, "add", r#"{"a": 3, "b": 4}"#])
+        .args(["--workload-token-file", token_file.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["content"][0]["text"], "7");
+    gateway.kill().await.unwrap();
+}
