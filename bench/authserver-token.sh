@@ -27,6 +27,9 @@
 #                       client_secret_basic, each token spent once (bench/wrk/refresh-token.lua);
 #                       every response must be 200 and the pool must not run out
 #
+# BENCH_PERF=1: `perf record -g` of the server process during each measured run; the report (self
+# time, entries of at least 1.5%) goes to .cache/bench/results/TARGET-GRANT.perf.txt.
+#
 # Prints requests/s, p99, non-2xx and the server CPU time per token per target and grant, and
 # the ratios to oidc-provider. Server CPU is read from /proc (user + system time of every thread)
 # around each measured wrk run: the mcpauth process or oidc-provider's node process, and for
@@ -139,9 +142,20 @@ mkdir -p "$RESULT_DIR"
 measure() {
   local target=$1 grant=$2 out=$RESULT_DIR/$1-$2.txt rps p99 non errs pids before after requests
   mapfile -t pids < <(server_pids)
+  local perf_pid=
+  if [[ -n ${BENCH_PERF:-} ]]; then
+    perf record -q -F 999 -g -p "${pids[0]}" -o "$RESULT_DIR/$1-$2.perf.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   before=$(cpu_ticks "${pids[@]}")
   wrk_run "$out" "$3" "$4" "$5"
   after=$(cpu_ticks "${pids[@]}")
+  if [[ -n $perf_pid ]]; then
+    kill -INT "$perf_pid" && wait "$perf_pid"
+    perf report -q --no-children --stdio --percent-limit 1.5 -g none -i "$RESULT_DIR/$1-$2.perf.data" \
+      >"$RESULT_DIR/$1-$2.perf.txt" 2>/dev/null
+    echo "    perf profile of the server (self time, >= 1.5%): $RESULT_DIR/$1-$2.perf.txt" >&2
+  fi
   read -r rps p99 non errs < <(wrk_parse "$out")
   requests=$(awk '/requests in/ { print $1 }' "$out")
   RPS[$target/$grant]=$rps P99[$target/$grant]=$p99 NON[$target/$grant]=$non ERRS[$target/$grant]=$errs
