@@ -5,8 +5,6 @@
 //! Against `mcpauth serve` with short-lived access tokens: refresh with the same key, and a
 //! refused proof on refresh means a new login.
 
-use std::sync::{Arc, OnceLock};
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_core::dpop::DpopKey;
@@ -14,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::common::{LIMIT, browser_login, http, mcpauth, start_login};
 use crate::gateway::{Demo, banner_value, start_demo_with};
-use crate::serve::{PASSWORD, spawn_serve, start_resource};
+use crate::serve::{PASSWORD, serve_for_resource};
 
 async fn run(home: &std::path::Path, args: &[&str]) -> std::process::Output {
     tokio::time::timeout(LIMIT, mcpauth(home).args(args).output())
@@ -179,41 +177,8 @@ fn key_files(home: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn d3_refresh_uses_the_same_key_and_a_refused_proof_means_a_new_login() {
     let home = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
-    let mut add = mcpauth(home.path());
-    add.args(["users", "add", "alice", "--database", &database])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = add.spawn().unwrap();
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(format!("{PASSWORD}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-    assert!(child.wait().await.unwrap().success());
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let mut serve = mcpauth(home.path());
-    serve.args([
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--database",
-        &database,
-        "--resource",
-        &resource,
-        "--access-token-ttl",
-        "30",
-    ]);
-    let (mut serve, issuer) = spawn_serve(serve).await;
-    let cell = Arc::new(OnceLock::new());
-    cell.set(issuer.clone()).unwrap();
-    start_resource(listener, cell).await;
+    let (mut serve, issuer, resource) =
+        serve_for_resource(home.path(), &["--access-token-ttl", "30"]).await;
 
     let (mut login, auth_url) = start_login(home.path(), &resource, &issuer).await;
     browser_login(&issuer, &auth_url, "alice", PASSWORD).await;

@@ -153,32 +153,8 @@ async fn v1_without_a_browser_or_terminal_login_picks_the_device_grant() {
 /// page over HTTP as a local user, then `mcpauth token` answers from the stored grant.
 #[tokio::test]
 async fn v1_login_device_against_serve() {
-    use std::sync::{Arc, OnceLock};
     let home = tempfile::tempdir().unwrap();
-    let database = format!("sqlite://{}?mode=rwc", home.path().join("as.db").display());
-    let (code, _, err) = crate::serve::run(
-        home.path(),
-        &["users", "add", "alice", "--database", &database],
-        &format!("{}\n", crate::serve::PASSWORD),
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
-    let mut serve = mcpauth(home.path());
-    serve.args([
-        "serve",
-        "--bind",
-        "127.0.0.1:0",
-        "--database",
-        &database,
-        "--resource",
-        &resource,
-    ]);
-    let (mut serve, issuer) = crate::serve::spawn_serve(serve).await;
-    let cell = Arc::new(OnceLock::new());
-    cell.set(issuer.clone()).unwrap();
-    crate::serve::start_resource(listener, cell).await;
+    let (mut serve, issuer, resource) = crate::serve::serve_for_resource(home.path(), &[]).await;
 
     let (mut login, complete) = start_device_login(home.path(), &resource).await;
     let page = http().get(&complete).send().await.unwrap();

@@ -84,6 +84,32 @@ pub(crate) async fn spawn_serve(mut serve: Command) -> (Child, String) {
     (child, issuer)
 }
 
+/// `mcpauth serve` on a new SQLite database in `home` with the user `alice` ([`PASSWORD`]), for
+/// a minimal protected resource ([`start_resource`]) that names it, and `extra` flags: the
+/// server, its issuer and the resource URL.
+pub(crate) async fn serve_for_resource(home: &Path, extra: &[&str]) -> (Child, String, String) {
+    let database = format!("sqlite://{}?mode=rwc", home.join("as.db").display());
+    let (code, _, err) = run(
+        home,
+        &["users", "add", "alice", "--database", &database],
+        &format!("{PASSWORD}\n"),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let mut serve = mcpauth(home);
+    serve
+        .args(["serve", "--bind", "127.0.0.1:0", "--database", &database])
+        .args(["--resource", &resource])
+        .args(extra);
+    let (serve, issuer) = spawn_serve(serve).await;
+    let cell = Arc::new(OnceLock::new());
+    cell.set(issuer.clone()).unwrap();
+    start_resource(listener, cell).await;
+    (serve, issuer, resource)
+}
+
 /// A minimal protected MCP endpoint for the client's discovery: PRM pointing at `issuer`, 401
 /// without a token. (Token validation is the resource-server crate's job, tested there.)
 pub(crate) async fn start_resource(
