@@ -68,6 +68,6 @@ pub use error::{AuthServerError, DatabaseError, MigrationError};
 pub use identity::{IDENTITY_TOKEN_TTL, IDENTITY_TOKEN_TYP};
 pub use jwt_grant::{IdJagRule, TrustKind, TrustedIssuer, UserMapping, WorkloadRule};
 pub use listen::{ConnectionLimits, serve_router};
-pub use server::{AuthServer, REVOCATION_SYNC, router, serve};
+pub use server::{AuthServer, REVOCATION_SYNC, router, serve, serve_app};
 pub use store::{Backend, Store};
 pub use vault::{UpstreamAccess, VaultError, VaultKey, default_key_path};

@@ -17,6 +17,19 @@ pub(crate) enum Bucket {
     Register,
 }
 
+impl Bucket {
+    /// A stable name, for metrics.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Bucket::Authorize => "authorize",
+            Bucket::Login => "login",
+            Bucket::TokenIp => "token_ip",
+            Bucket::TokenClient => "token_client",
+            Bucket::Register => "register",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct State {
     tokens: f64,

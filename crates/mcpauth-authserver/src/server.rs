@@ -64,7 +64,12 @@ impl Shared {
             Bucket::TokenClient => l.token_per_client,
             Bucket::Register => l.register_per_ip,
         };
-        self.limiter.allow(limit, bucket, key)
+        let allowed = self.limiter.allow(limit, bucket, key);
+        if !allowed {
+            // Counted by `mcpauth --metrics-bind` (target `mcpauth::metrics`); never the key.
+            tracing::trace!(target: "mcpauth::metrics", counter = "rate_limited", bucket = bucket.name());
+        }
+        allowed
     }
 }
 
@@ -411,6 +416,21 @@ pub async fn serve<L>(
 where
     L: Listener<Addr = SocketAddr>,
 {
+    let app = server.router();
+    serve_app(listener, server, app, shutdown).await
+}
+
+/// [`serve`] with `app` instead of `server`'s router as is: the router with layers of the
+/// caller's (e.g. metrics).
+pub async fn serve_app<L>(
+    listener: L,
+    server: AuthServer,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AuthServerError>
+where
+    L: Listener<Addr = SocketAddr>,
+{
     let store = server.store().clone();
     let purge = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
@@ -422,7 +442,7 @@ where
         }
     });
     let limits = server.config().connections;
-    let result = crate::serve_router(listener, server.router(), limits, shutdown).await;
+    let result = crate::serve_router(listener, app, limits, shutdown).await;
     purge.abort();
     result.map_err(AuthServerError::Io)
 }

@@ -310,6 +310,25 @@ fn audit_refusal(status: StatusCode, code: &str, reason: &str) {
     );
 }
 
+/// One token check's outcome, for `mcpauth --metrics-bind` (a TRACE event on target
+/// `mcpauth::metrics`: free unless a subscriber asks for it; a fixed set of values, never the
+/// token or the subject).
+fn counted(result: &'static str) {
+    tracing::trace!(target: "mcpauth::metrics", counter = "token_verifications", result);
+}
+
+/// The outcome label of a refused token.
+fn result_of(e: &ResourceError) -> &'static str {
+    match e {
+        ResourceError::Expired => "expired",
+        ResourceError::WrongAudience => "bad_audience",
+        ResourceError::WrongIssuer => "bad_issuer",
+        ResourceError::Inactive => "revoked",
+        ResourceError::Unavailable { .. } | ResourceError::Config(_) => "unavailable",
+        _ => "invalid",
+    }
+}
+
 impl Shared {
     fn refuse(
         &self,
@@ -372,6 +391,7 @@ impl Shared {
                 return Err(self.refuse(StatusCode::UNAUTHORIZED, &self.policy.challenge(), None));
             }
             Credentials::Malformed(why) => {
+                counted("invalid");
                 return Err(self.refuse(
                     StatusCode::BAD_REQUEST,
                     &self.policy.challenge(),
@@ -382,12 +402,17 @@ impl Shared {
             Credentials::Dpop(t) => (t, true),
         };
         if !dpop_scheme && self.dpop.policy == DpopPolicy::Require {
+            counted("dpop_refused");
             return Err(self.refuse_dpop(
                 "invalid_token",
                 "this resource accepts only DPoP-bound tokens, sent with the DPoP scheme and a proof (RFC 9449 §7.1)",
             ));
         }
-        let principal: Arc<Principal> = match self.verifier.verify(token).await {
+        let verified = self.verifier.verify(token).await;
+        if let Err(e) = &verified {
+            counted(result_of(e));
+        }
+        let principal: Arc<Principal> = match verified {
             Ok(p) => p,
             // RFC 9449 §7.1: a token refused under the DPoP scheme gets a DPoP challenge.
             Err(e) if dpop_scheme && e.status() == StatusCode::UNAUTHORIZED => {
@@ -407,6 +432,9 @@ impl Shared {
                     &principal,
                 )
                 .await;
+            if checked.is_err() {
+                counted("dpop_refused");
+            }
             match checked {
                 Ok(()) => {}
                 Err(Refusal::Token(why)) => return Err(self.refuse_dpop("invalid_token", why)),
@@ -423,6 +451,7 @@ impl Shared {
             }
         } else if bound_key(&principal).is_some() {
             // RFC 9449 §7.2: a bound token without its proof is a downgrade.
+            counted("dpop_refused");
             return Err(self.refuse_dpop(
                 "invalid_token",
                 "this token is DPoP-bound: send it with the DPoP scheme and a proof (RFC 9449 §7.2)",
@@ -438,6 +467,7 @@ impl Shared {
         };
         if !self.policy.is_satisfied(&principal.scopes, &required) {
             tracing::debug!(subject = %principal.subject, required = %required, granted = %principal.scopes, "insufficient scope");
+            counted("insufficient_scope");
             return Err(self.refuse(
                 StatusCode::FORBIDDEN,
                 &required,
@@ -448,6 +478,7 @@ impl Shared {
             ));
         }
         parts.extensions.insert(principal);
+        counted("ok");
         Ok(Request::from_parts(parts, body))
     }
 

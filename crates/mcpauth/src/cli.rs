@@ -267,6 +267,10 @@ pub struct GatewayArgs {
     /// Instances sharing a --database accept each other's nonces.
     #[arg(long)]
     pub dpop_nonce: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, a listener of their own (e.g.
+    /// 127.0.0.1:9464); off by default. No label carries a token, user, client or address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_bind: Option<String>,
     /// Validate tokens by RFC 7662 introspection here instead (client id in
     /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
     /// Give --issuer too: the issuer clients are sent to is otherwise guessed from this URL's
@@ -451,6 +455,10 @@ pub struct ServeArgs {
     /// Turn off the rate limits on /register, /token, /authorize and logins (benchmarks only).
     #[arg(long)]
     pub no_rate_limits: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, a listener of their own (e.g.
+    /// 127.0.0.1:9464); off by default. No label carries a token, user, client or address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_bind: Option<String>,
     /// A DPoP proof at /token must carry a nonce this server handed out (RFC 9449 §8): a proof
     /// without one, or with one older than about two minutes, gets 400 `use_dpop_nonce` and a
     /// fresh `DPoP-Nonce`. Limits how far ahead a stolen key's proofs can be made. Nonces are

@@ -4,6 +4,7 @@ mod cli;
 mod commands;
 mod config;
 mod gateway;
+mod metrics;
 mod present;
 mod relay;
 mod setup;
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         file: log_file.as_deref(),
         json: cli.log_format == LogFormat::Json,
         audit: cli.audit_log.as_deref(),
+        metrics: matches!(cli.command, Command::Gateway(_) | Command::Serve(_)),
     };
     if let Err(e) = init_tracing(&logs) {
         eprintln!("mcpauth: {e:#}");
@@ -114,6 +116,9 @@ struct Logs<'a> {
     json: bool,
     /// `--audit-log`: the security events (target `mcpauth::audit`) as JSON lines.
     audit: Option<&'a std::path::Path>,
+    /// A server command: the events that metrics count reach [`metrics::EventMetrics`] (a no-op
+    /// without `--metrics-bind`).
+    metrics: bool,
 }
 
 /// Opens `path` for appending, created 0600: logs may name users and addresses.
@@ -182,9 +187,13 @@ fn init_tracing(logs: &Logs<'_>) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let metrics = logs
+        .metrics
+        .then(|| metrics::EventMetrics.with_filter(metrics::event_filter()));
     tracing_subscriber::registry()
         .with(stderr.with_filter(filter))
         .with(audit)
+        .with(metrics)
         .init();
     Ok(())
 }

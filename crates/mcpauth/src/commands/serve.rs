@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use mcpauth_authserver::{
-    AuthServer, Config, IpNet, RateLimits, RegistrationPolicy, SigningAlg, Store, admin,
-    serve as serve_on,
+    AuthServer, Config, IpNet, RateLimits, RegistrationPolicy, SigningAlg, Store, admin, serve_app,
 };
 use serde::Deserialize;
 
@@ -44,6 +43,8 @@ struct Settings {
     /// `true`: DPoP proofs at /token need a nonce (`--dpop-nonce`).
     #[serde(default)]
     dpop_nonce: bool,
+    /// Where Prometheus metrics are served (`--metrics-bind`).
+    metrics_bind: Option<String>,
     /// `false`: users sign in through identity providers only.
     password_login: Option<bool>,
     /// Upstream identity providers (`[[identity_providers]]`): OpenID Connect, or plain OAuth
@@ -253,6 +254,14 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     idp.vault_key_file = idp.vault_key_file.or(settings.vault_key_file);
     let vault_key = super::federation::configure(&idp, &database, &mut config)?;
     let server = AuthServer::new(config, store.clone()).await?;
+    let metrics = match args.metrics_bind.clone().or(settings.metrics_bind) {
+        Some(bind) => Some(crate::metrics::serve(&bind).await?),
+        None => None,
+    };
+    let mut app = server.router();
+    if metrics.is_some() {
+        app = app.layer(axum::middleware::from_fn(crate::metrics::http));
+    }
 
     let users = admin::list_users(&store).await?.len();
     eprintln!("mcpauth authorization server");
@@ -269,6 +278,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if server.config().dpop_nonces {
         eprintln!("  DPoP:       proofs at /token need a nonce from this server (--dpop-nonce)");
     }
+    if let Some(addr) = metrics {
+        eprintln!("  metrics:    http://{addr}/metrics");
+    }
     super::federation::banner(server.config(), vault_key.as_deref());
     if users == 0 {
         eprintln!(
@@ -284,9 +296,9 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                 tls::server_config(&cert, &key)?,
                 server.config().connections.max_connections,
             )?;
-            serve_on(listener, server, shutdown_signal()).await?;
+            serve_app(listener, server, app, shutdown_signal()).await?;
         }
-        None => serve_on(tcp, server, shutdown_signal()).await?,
+        None => serve_app(tcp, server, app, shutdown_signal()).await?,
     }
     Ok(())
 }

@@ -70,6 +70,7 @@ struct Settings {
     dpop: Option<crate::cli::DpopMode>,
     #[serde(default)]
     dpop_nonce: bool,
+    metrics_bind: Option<String>,
     introspection_url: Option<String>,
     introspection_client_id: Option<String>,
     #[serde(default)]
@@ -228,6 +229,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     a.accept_plain_jwt |= s.accept_plain_jwt;
     a.dpop = a.dpop.or(s.dpop);
     a.dpop_nonce |= s.dpop_nonce;
+    a.metrics_bind = a.metrics_bind.or(s.metrics_bind);
     a.introspection_url = a.introspection_url.or(s.introspection_url);
     a.introspection_client_id = a.introspection_client_id.or(s.introspection_client_id);
     if a.scopes.is_empty() {
@@ -512,6 +514,14 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         Some(server) => app.merge(server.router()),
         None => app.route("/healthz", get(|| async { "ok" })),
     };
+    // Off by default: a listener of its own, and the request metrics on every route.
+    let metrics = match &args.metrics_bind {
+        Some(bind) => Some(crate::metrics::serve(bind).await?),
+        None => None,
+    };
+    if metrics.is_some() {
+        app = app.layer(middleware::from_fn(crate::metrics::http));
+    }
     let app =
         app.layer(middleware::from_fn(access_log))
             .layer(SetSensitiveRequestHeadersLayer::new([
@@ -553,6 +563,9 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
                 "  DPoP replay cache:     this process's memory (several instances: give them one --database)"
             ),
         }
+    }
+    if let Some(addr) = metrics {
+        eprintln!("  metrics:               http://{addr}/metrics");
     }
     if args.dpop_nonce {
         eprintln!(

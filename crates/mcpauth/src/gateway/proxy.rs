@@ -239,7 +239,14 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
         }
     }
     let body = reqwest::Body::wrap_stream(req.into_body().into_data_stream());
-    let response = match out.body(body).send().await {
+    let started = std::time::Instant::now();
+    let sent = out.body(body).send().await;
+    crate::metrics::upstream(
+        "http",
+        sent.as_ref().is_ok_and(|r| !r.status().is_server_error()),
+        started,
+    );
+    let response = match sent {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "the upstream MCP server is unreachable");

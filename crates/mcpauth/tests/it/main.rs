@@ -15,6 +15,7 @@ mod gateway_external;
 mod gateway_stdio;
 mod gateway_stdio_eras;
 mod grants;
+mod metrics;
 mod serve;
 mod upstream_token;
 mod workload;

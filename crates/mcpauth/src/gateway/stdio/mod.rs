@@ -177,6 +177,7 @@ impl StdioUpstream {
             .kill_on_drop(true)
             .spawn()
             .map_err(Refused::Spawn)?;
+        crate::metrics::stdio_processes(1.0);
         let (Some(mut child_stdin), Some(stdout)) = (process.stdin.take(), process.stdout.take())
         else {
             return Err(Refused::Spawn(std::io::Error::other("no stdin or stdout")));
@@ -243,6 +244,7 @@ impl StdioUpstream {
             me.sessions.lock().unwrap().remove(&session);
             reader_child.close();
             let _ = process.kill().await;
+            crate::metrics::stdio_processes(-1.0);
             tracing::info!(session = %session, "stdio MCP server process ended: {why}");
         });
         sessions.insert(id.clone(), Arc::clone(&child));
