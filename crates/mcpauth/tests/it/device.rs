@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
-use crate::common::{LIMIT, cookie, decide, hidden, http, mcpauth, sign_in};
+use crate::common::{LIMIT, add, cookie, decide, hidden, http, mcpauth, sign_in};
 use crate::gateway::start_demo_with;
 
 /// `mcpauth login URL --device`: the running login and the `verification_uri_complete` it
@@ -89,18 +89,7 @@ async fn v1_login_device_then_call() {
         .unwrap();
     assert!(status.success());
 
-    let call = mcpauth(home.path())
-        .args(["call", &demo.url, "add", r#"{"a": 20, "b": 22}"#])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        call.status.success(),
-        "{}",
-        String::from_utf8_lossy(&call.stderr)
-    );
-    let result: Value = serde_json::from_slice(&call.stdout).unwrap();
-    assert_eq!(result["content"][0]["text"], "42");
+    assert_eq!(add(home.path(), &demo.url, 20, 22, &[]).await, "42");
     gateway.kill().await.unwrap();
 }
 

@@ -3,7 +3,7 @@
 //! status, tokens issued by grant, token checks by result) and none of the session's secrets.
 //! Without the flag there is no metrics listener.
 
-use crate::common::{browser_login, http, mcpauth, start_login};
+use crate::common::{add, browser_login, http, mcpauth, start_login};
 use crate::gateway::{banner_value, start_demo_with};
 use crate::serve::{PASSWORD, serve_for_resource};
 
@@ -41,16 +41,7 @@ async fn metrics_count_a_gateway_session_and_leak_nothing() {
     browser_login(&demo.issuer, &auth_url, "demo", &demo.password).await;
     assert!(login.wait().await.unwrap().success());
     for _ in 0..2 {
-        let out = mcpauth(home.path())
-            .args(["call", &demo.url, "add", r#"{"a": 1, "b": 2}"#])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(add(home.path(), &demo.url, 1, 2, &[]).await, "3");
     }
     let refused = http()
         .post(&demo.url)

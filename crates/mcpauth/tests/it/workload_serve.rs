@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_testkit::{IdpUser, OidcProvider};
 use serde_json::{Value, json};
 
-use crate::common::mcpauth;
+use crate::common::{add, mcpauth};
 use crate::serve::{spawn_serve, start_resource};
 
 fn claims_of(jwt: &str) -> Value {
@@ -177,18 +177,7 @@ async fn w2_a_workload_calls_a_tool_through_the_gateway() {
         &json!({"sub": "job-7", "aud": demo.issuer, "jti": "gw-1", "iat": now, "exp": now + 600}),
     );
     std::fs::write(&token_file, jwt).unwrap();
-    let out = mcpauth(home.path())
-        .args(["call", &demo.url, "add", r#"{"a": 3, "b": 4}"#])
-        .args(["--workload-token-file", token_file.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(result["content"][0]["text"], "7");
+    let file = ["--workload-token-file", token_file.to_str().unwrap()];
+    assert_eq!(add(home.path(), &demo.url, 3, 4, &file).await, "7");
     gateway.kill().await.unwrap();
 }
