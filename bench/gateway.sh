@@ -3,7 +3,7 @@
 # (targets one after another, never side by side; each gets a warm-up, then
 # `wrk -t1 -c$CONNECTIONS -d$DURATION --latency` of an MCP tools/call echo).
 #
-#   bench/gateway.sh [--mode all|http|stdio] [--duration 10] [--connections 32] [--no-build]
+#   bench/gateway.sh [--mode all|http|stdio|metrics] [--duration 10] [--connections 32] [--no-build]
 #
 # --mode http (bench/gateway/tools-call.lua):
 # (a) layer overhead: the same trivial axum MCP handler (bench/gateway/mcp-server, its own cargo
@@ -28,7 +28,11 @@
 #     --stdio), the realistic upstream. CPU per call: utime + stime (/proc/PID/stat) of each
 #     process over the measured window, divided by the calls answered in it; wrk's from `times`.
 #     Target: the gateway's own CPU is < 10% of the CPU serving a call (gateway + stdio server).
-# --mode all (the default) runs both.
+# --mode metrics (bench/gateway/tools-call.lua):
+# (e) the cost of `--metrics-bind` and `--audit-log`: `mcpauth gateway --upstream` in front of the
+#     trivial handler, without them and with both (the audit log written to a file, the metrics
+#     scraped once after the run), in one run. Target: under 3% of the throughput.
+# --mode all (the default) runs http and stdio.
 #
 # Installs, idempotently: wrk (Debian) when missing, Node 22 (.cache/conformance) and
 # interop/gateway's npm packages (.cache/interop-gateway). Builds target/release/mcpauth and the
@@ -49,7 +53,8 @@ while (($#)); do
   case $1 in
     --mode)
       MODE=${2:-}
-      [[ $MODE == all || $MODE == http || $MODE == stdio ]] || { echo "--mode takes all, http or stdio, not '$MODE'" >&2; exit 2; }
+      [[ $MODE == all || $MODE == http || $MODE == stdio || $MODE == metrics ]] ||
+        { echo "--mode takes all, http, stdio or metrics, not '$MODE'" >&2; exit 2; }
       shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
@@ -339,13 +344,58 @@ run_http() {
   printf '  gateway RSS:    %s MiB peak\n' "$(awk -v k="${RSS_PEAK:-0}" 'BEGIN { printf "%.1f", k / 1024 }')"
 }
 
+# --mode metrics: (e).
+run_metrics() {
+  BARE_PORT=$(free_port)
+  start_bench_server "$HOME_DIR/bare.log" --bind "127.0.0.1:$BARE_PORT"
+  wait_http "http://127.0.0.1:$BARE_PORT/healthz" "$BENCH_PID" "$HOME_DIR/bare.log"
+  local db="sqlite://$HOME_DIR/metrics.db?mode=rwc" client secret off on metrics_port
+  client=$(mcpauth_cmd "$HOME_DIR" clients add --database "$db" --json --id bench-metrics --grant-type client_credentials) ||
+    fail "mcpauth clients add (metrics) failed"
+  secret=$(json_field client_secret <<<"$client")
+  echo "(e) mcpauth gateway --upstream (trivial handler) without and with --metrics-bind and --audit-log"
+  echo "    (both gateways up, measured alternately twice; the better run of each counts)"
+  local off_url off_pid on_url on_pid off_token on_token
+  start_gateway "$HOME_DIR" "$HOME_DIR/gateway-plain.log" --database "$db" --upstream "http://127.0.0.1:$BARE_PORT/mcp"
+  off_url=$GATEWAY_URL off_pid=$GATEWAY_PID
+  off_token=$(token_cc "$ISSUER/token" bench-metrics "$secret" "$off_url")
+  metrics_port=$(free_port)
+  start_gateway "$HOME_DIR" "$HOME_DIR/gateway-metrics.log" --database "$db" --upstream "http://127.0.0.1:$BARE_PORT/mcp" \
+    --metrics-bind "127.0.0.1:$metrics_port" --audit-log "$HOME_DIR/audit.jsonl"
+  on_url=$GATEWAY_URL on_pid=$GATEWAY_PID
+  on_token=$(token_cc "$ISSUER/token" bench-metrics "$secret" "$on_url")
+  local round best_off=0 best_on=0
+  for round in 1 2; do
+    measure "gateway, no metrics ($round)" "$off_url" "$off_token"
+    measure "gateway, metrics + audit log ($round)" "$on_url" "$on_token"
+    best_off=$(awk -v a="$best_off" -v b="${RPS[gateway, no metrics ($round)]}" 'BEGIN { print (b > a) ? b : a }')
+    best_on=$(awk -v a="$best_on" -v b="${RPS[gateway, metrics + audit log ($round)]}" 'BEGIN { print (b > a) ? b : a }')
+  done
+  curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -q '^mcpauth_token_verifications_total{result="ok"}' ||
+    fail "the metrics listener has no token verification counts"
+  stop_pid "$off_pid"
+  stop_pid "$on_pid"
+  off=$best_off
+  on=$best_on
+  loss=$(awk -v a="$off" -v b="$on" 'BEGIN { printf "%.1f", (a - b) / a * 100 }')
+  echo
+  echo "Summary (metrics)"
+  printf '  metrics + audit log cost: %s%% of the req/s (%s vs %s)   (target < 3%%)   %s\n' "$loss" "$on" "$off" \
+    "$(awk -v l="$loss" 'BEGIN { print (l < 3) ? "MET" : "MISSED" }')"
+}
+
 echo "mcpauth gateway / resource-layer benchmark: wrk -t1 -c$CONNECTIONS -d${DURATION}s (after ${WARMUP}s warm-up), tools/call echo, $(nproc) cores"
-if [[ $MODE != stdio ]]; then
+if [[ $MODE == metrics ]]; then
   echo
-  run_http
-fi
-if [[ $MODE != http ]]; then
-  echo
-  run_stdio
+  run_metrics
+else
+  if [[ $MODE != stdio ]]; then
+    echo
+    run_http
+  fi
+  if [[ $MODE != http ]]; then
+    echo
+    run_stdio
+  fi
 fi
 ((INVALID == 0)) || { echo "some runs had errors: the numbers above are not valid"; exit 1; }

@@ -48,7 +48,6 @@ fn main() -> ExitCode {
         file: log_file.as_deref(),
         json: cli.log_format == LogFormat::Json,
         audit: cli.audit_log.as_deref(),
-        metrics: matches!(cli.command, Command::Gateway(_) | Command::Serve(_)),
     };
     if let Err(e) = init_tracing(&logs) {
         eprintln!("mcpauth: {e:#}");
@@ -116,9 +115,6 @@ struct Logs<'a> {
     json: bool,
     /// `--audit-log`: the security events (target `mcpauth::audit`) as JSON lines.
     audit: Option<&'a std::path::Path>,
-    /// A server command: the events that metrics count reach [`metrics::EventMetrics`] (a no-op
-    /// without `--metrics-bind`).
-    metrics: bool,
 }
 
 /// Opens `path` for appending, created 0600: logs may name users and addresses.
@@ -187,9 +183,9 @@ fn init_tracing(logs: &Logs<'_>) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let metrics = logs
-        .metrics
-        .then(|| metrics::EventMetrics.with_filter(metrics::event_filter()));
+    // Counts the events metrics are made of; its filter lets them through only once
+    // `--metrics-bind` turned metrics on (an atomic load per such event otherwise).
+    let metrics = metrics::EventMetrics.with_filter(metrics::EventFilter);
     tracing_subscriber::registry()
         .with(stderr.with_filter(filter))
         .with(audit)

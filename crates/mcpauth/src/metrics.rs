@@ -10,16 +10,20 @@
 //! never a token, secret, user, client id, address or raw path.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::level_filters::LevelFilter;
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::Context as LayerContext;
 
 /// The target of the libraries' metric events.
@@ -31,6 +35,10 @@ const BUCKETS: [f64; 12] = [
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// Whether metrics are on: [`EventFilter`] passes events only then.
+static ON: AtomicBool = AtomicBool::new(false);
+/// The token-check counters, by [`RESULTS`] index (and `other` last), once metrics are on.
+static BY_RESULT: OnceLock<Vec<Counter>> = OnceLock::new();
 
 /// Installs the process-wide recorder (once) and serves `/metrics` on `bind`; returns the bound
 /// address. Until this runs, every metric is a no-op.
@@ -45,6 +53,25 @@ pub async fn serve(bind: &str) -> anyhow::Result<SocketAddr> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder)
                 .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+            // The exporter keeps histogram samples until its upkeep folds them into buckets:
+            // every second, so that they stay few (a run of 5 s held ~100k and cost a third of
+            // the gateway's throughput in bench/gateway.sh --mode metrics).
+            let upkeep = handle.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+            BY_RESULT.get_or_init(|| {
+                RESULTS
+                    .iter()
+                    .chain(["other"].iter())
+                    .map(|r| metrics::counter!("mcpauth_token_verifications_total", "result" => *r))
+                    .collect()
+            });
+            ON.store(true, Ordering::Relaxed);
             HANDLE.get_or_init(|| handle).clone()
         }
     };
@@ -80,20 +107,52 @@ pub async fn serve(bind: &str) -> anyhow::Result<SocketAddr> {
 /// `mcpauth_http_request_duration_seconds{route, method}`. The route is the matched template
 /// (`/token`, `/mcp`), `unmatched` for anything else.
 pub async fn http(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("mcpauth_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("mcpauth_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (count, time) = http_series(route, method, resp.status().as_u16());
+    count.increment(1);
+    time.record(start.elapsed().as_secs_f64());
     resp
+}
+
+/// One route, method and status's series, registered once: the recorder's lookup by labels on
+/// every request would cost more than the request's own routing.
+struct HttpSeries {
+    route: String,
+    method: &'static str,
+    status: u16,
+    count: Counter,
+    time: Histogram,
+}
+
+fn http_series(route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
+    static SERIES: OnceLock<RwLock<Vec<HttpSeries>>> = OnceLock::new();
+    let series = SERIES.get_or_init(RwLock::default);
+    let find = |all: &[HttpSeries]| {
+        all.iter()
+            .find(|s| s.status == status && s.method == method && s.route == route)
+            .map(|s| (s.count.clone(), s.time.clone()))
+    };
+    if let Some(found) = find(&series.read().unwrap_or_else(|e| e.into_inner())) {
+        return found;
+    }
+    let mut all = series.write().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = find(&all) {
+        return found;
+    }
+    let count = metrics::counter!("mcpauth_http_requests_total", "route" => route.to_owned(), "method" => method, "status" => status.to_string());
+    let time = metrics::histogram!("mcpauth_http_request_duration_seconds", "route" => route.to_owned(), "method" => method);
+    all.push(HttpSeries {
+        route: route.to_owned(),
+        method,
+        status,
+        count: count.clone(),
+        time: time.clone(),
+    });
+    (count, time)
 }
 
 fn method_label(m: &axum::http::Method) -> &'static str {
@@ -127,47 +186,44 @@ pub fn stdio_processes(delta: f64) {
 /// The tracing layer that turns the libraries' events into metrics.
 pub struct EventMetrics;
 
-/// The fields of an event this layer reads; every other field is ignored.
+/// The fields of an event this layer reads, each mapped at once to a value of its fixed set
+/// (`other` for anything else: a free-text value never becomes a label); every other field is
+/// ignored. Nothing is allocated.
 #[derive(Default)]
 struct Fields {
-    event: Option<String>,
-    counter: Option<String>,
-    grant_type: Option<String>,
-    result: Option<String>,
-    bucket: Option<String>,
-    error: Option<String>,
+    event: Option<&'static str>,
+    counter: Option<&'static str>,
+    grant_type: Option<&'static str>,
+    result: Option<&'static str>,
+    bucket: Option<&'static str>,
 }
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        let slot = match field.name() {
-            "event" => &mut self.event,
-            "counter" => &mut self.counter,
-            "grant_type" => &mut self.grant_type,
-            "result" => &mut self.result,
-            "bucket" => &mut self.bucket,
-            "error" => &mut self.error,
+        let (slot, allowed): (_, &[&'static str]) = match field.name() {
+            "event" => (&mut self.event, &AUDIT_EVENTS),
+            "counter" => (&mut self.counter, &COUNTERS),
+            "grant_type" => (&mut self.grant_type, &GRANTS),
+            "result" => (&mut self.result, &RESULTS),
+            "bucket" => (&mut self.bucket, &BUCKET_NAMES),
             _ => return,
         };
-        // Only short identifiers: a free-text value never becomes a label.
-        if value.len() <= 64
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-        {
-            *slot = Some(value.to_owned());
-        }
+        *slot = Some(known(value, allowed));
     }
 
     fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
 }
 
-/// A label value from a fixed set, or `other`.
-fn known(value: Option<String>, allowed: &[&'static str]) -> &'static str {
-    value
-        .and_then(|v| allowed.iter().find(|a| **a == v).copied())
+/// `value` if it is one of `allowed`, else `other`.
+fn known(value: &str, allowed: &[&'static str]) -> &'static str {
+    allowed
+        .iter()
+        .find(|a| **a == value)
+        .copied()
         .unwrap_or("other")
 }
+
+const COUNTERS: [&str; 2] = ["token_verifications", "rate_limited"];
 
 const GRANTS: [&str; 6] = [
     "authorization_code",
@@ -218,14 +274,20 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for EventMetrics {
         let mut f = Fields::default();
         event.record(&mut f);
         if target == METRICS_TARGET {
-            match f.counter.as_deref() {
+            match f.counter {
                 Some("token_verifications") => {
-                    let result = known(f.result, &RESULTS);
-                    metrics::counter!("mcpauth_token_verifications_total", "result" => result)
-                        .increment(1);
+                    let Some(counters) = BY_RESULT.get() else {
+                        return;
+                    };
+                    let result = f.result.unwrap_or("other");
+                    let i = RESULTS
+                        .iter()
+                        .position(|r| *r == result)
+                        .unwrap_or(RESULTS.len());
+                    counters[i].increment(1);
                 }
                 Some("rate_limited") => {
-                    let bucket = known(f.bucket, &BUCKET_NAMES);
+                    let bucket = f.bucket.unwrap_or("other");
                     metrics::counter!("mcpauth_rate_limited_total", "bucket" => bucket)
                         .increment(1);
                 }
@@ -233,11 +295,11 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for EventMetrics {
             }
             return;
         }
-        let name = known(f.event.clone(), &AUDIT_EVENTS);
+        let name = f.event.unwrap_or("other");
         metrics::counter!("mcpauth_audit_events_total", "event" => name).increment(1);
-        match f.event.as_deref() {
+        match f.event {
             Some("token.issued") => {
-                let grant = known(f.grant_type, &GRANTS);
+                let grant = f.grant_type.unwrap_or("other");
                 metrics::counter!("mcpauth_tokens_issued_total", "grant_type" => grant)
                     .increment(1);
             }
@@ -253,11 +315,31 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for EventMetrics {
     }
 }
 
-/// The targets [`EventMetrics`] listens to: the audit events and the metric events.
-pub fn event_filter() -> tracing_subscriber::filter::Targets {
-    tracing_subscriber::filter::Targets::new()
-        .with_target(mcpauth_authserver::AUDIT_TARGET, tracing::Level::INFO)
-        .with_target(METRICS_TARGET, tracing::Level::TRACE)
+/// The filter of [`EventMetrics`]: the audit events (INFO) and the metric events (TRACE), and
+/// those only once metrics are on. Every other callsite is never asked again.
+pub struct EventFilter;
+
+fn wanted(meta: &Metadata<'_>) -> bool {
+    (meta.target() == mcpauth_authserver::AUDIT_TARGET && *meta.level() <= Level::INFO)
+        || meta.target() == METRICS_TARGET
+}
+
+impl<S> tracing_subscriber::layer::Filter<S> for EventFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _: &LayerContext<'_, S>) -> bool {
+        ON.load(Ordering::Relaxed) && wanted(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if wanted(meta) {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
 }
 
 #[cfg(test)]
@@ -266,8 +348,8 @@ mod tests {
 
     #[test]
     fn labels_take_only_known_values() {
-        assert_eq!(known(Some("ok".into()), &RESULTS), "ok");
-        assert_eq!(known(Some("eyJhbGciOi".into()), &RESULTS), "other");
-        assert_eq!(known(None, &GRANTS), "other");
+        assert_eq!(known("ok", &RESULTS), "ok");
+        assert_eq!(known("eyJhbGciOi", &RESULTS), "other");
+        assert_eq!(known("", &GRANTS), "other");
     }
 }
