@@ -96,7 +96,14 @@ pub async fn serve(bind: &str) -> anyhow::Result<SocketAddr> {
         }),
     );
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        // The same timeouts and connection cap as the public listeners: a scraper that never
+        // finishes its request cannot hold the listener.
+        let limits = mcpauth_authserver::ConnectionLimits {
+            max_connections: 64,
+            ..Default::default()
+        };
+        let forever = std::future::pending::<()>();
+        if let Err(e) = mcpauth_authserver::serve_router(listener, app, limits, forever).await {
             tracing::warn!(error = %e, "the metrics listener stopped");
         }
     });

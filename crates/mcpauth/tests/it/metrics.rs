@@ -163,3 +163,27 @@ async fn metrics_count_serve_refreshes_and_are_off_by_default() {
     );
     serve.kill().await.unwrap();
 }
+
+/// Bad input: an address that cannot be bound stops the gateway at start with a clear error.
+#[tokio::test]
+async fn metrics_bind_to_a_bad_address_is_a_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = mcpauth(home.path())
+        .args([
+            "gateway",
+            "--demo",
+            "--bind",
+            "127.0.0.1:0",
+            "--metrics-bind",
+            "not-an-address",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen for metrics on not-an-address"),
+        "{err}"
+    );
+}
