@@ -5,13 +5,16 @@
 //!
 //! A connection is idle while no request is in flight; a response body that is still streaming
 //! (an SSE stream) counts as in flight, so long-lived streams are never cut by the idle timeout.
+//! The head deadline runs from the first byte of a request head (from the connection's start for
+//! the first one), so a keep-alive connection waits the idle timeout between requests, not the
+//! shorter head deadline (hyper's own header timeout would count that wait too).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,8 +33,9 @@ use tower::ServiceExt;
 /// server on the internet; every field can be changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// The whole request head (request line and headers) must arrive within this time, or the
-    /// connection is closed. Default 10 s.
+    /// The whole request head (request line and headers) must arrive within this time of its
+    /// first byte (of the connection's start for the first request), or the connection is
+    /// closed. Default 10 s.
     pub header_read_timeout: Duration,
     /// The whole request body must arrive within this time of the head, or the request fails
     /// (HTTP 400) and the connection is closed. Default 30 s.
@@ -131,20 +135,26 @@ async fn serve_connection<I>(
             }
         })
     };
-    // HTTP/1.1, or HTTP/2 when TLS negotiated it (ALPN `h2`).
+    // HTTP/1.1, or HTTP/2 when TLS negotiated it (ALPN `h2`). The head deadline is ours (see
+    // the module text), so hyper's is off.
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(None);
     builder.http2().timer(TokioTimer::new());
+    let io = Watched {
+        inner: io,
+        activity: activity.clone(),
+        first_read: true,
+    };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing: Option<Instant> = None;
     loop {
         let wake = match closing {
             Some(deadline) => deadline,
-            None => activity.idle_deadline(limits.idle_timeout),
+            None => activity.next_check(&limits),
         };
         tokio::select! {
             result = conn.as_mut() => {
@@ -156,6 +166,11 @@ async fn serve_connection<I>(
             () = sleep_until(wake) => {
                 if closing.is_some() {
                     tracing::debug!(%peer, "connection did not close in time; dropped");
+                    return;
+                }
+                // Like a head that never ends: dropped without grace (slowloris).
+                if activity.head_overdue(limits.header_read_timeout) {
+                    tracing::debug!(%peer, "request head not received in time; connection dropped");
                     return;
                 }
                 if activity.is_idle_since(limits.idle_timeout) {
@@ -172,17 +187,27 @@ async fn serve_connection<I>(
     }
 }
 
-/// Requests in flight on one connection and when the last one ended.
+/// Requests in flight on one connection, when the last one ended, and when the head of the next
+/// one began.
 struct Activity {
     in_flight: AtomicUsize,
     last_end: Mutex<Instant>,
+    /// When the first byte of a request head arrived (the connection's start for the first
+    /// head); `None` while a request is in flight or none has begun since.
+    head_since: Mutex<Option<Instant>>,
+    /// Whether heads are watched: HTTP/1 only (an HTTP/2 connection has frames, such as pings,
+    /// between requests; it has the idle timeout).
+    heads: AtomicBool,
 }
 
 impl Activity {
     fn new() -> Self {
+        let now = Instant::now();
         Activity {
             in_flight: AtomicUsize::new(0),
-            last_end: Mutex::new(Instant::now()),
+            last_end: Mutex::new(now),
+            head_since: Mutex::new(Some(now)),
+            heads: AtomicBool::new(true),
         }
     }
 
@@ -190,18 +215,113 @@ impl Activity {
         *self.last_end.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// When to look again: `idle` after the last request ended (or `idle` from now while one
-    /// is in flight).
-    fn idle_deadline(&self, idle: Duration) -> Instant {
-        if self.in_flight.load(Ordering::Acquire) > 0 {
-            Instant::now() + idle
-        } else {
-            self.last_end() + idle
+    fn head_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.head_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes arrived: with no request in flight, they begin a head.
+    fn read_some(&self) {
+        if self.in_flight.load(Ordering::Acquire) == 0 && self.heads.load(Ordering::Acquire) {
+            self.head_since().get_or_insert_with(Instant::now);
         }
+    }
+
+    /// The connection speaks HTTP/2: no head deadline between requests.
+    fn http2(&self) {
+        self.heads.store(false, Ordering::Release);
+        self.head_since().take();
+    }
+
+    /// The head that began, if one did and no request is in flight.
+    fn pending_head(&self) -> Option<Instant> {
+        let since = *self.head_since();
+        since.filter(|_| self.in_flight.load(Ordering::Acquire) == 0)
+    }
+
+    /// When to look again: `idle` after the last request ended (or `idle` from now while one
+    /// is in flight), or sooner when a head is due.
+    fn next_check(&self, limits: &ConnectionLimits) -> Instant {
+        let idle = if self.in_flight.load(Ordering::Acquire) > 0 {
+            Instant::now() + limits.idle_timeout
+        } else {
+            self.last_end() + limits.idle_timeout
+        };
+        match self.pending_head() {
+            Some(since) => idle.min(since + limits.header_read_timeout),
+            None => idle,
+        }
+    }
+
+    /// A head began more than `limit` ago and its request has not started.
+    fn head_overdue(&self, limit: Duration) -> bool {
+        self.pending_head()
+            .is_some_and(|since| since.elapsed() >= limit)
     }
 
     fn is_idle_since(&self, idle: Duration) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0 && self.last_end().elapsed() >= idle
+    }
+}
+
+/// The connection's I/O, telling its [`Activity`] when bytes arrive.
+struct Watched<I> {
+    inner: I,
+    activity: Arc<Activity>,
+    first_read: bool,
+}
+
+/// The start of the HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let got = &buf.filled()[before..];
+        if matches!(polled, Poll::Ready(Ok(()))) && !got.is_empty() {
+            if std::mem::take(&mut self.first_read) {
+                let n = got.len().min(H2_PREFACE.len());
+                if got[..n] == H2_PREFACE[..n] {
+                    self.activity.http2();
+                }
+            }
+            self.activity.read_some();
+        }
+        polled
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -211,6 +331,7 @@ struct Busy(Arc<Activity>);
 impl Busy {
     fn begin(activity: Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.head_since().take();
         Busy(activity)
     }
 }

@@ -119,6 +119,9 @@ pub struct Discovered {
     pub authorization_server: AuthorizationServerMetadata,
     /// Whether the 2025-03-26 default endpoints were assumed because no metadata exists.
     pub legacy_default_endpoints: bool,
+    /// Whether the resource said it takes DPoP proofs with ES256 (see
+    /// [`crate::dpop::resource_takes_dpop`]); only then are tokens bound (SPEC D1).
+    pub resource_dpop: bool,
 }
 
 impl Discovered {
@@ -198,12 +201,14 @@ pub async fn discover(
                 });
             }
         };
+    let resource_dpop = crate::dpop::resource_takes_dpop(prm.as_ref(), challenge);
     Ok(Discovered {
         server_url: server_url.to_owned(),
         resource,
         protected_resource: prm,
         authorization_server,
         legacy_default_endpoints,
+        resource_dpop,
     })
 }
 

@@ -2,6 +2,8 @@
 //! the key kept with the tokens, proofs for token and MCP requests, and the server nonces.
 //!
 //! - [`supported`]: the AS metadata lists `ES256` in `dpop_signing_alg_values_supported`.
+//! - [`resource_takes_dpop`]: the resource said it takes proofs (a `DPoP` challenge or its
+//!   metadata); a resource that says nothing of DPoP gets Bearer tokens, which it surely knows.
 //! - [`Prover`]: a key and the session's [`Nonces`]; every proof has a fresh `jti` (D1).
 //! - [`Nonces`]: the newest `DPoP-Nonce` of each origin, AS and RS alike (D2).
 
@@ -11,8 +13,11 @@ use std::sync::Mutex;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_core::dpop::{DpopKey, MAX_NONCE_BYTES};
+use mcpauth_core::www_authenticate::BearerChallenge;
 use mcpauth_core::www_authenticate::parse;
-use mcpauth_core::{AccessToken, AuthorizationServerMetadata, DpopPrivateKey};
+use mcpauth_core::{
+    AccessToken, AuthorizationServerMetadata, DpopPrivateKey, ProtectedResourceMetadata,
+};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
 
@@ -42,12 +47,37 @@ pub fn supported(metadata: &AuthorizationServerMetadata) -> bool {
         .is_some_and(|algs| algs.iter().any(|a| a.as_str() == Some("ES256")))
 }
 
-/// A new key for new tokens when DPoP is `enabled` and the server is [`supported`] (SPEC D1).
+/// Whether the resource said it takes DPoP proofs with ES256 (RFC 9449 §7.1, RFC 9728 §2): a
+/// `DPoP` challenge (without `algs`, or with `ES256` in them), or protected resource metadata
+/// with `ES256` in `dpop_signing_alg_values_supported` or `dpop_bound_access_tokens_required`.
+/// A resource that says none of this may know only Bearer and refuse the `DPoP` scheme (the
+/// TypeScript SDK's `requireBearerAuth` does), so its tokens are not bound.
+pub fn resource_takes_dpop(
+    prm: Option<&ProtectedResourceMetadata>,
+    challenge: Option<&BearerChallenge>,
+) -> bool {
+    let es256 = |algs: &[String]| algs.iter().any(|a| a == "ES256");
+    let challenged = challenge
+        .and_then(|c| c.dpop_algs.as_deref())
+        .is_some_and(|algs| algs.is_empty() || es256(algs));
+    let advertised = prm.is_some_and(|p| {
+        let algs = p.extra.get("dpop_signing_alg_values_supported");
+        let required = p.extra.get("dpop_bound_access_tokens_required");
+        algs.and_then(|v| v.as_array())
+            .is_some_and(|a| a.iter().any(|a| a.as_str() == Some("ES256")))
+            || required.and_then(|v| v.as_bool()) == Some(true)
+    });
+    challenged || advertised
+}
+
+/// A new key for new tokens when DPoP is `enabled`, the authorization server is [`supported`]
+/// and the resource takes proofs (`resource`, see [`resource_takes_dpop`]) (SPEC D1).
 pub fn new_key(
     enabled: bool,
     metadata: &AuthorizationServerMetadata,
+    resource: bool,
 ) -> Result<Option<DpopKey>, ClientError> {
-    if !enabled || !supported(metadata) {
+    if !enabled || !resource || !supported(metadata) {
         return Ok(None);
     }
     Ok(Some(DpopKey::generate()?))

@@ -11,8 +11,8 @@ use mcpauth_core::dpop::DpopKey;
 use mcpauth_core::resource::check_prm_resource;
 use mcpauth_core::www_authenticate::BearerChallenge;
 use mcpauth_core::{
-    AccessToken, AuthorizationServerMetadata, DpopPrivateKey, ErrorCode, ScopeSet, TokenResponse,
-    TokenType, pkce, random_urlsafe,
+    AccessToken, DpopPrivateKey, ErrorCode, ScopeSet, TokenResponse, TokenType, pkce,
+    random_urlsafe,
 };
 
 use crate::ClientError;
@@ -228,12 +228,9 @@ impl Session {
         dpop::credential_headers(record.as_ref(), token, method, url, &self.nonces)
     }
 
-    /// A new DPoP key for new tokens, if DPoP is on and the server takes it (SPEC D1).
-    fn new_dpop_key(
-        &self,
-        metadata: &AuthorizationServerMetadata,
-    ) -> Result<Option<DpopKey>, ClientError> {
-        dpop::new_key(self.config.dpop, metadata)
+    /// A new DPoP key for new tokens, if DPoP is on and both servers take it (SPEC D1).
+    fn new_dpop_key(&self, d: &Discovered) -> Result<Option<DpopKey>, ClientError> {
+        dpop::new_key(self.config.dpop, &d.authorization_server, d.resource_dpop)
     }
 
     fn prover<'a>(&'a self, key: Option<&'a DpopKey>) -> Option<Prover<'a>> {
@@ -900,7 +897,7 @@ impl Session {
         // The key the dead process bound the code to (dpop_jkt), else a new one.
         let dpop_key = match &flow.dpop_key {
             Some(k) => Some(dpop::load_key(k)?),
-            None => self.new_dpop_key(meta)?,
+            None => self.new_dpop_key(d)?,
         };
         let tokens = TokenEndpoint {
             http: &self.http,
@@ -929,7 +926,7 @@ impl Session {
     ) -> Result<(ClientRecord, TokenResponse, Option<DpopPrivateKey>), ClientError> {
         let meta = &d.authorization_server;
         // SPEC D1: a new key for new tokens, stored with them (D3).
-        let dpop_key = self.new_dpop_key(meta)?;
+        let dpop_key = self.new_dpop_key(d)?;
         let stored = dpop_key.as_ref().map(dpop::store_key).transpose()?;
         let prover = self.prover(dpop_key.as_ref());
         let resource = self.resource_param(d);

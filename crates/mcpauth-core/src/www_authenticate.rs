@@ -269,6 +269,9 @@ pub struct BearerChallenge {
     pub resource_metadata: Option<String>,
     /// `realm`
     pub realm: Option<String>,
+    /// The `algs` of a `DPoP` challenge in the same answer (empty when it names none): the
+    /// resource takes DPoP proofs (RFC 9449 §7.1). `None` when it offered no `DPoP` challenge.
+    pub dpop_algs: Option<Vec<String>>,
 }
 
 impl BearerChallenge {
@@ -277,18 +280,26 @@ impl BearerChallenge {
     pub fn from_headers<'a>(
         values: impl IntoIterator<Item = &'a str>,
     ) -> Result<Option<Self>, CoreError> {
-        let mut dpop = None;
+        let (mut bearer, mut dpop) = (None, None);
         for v in values {
             for ch in parse(v)? {
-                if ch.is_bearer() {
-                    return Ok(Some(Self::of(&ch)));
-                }
-                if dpop.is_none() && ch.is_scheme("DPoP") {
-                    dpop = Some(Self::of(&ch));
+                if bearer.is_none() && ch.is_bearer() {
+                    bearer = Some(Self::of(&ch));
+                } else if dpop.is_none() && ch.is_scheme("DPoP") {
+                    dpop = Some(ch);
                 }
             }
         }
-        Ok(dpop)
+        let dpop_algs = dpop.as_ref().map(|ch| {
+            ch.param("algs")
+                .unwrap_or_default()
+                .split_ascii_whitespace()
+                .map(str::to_owned)
+                .collect()
+        });
+        Ok(bearer
+            .or_else(|| dpop.as_ref().map(Self::of))
+            .map(|b| Self { dpop_algs, ..b }))
     }
 
     fn of(ch: &Challenge) -> Self {
@@ -299,6 +310,7 @@ impl BearerChallenge {
             scope: get("scope"),
             resource_metadata: get("resource_metadata"),
             realm: get("realm"),
+            dpop_algs: None,
         }
     }
 }
@@ -319,6 +331,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((both.scope.as_deref(), both.error), (Some("a"), None));
+        assert_eq!(both.dpop_algs, Some(vec!["ES256".to_owned()]));
+        let bare = BearerChallenge::from_headers([r#"Bearer realm="x", DPoP"#]).unwrap();
+        assert_eq!(bare.unwrap().dpop_algs, Some(vec![]));
+        let bearer = BearerChallenge::from_headers([r#"Bearer scope="a""#]).unwrap();
+        assert_eq!(bearer.unwrap().dpop_algs, None);
         assert_eq!(
             BearerChallenge::from_headers(["Basic realm=x"]).unwrap(),
             None

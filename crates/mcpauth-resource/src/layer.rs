@@ -107,7 +107,9 @@ impl BearerAuthLayer {
     }
 
     /// DPoP settings (default: [`DpopPolicy::Allow`], every asymmetric algorithm, an
-    /// in-process replay cache).
+    /// in-process replay cache). Advertise them in the metadata too
+    /// ([`ResourceMetadata::dpop`]): clients bind tokens only for a resource that says it
+    /// takes proofs.
     pub fn dpop(mut self, config: DpopConfig) -> Self {
         Arc::make_mut(&mut self.shared).dpop = config;
         self

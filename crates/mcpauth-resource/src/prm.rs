@@ -118,6 +118,26 @@ impl ResourceMetadata {
         self.edit(|d| d.resource_documentation = Some(url))
     }
 
+    /// Says what `config` accepts (RFC 9728 §2): `dpop_signing_alg_values_supported` (the proof
+    /// algorithms), and `dpop_bound_access_tokens_required: true` under
+    /// [`DpopPolicy::Require`](crate::DpopPolicy::Require). Clients bind their tokens only for
+    /// a resource that says it takes proofs, so a resource behind a [`crate::BearerAuthLayer`]
+    /// with DPoP on should advertise it here.
+    pub fn dpop(self, config: &crate::DpopConfig) -> Self {
+        let algs: Vec<&str> = config.algorithms.iter().map(|a| a.as_str()).collect();
+        let required = config.policy() == crate::DpopPolicy::Require;
+        self.edit(|d| {
+            d.extra.insert(
+                "dpop_signing_alg_values_supported".into(),
+                serde_json::json!(algs),
+            );
+            if required {
+                d.extra
+                    .insert("dpop_bound_access_tokens_required".into(), true.into());
+            }
+        })
+    }
+
     /// Adds any other member (RFC 9728 §2 allows extensions).
     pub fn member(self, name: impl Into<String>, value: serde_json::Value) -> Self {
         let name = name.into();
@@ -246,6 +266,34 @@ mod tests {
         let none: [&str; 0] = [];
         assert!(ResourceMetadata::new("https://h/mcp", none).is_err());
         assert!(ResourceMetadata::new("https://h/mcp#x", ["https://a"]).is_err());
+    }
+
+    /// RFC 9728 §2: the proof algorithms, and `dpop_bound_access_tokens_required` only when
+    /// every token must be bound.
+    #[test]
+    fn d5_the_metadata_says_what_dpop_the_resource_takes() {
+        use crate::{DpopConfig, DpopPolicy};
+        use mcpauth_core::jose::JwsAlgorithm;
+        let prm = ResourceMetadata::new("https://h/mcp", ["https://a"]).unwrap();
+        let allow = prm
+            .clone()
+            .dpop(&DpopConfig::new(DpopPolicy::Allow).algorithms([JwsAlgorithm::ES256]));
+        let doc = serde_json::to_value(allow.document()).unwrap();
+        assert_eq!(
+            doc["dpop_signing_alg_values_supported"],
+            serde_json::json!(["ES256"])
+        );
+        assert!(doc.get("dpop_bound_access_tokens_required").is_none());
+        let require = prm.dpop(&DpopConfig::new(DpopPolicy::Require));
+        let doc = serde_json::to_value(require.document()).unwrap();
+        assert_eq!(doc["dpop_bound_access_tokens_required"], true);
+        assert!(
+            doc["dpop_signing_alg_values_supported"]
+                .as_array()
+                .unwrap()
+                .len()
+                > 1
+        );
     }
 
     #[test]

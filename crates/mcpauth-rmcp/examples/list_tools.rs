@@ -7,7 +7,7 @@
 //! With `MCP_CLIENT_ID` (and `MCPAUTH_CLIENT_SECRET` or `MCP_CLIENT_SECRET`) set, the client
 //! credentials grant; otherwise a browser login (authorization code with PKCE, redirect to a
 //! loopback listener). Tokens live in mcpauth's file store, shared with the `mcpauth` CLI and
-//! other processes; DPoP is used when the authorization server offers it.
+//! other processes; DPoP is used when the authorization server and the MCP server both offer it.
 
 use std::sync::Arc;
 

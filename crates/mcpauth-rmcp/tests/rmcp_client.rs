@@ -215,11 +215,13 @@ impl Rig {
             created.client_secret.unwrap().expose().to_owned(),
         );
 
-        let prm = ResourceMetadata::new(resource.clone(), [issuer.as_str()]).unwrap();
         let mut dpop = DpopConfig::new(setup.dpop);
         if setup.nonces {
             dpop = dpop.nonces(NonceIssuer::random().unwrap());
         }
+        let prm = ResourceMetadata::new(resource.clone(), [issuer.as_str()])
+            .unwrap()
+            .dpop(&dpop);
         let layer = if setup.introspection {
             let mut rs = NewClient::new(AuthMethod::SecretBasic);
             rs.introspection = vec![resource.clone()];

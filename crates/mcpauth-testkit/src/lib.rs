@@ -83,7 +83,9 @@ pub struct Knobs {
     pub workload_refusal: String,
     /// The metadata's `grant_types_supported` (None = every grant it implements).
     pub grant_types: Option<Vec<String>>,
-    /// Advertise DPoP (`dpop_signing_alg_values_supported: ["ES256"]`, RFC 9449 §5.1).
+    /// Advertise DPoP (`dpop_signing_alg_values_supported: ["ES256"]`) in both metadata
+    /// documents (RFC 9449 §5.1, RFC 9728 §2). Its tokens stay `Bearer` (a server may answer a
+    /// proof with a Bearer token, RFC 9449 §5).
     pub dpop: bool,
 }
 
@@ -289,11 +291,15 @@ fn www_authenticate(s: &TestServer, error: Option<&str>, scope: &str) -> String 
 
 async fn prm(State(s): State<TestServer>) -> Json<Value> {
     let k = s.knobs.lock().unwrap().clone();
-    Json(json!({
+    let mut m = json!({
         "resource": k.prm_resource.unwrap_or_else(|| s.mcp_url()),
         "authorization_servers": k.prm_authorization_servers.unwrap_or_else(|| vec![s.base.clone()]),
         "scopes_supported": ["mcp:read", "mcp:write"],
-    }))
+    });
+    if k.dpop {
+        m["dpop_signing_alg_values_supported"] = json!(["ES256"]);
+    }
+    Json(m)
 }
 
 async fn metadata(State(s): State<TestServer>) -> Response {

@@ -357,8 +357,8 @@ pub enum Protocol {
 /// Limits on what one HTTP client can make a server hold (slowloris protection).
 #[derive(Clone, Debug, Default, Args)]
 pub struct ConnectionArgs {
-    /// Seconds a client may take to send a request's headers before the connection is closed
-    /// [default: 10].
+    /// Seconds a client may take to send a request's headers, from their first byte (from the
+    /// connection's start for the first request), before the connection is closed [default: 10].
     #[arg(long, value_name = "SECS")]
     pub header_timeout: Option<u64>,
     /// Seconds a client may take to send a request's body (answered 400 after that)
@@ -767,7 +767,7 @@ pub struct AuthArgs {
     /// Allow plain http to non-loopback hosts (development only; MCP SPEC C31).
     #[arg(long)]
     pub allow_http: bool,
-    /// Do not bind tokens to a DPoP key, even where the authorization server supports it
+    /// Do not bind tokens to a DPoP key, even where both servers support it
     /// (RFC 9449): plain Bearer tokens.
     #[arg(long)]
     pub no_dpop: bool,

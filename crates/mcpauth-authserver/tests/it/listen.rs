@@ -59,6 +59,23 @@ async fn read_until_closed(stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&seen).into_owned())
 }
 
+/// Sends a request head on `wr`, one header line every 300 ms: never a complete head.
+fn trickle(mut wr: tokio::net::tcp::OwnedWriteHalf) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = wr.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        for i in 0.. {
+            sleep(Duration::from_millis(300)).await;
+            if wr
+                .write_all(format!("X-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    })
+}
+
 /// Reads a half until the server closes it, like [`read_until_closed`].
 async fn read_half_until_closed(half: &mut tokio::net::tcp::OwnedReadHalf) -> Option<usize> {
     let mut buf = [0u8; 4096];
@@ -81,22 +98,8 @@ async fn sec2_slow_headers_are_cut_off_and_others_are_served() {
     let (ts, _db) = server(64).await;
     let mut slow = Vec::new();
     for _ in 0..5 {
-        let (rd, mut wr) = TcpStream::connect(addr(&ts)).await.unwrap().into_split();
-        // One header line every 300 ms: never a complete head.
-        let trickle = tokio::spawn(async move {
-            let _ = wr.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
-            for i in 0.. {
-                sleep(Duration::from_millis(300)).await;
-                if wr
-                    .write_all(format!("X-{i}: y\r\n").as_bytes())
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        slow.push((rd, trickle));
+        let (rd, wr) = TcpStream::connect(addr(&ts)).await.unwrap().into_split();
+        slow.push((rd, trickle(wr)));
     }
     // Meanwhile a well-behaved client is served.
     let ok = http().get(ts.url("/healthz")).send().await.unwrap();
@@ -240,4 +243,72 @@ async fn sec2_streaming_response_is_exempt_from_the_idle_timeout() {
     .await
     .expect("the stream did not finish");
     assert_eq!(body.matches("data: tick").count(), 6, "{body}");
+}
+
+/// A server whose idle timeout (6 s) is longer than its header timeout (1 s).
+async fn patient_server() -> (TestServer, Db) {
+    let db = Db::sqlite();
+    let limits = ConnectionLimits {
+        idle_timeout: Duration::from_secs(6),
+        ..short(64)
+    };
+    let ts = TestServer::start(&db, |c| c.connections = limits).await;
+    (ts, db)
+}
+
+/// Reads one `/healthz` answer (`Content-Length: 2`, "ok") from `rd`.
+async fn healthz_answer(rd: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !seen.ends_with(b"ok") {
+        let n = timeout(PATIENCE, rd.read(&mut buf))
+            .await
+            .expect("no answer")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Sends `GET /healthz` on `stream` and reads the whole answer.
+async fn healthz(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    healthz_answer(stream).await
+}
+
+/// `--idle-timeout` is the wait between requests on a keep-alive connection, not
+/// `--header-timeout` (which is for a head that has begun): a client may wait 2 s between
+/// requests when the idle timeout is 6 s and the header timeout 1 s.
+#[tokio::test]
+async fn sec2_a_keep_alive_connection_waits_the_idle_timeout_not_the_header_timeout() {
+    let (ts, _db) = patient_server().await;
+    let mut stream = TcpStream::connect(addr(&ts)).await.unwrap();
+    assert!(healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    sleep(Duration::from_secs(2)).await;
+    assert!(healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+}
+
+/// A second request head that begins and never ends is cut off after the header timeout, even
+/// though the idle timeout is longer.
+#[tokio::test]
+async fn sec2_a_later_head_that_trickles_is_cut_off_at_the_header_timeout() {
+    let (ts, _db) = patient_server().await;
+    let mut stream = TcpStream::connect(addr(&ts)).await.unwrap();
+    assert!(healthz(&mut stream).await.starts_with("HTTP/1.1 200"));
+    let (mut rd, wr) = stream.into_split();
+    let started = tokio::time::Instant::now();
+    let trickle = trickle(wr);
+    assert!(read_half_until_closed(&mut rd).await.is_some());
+    let waited = started.elapsed();
+    trickle.abort();
+    // Cut by the 1 s header timeout, not only by the 6 s idle timeout.
+    assert!(waited < Duration::from_secs(5), "closed after {waited:?}");
 }

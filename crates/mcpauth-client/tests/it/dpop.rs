@@ -45,6 +45,9 @@ struct Demand {
     token: bool,
     /// The token endpoint refuses every proof, with a new nonce each time.
     token_forever: bool,
+    /// The resource server knows only Bearer (like the TypeScript SDK's `requireBearerAuth`):
+    /// its metadata and challenges say nothing of DPoP and it refuses the `DPoP` scheme.
+    bearer_only: bool,
 }
 
 /// The authorization server, the protected MCP endpoint and a confidential client.
@@ -150,12 +153,29 @@ impl Rig {
             .audience(&resource)
             .build()
             .unwrap();
+        let dpop = DpopConfig::new(policy);
         let prm = ResourceMetadata::new(resource.clone(), [issuer.as_str()]).unwrap();
+        let prm = if demand.bearer_only {
+            prm
+        } else {
+            prm.dpop(&dpop)
+        };
         let nonce_refusals = Arc::new(AtomicUsize::new(0));
         let refusals = Arc::clone(&nonce_refusals);
         let demand_resource = move |request: Request<Body>, next: Next| {
             let refusals = Arc::clone(&refusals);
             async move {
+                let scheme = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                if demand.bearer_only && scheme.is_some_and(|v| !v.starts_with("Bearer ")) {
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", r#"Bearer error="invalid_token""#)],
+                    )
+                        .into_response();
+                }
                 let proved = request.headers().contains_key("dpop");
                 if demand.resource && proved && proof_nonce(&request).as_deref() != Some(RS_NONCE) {
                     refusals.fetch_add(1, Ordering::SeqCst);
@@ -178,7 +198,7 @@ impl Rig {
             .route("/mcp", post(mcp))
             .route_layer(
                 BearerAuthLayer::new(verifier, &prm)
-                    .dpop(DpopConfig::new(policy))
+                    .dpop(dpop)
                     .scope_policy(scopes),
             )
             .route_service(prm.metadata_path(), prm.service())
@@ -388,6 +408,26 @@ async fn d3_dpop_off_gets_and_presents_a_bearer_token() {
     assert_eq!(
         (record.token_type.as_str(), record.dpop_key.clone()),
         ("Bearer", None)
+    );
+    assert_eq!(jkt_of(&record), None);
+}
+
+/// D3, RFC 9449 §7.1, RFC 9728 §2: a resource that says nothing of DPoP (no `DPoP` challenge,
+/// no `dpop_*` metadata) may not know the scheme, so the client asks for a Bearer token although
+/// the authorization server offers DPoP, and its calls go through.
+#[tokio::test]
+async fn d3_a_resource_that_does_not_offer_dpop_gets_a_bearer_token() {
+    let demand = Demand {
+        bearer_only: true,
+        ..Demand::default()
+    };
+    let rig = Rig::start(DpopPolicy::Allow, demand).await;
+    let session = rig.session(Arc::new(MemoryStore::new()), true);
+    assert_eq!(call(&session, &rig.resource).await, 200);
+    let record = session.current_record().await.unwrap();
+    assert_eq!(
+        (record.token_type.as_str(), record.dpop_key.is_none()),
+        ("Bearer", true)
     );
     assert_eq!(jkt_of(&record), None);
 }

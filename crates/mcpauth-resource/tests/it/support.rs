@@ -356,7 +356,8 @@ impl Pending {
     ) -> App {
         let prm = ResourceMetadata::new(self.resource.clone(), issuers.iter().copied())
             .unwrap()
-            .scopes_supported(["mcp", "files:read", "files:write", "offline_access"]);
+            .scopes_supported(["mcp", "files:read", "files:write", "offline_access"])
+            .dpop(&dpop);
         let app = Router::new()
             .route("/mcp", post(mcp).get(mcp))
             .route_layer(

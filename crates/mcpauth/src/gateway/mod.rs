@@ -448,7 +448,6 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
     let upstream_token = upstream_token(args, authserver.as_ref())?;
     let identity = identity_header(args, authserver.as_ref())?;
     let session_env = session_env(args, authserver.as_ref())?;
-    let prm = ResourceMetadata::new(&resource, [issuer.clone()])?.scopes_supported(scopes.clone());
     let dpop = match args.dpop {
         Some(DpopMode::Require) => DpopPolicy::Require,
         _ => DpopPolicy::Allow,
@@ -472,6 +471,9 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             None => NonceIssuer::random()?,
         });
     }
+    let prm = ResourceMetadata::new(&resource, [issuer.clone()])?
+        .scopes_supported(scopes.clone())
+        .dpop(&dpop);
     let bearer = BearerAuthLayer::new(verifier, &prm)
         .scope_policy(policy)
         .dpop(dpop);

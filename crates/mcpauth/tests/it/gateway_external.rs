@@ -111,6 +111,17 @@ async fn s5_external_issuer_with_an_api_audience_accepts_only_its_tokens() {
     let prm = prm_of(&url).await;
     assert_eq!(prm["authorization_servers"], json!([issuer]));
     assert!(prm.get("scopes_supported").is_none(), "{prm}");
+    // RFC 9728 §2: the proofs it takes (--dpop allow, the default), so clients bind tokens.
+    assert!(
+        prm["dpop_signing_alg_values_supported"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("ES256"))),
+        "{prm}"
+    );
+    assert!(
+        prm.get("dpop_bound_access_tokens_required").is_none(),
+        "{prm}"
+    );
     gateway.kill().await.unwrap();
 }
 

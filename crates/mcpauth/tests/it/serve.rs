@@ -110,8 +110,8 @@ pub(crate) async fn serve_for_resource(home: &Path, extra: &[&str]) -> (Child, S
     (serve, issuer, resource)
 }
 
-/// A minimal protected MCP endpoint for the client's discovery: PRM pointing at `issuer`, 401
-/// without a token. (Token validation is the resource-server crate's job, tested there.)
+/// A minimal protected MCP endpoint for the client's discovery: PRM pointing at `issuer` and
+/// taking DPoP proofs (RFC 9728 §2, so clients bind their tokens), 401 without a token. (Token validation is the resource-server crate's job, tested there.)
 pub(crate) async fn start_resource(
     listener: tokio::net::TcpListener,
     issuer: Arc<OnceLock<String>>,
@@ -124,7 +124,7 @@ pub(crate) async fn start_resource(
     }
     async fn prm(State(s): State<S>) -> Json<Value> {
         Json(
-            json!({"resource": format!("{}/mcp", s.base), "authorization_servers": [s.issuer.get().unwrap()]}),
+            json!({"resource": format!("{}/mcp", s.base), "authorization_servers": [s.issuer.get().unwrap()], "dpop_signing_alg_values_supported": ["ES256"]}),
         )
     }
     async fn mcp(State(s): State<S>, headers: HeaderMap) -> Response {
