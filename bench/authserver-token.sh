@@ -12,6 +12,9 @@
 #   mcpauth-sqlite     the authorization server on a new SQLite file
 #   mcpauth-postgres   the same on a new database at 127.0.0.1:5432 (trust, user postgres;
 #                      MCPAUTH_TEST_DATABASE_URL overrides the admin URL), dropped afterwards
+#   mcpauth-sqlite-metrics  mcpauth-sqlite with --metrics-bind and --audit-log (only with --only):
+#                      its CPU per token against mcpauth-sqlite's is the cost of metrics and the
+#                      audit log (issue 16: under 3%), one check per grant
 #   oidc-provider      npm oidc-provider (interop/package-lock.json), configured alike: see
 #                      bench/oidc-provider-server.mjs and bench/README.md
 #
@@ -69,7 +72,7 @@ while (($#)); do
 done
 ((${#TARGETS[@]})) || TARGETS=(mcpauth-sqlite mcpauth-postgres oidc-provider)
 for t in "${TARGETS[@]}"; do
-  case $t in mcpauth-sqlite | mcpauth-postgres | oidc-provider) ;; *) fail "unknown target $t" ;; esac
+  case $t in mcpauth-sqlite | mcpauth-postgres | mcpauth-sqlite-metrics | oidc-provider) ;; *) fail "unknown target $t" ;; esac
 done
 
 USERNAME=alice
@@ -228,9 +231,12 @@ bench_target() {
   rm -f "$pool"
 }
 
-run_mcpauth() { # run_mcpauth sqlite|postgres
-  local kind=$1 target=mcpauth-$1 home database out
+run_mcpauth() { # run_mcpauth sqlite|postgres [TARGET EXTRA-SERVE-FLAGS...]
+  local kind=$1 target=${2:-mcpauth-$1} home database out
+  shift $(($# > 1 ? 2 : 1))
   new_tmpdir home
+  local extra=("$@")
+  ((${#extra[@]})) && extra+=(--audit-log "$home/audit.jsonl")
   if [[ $kind == sqlite ]]; then
     database="sqlite://$home/authserver.db?mode=rwc"
   else
@@ -248,7 +254,8 @@ run_mcpauth() { # run_mcpauth sqlite|postgres
   RT_ID=bench-rt RT_SECRET=$(json_field client_secret <<<"$out")
 
   # `mcpauth serve --no-rate-limits` (start_serve adds `serve --bind 127.0.0.1:0`).
-  start_serve "$home" "$home/server.log" --no-rate-limits --database "$database" --resource "$RESOURCE" --scope "$SCOPE"
+  start_serve "$home" "$home/server.log" --no-rate-limits --database "$database" --resource "$RESOURCE" --scope "$SCOPE" \
+    "${extra[@]}"
   SERVER_PID=$SERVE_PID
   BENCH_PG_DATABASE=
   [[ $kind == postgres ]] && BENCH_PG_DATABASE=${database##*/}
@@ -299,6 +306,7 @@ for t in "${TARGETS[@]}"; do
   case $t in
     mcpauth-sqlite) run_mcpauth sqlite ;;
     mcpauth-postgres) run_mcpauth postgres ;;
+    mcpauth-sqlite-metrics) run_mcpauth sqlite mcpauth-sqlite-metrics --metrics-bind 127.0.0.1:0 ;;
     oidc-provider) run_oidc_provider ;;
   esac
 done
@@ -324,8 +332,31 @@ for t in "${TARGETS[@]}"; do
   done
 done
 echo
+# verdict OK TEXT: prints "PASS  TEXT" and counts it when OK is 1, else "FAIL  TEXT".
+verdict() {
+  if (($1)); then
+    echo "  PASS  $2"
+    PASS=$((PASS + 1))
+  else
+    echo "  FAIL  $2"
+    FAILN=$((FAILN + 1))
+  fi
+}
+# Metrics and the audit log on vs off (issue 16): the same store's CPU per token, target < 3%.
+if [[ -n ${RPS[mcpauth-sqlite-metrics/client_credentials]:-} ]]; then
+  for g in client_credentials refresh_token; do
+    on=${CPU[mcpauth-sqlite-metrics/$g]:-} off=${CPU[mcpauth-sqlite/$g]:-}
+    if [[ -z $off ]]; then
+      echo "  NOT RUN  metrics cost $g: mcpauth-sqlite was not measured (not counted)"
+      continue
+    fi
+    cost=$(awk -v a="$off" -v b="$on" 'BEGIN { printf "%.1f", (b - a) / b * 100 }')
+    verdict "$(awk -v c="$cost" 'BEGIN { print (c < 3) ? 1 : 0 }')" \
+      "metrics + audit log cost $g: $cost% of the CPU per token ($on vs $off us; target < 3%)"
+  done
+fi
 for t in "${TARGETS[@]}"; do
-  [[ $t == oidc-provider ]] && continue
+  [[ $t == oidc-provider || $t == *-metrics ]] && continue
   for g in client_credentials refresh_token; do
     k=$t/$g
     if [[ -z ${RPS[oidc-provider/$g]:-} ]]; then
@@ -333,14 +364,11 @@ for t in "${TARGETS[@]}"; do
       continue
     fi
     if [[ -n ${NOTE[$k]:-} || -n ${NOTE[oidc-provider/$g]:-} ]]; then
-      echo "  FAIL  $t $g: invalid measurement"
-      FAILN=$((FAILN + 1))
+      verdict 0 "$t $g: invalid measurement"
     elif awk -v a="${CPU[$k]}" -v b="${CPU[oidc-provider/$g]}" -v r="$TARGET_RATIO" 'BEGIN { exit !(a > 0 && b >= r * a) }'; then
-      echo "  PASS  $t $g: server CPU per token ${TARGET_RATIO}x or more below oidc-provider's"
-      PASS=$((PASS + 1))
+      verdict 1 "$t $g: server CPU per token ${TARGET_RATIO}x or more below oidc-provider's"
     else
-      echo "  FAIL  $t $g: server CPU per token less than ${TARGET_RATIO}x below oidc-provider's"
-      FAILN=$((FAILN + 1))
+      verdict 0 "$t $g: server CPU per token less than ${TARGET_RATIO}x below oidc-provider's"
     fi
   done
 done

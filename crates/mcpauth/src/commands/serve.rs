@@ -260,7 +260,7 @@ pub async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     };
     let mut app = server.router();
     if metrics.is_some() {
-        app = app.layer(axum::middleware::from_fn(crate::metrics::http));
+        app = app.layer(crate::metrics::HttpMetricsLayer);
     }
 
     let users = admin::list_users(&store).await?.len();

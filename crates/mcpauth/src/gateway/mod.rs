@@ -522,7 +522,7 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
         None => None,
     };
     if metrics.is_some() {
-        app = app.layer(middleware::from_fn(crate::metrics::http));
+        app = app.layer(crate::metrics::HttpMetricsLayer);
     }
     let app =
         app.layer(middleware::from_fn(access_log))

@@ -1,6 +1,7 @@
 //! Prometheus metrics for `serve` and `gateway` (`--metrics-bind ADDR`, off by default), in the
 //! text exposition format on a listener of their own, so that the MCP and OAuth ports never
-//! serve them. Recorded with the `metrics` crate; rendered by `metrics-exporter-prometheus`.
+//! serve them. Recorded with the `metrics` crate; counters and gauges rendered by
+//! `metrics-exporter-prometheus`, the latency histograms by [`buckets`].
 //!
 //! What is counted comes from three places: an axum middleware on the public routers (requests by
 //! route template, method and status, and their latency), the security events the libraries
@@ -9,17 +10,23 @@
 //! cost nothing unless this module's tracing layer is installed. Labels take only fixed values:
 //! never a token, secret, user, client id, address or raw path.
 
+mod buckets;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
+use anyhow::Context as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::MatchedPath;
+use axum::http::Request;
 use axum::response::{IntoResponse, Response};
 use metrics::{Counter, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::subscriber::Interest;
@@ -29,16 +36,46 @@ use tracing_subscriber::layer::Context as LayerContext;
 /// The target of the libraries' metric events.
 pub const METRICS_TARGET: &str = "mcpauth::metrics";
 
-/// Latency buckets, in seconds: 0.5 ms to 10 s.
-const BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0,
-];
-
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Whether metrics are on: [`EventFilter`] passes events only then.
 static ON: AtomicBool = AtomicBool::new(false);
-/// The token-check counters, by [`RESULTS`] index (and `other` last), once metrics are on.
-static BY_RESULT: OnceLock<Vec<Counter>> = OnceLock::new();
+/// The counters the events feed, registered once metrics are on.
+static EVENT_COUNTERS: OnceLock<EventCounters> = OnceLock::new();
+
+/// The counters of one metric, one per value of its label and `other` last: registered once,
+/// since the recorder's lookup by labels on every event would cost more than the counting.
+struct Labeled {
+    values: &'static [&'static str],
+    counters: Vec<Counter>,
+}
+
+impl Labeled {
+    fn new(name: &'static str, label: &'static str, values: &'static [&'static str]) -> Self {
+        let counters = values
+            .iter()
+            .chain(["other"].iter())
+            .map(|v| metrics::counter!(name, label => *v))
+            .collect();
+        Labeled { values, counters }
+    }
+
+    fn add(&self, value: &str) {
+        let i = self
+            .values
+            .iter()
+            .position(|v| *v == value)
+            .unwrap_or(self.values.len());
+        self.counters[i].increment(1);
+    }
+}
+
+struct EventCounters {
+    verifications: Labeled,
+    rate_limited: Labeled,
+    audit: Labeled,
+    issued: Labeled,
+    reuse: Counter,
+}
 
 /// Installs the process-wide recorder (once) and serves `/metrics` on `bind`; returns the bound
 /// address. Until this runs, every metric is a no-op.
@@ -46,30 +83,21 @@ pub async fn serve(bind: &str) -> anyhow::Result<SocketAddr> {
     let handle = match HANDLE.get() {
         Some(h) => h.clone(),
         None => {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
-                .context("the metrics' histogram buckets")?
-                .build_recorder();
+            // Counters and gauges; the histograms are ours (see `buckets`).
+            let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder)
                 .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
-            // The exporter keeps histogram samples until its upkeep folds them into buckets:
-            // every second, so that they stay few (a run of 5 s held ~100k and cost a third of
-            // the gateway's throughput in bench/gateway.sh --mode metrics).
-            let upkeep = handle.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
-                    tick.tick().await;
-                    upkeep.run_upkeep();
-                }
-            });
-            BY_RESULT.get_or_init(|| {
-                RESULTS
-                    .iter()
-                    .chain(["other"].iter())
-                    .map(|r| metrics::counter!("mcpauth_token_verifications_total", "result" => *r))
-                    .collect()
+            EVENT_COUNTERS.get_or_init(|| EventCounters {
+                verifications: Labeled::new(
+                    "mcpauth_token_verifications_total",
+                    "result",
+                    &RESULTS,
+                ),
+                rate_limited: Labeled::new("mcpauth_rate_limited_total", "bucket", &BUCKET_NAMES),
+                audit: Labeled::new("mcpauth_audit_events_total", "event", &AUDIT_EVENTS),
+                issued: Labeled::new("mcpauth_tokens_issued_total", "grant_type", &GRANTS),
+                reuse: metrics::counter!("mcpauth_refresh_reuse_detected_total"),
             });
             ON.store(true, Ordering::Relaxed);
             HANDLE.get_or_init(|| handle).clone()
@@ -89,7 +117,7 @@ pub async fn serve(bind: &str) -> anyhow::Result<SocketAddr> {
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    handle.render(),
+                    handle.render() + "\n" + &buckets::render(),
                 )
                     .into_response()
             }
@@ -110,19 +138,80 @@ pub async fn serve(bind: &str) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Axum middleware: `mcpauth_http_requests_total{route, method, status}` and
-/// `mcpauth_http_request_duration_seconds{route, method}`. The route is the matched template
-/// (`/token`, `/mcp`), `unmatched` for anything else.
-pub async fn http(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(req.method());
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (count, time) = http_series(route, method, resp.status().as_u16());
-    count.increment(1);
-    time.record(start.elapsed().as_secs_f64());
-    resp
+/// `mcpauth_http_requests_total{route, method, status}` and
+/// `mcpauth_http_request_duration_seconds{route, method}` of every route it wraps (a tower layer
+/// rather than `axum::middleware::from_fn`, which clones the route and boxes a future per
+/// request). The route is the matched template (`/token`, `/mcp`), `unmatched` for anything
+/// else.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpMetricsLayer;
+
+impl<S> tower::Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetrics<S>;
+
+    fn layer(&self, inner: S) -> HttpMetrics<S> {
+        HttpMetrics { inner }
+    }
+}
+
+/// The service of [`HttpMetricsLayer`].
+#[derive(Clone, Debug)]
+pub struct HttpMetrics<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request<B>> for HttpMetrics<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Timed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        let method = method_label(req.method());
+        Timed {
+            inner: self.inner.call(req),
+            route,
+            method,
+            start: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`HttpMetrics`]: counts and times the answer when it is ready.
+    pub struct Timed<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        method: &'static str,
+        start: Instant,
+    }
+}
+
+impl<F, E> Future for Timed<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Ok(resp) = &out {
+            let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+            let (count, time) = http_series(route, this.method, resp.status().as_u16());
+            count.increment(1);
+            time.record(this.start.elapsed().as_secs_f64());
+        }
+        Poll::Ready(out)
+    }
 }
 
 /// One route, method and status's series, registered once: the recorder's lookup by labels on
@@ -151,7 +240,10 @@ fn http_series(route: &str, method: &'static str, status: u16) -> (Counter, Hist
         return found;
     }
     let count = metrics::counter!("mcpauth_http_requests_total", "route" => route.to_owned(), "method" => method, "status" => status.to_string());
-    let time = metrics::histogram!("mcpauth_http_request_duration_seconds", "route" => route.to_owned(), "method" => method);
+    let time = buckets::histogram(
+        "mcpauth_http_request_duration_seconds",
+        &[("route", route), ("method", method)],
+    );
     all.push(HttpSeries {
         route: route.to_owned(),
         method,
@@ -175,13 +267,29 @@ fn method_label(m: &axum::http::Method) -> &'static str {
 
 /// An upstream request of the gateway: `mcpauth_upstream_requests_total{kind, outcome}` and
 /// `mcpauth_upstream_request_duration_seconds{kind}` (`kind`: `http` or `stdio`; `outcome`:
-/// `ok` or `error`).
+/// `ok` or `error`). The series are registered once (a lookup by labels per request would cost
+/// more than the counting).
 pub fn upstream(kind: &'static str, ok: bool, started: Instant) {
-    let outcome = if ok { "ok" } else { "error" };
-    metrics::counter!("mcpauth_upstream_requests_total", "kind" => kind, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("mcpauth_upstream_request_duration_seconds", "kind" => kind)
-        .record(started.elapsed().as_secs_f64());
+    /// Per kind (http, stdio): the ok and error counters and the histogram.
+    static SERIES: OnceLock<[(Counter, Counter, Histogram); 2]> = OnceLock::new();
+    if !ON.load(Ordering::Relaxed) {
+        return;
+    }
+    let series = SERIES.get_or_init(|| {
+        ["http", "stdio"].map(|kind| {
+            let count = |outcome: &'static str| {
+                metrics::counter!("mcpauth_upstream_requests_total", "kind" => kind, "outcome" => outcome)
+            };
+            (
+                count("ok"),
+                count("error"),
+                buckets::histogram("mcpauth_upstream_request_duration_seconds", &[("kind", kind)]),
+            )
+        })
+    });
+    let (ok_count, error_count, time) = &series[usize::from(kind != "http")];
+    if ok { ok_count } else { error_count }.increment(1);
+    time.record(started.elapsed().as_secs_f64());
 }
 
 /// `mcpauth_stdio_processes`: stdio upstream processes alive (`delta` +1 at start, -1 when
@@ -277,46 +385,24 @@ const AUDIT_EVENTS: [&str; 20] = [
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for EventMetrics {
     fn on_event(&self, event: &Event<'_>, _: LayerContext<'_, S>) {
-        let target = event.metadata().target();
+        let Some(c) = EVENT_COUNTERS.get() else {
+            return;
+        };
         let mut f = Fields::default();
         event.record(&mut f);
-        if target == METRICS_TARGET {
+        if event.metadata().target() == METRICS_TARGET {
             match f.counter {
-                Some("token_verifications") => {
-                    let Some(counters) = BY_RESULT.get() else {
-                        return;
-                    };
-                    let result = f.result.unwrap_or("other");
-                    let i = RESULTS
-                        .iter()
-                        .position(|r| *r == result)
-                        .unwrap_or(RESULTS.len());
-                    counters[i].increment(1);
-                }
-                Some("rate_limited") => {
-                    let bucket = f.bucket.unwrap_or("other");
-                    metrics::counter!("mcpauth_rate_limited_total", "bucket" => bucket)
-                        .increment(1);
-                }
+                Some("token_verifications") => c.verifications.add(f.result.unwrap_or("other")),
+                Some("rate_limited") => c.rate_limited.add(f.bucket.unwrap_or("other")),
                 _ => {}
             }
             return;
         }
-        let name = f.event.unwrap_or("other");
-        metrics::counter!("mcpauth_audit_events_total", "event" => name).increment(1);
+        c.audit.add(f.event.unwrap_or("other"));
         match f.event {
-            Some("token.issued") => {
-                let grant = f.grant_type.unwrap_or("other");
-                metrics::counter!("mcpauth_tokens_issued_total", "grant_type" => grant)
-                    .increment(1);
-            }
-            Some("token.refreshed") => {
-                metrics::counter!("mcpauth_tokens_issued_total", "grant_type" => "refresh_token")
-                    .increment(1);
-            }
-            Some("refresh.reuse_detected") => {
-                metrics::counter!("mcpauth_refresh_reuse_detected_total").increment(1);
-            }
+            Some("token.issued") => c.issued.add(f.grant_type.unwrap_or("other")),
+            Some("token.refreshed") => c.issued.add("refresh_token"),
+            Some("refresh.reuse_detected") => c.reuse.increment(1),
             _ => {}
         }
     }
