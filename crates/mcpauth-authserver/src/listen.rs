@@ -25,7 +25,7 @@ use axum::serve::Listener;
 use http_body::{Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower::ServiceExt;
 
@@ -179,6 +179,7 @@ async fn serve_connection<I>(
                     closing = Some(Instant::now() + CLOSE_GRACE);
                 }
             }
+            () = activity.head_began.notified(), if closing.is_none() => {}
             _ = stop.changed(), if closing.is_none() => {
                 conn.as_mut().graceful_shutdown();
                 closing = Some(Instant::now() + SHUTDOWN_GRACE);
@@ -198,6 +199,8 @@ struct Activity {
     /// Whether heads are watched: HTTP/1 only (an HTTP/2 connection has frames, such as pings,
     /// between requests; it has the idle timeout).
     heads: AtomicBool,
+    /// Wakes the watchdog when a head begins, so that its deadline counts from then.
+    head_began: Notify,
 }
 
 impl Activity {
@@ -208,6 +211,7 @@ impl Activity {
             last_end: Mutex::new(now),
             head_since: Mutex::new(Some(now)),
             heads: AtomicBool::new(true),
+            head_began: Notify::new(),
         }
     }
 
@@ -222,7 +226,11 @@ impl Activity {
     /// Bytes arrived: with no request in flight, they begin a head.
     fn read_some(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0 && self.heads.load(Ordering::Acquire) {
-            self.head_since().get_or_insert_with(Instant::now);
+            let mut since = self.head_since();
+            if since.is_none() {
+                *since = Some(Instant::now());
+                self.head_began.notify_one();
+            }
         }
     }
 

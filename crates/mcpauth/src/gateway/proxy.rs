@@ -242,7 +242,6 @@ pub async fn forward(State(up): State<Arc<Upstream>>, req: Request) -> Response 
     let started = std::time::Instant::now();
     let sent = out.body(body).send().await;
     crate::metrics::upstream(
-        "http",
         sent.as_ref().is_ok_and(|r| !r.status().is_server_error()),
         started,
     );

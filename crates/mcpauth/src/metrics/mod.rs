@@ -3,8 +3,8 @@
 //! serve them. Recorded with the `metrics` crate; counters and gauges rendered by
 //! `metrics-exporter-prometheus`, the latency histograms by [`buckets`].
 //!
-//! What is counted comes from three places: an axum middleware on the public routers (requests by
-//! route template, method and status, and their latency), the security events the libraries
+//! What is counted comes from three places: [`HttpMetricsLayer`] on the public routers (requests
+//! by route template, method and status, and their latency), the security events the libraries
 //! already emit on the audit target (tokens issued, refresh-token reuse, sign-ins, …), and TRACE
 //! events on the target `mcpauth::metrics` (token checks by result, rate-limit refusals), which
 //! cost nothing unless this module's tracing layer is installed. Labels take only fixed values:
@@ -12,15 +12,15 @@
 
 mod buckets;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{OnceLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
 use axum::http::Request;
@@ -265,29 +265,23 @@ fn method_label(m: &axum::http::Method) -> &'static str {
     }
 }
 
-/// An upstream request of the gateway: `mcpauth_upstream_requests_total{kind, outcome}` and
-/// `mcpauth_upstream_request_duration_seconds{kind}` (`kind`: `http` or `stdio`; `outcome`:
-/// `ok` or `error`). The series are registered once (a lookup by labels per request would cost
-/// more than the counting).
-pub fn upstream(kind: &'static str, ok: bool, started: Instant) {
-    /// Per kind (http, stdio): the ok and error counters and the histogram.
-    static SERIES: OnceLock<[(Counter, Counter, Histogram); 2]> = OnceLock::new();
+/// A request of the gateway to its HTTP upstream: `mcpauth_upstream_requests_total{kind="http",
+/// outcome}` (`ok`, or `error`: unreachable or 5xx) and
+/// `mcpauth_upstream_request_duration_seconds{kind="http"}`. The series are registered once (a
+/// lookup by labels per request would cost more than the counting).
+pub fn upstream(ok: bool, started: Instant) {
+    static SERIES: OnceLock<(Counter, Counter, Histogram)> = OnceLock::new();
     if !ON.load(Ordering::Relaxed) {
         return;
     }
-    let series = SERIES.get_or_init(|| {
-        ["http", "stdio"].map(|kind| {
-            let count = |outcome: &'static str| {
-                metrics::counter!("mcpauth_upstream_requests_total", "kind" => kind, "outcome" => outcome)
-            };
-            (
-                count("ok"),
-                count("error"),
-                buckets::histogram("mcpauth_upstream_request_duration_seconds", &[("kind", kind)]),
-            )
-        })
+    let (ok_count, error_count, time) = SERIES.get_or_init(|| {
+        let count = |outcome: &'static str| {
+            metrics::counter!("mcpauth_upstream_requests_total", "kind" => "http", "outcome" => outcome)
+        };
+        let time =
+            buckets::histogram("mcpauth_upstream_request_duration_seconds", &[("kind", "http")]);
+        (count("ok"), count("error"), time)
     });
-    let (ok_count, error_count, time) = &series[usize::from(kind != "http")];
     if ok { ok_count } else { error_count }.increment(1);
     time.record(started.elapsed().as_secs_f64());
 }
