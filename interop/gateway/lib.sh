@@ -22,7 +22,7 @@ ensure_gateway_modules() {
   rm -rf "$GW_DIR/src"
   mkdir -p "$GW_DIR/src/lib"
   cp "$REPO_ROOT"/interop/gateway/*.mjs "$GW_DIR/src/"
-  cp "$REPO_ROOT/interop/lib/http-login.mjs" "$GW_DIR/src/lib/"
+  cp "$REPO_ROOT/interop/lib/http-login.mjs" "$REPO_ROOT/interop/lib/checks.mjs" "$GW_DIR/src/lib/"
   MCP_REMOTE_JS=$GW_DIR/node_modules/mcp-remote/dist/proxy.js
   [[ -f $MCP_REMOTE_JS ]] || fail "no mcp-remote at $MCP_REMOTE_JS"
 }

@@ -125,6 +125,31 @@ ensure_interop_modules() {
   rm -rf "$INTEROP_DIR/src/node_modules"
 }
 
+# Runs the node harness SCRIPT from DIR and adds its "N passed, M failed" to TOTAL_PASS and
+# TOTAL_FAIL: a harness that ends without that line, or exits non-zero with no failure counted,
+# is one failure more. run_node_harness DIR SCRIPT LABEL (environment set by the caller)
+run_node_harness() {
+  local dir=$1 script=$2 label=$3 out rc=0 counts
+  out=$(mktemp)
+  (cd "$dir" && "$NODE" "$script") >"$out" || rc=$?
+  cat "$out"
+  counts=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n1)
+  rm -f "$out"
+  if [[ -z $counts ]]; then
+    echo "  FAIL  $label: the harness ended without its summary (exit status $rc)"
+    TOTAL_FAIL=$((TOTAL_FAIL + 1))
+    return
+  fi
+  local p=${counts%% passed*} f=${counts#*, }
+  f=${f%% failed}
+  TOTAL_PASS=$((TOTAL_PASS + p))
+  TOTAL_FAIL=$((TOTAL_FAIL + f))
+  if ((rc != 0 && f == 0)); then
+    echo "  FAIL  $label: the harness exited with status $rc"
+    TOTAL_FAIL=$((TOTAL_FAIL + 1))
+  fi
+}
+
 # Builds the release mcpauth (unless MCPAUTH_NO_BUILD=1); sets MCPAUTH_BIN.
 ensure_mcpauth() {
   local target=${CARGO_TARGET_DIR:-$REPO_ROOT/target}

@@ -25,6 +25,17 @@ pub trait FrontEnd: Send + Sync + std::fmt::Debug {
     /// Gets ready to receive one redirect (for example, binds a loopback listener).
     fn prepare(&self) -> BoxFuture<'_, Result<Box<dyn PendingRedirect>, ClientError>>;
 
+    /// [`prepare`](Self::prepare), given the redirect URIs of the client's stored registration
+    /// with this authorization server: a front end free to choose its redirect URI takes one of
+    /// them when it can, so that registration is reused. The default ignores them.
+    fn prepare_reusing<'a>(
+        &'a self,
+        registered: &'a [String],
+    ) -> BoxFuture<'a, Result<Box<dyn PendingRedirect>, ClientError>> {
+        let _ = registered;
+        self.prepare()
+    }
+
     /// Finishes a flow another process started and could not finish (it died): receives the
     /// response for `state` at that flow's `redirect_uri` within `timeout`, showing nothing new
     /// (the user already has the page open). `Ok(None)` when this front end cannot.

@@ -62,12 +62,38 @@ pub fn resource_takes_dpop(
         .is_some_and(|algs| algs.is_empty() || es256(algs));
     let advertised = prm.is_some_and(|p| {
         let algs = p.extra.get("dpop_signing_alg_values_supported");
-        let required = p.extra.get("dpop_bound_access_tokens_required");
         algs.and_then(|v| v.as_array())
             .is_some_and(|a| a.iter().any(|a| a.as_str() == Some("ES256")))
-            || required.and_then(|v| v.as_bool()) == Some(true)
-    });
+    }) || resource_requires_dpop(prm);
     challenged || advertised
+}
+
+/// Whether the resource demands DPoP-bound tokens: `dpop_bound_access_tokens_required: true`
+/// in its protected resource metadata (RFC 9728 §2). A Bearer token can never work there.
+pub fn resource_requires_dpop(prm: Option<&ProtectedResourceMetadata>) -> bool {
+    prm.and_then(|p| p.extra.get("dpop_bound_access_tokens_required"))
+        .and_then(|v| v.as_bool())
+        == Some(true)
+}
+
+/// Why a client with DPoP `enabled` cannot bind tokens for a resource that demands them
+/// ([`resource_requires_dpop`]), or `None` when it can (SPEC D1).
+pub fn cannot_bind(enabled: bool, metadata: &AuthorizationServerMetadata) -> Option<String> {
+    if !enabled {
+        Some("DPoP is turned off here (--no-dpop, or `dpop = false`): turn it on".into())
+    } else if !supported(metadata) {
+        Some(format!(
+            "its authorization server {} does not offer DPoP with ES256 \
+             (dpop_signing_alg_values_supported): ask its operator",
+            metadata
+                .issuer
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+        ))
+    } else {
+        None
+    }
 }
 
 /// A new key for new tokens when DPoP is `enabled`, the authorization server is [`supported`]

@@ -108,6 +108,19 @@ pub enum ClientError {
     /// A grant or flow is not possible with this configuration.
     #[error("{0}")]
     Config(String),
+    /// The resource accepts only DPoP-bound tokens (RFC 9728 §2
+    /// `dpop_bound_access_tokens_required`) and this client cannot get one, so no new token can
+    /// help (SPEC D1).
+    #[error(
+        "{resource} accepts only DPoP-bound access tokens (RFC 9449; its metadata says \
+         dpop_bound_access_tokens_required), and {why}"
+    )]
+    DpopRequired {
+        /// The MCP server.
+        resource: String,
+        /// Why this client cannot bind its tokens, and what to do.
+        why: String,
+    },
     /// Interactive authorization is needed but the caller forbade it.
     #[error("a new authorization is needed for {resource}; log in first")]
     LoginRequired {

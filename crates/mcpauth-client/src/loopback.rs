@@ -81,6 +81,17 @@ impl Loopback {
 
     /// Binds the listener (used by [`FrontEnd::prepare`] and by front ends that combine this one).
     pub async fn bind(&self) -> Result<PendingLoopback, ClientError> {
+        self.bind_reusing(&[]).await
+    }
+
+    /// Binds like [`bind`](Self::bind); when any port will do (port 0), first tries the port of
+    /// a `registered` redirect URI with this host and path, so a registration made with it
+    /// matches exactly and is reused (RFC 8252 §7.3 lets loopback ports vary, but not every
+    /// server allows that). A taken port falls back to a free one.
+    pub async fn bind_reusing(
+        &self,
+        registered: &[String],
+    ) -> Result<PendingLoopback, ClientError> {
         let o = &self.options;
         let bind_host = o.host.trim_start_matches('[').trim_end_matches(']');
         let bind_host = if bind_host.eq_ignore_ascii_case("localhost") {
@@ -88,6 +99,16 @@ impl Loopback {
         } else {
             bind_host
         };
+        if o.port == 0 {
+            for port in registered
+                .iter()
+                .filter_map(|uri| self.registered_port(uri))
+            {
+                if let Ok(listener) = TcpListener::bind((bind_host, port)).await {
+                    return Ok(self.pending(listener, port));
+                }
+            }
+        }
         let listener = TcpListener::bind((bind_host, o.port)).await.map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 ClientError::Config(format!(
@@ -104,20 +125,46 @@ impl Loopback {
             .local_addr()
             .map_err(|e| ClientError::Config(format!("listener address: {e}")))?
             .port();
-        let redirect_uri = format!("http://{}:{port}{}", o.host, o.path);
-        Ok(PendingLoopback {
+        Ok(self.pending(listener, port))
+    }
+
+    /// The port of `uri` when it is an http redirect URI of this host and path.
+    fn registered_port(&self, uri: &str) -> Option<u16> {
+        let url = url::Url::parse(uri).ok()?;
+        let o = &self.options;
+        let same = url.scheme() == "http"
+            && url
+                .host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&o.host))
+            && url.path() == o.path
+            && url.query().is_none();
+        url.port().filter(|&p| same && p != 0)
+    }
+
+    fn pending(&self, listener: TcpListener, port: u16) -> PendingLoopback {
+        let o = &self.options;
+        PendingLoopback {
             listener,
-            redirect_uri,
+            redirect_uri: format!("http://{}:{port}{}", o.host, o.path),
             path: o.path.clone(),
             timeout: o.timeout,
             presenter: Arc::clone(&self.presenter),
-        })
+        }
     }
 }
 
 impl FrontEnd for Loopback {
     fn prepare(&self) -> BoxFuture<'_, Result<Box<dyn PendingRedirect>, ClientError>> {
-        Box::pin(async move { Ok(Box::new(self.bind().await?) as Box<dyn PendingRedirect>) })
+        self.prepare_reusing(&[])
+    }
+
+    fn prepare_reusing<'a>(
+        &'a self,
+        registered: &'a [String],
+    ) -> BoxFuture<'a, Result<Box<dyn PendingRedirect>, ClientError>> {
+        Box::pin(async move {
+            Ok(Box::new(self.bind_reusing(registered).await?) as Box<dyn PendingRedirect>)
+        })
     }
 
     fn resume<'a>(

@@ -172,8 +172,15 @@ impl FrontEnd for LoopbackOrPaste {
     }
 
     fn prepare(&self) -> BoxFuture<'_, Result<Box<dyn PendingRedirect>, ClientError>> {
+        self.prepare_reusing(&[])
+    }
+
+    fn prepare_reusing<'a>(
+        &'a self,
+        registered: &'a [String],
+    ) -> BoxFuture<'a, Result<Box<dyn PendingRedirect>, ClientError>> {
         Box::pin(async move {
-            let pending = self.loopback.bind().await?;
+            let pending = self.loopback.bind_reusing(registered).await?;
             let redirect_uri = pending.redirect_uri().to_owned();
             Ok(Box::new(PendingEither {
                 pending,

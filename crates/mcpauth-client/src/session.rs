@@ -228,6 +228,22 @@ impl Session {
         dpop::credential_headers(record.as_ref(), token, method, url, &self.nonces)
     }
 
+    /// SPEC D1, RFC 9728 §2: a resource that demands DPoP-bound tokens refuses every token this
+    /// client could get without a key, so no authorization is tried (one clear error, not a
+    /// login per retry).
+    fn check_can_bind(&self, d: &Discovered) -> Result<(), ClientError> {
+        if !dpop::resource_requires_dpop(d.protected_resource.as_ref()) {
+            return Ok(());
+        }
+        match dpop::cannot_bind(self.config.dpop, &d.authorization_server) {
+            Some(why) => Err(ClientError::DpopRequired {
+                resource: self.config.server_url.clone(),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// A new DPoP key for new tokens, if DPoP is on and both servers take it (SPEC D1).
     fn new_dpop_key(&self, d: &Discovered) -> Result<Option<DpopKey>, ClientError> {
         dpop::new_key(self.config.dpop, &d.authorization_server, d.resource_dpop)
@@ -403,6 +419,9 @@ impl Session {
         // The challenge replaces any earlier probe.
         inner.probe_report = DiscoveryReport::default();
         self.discover(&mut inner, challenge).await?;
+        if let Some(d) = &inner.discovered {
+            self.check_can_bind(d)?;
+        }
         if inner.record.is_none() {
             inner.record = self.find_stored(inner.discovered.as_ref())?;
             if let Some(r) = inner.record.as_ref().filter(|r| self.is_fresh(r))
@@ -476,6 +495,7 @@ impl Session {
             .as_ref()
             .and_then(|s| s.issuer.as_deref());
         let records = self.store.list_tokens()?;
+        let now = now_unix();
         Ok(records
             .into_iter()
             .filter(|r| match d {
@@ -493,7 +513,12 @@ impl Session {
                     .as_ref()
                     .is_none_or(|s| s.client_id == r.key.client_id)
             })
-            .max_by_key(|r| (r.key.resource.len(), r.updated_at)))
+            // A dead record (refresh token refused, access token expired) of an older
+            // registration never hides a live one, whatever their times.
+            .max_by_key(|r| {
+                let live = r.refresh_token.is_some() || r.expires_at.is_none_or(|t| t > now);
+                (r.key.resource.len(), live, r.updated_at)
+            }))
     }
 
     async fn discover(
@@ -742,6 +767,7 @@ impl Session {
                     })?
             }
         };
+        self.check_can_bind(&d)?;
         if matches!(
             self.config.grant,
             Grant::AuthorizationCode(_) | Grant::DeviceCode(_)
@@ -841,6 +867,14 @@ impl Session {
                     };
                     let record = self.record_from(key, tokens, scopes.clone(), None, dpop_key);
                     self.save_tokens(&record).await?;
+                    // The login this one replaces, under an older registration, is dead.
+                    if let Some(old) = inner.record.as_ref().filter(|o| {
+                        o.key != record.key
+                            && o.key.resource == record.key.resource
+                            && o.key.issuer == record.key.issuer
+                    }) {
+                        self.store.delete_tokens(&old.key)?;
+                    }
                     let token = record.access_token.clone();
                     inner.record = Some(record);
                     inner.client = Some(client);
@@ -1013,7 +1047,15 @@ impl Session {
                         meta.issuer
                     ))
                 })?;
-                let pending = front_end.prepare().await?;
+                // RFC 8252 §7.3: the stored registration's loopback port, when free, so that
+                // registration is reused (servers that compare redirect URIs exactly).
+                let registered = self
+                    .store
+                    .load_client(d.issuer())?
+                    .filter(|c| c.kind == RegistrationKind::Dynamic)
+                    .map(|c| c.redirect_uris)
+                    .unwrap_or_default();
+                let pending = front_end.prepare_reusing(&registered).await?;
                 let redirect_uri = pending.redirect_uri().to_owned();
                 let client = obtain_client(
                     &self.http,

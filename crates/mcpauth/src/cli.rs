@@ -271,6 +271,10 @@ pub struct GatewayArgs {
     /// 127.0.0.1:9464); off by default. No label carries a token, user, client or address.
     #[arg(long, value_name = "ADDR")]
     pub metrics_bind: Option<String>,
+    /// Lifetime of the embedded authorization server's access tokens in seconds (default
+    /// 3600); clients refresh them when they run out.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub access_token_ttl: Option<u64>,
     /// Validate tokens by RFC 7662 introspection here instead (client id in
     /// --introspection-client-id, secret from MCPAUTH_CLIENT_SECRET or --client-secret-file).
     /// Give --issuer too: the issuer clients are sent to is otherwise guessed from this URL's
@@ -301,7 +305,7 @@ pub struct GatewayArgs {
     pub tls_key: Option<PathBuf>,
     /// A TOML file with these settings (`upstream` or `command`, `bind`, `public_url`, `issuer`,
     /// `audiences`, `jwks_uri`, `accept_issuer_trailing_slash`, `accept_plain_jwt`, `dpop`,
-    /// `dpop_nonce`,
+    /// `dpop_nonce`, `access_token_ttl`,
     /// `introspection_url`, `introspection_client_id`, `scopes`, `upstream_headers`,
     /// `upstream_token`, `upstream_token_env`, `identity_header`,
     /// `upstream_env`, `max_sessions_per_user`, `max_sessions`, `session_idle_timeout`, and a

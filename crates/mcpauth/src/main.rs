@@ -204,9 +204,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     };
     match client {
         ClientError::LoginRequired { .. } => exit::LOGIN_REQUIRED,
-        ClientError::PkceUnsupported { .. } | ClientError::StaticClientIssuerMismatch { .. } => {
-            exit::REFUSED
-        }
+        ClientError::PkceUnsupported { .. }
+        | ClientError::StaticClientIssuerMismatch { .. }
+        | ClientError::DpopRequired { .. } => exit::REFUSED,
         // SEP-1933: the authorization server refused the workload's token.
         ClientError::AssertionRefused { .. } => exit::DENIED,
         ClientError::Core(CoreError::AuthorizationRefused(err))

@@ -453,3 +453,29 @@ async fn d3_a_server_without_dpop_metadata_gets_bearer_as_before() {
         ("Bearer", None)
     );
 }
+
+/// SPEC D1, RFC 9728 §2: with DPoP off, a resource whose metadata says
+/// `dpop_bound_access_tokens_required` can take no token this client gets, so it stops at
+/// once with an error that says so (before: three authorizations, then "gave up").
+#[tokio::test]
+async fn d1_dpop_off_against_a_resource_that_requires_it_stops_at_once() {
+    let rig = Rig::start(DpopPolicy::Require, Demand::default()).await;
+    let session = rig.session(Arc::new(MemoryStore::new()), false);
+    let client = AuthenticatedClient::new(Arc::clone(&session), reqwest::Client::new());
+    let err = client
+        .send(|h| {
+            h.post(&rig.resource)
+                .header("content-type", "application/json")
+                .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClientError::DpopRequired { why, .. } if why.contains("--no-dpop")),
+        "{err}"
+    );
+    assert!(
+        session.current_record().await.is_none(),
+        "no token was fetched"
+    );
+}

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use mcpauth_client::ClientError;
 use mcpauth_client::authed::AuthenticatedClient;
-use mcpauth_client::authorize::Headless;
+use mcpauth_client::authorize::{Headless, Presenter};
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
+use mcpauth_client::loopback::{Loopback, LoopbackOptions};
 use mcpauth_client::registration::StaticClient;
 use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
+use mcpauth_core::device::DeviceAuthorization;
 use mcpauth_core::{ClientSecret, CoreError, ErrorCode, ScopeSet};
 
 use mcpauth_testkit::{Knobs, TestServer};
@@ -175,10 +177,23 @@ async fn invalid_grant_drops_only_the_refresh_token_then_authorizes_again() {
     let session = code_session(&server, Arc::clone(&store));
     session.access_token().await.unwrap();
     let client_before = store.list_tokens().unwrap()[0].key.client_id.clone();
+    spend_refresh_token(&server, store.as_ref()).await;
+    session.access_token().await.unwrap();
+    server.seen(|c| {
+        assert_eq!(c.refused_refreshes, 1);
+        assert_eq!(c.authorizations, 2);
+    });
+    // The client registration was kept: no second registration.
+    assert_eq!(store.list_tokens().unwrap()[0].key.client_id, client_before);
+    assert_eq!(server.seen(|c| c.registrations), 1);
+}
+
+/// Spends the stored refresh token behind the sessions' back (the server rotates it), so the
+/// next refresh is refused with `invalid_grant`.
+async fn spend_refresh_token(server: &TestServer, store: &dyn TokenStore) {
     server.set(|k| k.rotate = true);
-    // Spend the refresh token behind the session's back.
     let rec = store.list_tokens().unwrap().remove(0);
-    reqwest::Client::new()
+    let status = reqwest::Client::new()
         .post(format!("{}/token", server.base))
         .form(&[
             ("grant_type", "refresh_token"),
@@ -190,15 +205,73 @@ async fn invalid_grant_drops_only_the_refresh_token_then_authorizes_again() {
         ])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// A browser stand-in: follows the authorization URL's redirects to the loopback listener.
+#[derive(Debug)]
+struct Browser;
+
+impl Presenter for Browser {
+    fn show_authorization_url(&self, url: &str) {
+        let url = url.to_owned();
+        tokio::spawn(async move { reqwest::get(url).await.unwrap() });
+    }
+    fn show_device_code(&self, _: &DeviceAuthorization) {}
+}
+
+/// RFC 8252 §7.3, MCP SPEC C9: a browser login after the refresh token was refused reuses the
+/// stored registration: the loopback listener (any free port) takes the registered port again,
+/// so the redirect URI matches exactly (before: a new client at every login).
+#[tokio::test]
+async fn c9_a_new_login_reuses_the_registration_and_its_loopback_port() {
+    let server = TestServer::start(Knobs {
+        expires_in: 30, // inside the 60 s margin: every use refreshes
+        ..Default::default()
+    })
+    .await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let loopback = Loopback::new(LoopbackOptions::default(), Arc::new(Browser));
+    let grant = Grant::AuthorizationCode(Arc::new(loopback));
+    let session = Arc::new(Session::new(
+        SessionConfig::new(server.mcp_url(), grant),
+        http(),
+        Arc::clone(&store),
+    ));
+    session.access_token().await.unwrap();
+    let registered = store.list_tokens().unwrap()[0].key.client_id.clone();
+    spend_refresh_token(&server, store.as_ref()).await;
     session.access_token().await.unwrap();
     server.seen(|c| {
-        assert_eq!(c.refused_refreshes, 1);
-        assert_eq!(c.authorizations, 2);
+        assert_eq!((c.refused_refreshes, c.authorizations), (1, 2));
+        assert_eq!(c.registrations, 1, "the second login registered again");
     });
-    // The client registration was kept: no second registration.
-    assert_eq!(store.list_tokens().unwrap()[0].key.client_id, client_before);
-    assert_eq!(server.seen(|c| c.registrations), 1);
+    let records = store.list_tokens().unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key.client_id, registered);
+}
+
+/// A dead record (refresh token refused, access token expired) of an older registration is
+/// never chosen over a live one for the same resource and issuer, whatever their times say
+/// (before: the newer `updated_at` won and the live tokens were ignored for a new login).
+#[tokio::test]
+async fn a_dead_record_never_hides_a_live_one() {
+    let server = TestServer::start(Knobs::default()).await;
+    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+    let first = code_session(&server, Arc::clone(&store));
+    let token = first.access_token().await.unwrap();
+    let live = store.list_tokens().unwrap().remove(0);
+    let mut dead = live.clone();
+    dead.key.client_id = "an-older-registration".into();
+    dead.refresh_token = None;
+    dead.expires_at = Some(0);
+    dead.updated_at = live.updated_at + 100;
+    store.save_tokens(&dead).unwrap();
+    let again = code_session(&server, Arc::clone(&store));
+    assert_eq!(again.access_token().await.unwrap(), token);
+    assert_eq!(server.seen(|c| c.authorizations), 1);
 }
 
 #[tokio::test]

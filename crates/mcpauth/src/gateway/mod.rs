@@ -71,6 +71,7 @@ struct Settings {
     #[serde(default)]
     dpop_nonce: bool,
     metrics_bind: Option<String>,
+    access_token_ttl: Option<u64>,
     introspection_url: Option<String>,
     introspection_client_id: Option<String>,
     #[serde(default)]
@@ -230,6 +231,7 @@ fn with_settings(args: &GatewayArgs) -> anyhow::Result<GatewayArgs> {
     a.dpop = a.dpop.or(s.dpop);
     a.dpop_nonce |= s.dpop_nonce;
     a.metrics_bind = a.metrics_bind.or(s.metrics_bind);
+    a.access_token_ttl = a.access_token_ttl.or(s.access_token_ttl);
     a.introspection_url = a.introspection_url.or(s.introspection_url);
     a.introspection_client_id = a.introspection_client_id.or(s.introspection_client_id);
     if a.scopes.is_empty() {
@@ -311,6 +313,17 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             "[[trusted_issuers]] configure the embedded authorization server; with an external \
              one (--issuer or --introspection-url), configure them there"
         );
+    }
+    if args.access_token_ttl.is_some()
+        && (args.issuer.is_some() || args.introspection_url.is_some())
+    {
+        bail!(
+            "--access-token-ttl sets the embedded authorization server's token lifetime; with an \
+             external one (--issuer or --introspection-url), set it there"
+        );
+    }
+    if args.access_token_ttl == Some(0) {
+        bail!("--access-token-ttl must be at least 1 second");
     }
     if !args.audiences.is_empty() && args.issuer.is_none() && args.introspection_url.is_none() {
         bail!(
@@ -427,6 +440,9 @@ pub async fn gateway(args: &GatewayArgs) -> anyhow::Result<()> {
             config.resources = vec![resource.clone()];
             config.scopes_supported = scopes.clone();
             config.dpop_nonces = args.dpop_nonce;
+            if let Some(ttl) = args.access_token_ttl {
+                config.access_token_ttl = Duration::from_secs(ttl);
+            }
             vault_key = crate::commands::federation::configure(&args.idp, &database, &mut config)?;
             if args.demo {
                 let password = mcpauth_core::random_urlsafe(12)?;

@@ -26,6 +26,29 @@ pub fn mcpauth(home: &Path) -> Command {
     c
 }
 
+/// Runs `command` (within [`LIMIT`]), which must succeed; its output.
+pub async fn succeed(command: &mut Command) -> std::process::Output {
+    let out = tokio::time::timeout(LIMIT, command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The claims of a JWT, read without verification.
+pub fn claims_of(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(jwt.split('.').nth(1).unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
 /// An address on 127.0.0.1 where nothing listens (a port just given back).
 pub fn closed_address() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
-use crate::common::{LIMIT, browser_login, http, mcpauth, start_login, start_login_with};
+use crate::common::{
+    LIMIT, add, browser_login, claims_of, http, mcpauth, start_login, start_login_with, succeed,
+};
 use crate::gateway_stdio::PY_SERVER;
 
 /// Starts a gateway; returns it and the banner lines (MCP URL first).
@@ -155,23 +157,73 @@ async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
             .success()
     );
 
-    let out = tokio::time::timeout(
-        LIMIT,
-        mcpauth(home.path())
-            .args(["call", &url, "add", r#"{"a": 2, "b": 3}"#])
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out =
+        succeed(mcpauth(home.path()).args(["call", &url, "add", r#"{"a": 2, "b": 3}"#])).await;
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["content"][0]["text"], "5");
     gateway.kill().await.unwrap();
+}
+
+/// `--access-token-ttl` sets how long the embedded server's access tokens live; a call after
+/// one ran out refreshes it (RFC 6749 §6) without a new login.
+#[tokio::test]
+async fn the_gateways_access_token_ttl_sets_token_lifetime_and_calls_refresh_after_it() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, _, demo) = start_demo_with(home.path(), &["--access-token-ttl", "2"]).await;
+    let (mut login, auth_url) = start_login(home.path(), &demo.url, &demo.issuer).await;
+    browser_login(&demo.issuer, &auth_url, "demo", &demo.password).await;
+    assert!(login.wait().await.unwrap().success());
+    let out = succeed(mcpauth(home.path()).args(["token", &demo.url])).await;
+    let claims = claims_of(String::from_utf8(out.stdout).unwrap().trim());
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        2
+    );
+    // Without a terminal a new login is impossible (exit 2): the call must refresh.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(add(home.path(), &demo.url, 2, 3, &[]).await, "5");
+    gateway.kill().await.unwrap();
+}
+
+/// `--access-token-ttl` is about the embedded server: with an external issuer it is an error
+/// that says where to set it, and 0 is refused.
+#[tokio::test]
+async fn the_gateways_access_token_ttl_refuses_an_external_issuer_and_zero() {
+    let home = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (
+            vec![
+                "--access-token-ttl",
+                "60",
+                "--issuer",
+                "https://idp.example.com",
+            ],
+            "embedded authorization server",
+        ),
+        (vec!["--access-token-ttl", "0"], "--access-token-ttl"),
+    ] {
+        let out = tokio::time::timeout(
+            LIMIT,
+            mcpauth(home.path())
+                .args([
+                    "gateway",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--upstream",
+                    "http://127.0.0.1:9/mcp",
+                ])
+                .args(&args)
+                .output(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
 }
 
 /// What the test upstream saw.

@@ -6,22 +6,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_testkit::{IdpUser, OidcProvider};
 use serde_json::{Value, json};
 
-use crate::common::{add, mcpauth};
+use crate::common::{add, claims_of, mcpauth};
 use crate::serve::{spawn_serve, start_resource};
-
-fn claims_of(jwt: &str) -> Value {
-    serde_json::from_slice(
-        &URL_SAFE_NO_PAD
-            .decode(jwt.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 #[tokio::test]
 async fn w2_our_client_gets_a_token_for_a_trusted_workload_and_nothing_else() {
