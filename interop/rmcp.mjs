@@ -134,8 +134,10 @@ function audited(name, fields = {}) {
     .filter((e) => e.event === name && Object.entries(fields).every(([k, v]) => e[k] === v));
 }
 
-/** Counts of the audit events that tell logins, refreshes and registrations apart. */
-function tally() {
+/** Counts of the audit events that tell logins, refreshes and registrations apart, once the
+ * server's audit thread wrote its last lines (it batches them for up to 50 ms). */
+async function tally() {
+  await new Promise((r) => setTimeout(r, 250));
   return {
     registered: audited("client.registered").length,
     codes: audited("token.issued", { grant_type: "authorization_code" }).length,
@@ -183,7 +185,7 @@ async function gatewayPart() {
   checkRun("browser login through the gateway's pages, once", first.code === 0 && first.logins === 1, first);
   check("tools/list through rmcp's Streamable HTTP transport", ["add", "echo"].every((t) => first.tools.includes(t)), first.tools.join(","));
   checkRun("tools/call add after the access token was revoked mid-session: 5", textOf(first) === "5", first);
-  let t = tally();
+  let t = await tally();
   check("the revoked token got 401, was refreshed and the call replayed (audit: revoked 1, refused >= 1, refreshed 1, one code)",
     t.revoked === 1 && t.refused >= 1 && t.refreshed === 1 && t.codes === 1, JSON.stringify(t));
   const [login] = await stored();
@@ -196,7 +198,7 @@ async function gatewayPart() {
   // 3. The user removes the app: the next run is refused, its refresh too, and it logs in again.
   await removeApp();
   const third = await example([url, ...ADD]);
-  t = tally();
+  t = await tally();
   checkRun("after the app was removed on /account: one new login, then tools/call add: 5",
     third.code === 0 && third.logins === 1 && textOf(third) === "5", third);
   check("the new login reused the client registration (audit: client.registered 1, two codes)",
@@ -210,7 +212,8 @@ async function requirePart() {
   const bearer = await example(["--no-dpop", url], { login: false });
   check("--no-dpop against --dpop require: stops at once, no login, says DPoP-bound tokens are required",
     bearer.code !== 0 && bearer.logins === 0 && bearer.err.includes("DPoP-bound"), `${bearer.ms} ms, ${tail(bearer)}`);
-  check("... and no token was issued (audit)", tally().codes === 0, JSON.stringify(tally()));
+  const t = await tally();
+  check("... and no token was issued (audit)", t.codes === 0, JSON.stringify(t));
   const bound = await example([url, ...ADD]);
   checkRun("with DPoP: a login, then tools/call add: 5", bound.code === 0 && bound.logins === 1 && textOf(bound) === "5", bound);
   const [login] = await stored();
@@ -222,7 +225,7 @@ async function expiryPart() {
   const r = await example(["--refresh-margin", "0", "--pause", "5", url, ...ADD]);
   checkRun("a login, tools listed, the 3 s token expired during the pause, tools/call add: 5",
     r.code === 0 && r.logins === 1 && r.tools.includes("add") && textOf(r) === "5", r);
-  const t = tally();
+  const t = await tally();
   check("refreshed in the middle of the session, no second login (audit: one code, refreshed >= 1)",
     t.codes === 1 && t.refreshed >= 1, JSON.stringify(t));
 }
@@ -243,7 +246,7 @@ async function tsSdkPart() {
     const who = JSON.parse(textOf(r) ?? "{}");
     checkRun("browser login through mcpauth serve's pages, tools/list and tools/call whoami on the TypeScript SDK server",
       r.code === 0 && r.logins === 1 && r.tools.includes("whoami") && who.resource === rs.url, r);
-    const t = tally();
+    const t = await tally();
     check("the 3 s token expired during the pause and was refreshed, no second login (audit)",
       t.codes === 1 && t.refreshed >= 1, JSON.stringify(t));
     const [login] = await stored();

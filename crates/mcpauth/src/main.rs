@@ -1,5 +1,6 @@
 //! `mcpauth`: OAuth 2.1 for the Model Context Protocol from the command line.
 
+mod audit_file;
 mod cli;
 mod commands;
 mod config;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         eprintln!("mcpauth: {e:#}");
         return ExitCode::from(exit::FAILURE);
     }
+    let _audit = FlushAuditAtExit;
     // One thread is plenty for a CLI and starts fastest (`mcpauth token` is called in loops);
     // the servers get a worker per core.
     let server = matches!(cli.command, Command::Serve(_) | Command::Gateway(_));
@@ -117,6 +119,20 @@ struct Logs<'a> {
     audit: Option<&'a std::path::Path>,
 }
 
+/// The audit log's writer, once `--audit-log` opened it.
+static AUDIT_FILE: std::sync::OnceLock<audit_file::AuditFile> = std::sync::OnceLock::new();
+
+/// Writes out the audit log's last lines when `main` returns.
+struct FlushAuditAtExit;
+
+impl Drop for FlushAuditAtExit {
+    fn drop(&mut self) {
+        if let Some(audit) = AUDIT_FILE.get() {
+            audit.flush();
+        }
+    }
+}
+
 /// Opens `path` for appending, created 0600: logs may name users and addresses.
 fn append_private(path: &std::path::Path, what: &str) -> anyhow::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
@@ -168,7 +184,8 @@ fn init_tracing(logs: &Logs<'_>) -> anyhow::Result<()> {
     };
     let audit = match logs.audit {
         Some(path) => {
-            let file = append_private(path, "audit log")?;
+            let file = audit_file::AuditFile::new(append_private(path, "audit log")?)?;
+            let file = AUDIT_FILE.get_or_init(|| file).clone();
             let only_audit = tracing_subscriber::filter::Targets::new()
                 .with_target(mcpauth_authserver::AUDIT_TARGET, tracing::Level::INFO);
             Some(
@@ -177,7 +194,7 @@ fn init_tracing(logs: &Logs<'_>) -> anyhow::Result<()> {
                     .flatten_event(true)
                     .with_current_span(false)
                     .with_span_list(false)
-                    .with_writer(std::sync::Mutex::new(file))
+                    .with_writer(file)
                     .with_filter(only_audit),
             )
         }

@@ -26,6 +26,23 @@ pub fn mcpauth(home: &Path) -> Command {
     c
 }
 
+/// Stops a server with SIGTERM, which must end it cleanly (exit 0) within [`LIMIT`].
+pub async fn stop(server: &mut Child) {
+    let pid = server.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(LIMIT, server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the server did not stop cleanly: {status}"
+    );
+}
+
 /// Runs `command` (within [`LIMIT`]), which must succeed; its output.
 pub async fn succeed(command: &mut Command) -> std::process::Output {
     let out = tokio::time::timeout(LIMIT, command.output())

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::common::{LIMIT, browser_login, mcpauth, start_login};
+use crate::common::{LIMIT, browser_login, mcpauth, start_login, stop};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
@@ -210,16 +210,7 @@ async fn a1_mcpauth_login_completes_the_code_flow_against_mcpauth_serve() {
     );
 
     // SIGTERM: a graceful stop with exit 0.
-    let pid = serve.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(LIMIT, serve.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "serve did not stop cleanly: {status}");
+    stop(&mut serve).await;
 }
 
 #[tokio::test]
