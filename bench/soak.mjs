@@ -160,7 +160,7 @@ let ccCount = 0;
 
 const counts = Object.fromEntries(OPS.map((o) => [o, { ok: 0, lost: 0, errors: 0 }]));
 const errorKinds = new Map();
-const lostInFlight = { total: 0, startedBeforeKill: 0, byOp: Object.fromEntries(OPS.map((o) => [o, 0])) };
+const lostInFlight = { total: 0, startedBeforeKill: 0, maxStartAfterKillMs: 0, byOp: Object.fromEntries(OPS.map((o) => [o, 0])) };
 const perSecond = []; // [second] -> Map backend -> answered ok
 const latencies = [];
 let t0 = 0;
@@ -197,6 +197,7 @@ function classify(op, r, started, ended, okBody) {
     lostInFlight.total++;
     lostInFlight.byOp[op]++;
     if (started < killAtMs) lostInFlight.startedBeforeKill++;
+    else lostInFlight.maxStartAfterKillMs = Math.max(lostInFlight.maxStartAfterKillMs, started - killAtMs);
     return "lost";
   }
   noteError(op, r);
@@ -406,7 +407,17 @@ line(`load: ${secs.toFixed(1)} s, ${CONCURRENCY} requests in flight (closed loop
 for (const o of OPS) {
   line(`  ${o.padEnd(19)} ${String(counts[o].ok).padStart(9)} ok  ${(counts[o].ok / secs).toFixed(0).padStart(6)} req/s   errors ${counts[o].errors}   lost in flight ${counts[o].lost}`);
 }
-line(`  ${"all".padEnd(19)} ${String(total).padStart(9)} ok  ${(total / secs).toFixed(0).padStart(6)} req/s   errors ${errors}   lost in flight ${lostInFlight.total} (${lostInFlight.startedBeforeKill} sent before the kill)`);
+line(`  ${"all".padEnd(19)} ${String(total).padStart(9)} ok  ${(total / secs).toFixed(0).padStart(6)} req/s   errors ${errors}   lost in flight ${lostInFlight.total}`);
+if (lostInFlight.total) {
+  const after = lostInFlight.total - lostInFlight.startedBeforeKill;
+  line(
+    `  lost in flight: ${lostInFlight.startedBeforeKill} sent before the kill` +
+      (after
+        ? `, ${after} sent up to ${lostInFlight.maxStartAfterKillMs.toFixed(0)} ms after it on a keep-alive connection to the killed ` +
+          `instance the proxy had not yet seen close (not retried: a reset connection may have carried a processed request)`
+        : ""),
+  );
+}
 line(`  latency: p50 ${pct(50).toFixed(2)} ms, p99 ${pct(99).toFixed(2)} ms, max ${pct(100).toFixed(0)} ms`);
 const chainRot = chains.map((c) => c.rotations).sort((a, b) => a - b);
 line(`  rotations per chain: min ${chainRot[0]}, median ${chainRot[chainRot.length >> 1]}, max ${chainRot[chainRot.length - 1]}`);

@@ -129,6 +129,7 @@ start_instance() {
     --resource "$RESOURCE" --scope "$SCOPE" </dev/null >>"$dir/server.log" 2>&1 &
   pid=$!
   _CLEAN_PIDS+=("$pid")
+  disown "$pid" # no "Killed" notice from bash for the instance killed on purpose
   for _ in $(seq 1 300); do
     addr=$(sed -n 's|^[[:space:]]*listening:[[:space:]]*http://||p' "$dir/server.log" | head -n1)
     [[ -n $addr ]] && break
@@ -176,71 +177,123 @@ log "$CHAINS refresh chains by the code flow with PKCE through the proxy"
   BENCH_PASSWORD=$PASSWORD timeout --foreground -k 5 300 "$NODE" refresh-pool.mjs "$WORK/chains.txt" "$CHAINS") ||
   fail "making the refresh chains failed"
 
-# --- RSS sampler ---------------------------------------------------------------------------
-# "EPOCH_SECONDS INSTANCE KB" every second while the instance lives (a zombie has no VmRSS).
+# --- the load, the kill, the verification; RSS and CPU sampled meanwhile -----------------------
 rss_of() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
+ticks_of() { # user + system time of PID (all its threads) in clock ticks; nothing when gone
+  local stat f
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  read -r -a f <<<"$stat"
+  echo $((f[11] + f[12]))
+}
+IDLE_A=$(rss_of "$PID_A")
+IDLE_B=$(rss_of "$PID_B")
+DBNAME=${DATABASE##*/}
+
+log "load: ${DURATION}s, $CONCURRENCY in flight, kill -9 of instance B at ${KILL_AT}s"
+LOAD_START=$EPOCHREALTIME
+(cd "$SRC/bench" && exec env SOAK_ISSUER="$ISSUER" SOAK_RESOURCE="$RESOURCE" SOAK_SCOPE="$SCOPE" \
+  SOAK_CC_ID=soak-cc SOAK_CC_SECRET="$CC_SECRET" SOAK_RT_ID=soak-rt SOAK_RT_SECRET="$RT_SECRET" \
+  SOAK_IS_ID=soak-rs SOAK_IS_SECRET="$IS_SECRET" SOAK_POOL="$WORK/chains.txt" SOAK_DURATION="$DURATION" \
+  SOAK_CONCURRENCY="$CONCURRENCY" SOAK_KILL_PID="$PID_B" SOAK_KILL_AT="$KILL_AT" SOAK_VICTIM=1 SOAK_MIX="$MIX" \
+  SOAK_RESULT="$WORK/result.json" "$NODE" soak.mjs) </dev/null >"$WORK/soak.txt" &
+LOAD_PID=$!
+_CLEAN_PIDS+=("$LOAD_PID")
+
+# Every second: "EPOCH P NAME RSS_KB TICKS" for the instances (while they live: a zombie has no
+# VmRSS), the proxy and the load generator; "EPOCH G PID TICKS" for PostgreSQL's backends of the
+# database and its writer processes.
 (
+  set +e
   while :; do
     now=$EPOCHREALTIME
-    for i in A B; do
-      pid_var=PID_$i
-      kb=$(rss_of "${!pid_var}")
-      [[ -n $kb ]] && echo "$now $i $kb"
+    for name in A B proxy load; do
+      case $name in A) pid=$PID_A ;; B) pid=$PID_B ;; proxy) pid=$PROXY_PID ;; load) pid=$LOAD_PID ;; esac
+      kb=$(rss_of "$pid")
+      t=$(ticks_of "$pid")
+      [[ -n $kb && -n $t ]] && echo "$now P $name $kb $t"
+    done
+    for pid in $(timeout 2 psql "$PG_ADMIN_URL" -qtAc "SELECT pid FROM pg_stat_activity WHERE datname = '$DBNAME' \
+      OR backend_type IN ('walwriter', 'background writer', 'checkpointer')" 2>/dev/null); do
+      t=$(ticks_of "$pid")
+      [[ -n $t ]] && echo "$now G $pid $t"
     done
     sleep 1
   done
-) >"$WORK/rss.tsv" &
+) >"$WORK/samples.tsv" &
 SAMPLER_PID=$!
 _CLEAN_PIDS+=("$SAMPLER_PID")
-IDLE_A=$(rss_of "$PID_A")
-IDLE_B=$(rss_of "$PID_B")
 
-# --- the load, the kill and the verification -------------------------------------------------
-log "load: ${DURATION}s, $CONCURRENCY in flight, kill -9 of instance B at ${KILL_AT}s"
-LOAD_START=$EPOCHREALTIME
+REASONS=()
+deadline=$((SECONDS + DURATION + 300))
+while alive "$LOAD_PID"; do
+  if ((SECONDS > deadline)); then
+    kill -KILL "$LOAD_PID" 2>/dev/null || true
+    REASONS+=("bench/soak.mjs did not finish within $((DURATION + 300)) s (killed)")
+    break
+  fi
+  sleep 0.5
+done
 rc=0
-(cd "$SRC/bench" && SOAK_ISSUER=$ISSUER SOAK_RESOURCE=$RESOURCE SOAK_SCOPE=$SCOPE \
-  SOAK_CC_ID=soak-cc SOAK_CC_SECRET=$CC_SECRET SOAK_RT_ID=soak-rt SOAK_RT_SECRET=$RT_SECRET \
-  SOAK_IS_ID=soak-rs SOAK_IS_SECRET=$IS_SECRET SOAK_POOL=$WORK/chains.txt SOAK_DURATION=$DURATION \
-  SOAK_CONCURRENCY=$CONCURRENCY SOAK_KILL_PID=$PID_B SOAK_KILL_AT=$KILL_AT SOAK_VICTIM=1 SOAK_MIX=$MIX \
-  SOAK_RESULT=$WORK/result.json timeout --foreground -k 10 $((DURATION + 300)) "$NODE" soak.mjs) \
-  >"$WORK/soak.txt" || rc=$?
+wait "$LOAD_PID" || rc=$?
 LOAD_END=$EPOCHREALTIME
 kill -TERM "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 
-REASONS=()
 [[ $rc == 0 && -s $WORK/result.json ]] || REASONS+=("bench/soak.mjs exited with status $rc")
 alive "$PID_A" || REASONS+=("the survivor (instance A) is not running")
 if alive "$PID_B"; then REASONS+=("instance B survived its kill -9"); fi
+RUN_END=$LOAD_END
+TOTAL_OK=0
 if [[ -s $WORK/result.json ]]; then
   mapfile -t more < <("$NODE" -e 'for (const f of JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).failures) console.log(f)' "$WORK/result.json")
-  REASONS+=("${more[@]}")
+  ((${#more[@]} == 0)) || REASONS+=("${more[@]}")
+  read -r RUN_END TOTAL_OK < <("$NODE" -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    console.log(((r.startedAtMs + r.runMs) / 1000).toFixed(3), Object.values(r.counts).reduce((s, c) => s + c.ok, 0))' "$WORK/result.json")
 fi
 
 # --- RSS -----------------------------------------------------------------------------------
-# rss_report INSTANCE IDLE_KB: one line; prints "bounded" or "UNBOUNDED" as the last word.
+# rss_report INSTANCE IDLE_KB: one line, its last word "bounded" or "UNBOUNDED". The window is
+# the load (not the verification after it); for the killed instance, its life under load.
 rss_report() {
-  awk -v who="$1" -v idle="$2" -v from="$LOAD_START" -v to="$LOAD_END" -v max="$RSS_GROWTH" '
-    $2 == who && $1 >= from && $1 <= to { t[n] = $1; kb[n] = $3; n++ }
+  awk -v who="$1" -v idle="$2" -v from="$LOAD_START" -v to="$RUN_END" -v max="$RSS_GROWTH" '
+    BEGIN { n = 0 }
+    $2 == "P" && $3 == who && $1 >= from && $1 <= to { t[n] = $1; kb[n] = $4; n++ }
     END {
-      if (n < 3) { printf "%s: only %d samples under load: UNBOUNDED\n", who, n; exit }
+      if (n < 3) { printf "only %d samples under load: UNBOUNDED\n", n; exit }
       span = t[n - 1] - t[0]; p1 = 0; p3 = 0; peak = 0
       for (i = 0; i < n; i++) {
         if (kb[i] > peak) peak = kb[i]
         if (t[i] <= t[0] + span / 3 && kb[i] > p1) p1 = kb[i]
         if (t[i] >= t[n - 1] - span / 3 && kb[i] > p3) p3 = kb[i]
       }
-      g = (p3 / p1 - 1) * 100
-      printf "idle %.1f MiB; under load (%d samples, %.0f s) start %.1f, peak %.1f, end %.1f MiB; peak of the first third %.1f, of the last third %.1f MiB (%+.1f%%, limit +%d%%): %s\n",
+      g = p1 > 0 ? (p3 / p1 - 1) * 100 : 1e9
+      printf "idle %.1f MiB; under load (%d samples over %.0f s) start %.1f, peak %.1f, end %.1f MiB; peak of the first third %.1f, of the last third %.1f MiB (%+.1f%%, limit +%d%%): %s\n",
         idle / 1024, n, span, kb[0] / 1024, peak / 1024, kb[n - 1] / 1024, p1 / 1024, p3 / 1024, g, max,
         (g <= max) ? "bounded" : "UNBOUNDED"
-    }' "$WORK/rss.tsv"
+    }' "$WORK/samples.tsv"
 }
-RSS_A=$(rss_report A "${IDLE_A:-0}")
-RSS_B=$(rss_report B "${IDLE_B:-0}")
+RSS_A=$(rss_report A "${IDLE_A:-0}") || RSS_A="not measured: UNBOUNDED"
+RSS_B=$(rss_report B "${IDLE_B:-0}") || RSS_B="not measured: UNBOUNDED"
 [[ $RSS_A == *": bounded" ]] || REASONS+=("RSS of instance A not bounded")
 [[ $RSS_B == *": bounded" ]] || REASONS+=("RSS of instance B (before its kill) not bounded")
+
+# CPU during the load, from the samples: each process's last ticks minus its first.
+CPU_LINE=$(awk -v from="$LOAD_START" -v to="$RUN_END" -v hz="$(getconf CLK_TCK)" -v ok="$TOTAL_OK" '
+  $1 >= from && $1 <= to {
+    k = ($2 == "P") ? $3 : "pg:" $3; v = ($2 == "P") ? $5 : $4
+    if (!(k in first)) first[k] = v
+    last[k] = v
+    if (t0 == "" || $1 < t0) t0 = $1
+    if ($1 > t1) t1 = $1
+  }
+  END {
+    for (k in first) { d = (last[k] - first[k]) / hz; if (k ~ /^pg:/) pg += d; else c[k] = d }
+    w = t1 - t0; if (w <= 0) w = 1
+    printf "A %.1f s, B %.1f s (until its kill), proxy %.1f s, load generator %.1f s, PostgreSQL %.1f s over %.0f s (%.2f of %d cores busy); mcpauth about %.0f us per answered request",
+      c["A"], c["B"], c["proxy"], c["load"], pg, w, (c["A"] + c["B"] + c["proxy"] + c["load"] + pg) / w, '"$(nproc)"',
+      (ok > 0 ? (c["A"] + c["B"]) * 1e6 / ok : 0)
+  }' "$WORK/samples.tsv") || CPU_LINE="not measured"
 
 # Server logs: anything at ERROR level, or a panic.
 LOG_ERRORS=()
@@ -257,6 +310,7 @@ cat "$WORK/soak.txt"
 echo "RSS (VmRSS from /proc every 1 s):"
 echo "  A (survivor, pid $PID_A): $RSS_A"
 echo "  B (killed, pid $PID_B):   $RSS_B"
+echo "CPU (user + system from /proc): $CPU_LINE"
 echo "server logs (ERROR or panic lines): A ${LOG_ERRORS[0]}, B ${LOG_ERRORS[1]}"
 echo "took ${SECONDS}s in all (load ${DURATION}s)"
 if ((${#REASONS[@]})); then
