@@ -11,7 +11,8 @@
 #
 # Options: --duration N (s, default 60), --concurrency N (16), --chains N (256),
 #   --rss-growth PCT (30: the bound on RSS growth, below), --mix "client_credentials=40,
-#   refresh_token=45,introspect=10,revoke=5" (weights of the request kinds), --no-build.
+#   refresh_token=45,introspect=10,revoke=5" (weights of the request kinds), --access-token-ttl N
+#   (s, default 3600, passed to `serve`: revoked access tokens are remembered that long), --no-build.
 #
 # Installs what it needs, idempotently: Node 22 in .cache/conformance (as conformance/run and
 # the other bench scripts get it); no npm packages. Builds `mcpauth` in release unless
@@ -61,6 +62,7 @@ CONCURRENCY=16
 CHAINS=256
 RSS_GROWTH=30
 MIX=client_credentials=40,refresh_token=45,introspect=10,revoke=5
+ACCESS_TTL=3600
 while (($#)); do
   case $1 in
     --duration) DURATION=${2:-}; shift 2 ;;
@@ -68,13 +70,14 @@ while (($#)); do
     --chains) CHAINS=${2:-}; shift 2 ;;
     --rss-growth) RSS_GROWTH=${2:-}; shift 2 ;;
     --mix) MIX=${2:-}; shift 2 ;;
+    --access-token-ttl) ACCESS_TTL=${2:-}; shift 2 ;;
     --no-build) export MCPAUTH_NO_BUILD=1; shift ;;
     -h | --help) sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in DURATION CONCURRENCY CHAINS RSS_GROWTH; do
-  [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0)) || { echo "--${v,,} must be a positive integer" >&2; exit 2; }
+for v in DURATION CONCURRENCY CHAINS RSS_GROWTH ACCESS_TTL; do
+  [[ ${!v} =~ ^[0-9]+$ ]] && ((${!v} > 0)) || { echo "--${v,,} must be a positive integer" | tr _ - >&2; exit 2; }
 done
 ((DURATION >= 6)) || { echo "--duration must be at least 6 s" >&2; exit 2; }
 ((CHAINS > CONCURRENCY)) || { echo "--chains must exceed --concurrency" >&2; exit 2; }
@@ -126,7 +129,7 @@ start_instance() {
   env -u MCP_CLIENT_ID -u MCP_CLIENT_SECRET -u MCPAUTH_CLIENT_SECRET -u MCPAUTH_DATABASE_URL \
     MCPAUTH_HOME="$dir" RUST_LOG="${RUST_LOG:-warn}" \
     "$MCPAUTH_BIN" serve --bind 127.0.0.1:0 --issuer "$ISSUER" --no-rate-limits --database "$DATABASE" \
-    --resource "$RESOURCE" --scope "$SCOPE" </dev/null >>"$dir/server.log" 2>&1 &
+    --resource "$RESOURCE" --scope "$SCOPE" --access-token-ttl "$ACCESS_TTL" </dev/null >>"$dir/server.log" 2>&1 &
   pid=$!
   _CLEAN_PIDS+=("$pid")
   disown "$pid" # no "Killed" notice from bash for the instance killed on purpose
@@ -268,8 +271,14 @@ rss_report() {
         if (t[i] >= t[n - 1] - span / 3 && kb[i] > p3) p3 = kb[i]
       }
       g = p1 > 0 ? (p3 / p1 - 1) * 100 : 1e9
-      printf "idle %.1f MiB; under load (%d samples over %.0f s) start %.1f, peak %.1f, end %.1f MiB; peak of the first third %.1f, of the last third %.1f MiB (%+.1f%%, limit +%d%%): %s\n",
-        idle / 1024, n, span, kb[0] / 1024, peak / 1024, kb[n - 1] / 1024, p1 / 1024, p3 / 1024, g, max,
+      # least-squares slope over the last third, in KiB per minute (0 when flat)
+      m = 0; sx = 0; sy = 0; sxx = 0; sxy = 0
+      for (i = 0; i < n; i++) if (t[i] >= t[n - 1] - span / 3) {
+        x = t[i] - t[0]; m++; sx += x; sy += kb[i]; sxx += x * x; sxy += x * kb[i]
+      }
+      slope = (m > 1 && m * sxx - sx * sx > 0) ? (m * sxy - sx * sy) / (m * sxx - sx * sx) * 60 : 0
+      printf "idle %.1f MiB; under load (%d samples over %.0f s) start %.1f, peak %.1f, end %.1f MiB; peak of the first third %.1f, of the last third %.1f MiB (%+.1f%%, limit +%d%%; last third %+.0f KiB/min): %s\n",
+        idle / 1024, n, span, kb[0] / 1024, peak / 1024, kb[n - 1] / 1024, p1 / 1024, p3 / 1024, g, max, slope,
         (g <= max) ? "bounded" : "UNBOUNDED"
     }' "$WORK/samples.tsv"
 }
