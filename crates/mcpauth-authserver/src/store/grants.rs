@@ -198,11 +198,12 @@ impl Store {
         expires_at: i64,
     ) -> Result<(), AuthServerError> {
         sqlx::query(
-            "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) \
+            "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3) \
              ON CONFLICT (jti) DO NOTHING",
         )
         .bind(jti)
         .bind(expires_at)
+        .bind(crate::secrets::now())
         .execute(self.pool())
         .await?;
         self.revoked.add_token(jti, expires_at);

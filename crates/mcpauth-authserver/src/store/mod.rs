@@ -103,6 +103,11 @@ fn migrator(_backend: Backend) -> Migrator {
             "device",
             include_str!("../../migrations/0007_device.sql"),
         ),
+        migration(
+            8,
+            "revocation_sync",
+            include_str!("../../migrations/0008_revocation_sync.sql"),
+        ),
     ])
 }
 

@@ -4,8 +4,10 @@
 //!
 //! Revocations made through this process's [`Store`] enter the mirror at once; those of other
 //! instances sharing the database arrive with the next [`Store::sync_revocations`] (the server
-//! runs it every [`crate::REVOCATION_SYNC`]). A family is kept only as long as an access token
-//! issued before its revocation can still be valid (the access-token lifetime).
+//! runs it every [`crate::REVOCATION_SYNC`]), which reads only the revocations made since the
+//! previous read began, less [`SYNC_SLACK`] (the first read takes every one still valid). A
+//! family is kept only as long as an access token issued before its revocation can still be
+//! valid (the access-token lifetime).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -17,6 +19,10 @@ use super::Store;
 use crate::error::AuthServerError;
 use crate::secrets::now;
 
+/// How far before the previous read began a read looks again: revocations committed late, or
+/// stamped by an instance whose clock is behind, by up to this much are not missed.
+pub(crate) const SYNC_SLACK: i64 = 30;
+
 /// The in-memory mirror of the revocation tables.
 #[derive(Debug, Default)]
 pub(crate) struct Revoked {
@@ -26,6 +32,8 @@ pub(crate) struct Revoked {
     families: RwLock<HashMap<String, i64>>,
     /// The longest access-token lifetime of a server on this store, in seconds (0: unknown).
     access_ttl: AtomicI64,
+    /// When the last read of the tables began (Unix seconds; 0: never).
+    last_sync: AtomicI64,
 }
 
 impl Revoked {
@@ -87,14 +95,26 @@ impl Store {
         self.revoked.contains(jti)
     }
 
-    /// Reads the revocations other instances made into the mirror, and drops expired entries.
-    pub(crate) async fn sync_revocations(&self) -> Result<(), AuthServerError> {
+    /// Reads the revocations other instances made since the last read into the mirror, and
+    /// drops expired entries; the number of revocations read.
+    pub(crate) async fn sync_revocations(&self) -> Result<usize, AuthServerError> {
         let now = now();
-        let tokens =
-            sqlx::query("SELECT jti, expires_at FROM revoked_access_tokens WHERE expires_at >= $1")
-                .bind(now)
-                .fetch_all(self.pool())
-                .await?;
+        // Moved on only after a read succeeded: a failed one is made up by the next.
+        let last = self.revoked.last_sync.load(Ordering::Relaxed);
+        let since = if last > 0 {
+            last.saturating_sub(SYNC_SLACK)
+        } else {
+            0
+        };
+        let tokens = sqlx::query(
+            "SELECT jti, expires_at FROM revoked_access_tokens \
+             WHERE revoked_at >= $1 AND expires_at >= $2",
+        )
+        .bind(since)
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        let read = tokens.len();
         for row in tokens {
             self.revoked.add_token(
                 &row.try_get::<String, _>("jti")?,
@@ -102,7 +122,11 @@ impl Store {
             );
         }
         let ttl = self.revoked.access_ttl.load(Ordering::Relaxed);
-        let since = if ttl > 0 { now.saturating_sub(ttl) } else { 0 };
+        let since = if ttl > 0 {
+            since.max(now.saturating_sub(ttl))
+        } else {
+            since
+        };
         let families = sqlx::query(
             "SELECT family_id, revoked_at, expires_at FROM revoked_families \
              WHERE revoked_at >= $1 AND expires_at >= $2",
@@ -111,6 +135,7 @@ impl Store {
         .bind(now)
         .fetch_all(self.pool())
         .await?;
+        let read = read + families.len();
         for row in families {
             self.revoked.add_family(
                 &row.try_get::<String, _>("family_id")?,
@@ -119,13 +144,54 @@ impl Store {
             );
         }
         self.revoked.prune(now);
-        Ok(())
+        self.revoked.last_sync.fetch_max(now, Ordering::Relaxed);
+        Ok(read)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A revocation as another instance sharing the database makes it.
+    async fn revoked_elsewhere(store: &Store, jti: &str, revoked_at: i64, expires_at: i64) {
+        sqlx::query(
+            "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, $3)",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .bind(revoked_at)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    }
+
+    /// Issue 17 (found by bench/soak.sh): every sync re-read every revoked token still valid, so
+    /// its cost grew with the revocation rate times the access-token lifetime. Now the first
+    /// read takes them all, and later ones only those made since the previous read began (less
+    /// the slack).
+    #[tokio::test]
+    async fn issue17_a_sync_reads_only_the_revocations_made_since_the_last_one() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let now = now();
+        revoked_elsewhere(&store, "an-hour-ago", now - 3600, now + 3600).await;
+        revoked_elsewhere(&store, "expired", now - 7200, now - 1).await;
+        assert_eq!(store.sync_revocations().await.unwrap(), 1);
+        assert!(store.is_revoked("an-hour-ago"));
+        revoked_elsewhere(&store, "just-now", now, now + 3600).await;
+        revoked_elsewhere(&store, "late-commit", now - SYNC_SLACK + 1, now + 3600).await;
+        assert_eq!(
+            store.sync_revocations().await.unwrap(),
+            2,
+            "not the old one again"
+        );
+        assert!(store.is_revoked("just-now") && store.is_revoked("late-commit"));
+        assert!(
+            store.is_revoked("an-hour-ago"),
+            "still known from the first read"
+        );
+        assert!(!store.is_revoked("expired"));
+    }
 
     #[test]
     fn tokens_and_families_are_revoked_until_their_expiry() {
