@@ -1,18 +1,16 @@
-//! The audit log's file (`--audit-log`). A request that emits an event copies its JSON line into a
-//! buffer; a thread of its own writes the buffer out, all lines gathered since its last write in
-//! one `write(2)`: at once when it was idle, else [`BATCH`] after its last write. Writing under a
-//! lock on the request path halved the token endpoint's throughput (the lock was held for the
-//! system call, and the requests queued behind it); writing each line from the thread at once
-//! cost more CPU than that (a wake-up and a system call per line). Lines are never reordered or
-//! interleaved, and the buffer is written out when the process ends ([`AuditFile::flush`]). A
-//! crash loses at most the lines of the last [`BATCH`].
+//! The audit log's file (`--audit-log`). A request that emits an event copies its JSON line
+//! ([`crate::audit_json`]) into a buffer; a thread of its own writes the buffer out, all lines
+//! gathered since its last write in one `write(2)`: at once when it was idle, else [`BATCH`]
+//! after its last write. Before, each request wrote its line itself under a lock, waiting for the
+//! system call; writing each line from the thread at once cost more CPU than that (a wake-up and a
+//! system call per line). Lines are never reordered or interleaved, and the buffer is written out
+//! when the process ends ([`AuditFile::flush`]). A crash loses at most the lines of the last
+//! [`BATCH`].
 
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-
-use tracing_subscriber::fmt::MakeWriter;
 
 /// The longest a line waits for the writing thread while it is busy (the most a crash loses).
 pub const BATCH: std::time::Duration = std::time::Duration::from_millis(50);
@@ -90,17 +88,13 @@ impl AuditFile {
     pub fn flush(&self) {
         self.0.write_out();
     }
-}
 
-/// One event's line on its way into the buffer.
-pub struct Line<'a>(&'a Shared);
-
-impl Write for Line<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    /// Adds one line (with its newline) for the thread to write.
+    pub fn write_line(&self, line: &[u8]) {
         let full = {
             let mut pending = lock(&self.0.pending);
             let was_empty = pending.is_empty();
-            pending.extend_from_slice(buf);
+            pending.extend_from_slice(line);
             if was_empty {
                 self.0.dirty.notify_one();
             }
@@ -109,19 +103,6 @@ impl Write for Line<'_> {
         if full {
             self.0.write_out();
         }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for AuditFile {
-    type Writer = Line<'a>;
-
-    fn make_writer(&'a self) -> Line<'a> {
-        Line(&self.0)
     }
 }
 
@@ -149,7 +130,7 @@ mod tests {
                             "{{\"thread\":{t},\"i\":{i},\"pad\":\"{}\"}}\n",
                             "x".repeat(i % 90)
                         );
-                        audit.make_writer().write_all(line.as_bytes()).unwrap();
+                        audit.write_line(line.as_bytes());
                     }
                 });
             }
@@ -171,10 +152,7 @@ mod tests {
     #[test]
     fn a_line_reaches_the_file_without_a_flush() {
         let (_dir, path, audit) = audit_file();
-        audit
-            .make_writer()
-            .write_all(b"{\"event\":\"x\"}\n")
-            .unwrap();
+        audit.write_line(b"{\"event\":\"x\"}\n");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::fs::read_to_string(&path).unwrap().is_empty() {
             assert!(std::time::Instant::now() < deadline, "not written in 10 s");

@@ -1,6 +1,7 @@
 //! `mcpauth`: OAuth 2.1 for the Model Context Protocol from the command line.
 
 mod audit_file;
+mod audit_json;
 mod cli;
 mod commands;
 mod config;
@@ -188,15 +189,7 @@ fn init_tracing(logs: &Logs<'_>) -> anyhow::Result<()> {
             let file = AUDIT_FILE.get_or_init(|| file).clone();
             let only_audit = tracing_subscriber::filter::Targets::new()
                 .with_target(mcpauth_authserver::AUDIT_TARGET, tracing::Level::INFO);
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
-                    .with_writer(file)
-                    .with_filter(only_audit),
-            )
+            Some(audit_json::AuditLayer::new(file).with_filter(only_audit))
         }
         None => None,
     };
