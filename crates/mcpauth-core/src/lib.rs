@@ -16,6 +16,7 @@
 //! ```
 
 pub mod authorization_response;
+pub mod civil;
 pub mod device;
 pub mod dpop;
 mod error;

@@ -210,24 +210,10 @@ pub(crate) async fn revoke(
     }
 }
 
-/// `at` (Unix seconds) as `YYYY-MM-DD HH:MM UTC` (days to a civil date: the proleptic
-/// Gregorian calendar, eras of 400 years).
+/// `at` (Unix seconds) as `YYYY-MM-DD HH:MM UTC`.
 fn utc(at: i64) -> String {
-    let (days, secs) = (at.div_euclid(86_400), at.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60
-    )
+    let (year, month, day, hour, minute, _) = mcpauth_core::civil::utc(at);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
 }
 
 #[cfg(test)]
