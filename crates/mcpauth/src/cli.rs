@@ -639,7 +639,8 @@ pub enum ClientsCommand {
     },
     /// Remove a client.
     Remove {
-        /// The client id.
+        /// The client id (one that starts with `-` is an id too).
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
         /// The database.
         #[command(flatten)]
@@ -683,7 +684,8 @@ pub enum GrantsCommand {
     /// Revoke a grant: its refresh token and access tokens (running servers on the database
     /// refuse them within 2 s) and the user's consent for that client.
     Revoke {
-        /// The grant's id, from `mcpauth grants list`.
+        /// The grant's id, from `mcpauth grants list` (one that starts with `-` is an id too).
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// The database.
         #[command(flatten)]
@@ -858,4 +860,27 @@ pub struct CallArgs {
     /// Authentication options.
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// Grant and client ids are random base64url and start with `-` one time in 64: they are
+    /// ids, not flags (CI once failed `grants revoke -Q…` with a usage error).
+    #[test]
+    fn ids_that_start_with_a_dash_are_ids() {
+        let cli = Cli::try_parse_from(["mcpauth", "grants", "revoke", "-QxUd7", "--database", "x"])
+            .unwrap();
+        assert!(
+            matches!(cli.command, Command::Grants(GrantsCommand::Revoke { id, .. }) if id == "-QxUd7")
+        );
+        let cli = Cli::try_parse_from(["mcpauth", "clients", "remove", "-abc"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Clients(ClientsCommand::Remove { client_id, .. }) if client_id == "-abc"
+        ));
+    }
 }
