@@ -11,7 +11,8 @@ Exit codes:
   1   failure (network, server or configuration error)
   2   a login is needed (`mcpauth token` without a usable token; run `mcpauth login URL`)
   3   refused for safety: a check of the MCP authorization spec failed (issuer or iss mismatch,
-      state mismatch, no PKCE S256, plain http to a remote host, resource mismatch)
+      state mismatch, no PKCE S256, plain http to a remote host, resource mismatch), or the
+      server takes only DPoP-bound tokens and DPoP is off
   4   the user or the authorization server denied access
   64  usage error
   130 interrupted (Ctrl-C)
