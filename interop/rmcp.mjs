@@ -150,7 +150,8 @@ async function tally() {
 /** RFC 7009: revokes the client's stored access token alone (a public client: its client_id). */
 async function revokeAccessToken(url) {
   const token = await mcpauth(["token", url]);
-  if (token.code !== 0) throw new Error(`mcpauth token: ${tail(token)}`);
+  // Its stdout is the token: only stderr may be shown.
+  if (token.code !== 0) throw new Error(`mcpauth token: exit ${token.code}: ${token.err.trim().slice(-400)}`);
   const [login] = await stored();
   const resp = await fetch(`${ISSUER}/revoke`, {
     method: "POST",

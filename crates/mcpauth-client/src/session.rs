@@ -259,8 +259,23 @@ impl Session {
     /// Stores `record` on the blocking pool: the file store writes, fsyncs and renames, which
     /// must not stall an async worker thread (code review finding 8).
     async fn save_tokens(&self, record: &TokenRecord) -> Result<(), ClientError> {
-        let (store, record) = (Arc::clone(&self.store), record.clone());
-        tokio::task::spawn_blocking(move || store.save_tokens(&record))
+        let record = record.clone();
+        self.on_store(move |store| store.save_tokens(&record)).await
+    }
+
+    /// Deletes the tokens stored under `key`, on the blocking pool like [`Self::save_tokens`].
+    async fn delete_tokens(&self, key: &StoreKey) -> Result<(), ClientError> {
+        let key = key.clone();
+        self.on_store(move |store| store.delete_tokens(&key)).await
+    }
+
+    /// Runs `op` on the store on the blocking pool.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn TokenStore) -> Result<T, ClientError> + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || op(store.as_ref()))
             .await
             .map_err(|e| ClientError::Config(format!("token store task failed: {e}")))?
     }
@@ -389,7 +404,7 @@ impl Session {
         if let Err(e) = revoke.await {
             report.revocation_error = Some(e.to_string());
         }
-        self.store.delete_tokens(&record.key)?;
+        self.delete_tokens(&record.key).await?;
         inner.record = None;
         Ok(Some(report))
     }
@@ -673,7 +688,7 @@ impl Session {
                     "the authorization server no longer knows our client; registering again"
                 );
                 self.store.delete_client(&latest.key.issuer)?;
-                self.store.delete_tokens(&latest.key)?;
+                self.delete_tokens(&latest.key).await?;
                 inner.record = None;
                 inner.client = None;
                 Ok(None)
@@ -873,7 +888,7 @@ impl Session {
                             && o.key.resource == record.key.resource
                             && o.key.issuer == record.key.issuer
                     }) {
-                        self.store.delete_tokens(&old.key)?;
+                        self.delete_tokens(&old.key).await?;
                     }
                     let token = record.access_token.clone();
                     inner.record = Some(record);

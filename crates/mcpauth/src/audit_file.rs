@@ -19,7 +19,7 @@ pub const BATCH: std::time::Duration = std::time::Duration::from_millis(50);
 /// the memory held stays bounded and the requests are slowed instead.
 const MAX_PENDING: usize = 4 << 20;
 
-/// The audit log's writer for `tracing_subscriber`'s JSON layer.
+/// The audit log's file, written by a thread of its own ([`crate::audit_json`] makes the lines).
 #[derive(Clone, Debug)]
 pub struct AuditFile(Arc<Shared>);
 

@@ -257,7 +257,7 @@ async fn c9_a_new_login_reuses_the_registration_and_its_loopback_port() {
 /// never chosen over a live one for the same resource and issuer, whatever their times say
 /// (before: the newer `updated_at` won and the live tokens were ignored for a new login).
 #[tokio::test]
-async fn a_dead_record_never_hides_a_live_one() {
+async fn c27_a_dead_record_never_hides_a_live_one() {
     let server = TestServer::start(Knobs::default()).await;
     let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
     let first = code_session(&server, Arc::clone(&store));

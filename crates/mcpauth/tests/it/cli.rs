@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::common::{LIMIT, closed_address, mcpauth};
+use crate::common::{LIMIT, closed_address, mcpauth, succeed};
 
 pub(crate) struct Output {
     pub(crate) code: i32,
@@ -370,22 +370,13 @@ async fn client_credentials_from_the_environment() {
     let server = TestServer::start(Knobs::default()).await;
     server.add_client("robot", Some("s3cret"));
     let home = tempfile::tempdir().unwrap();
-    let out = tokio::time::timeout(
-        LIMIT,
+    succeed(
         mcpauth(home.path())
             .args(["token", &server.mcp_url(), "--login"])
             .env("MCP_CLIENT_ID", "robot")
-            .env("MCP_CLIENT_SECRET", "s3cret")
-            .output(),
+            .env("MCP_CLIENT_SECRET", "s3cret"),
     )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .await;
     assert_eq!(
         server.seen(|c| (c.client_credentials, c.authorizations)),
         (1, 0)

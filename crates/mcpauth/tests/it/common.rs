@@ -205,17 +205,12 @@ pub async fn decide(
 /// `mcpauth call URL add {"a": A, "b": B} EXTRA…` in `home`, which must succeed: the sum the
 /// tool answered (the demo's and the test servers' `add`).
 pub async fn add(home: &Path, url: &str, a: i64, b: i64, extra: &[&str]) -> String {
-    let out = mcpauth(home)
-        .args(["call", url, "add", &format!(r#"{{"a": {a}, "b": {b}}}"#)])
-        .args(extra)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(
+        mcpauth(home)
+            .args(["call", url, "add", &format!(r#"{{"a": {a}, "b": {b}}}"#)])
+            .args(extra),
+    )
+    .await;
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     result["content"][0]["text"].as_str().unwrap().to_owned()
 }

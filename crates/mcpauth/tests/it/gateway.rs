@@ -157,17 +157,14 @@ async fn the_demo_works_end_to_end_with_login_and_a_tool_call() {
             .success()
     );
 
-    let out =
-        succeed(mcpauth(home.path()).args(["call", &url, "add", r#"{"a": 2, "b": 3}"#])).await;
-    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(result["content"][0]["text"], "5");
+    assert_eq!(add(home.path(), &url, 2, 3, &[]).await, "5");
     gateway.kill().await.unwrap();
 }
 
 /// `--access-token-ttl` sets how long the embedded server's access tokens live; a call after
 /// one ran out refreshes it (RFC 6749 §6) without a new login.
 #[tokio::test]
-async fn the_gateways_access_token_ttl_sets_token_lifetime_and_calls_refresh_after_it() {
+async fn a6_the_gateways_access_token_ttl_sets_token_lifetime_and_calls_refresh_after_it() {
     let home = tempfile::tempdir().unwrap();
     let (mut gateway, _, demo) = start_demo_with(home.path(), &["--access-token-ttl", "2"]).await;
     let (mut login, auth_url) = start_login(home.path(), &demo.url, &demo.issuer).await;
@@ -186,11 +183,17 @@ async fn the_gateways_access_token_ttl_sets_token_lifetime_and_calls_refresh_aft
 }
 
 /// `--access-token-ttl` is about the embedded server: with an external issuer it is an error
-/// that says where to set it, and 0 is refused.
+/// that says where to set it, and 0 is refused, as a flag and in the settings file.
 #[tokio::test]
-async fn the_gateways_access_token_ttl_refuses_an_external_issuer_and_zero() {
+async fn a6_the_gateways_access_token_ttl_refuses_an_external_issuer_and_zero() {
     let home = tempfile::tempdir().unwrap();
+    let settings = home.path().join("gateway.toml");
+    std::fs::write(&settings, "access_token_ttl = 0\n").unwrap();
     for (args, says) in [
+        (
+            vec!["--settings", settings.to_str().unwrap()],
+            "--access-token-ttl must be at least 1 second",
+        ),
         (
             vec![
                 "--access-token-ttl",
