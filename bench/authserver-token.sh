@@ -12,9 +12,11 @@
 #   mcpauth-sqlite     the authorization server on a new SQLite file
 #   mcpauth-postgres   the same on a new database at 127.0.0.1:5432 (trust, user postgres;
 #                      MCPAUTH_TEST_DATABASE_URL overrides the admin URL), dropped afterwards
-#   mcpauth-sqlite-metrics  mcpauth-sqlite with --metrics-bind and --audit-log (only with --only):
-#                      its CPU per token against mcpauth-sqlite's is the cost of metrics and the
-#                      audit log (issue 16: under 3%), one check per grant
+#   mcpauth-sqlite-metrics  (only with --only) the cost of metrics and the audit log (issue 16:
+#                      under 3%): two SQLite servers up at once, without and with --metrics-bind
+#                      and --audit-log, pinned to CPU 0 (wrk to CPU 1), each grant measured
+#                      BENCH_ROUNDS (7) times alternately for D/2 seconds; one check per grant on
+#                      the median CPU per token
 #   oidc-provider      npm oidc-provider (interop/package-lock.json), configured alike: see
 #                      bench/oidc-provider-server.mjs and bench/README.md
 #
@@ -50,6 +52,8 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 fail() { echo "bench/authserver-token.sh: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
 # shellcheck source=../interop/lib/common.sh
 source "$REPO_ROOT/interop/lib/common.sh"
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 DURATION=10
 WARMUP=3
@@ -58,6 +62,8 @@ THREADS=1
 TARGET_RATIO=${BENCH_TARGET_RATIO:-10}
 MAX_POOL=${BENCH_MAX_POOL:-150000}
 WARMUP_POOL=6000
+ROUNDS=${BENCH_ROUNDS:-7}
+WRK_PREFIX=(env) # a command wrk runs under (taskset for mcpauth-sqlite-metrics)
 TARGETS=()
 while (($#)); do
   case $1 in
@@ -98,7 +104,7 @@ ensure_mcpauth
 # --- wrk runs ------------------------------------------------------------------------------
 # wrk_run OUTFILE LUA URL SECONDS: runs wrk and prints its output to OUTFILE.
 wrk_run() {
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${4}s" --timeout 5s --latency -s "$2" "$3" >"$1" 2>&1 ||
+  "${WRK_PREFIX[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${4}s" --timeout 5s --latency -s "$2" "$3" >"$1" 2>&1 ||
     { cat "$1" >&2; fail "wrk failed against $3"; }
 }
 # Parses wrk output: "rps p99_ms non2xx socket_errors".
@@ -112,19 +118,6 @@ wrk_parse() {
     /Socket errors:/ { gsub(/,/, ""); errs = $4 + $6 + $8 + $10 }
     END { printf "%s %.2f %d %d\n", rps, p99, non, errs }' "$1"
 }
-
-# cpu_ticks PID...: user + system time of the processes (all their threads), in clock ticks.
-cpu_ticks() {
-  local total=0 pid stat f
-  for pid in "$@"; do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    stat=${stat##*) } # after "PID (COMM) ": field 3 onwards; utime and stime are fields 14 and 15
-    read -r -a f <<<"$stat"
-    total=$((total + f[11] + f[12]))
-  done
-  echo "$total"
-}
-CLK_TCK=$(getconf CLK_TCK)
 
 # server_pids: the processes whose CPU a token costs (SERVER_PID; with BENCH_PG_DATABASE, that
 # database's backends and PostgreSQL's writer processes).
@@ -189,51 +182,77 @@ make_pool() {
     BENCH_PASSWORD=$PASSWORD "$NODE" refresh-pool.mjs "$2" "$3") || fail "$1: making the refresh-token pool failed"
 }
 
+# client_env: the wrk inputs of the clients in CC_ID/CC_SECRET and RT_ID/RT_SECRET (CC_BASIC,
+# RT_BASIC, CC_BODY, RESOURCE_ENC).
+client_env() {
+  RESOURCE_ENC=$(urlenc "$RESOURCE")
+  CC_BASIC=$(printf '%s:%s' "$(urlenc "$CC_ID")" "$(urlenc "$CC_SECRET")" | base64 -w0)
+  RT_BASIC=$(printf '%s:%s' "$(urlenc "$RT_ID")" "$(urlenc "$RT_SECRET")" | base64 -w0)
+  CC_BODY="grant_type=client_credentials&resource=$RESOURCE_ENC&scope=$(urlenc "$SCOPE")"
+}
+
+# probe TARGET: a functional check before loading (one client_credentials token must be issued),
+# then a client_credentials warm-up.
+probe() {
+  local probe
+  probe=$(curl -sS -H "Authorization: Basic $CC_BASIC" -d "$CC_BODY" "$ISSUER/token") || fail "$1: /token unreachable"
+  [[ $(json_field access_token <<<"$probe") == ey* ]] || fail "$1: client_credentials failed: $probe"
+  log "$1: client_credentials warm-up (${WARMUP}s, $CONNECTIONS connections)"
+  BENCH_BASIC=$CC_BASIC BENCH_BODY=$CC_BODY wrk_run "$RESULT_DIR/$1-warmup.txt" "$SCRIPT_DIR/wrk/client-credentials.lua" "$ISSUER/token" "$WARMUP"
+}
+
+# measure_cc TARGET SECONDS
+measure_cc() {
+  BENCH_BASIC=$CC_BASIC BENCH_BODY=$CC_BODY measure "$1" client_credentials "$SCRIPT_DIR/wrk/client-credentials.lua" "$ISSUER/token" "$2"
+}
+
+# measure_refresh TARGET POOL SECONDS
+measure_refresh() {
+  BENCH_BASIC=$RT_BASIC BENCH_POOL=$2 BENCH_THREADS=$THREADS BENCH_EXTRA="&resource=$RESOURCE_ENC" \
+    measure "$1" refresh_token "$SCRIPT_DIR/wrk/refresh-token.lua" "$ISSUER/token" "$3"
+}
+
+# refresh_pool_size TARGET SECONDS: the refresh tokens SECONDS of refresh_token need (+60%; at
+# most BENCH_MAX_POOL), from a 1 s warm-up on a small pool that also estimates the rate.
+refresh_pool_size() {
+  local est used count
+  make_pool "$1" "$RESULT_DIR/$1-pool-warmup.txt" "$WARMUP_POOL"
+  log "$1: refresh_token warm-up (1s) to size the pool"
+  BENCH_BASIC=$RT_BASIC BENCH_POOL=$RESULT_DIR/$1-pool-warmup.txt BENCH_THREADS=$THREADS BENCH_EXTRA="&resource=$RESOURCE_ENC" \
+    wrk_run "$RESULT_DIR/$1-refresh-warmup.txt" "$SCRIPT_DIR/wrk/refresh-token.lua" "$ISSUER/token" 1
+  rm -f "$RESULT_DIR/$1-pool-warmup.txt"
+  used=$(sed -n 's/^pool: \([0-9]*\) used.*/\1/p' "$RESULT_DIR/$1-refresh-warmup.txt")
+  est=${used:-0}
+  if ! grep -q '^pool: .*, 0 requests after exhaustion' "$RESULT_DIR/$1-refresh-warmup.txt"; then
+    est=${RPS[$1/client_credentials]:-$((WARMUP_POOL * 2))} # it ran out: take the (higher) client_credentials rate
+    est=${est%.*}
+  fi
+  count=$(((est * $2 * 16 / 10) + 1000))
+  ((count > MAX_POOL)) && count=$MAX_POOL
+  echo "$count"
+}
+
 # bench_target TARGET: server already started (ISSUER, SERVER_PID); clients in CC_ID/CC_SECRET
 # and RT_ID/RT_SECRET.
 bench_target() {
-  local target=$1 cc_basic rt_basic resource_enc body pool count
-  resource_enc=$(urlenc "$RESOURCE")
-  cc_basic=$(printf '%s:%s' "$(urlenc "$CC_ID")" "$(urlenc "$CC_SECRET")" | base64 -w0)
-  rt_basic=$(printf '%s:%s' "$(urlenc "$RT_ID")" "$(urlenc "$RT_SECRET")" | base64 -w0)
-  body="grant_type=client_credentials&resource=$resource_enc&scope=$(urlenc "$SCOPE")"
-
-  # A functional check before loading: one token of each kind must be issued.
-  local probe
-  probe=$(curl -sS -H "Authorization: Basic $cc_basic" -d "$body" "$ISSUER/token") || fail "$target: /token unreachable"
-  [[ $(json_field access_token <<<"$probe") == ey* ]] || fail "$target: client_credentials failed: $probe"
-
-  log "$target: client_credentials (warm-up ${WARMUP}s, then ${DURATION}s, $CONNECTIONS connections)"
-  BENCH_BASIC=$cc_basic BENCH_BODY=$body wrk_run "$RESULT_DIR/$target-warmup.txt" "$SCRIPT_DIR/wrk/client-credentials.lua" "$ISSUER/token" "$WARMUP"
-  BENCH_BASIC=$cc_basic BENCH_BODY=$body measure "$target" client_credentials "$SCRIPT_DIR/wrk/client-credentials.lua" "$ISSUER/token" "$DURATION"
-
-  # Refresh-token pools: a small one first, spent in a 1 s warm-up that also estimates the rate,
-  # then one sized for D seconds at that rate (+60%; at most BENCH_MAX_POOL). A pool that runs out
-  # invalidates the run.
-  local est used
-  make_pool "$target" "$RESULT_DIR/$target-pool-warmup.txt" "$WARMUP_POOL"
-  log "$target: refresh_token warm-up (1s) to size the pool"
-  BENCH_BASIC=$rt_basic BENCH_POOL=$RESULT_DIR/$target-pool-warmup.txt BENCH_THREADS=$THREADS BENCH_EXTRA="&resource=$resource_enc" \
-    wrk_run "$RESULT_DIR/$target-refresh-warmup.txt" "$SCRIPT_DIR/wrk/refresh-token.lua" "$ISSUER/token" 1
-  used=$(sed -n 's/^pool: \([0-9]*\) used.*/\1/p' "$RESULT_DIR/$target-refresh-warmup.txt")
-  est=${used:-0}
-  if grep -q '^pool: .*, 0 requests after exhaustion' "$RESULT_DIR/$target-refresh-warmup.txt"; then :; else
-    est=${RPS[$target/client_credentials]%.*} # the warm-up ran out: take the (higher) client_credentials rate
-  fi
-  count=$(((est * DURATION * 16 / 10) + 1000))
-  ((count > MAX_POOL)) && count=$MAX_POOL
+  local target=$1 pool count
+  client_env
+  probe "$target"
+  log "$target: client_credentials (${DURATION}s, $CONNECTIONS connections)"
+  measure_cc "$target" "$DURATION"
+  count=$(refresh_pool_size "$target" "$DURATION") || exit 1
   pool=$RESULT_DIR/$target-pool.txt
   make_pool "$target" "$pool" "$count"
   log "$target: refresh_token (${DURATION}s, each token spent once)"
-  BENCH_BASIC=$rt_basic BENCH_POOL=$pool BENCH_THREADS=$THREADS BENCH_EXTRA="&resource=$resource_enc" \
-    measure "$target" refresh_token "$SCRIPT_DIR/wrk/refresh-token.lua" "$ISSUER/token" "$DURATION"
-  rm -f "$RESULT_DIR/$target-pool-warmup.txt"
+  measure_refresh "$target" "$pool" "$DURATION"
   rm -f "$pool"
 }
 
-run_mcpauth() { # run_mcpauth sqlite|postgres [TARGET EXTRA-SERVE-FLAGS...]
-  local kind=$1 target=${2:-mcpauth-$1} home database out
-  shift $(($# > 1 ? 2 : 1))
+# start_mcpauth sqlite|postgres TARGET [EXTRA-SERVE-FLAGS...]: a fresh store with the bench user
+# and clients, and `mcpauth serve` on it (ISSUER, SERVER_PID, CC_*, RT_*, BENCH_PG_DATABASE).
+start_mcpauth() {
+  local kind=$1 target=$2 home database out
+  shift 2
   new_tmpdir home
   local extra=("$@")
   ((${#extra[@]})) && extra+=(--audit-log "$home/audit.jsonl")
@@ -259,9 +278,85 @@ run_mcpauth() { # run_mcpauth sqlite|postgres [TARGET EXTRA-SERVE-FLAGS...]
   SERVER_PID=$SERVE_PID
   BENCH_PG_DATABASE=
   [[ $kind == postgres ]] && BENCH_PG_DATABASE=${database##*/}
-  echo "== $target: $ISSUER (mcpauth serve --no-rate-limits, ${database%%://*})" >&2
-  bench_target "$target"
+  echo "== $target: $ISSUER (mcpauth serve --no-rate-limits ${extra[*]}, ${database%%://*})" >&2
+}
+
+run_mcpauth() { # run_mcpauth sqlite|postgres
+  start_mcpauth "$1" "mcpauth-$1"
+  bench_target "mcpauth-$1"
   stop_pid "$SERVER_PID" || true
+}
+
+# The cost of metrics and the audit log (issue 16): two servers on SQLite up at once, without
+# (off) and with --metrics-bind and --audit-log (on), pinned to CPU 0 with wrk on CPU 1 so that
+# the server under test never competes with the load generator; each grant measured ROUNDS
+# times alternately, each run DURATION / 2 seconds; the verdict is on the medians of the CPU per
+# token (PAIR_CPU[off|on/GRANT]).
+declare -A PAIR_CPU PAIR_RUNS
+run_metrics_pair() {
+  local target=mcpauth-sqlite-metrics name round grant secs=$(((DURATION + 1) / 2)) count
+  local -A iss pid cc_id cc_secret rt_id rt_secret
+  for name in off on; do
+    if [[ $name == off ]]; then
+      start_mcpauth sqlite "$target-off"
+    else
+      start_mcpauth sqlite "$target-on" --metrics-bind 127.0.0.1:0
+    fi
+    iss[$name]=$ISSUER pid[$name]=$SERVER_PID cc_id[$name]=$CC_ID cc_secret[$name]=$CC_SECRET
+    rt_id[$name]=$RT_ID rt_secret[$name]=$RT_SECRET
+  done
+  use() { # use off|on: that server's ISSUER, SERVER_PID and clients
+    ISSUER=${iss[$1]} SERVER_PID=${pid[$1]} CC_ID=${cc_id[$1]} CC_SECRET=${cc_secret[$1]}
+    RT_ID=${rt_id[$1]} RT_SECRET=${rt_secret[$1]} BENCH_PG_DATABASE=
+    client_env
+  }
+  if (($(nproc) >= 2)) && command -v taskset >/dev/null; then
+    taskset -a -p -c 0 "${pid[off]}" >/dev/null && taskset -a -p -c 0 "${pid[on]}" >/dev/null ||
+      fail "taskset failed"
+    WRK_PREFIX=(taskset -c 1)
+    echo "    (both servers pinned to CPU 0; wrk to CPU 1)" >&2
+  fi
+  for name in off on; do
+    use "$name"
+    probe "$target-$name"
+  done
+  for round in $(seq 1 "$ROUNDS"); do
+    for name in off on; do
+      use "$name"
+      log "$target-$name: client_credentials, round $round of $ROUNDS (${secs}s)"
+      measure_cc "$target-$name-$round" "$secs"
+      PAIR_RUNS[$name/client_credentials]+=" ${CPU[$target-$name-$round/client_credentials]}"
+    done
+  done
+  # Refresh tokens: one pool per server for every round, cut into ROUNDS slices.
+  for name in off on; do
+    use "$name"
+    RPS[$target-$name/client_credentials]=${RPS[$target-$name-1/client_credentials]}
+    count=$(refresh_pool_size "$target-$name" "$((secs * ROUNDS))") || exit 1
+    make_pool "$target-$name" "$RESULT_DIR/$target-$name-pool.txt" "$count"
+    (cd "$RESULT_DIR" && split -n "l/$ROUNDS" -d -a 3 "$target-$name-pool.txt" "$target-$name-pool.") ||
+      fail "cannot split the refresh-token pool"
+    rm -f "$RESULT_DIR/$target-$name-pool.txt"
+  done
+  for round in $(seq 1 "$ROUNDS"); do
+    for name in off on; do
+      use "$name"
+      log "$target-$name: refresh_token, round $round of $ROUNDS (${secs}s)"
+      local slice
+      slice=$RESULT_DIR/$target-$name-pool.$(printf '%03d' $((round - 1)))
+      measure_refresh "$target-$name-$round" "$slice" "$secs"
+      rm -f "$slice"
+      PAIR_RUNS[$name/refresh_token]+=" ${CPU[$target-$name-$round/refresh_token]}"
+    done
+  done
+  WRK_PREFIX=(env)
+  for name in off on; do
+    for grant in client_credentials refresh_token; do
+      # shellcheck disable=SC2086 # the runs are a space-separated list
+      PAIR_CPU[$name/$grant]=$(median ${PAIR_RUNS[$name/$grant]})
+    done
+    stop_pid "${pid[$name]}" || true
+  done
 }
 
 wait_issuer() { # wait_issuer LOGFILE: sets ISSUER
@@ -306,7 +401,7 @@ for t in "${TARGETS[@]}"; do
   case $t in
     mcpauth-sqlite) run_mcpauth sqlite ;;
     mcpauth-postgres) run_mcpauth postgres ;;
-    mcpauth-sqlite-metrics) run_mcpauth sqlite mcpauth-sqlite-metrics --metrics-bind 127.0.0.1:0 ;;
+    mcpauth-sqlite-metrics) run_metrics_pair ;;
     oidc-provider) run_oidc_provider ;;
   esac
 done
@@ -342,17 +437,15 @@ verdict() {
     FAILN=$((FAILN + 1))
   fi
 }
-# Metrics and the audit log on vs off (issue 16): the same store's CPU per token, target < 3%.
-if [[ -n ${RPS[mcpauth-sqlite-metrics/client_credentials]:-} ]]; then
+# Metrics and the audit log on vs off (issue 16): the medians of the pair's CPU per token.
+if [[ -n ${PAIR_CPU[off/client_credentials]:-} ]]; then
+  echo "Metrics and audit log cost (two SQLite servers pinned to CPU 0, $ROUNDS alternating runs of $(((DURATION + 1) / 2))s per grant)"
   for g in client_credentials refresh_token; do
-    on=${CPU[mcpauth-sqlite-metrics/$g]:-} off=${CPU[mcpauth-sqlite/$g]:-}
-    if [[ -z $off ]]; then
-      echo "  NOT RUN  metrics cost $g: mcpauth-sqlite was not measured (not counted)"
-      continue
-    fi
+    on=${PAIR_CPU[on/$g]} off=${PAIR_CPU[off/$g]}
+    printf '  %-20s CPU us/token without:%s  with:%s\n' "$g" "${PAIR_RUNS[off/$g]}" "${PAIR_RUNS[on/$g]}"
     cost=$(awk -v a="$off" -v b="$on" 'BEGIN { printf "%.1f", (b - a) / b * 100 }')
     verdict "$(awk -v c="$cost" 'BEGIN { print (c < 3) ? 1 : 0 }')" \
-      "metrics + audit log cost $g: $cost% of the CPU per token ($on vs $off us; target < 3%)"
+      "metrics + audit log cost $g: $cost% of the CPU per token (medians $on vs $off us; target < 3%)"
   done
 fi
 for t in "${TARGETS[@]}"; do

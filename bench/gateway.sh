@@ -50,6 +50,8 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 fail() { echo "bench/gateway.sh: $*" >&2; exit 1; }
 # shellcheck source=../interop/lib/common.sh
 source "$REPO_ROOT/interop/lib/common.sh"
+# shellcheck source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 DURATION=10
 CONNECTIONS=32
@@ -156,17 +158,6 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null; }
 
 new_tmpdir HOME_DIR
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-CLK_TCK=$(getconf CLK_TCK)
-# cpu_ticks PID: utime + stime in clock ticks (proc(5): fields 14 and 15 of /proc/PID/stat; the
-# command name before them may hold spaces, so the fields are counted after its last ')').
-cpu_ticks() {
-  local stat f
-  stat=$(<"/proc/$1/stat") || return 1
-  read -ra f <<<"${stat##*) }"
-  echo $((f[11] + f[12]))
-}
-# per_call TICKS CALLS -> CPU µs per call
-per_call() { awk -v t="$1" -v n="$2" -v hz="$CLK_TCK" 'BEGIN { printf "%.1f", (n > 0) ? t * 1e6 / hz / n : 0 }'; }
 # times_cpu FILE: the children's user + system seconds from bash's `times` (its second line)
 times_cpu() {
   awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%.3f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$1"
@@ -429,8 +420,8 @@ run_metrics() {
   stop_pid "$off_pid"
   stop_pid "$on_pid"
   local med_off med_on loss rps_loss
-  med_off=$(printf '%s\n' "${cpu_off[@]}" | sort -g | sed -n 2p)
-  med_on=$(printf '%s\n' "${cpu_on[@]}" | sort -g | sed -n 2p)
+  med_off=$(median "${cpu_off[@]}")
+  med_on=$(median "${cpu_on[@]}")
   loss=$(awk -v a="$med_off" -v b="$med_on" 'BEGIN { printf "%.1f", (b - a) / b * 100 }')
   rps_loss=$(awk -v a="$best_off" -v b="$best_on" 'BEGIN { printf "%.1f", (a - b) / a * 100 }')
   echo

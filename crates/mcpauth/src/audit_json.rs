@@ -54,22 +54,60 @@ fn format_line(out: &mut Vec<u8>, event: &Event<'_>, at: SystemTime) {
     out.extend_from_slice(b"}\n");
 }
 
-/// A JSON string, escaped (serde_json's rules).
+/// A JSON string, escaped (serde_json's rules). Most values (event names, ids, addresses) need
+/// no escaping and are copied as they are.
 fn json_string(out: &mut Vec<u8>, s: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (digits pushed directly: `write!` with widths cost more than
+/// the rest of the line).
 fn rfc3339(out: &mut Vec<u8>, at: SystemTime) {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
     let (year, month, day, hour, minute, second) = mcpauth_core::civil::utc(secs);
-    let _ = write!(
+    let year = u64::try_from(year).unwrap_or(0);
+    digits(
         out,
-        "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{:06}Z",
-        since.subsec_micros()
+        year,
+        if year > 9999 {
+            year.ilog10() as usize + 1
+        } else {
+            4
+        },
     );
+    for (sep, value) in [
+        (b'-', month),
+        (b'-', day),
+        (b'T', hour),
+        (b':', minute),
+        (b':', second),
+    ] {
+        out.push(sep);
+        digits(out, value.into(), 2);
+    }
+    out.push(b'.');
+    digits(out, since.subsec_micros().into(), 6);
+    out.push(b'Z');
+}
+
+/// The last `width` decimal digits of `value`, zero-padded.
+fn digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for d in out[start..].iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
 }
 
 /// Appends `,"name":value` for each field.
@@ -137,6 +175,30 @@ mod tests {
         assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(at(1_796_489_064, 956_178), "2026-12-05T16:44:24.956178Z");
         assert_eq!(at(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
+        assert_eq!(at(253_402_300_800, 0), "10000-01-01T00:00:00.000000Z");
+    }
+
+    /// The fast path for plain text and serde_json's escaping write the same JSON.
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for s in [
+            "",
+            "token.issued",
+            "127.0.0.1",
+            "a\"b",
+            "back\\slash",
+            "tab\tnewline\n",
+            "\u{1b}[31m",
+            "del\u{7f}",
+            "caf\u{e9} \u{1f600}",
+        ] {
+            let mut out = Vec::new();
+            json_string(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
     }
 
     /// The line tracing-subscriber's JSON layer wrote, field for field, with text escaped.

@@ -206,16 +206,17 @@ where
         let out = std::task::ready!(this.inner.poll(cx));
         if let Ok(resp) = &out {
             let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-            let (count, time) = http_series(route, this.method, resp.status().as_u16());
-            count.increment(1);
-            time.record(this.start.elapsed().as_secs_f64());
+            let series = http_series(route, this.method, resp.status().as_u16());
+            series.count.increment(1);
+            series.time.record(this.start.elapsed().as_secs_f64());
         }
         Poll::Ready(out)
     }
 }
 
-/// One route, method and status's series, registered once: the recorder's lookup by labels on
-/// every request would cost more than the request's own routing.
+/// One route, method and status's series, registered once and kept for the life of the process
+/// (routes, methods and statuses are few): the recorder's lookup by labels on every request
+/// would cost more than the request's own routing.
 struct HttpSeries {
     route: String,
     method: &'static str,
@@ -224,13 +225,13 @@ struct HttpSeries {
     time: Histogram,
 }
 
-fn http_series(route: &str, method: &'static str, status: u16) -> (Counter, Histogram) {
-    static SERIES: OnceLock<RwLock<Vec<HttpSeries>>> = OnceLock::new();
+fn http_series(route: &str, method: &'static str, status: u16) -> &'static HttpSeries {
+    static SERIES: OnceLock<RwLock<Vec<&'static HttpSeries>>> = OnceLock::new();
     let series = SERIES.get_or_init(RwLock::default);
-    let find = |all: &[HttpSeries]| {
+    let find = |all: &[&'static HttpSeries]| {
         all.iter()
             .find(|s| s.status == status && s.method == method && s.route == route)
-            .map(|s| (s.count.clone(), s.time.clone()))
+            .copied()
     };
     if let Some(found) = find(&series.read().unwrap_or_else(|e| e.into_inner())) {
         return found;
@@ -244,14 +245,15 @@ fn http_series(route: &str, method: &'static str, status: u16) -> (Counter, Hist
         "mcpauth_http_request_duration_seconds",
         &[("route", route), ("method", method)],
     );
-    all.push(HttpSeries {
+    let new: &'static HttpSeries = Box::leak(Box::new(HttpSeries {
         route: route.to_owned(),
         method,
         status,
-        count: count.clone(),
-        time: time.clone(),
-    });
-    (count, time)
+        count,
+        time,
+    }));
+    all.push(new);
+    new
 }
 
 fn method_label(m: &axum::http::Method) -> &'static str {
