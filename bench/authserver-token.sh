@@ -278,7 +278,7 @@ start_mcpauth() {
   SERVER_PID=$SERVE_PID
   BENCH_PG_DATABASE=
   [[ $kind == postgres ]] && BENCH_PG_DATABASE=${database##*/}
-  echo "== $target: $ISSUER (mcpauth serve --no-rate-limits ${extra[*]}, ${database%%://*})" >&2
+  echo "== $target: $ISSUER (mcpauth serve --no-rate-limits${extra[*]:+ ${extra[*]}}, ${database%%://*})" >&2
 }
 
 run_mcpauth() { # run_mcpauth sqlite|postgres
