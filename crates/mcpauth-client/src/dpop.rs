@@ -155,6 +155,14 @@ pub fn load_key(stored: &DpopPrivateKey) -> Result<DpopKey, ClientError> {
     Ok(DpopKey::from_pkcs8(&der)?)
 }
 
+/// Whether `nonce` can be a DPoP nonce: non-empty visible ASCII (RFC 9449 §8.1 `nonce` syntax),
+/// at most [`MAX_NONCE_BYTES`].
+pub fn valid_nonce(nonce: &str) -> bool {
+    !nonce.is_empty()
+        && nonce.len() <= MAX_NONCE_BYTES
+        && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
 /// The newest nonce of each origin (RFC 9449 §8.2, §9: a new one replaces the old; SPEC D2).
 #[derive(Debug, Default)]
 pub struct Nonces {
@@ -170,16 +178,20 @@ impl Nonces {
     }
 
     /// Remembers the `DPoP-Nonce` of a response from `url`; `true` when there was a usable one.
-    /// A nonce must be a non-empty visible-ASCII string (RFC 9449 §8.1 `nonce` syntax).
     pub fn remember(&self, url: &str, headers: &HeaderMap) -> bool {
-        let Some(nonce) = headers
+        headers
             .get(DPOP_NONCE)
             .and_then(|v| v.to_str().ok())
-            .filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_BYTES)
-            .filter(|n| n.bytes().all(|b| (0x21..=0x7e).contains(&b)))
-        else {
+            .is_some_and(|nonce| self.set(url, nonce))
+    }
+
+    /// Takes `nonce` as the newest of `url`'s origin (one a server handed out, e.g. read from its
+    /// `DPoP-Nonce` header by a script); `false` when it is not a valid nonce ([`valid_nonce`])
+    /// or `url` has no origin.
+    pub fn set(&self, url: &str, nonce: &str) -> bool {
+        if !valid_nonce(nonce) {
             return false;
-        };
+        }
         let Some(origin) = origin(url) else {
             return false;
         };

@@ -19,9 +19,11 @@
 //! # async fn run() -> Result<(), mcpauth_client::ClientError> {
 //! use std::sync::Arc;
 //! use mcpauth_client::{authed::AuthenticatedClient, http::{HttpOptions, OAuthHttp},
-//!     session::{Grant, Session, SessionConfig}, store::FileStore};
+//!     session::{Session, SessionConfig}, store::FileStore};
+//! use mcpauth_core::ClientSecret;
 //! let http = OAuthHttp::new(HttpOptions::default())?;
-//! let config = SessionConfig::new("https://mcp.example.com/mcp", Grant::ClientCredentials);
+//! let secret = std::env::var("MCP_CLIENT_SECRET").ok().map(ClientSecret::new);
+//! let config = SessionConfig::client_credentials("https://mcp.example.com/mcp", "robot", secret);
 //! let session = Arc::new(Session::new(config, http, Arc::new(FileStore::default_location()?)));
 //! let client = AuthenticatedClient::new(session, reqwest::Client::new());
 //! let response = client.send(|http| http.post("https://mcp.example.com/mcp").body("{}")).await?;

@@ -156,10 +156,34 @@ impl SessionConfig {
             .or_else(|| lookup(ENV_CLIENT_SECRET))
             .filter(|v| !v.is_empty())
             .map(mcpauth_core::ClientSecret::new);
+        Self::client_credentials(server_url, client_id, secret)
+    }
+
+    /// The client credentials grant (OAuth 2.1 §4.2) as the client `client_id`, registered out
+    /// of band (MCP SPEC C13) with `client_secret`, its authentication method chosen from the
+    /// authorization server's metadata; for `private_key_jwt`, set the static client's
+    /// `auth_method` and [`SessionConfig::signing_key`] instead of a secret.
+    ///
+    /// ```
+    /// use mcpauth_client::session::{Grant, SessionConfig};
+    /// use mcpauth_core::ClientSecret;
+    /// let config = SessionConfig::client_credentials(
+    ///     "https://mcp.example/mcp",
+    ///     "robot",
+    ///     Some(ClientSecret::new("s3cret")),
+    /// );
+    /// assert!(matches!(config.grant, Grant::ClientCredentials));
+    /// assert_eq!(config.client.static_client.unwrap().client_id, "robot");
+    /// ```
+    pub fn client_credentials(
+        server_url: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Option<mcpauth_core::ClientSecret>,
+    ) -> Self {
         let mut config = Self::new(server_url, Grant::ClientCredentials);
         config.client.static_client = Some(crate::registration::StaticClient {
-            client_id,
-            client_secret: secret,
+            client_id: client_id.into(),
+            client_secret,
             auth_method: None,
             issuer: None,
         });
@@ -226,6 +250,14 @@ impl Session {
     ) -> Result<Vec<(&'static str, String)>, ClientError> {
         let record = self.inner.lock().await.record.clone();
         dpop::credential_headers(record.as_ref(), token, method, url, &self.nonces)
+    }
+
+    /// Uses `nonce` in the next DPoP proofs for `url`'s origin: one the server handed out in a
+    /// `DPoP-Nonce` header outside this session (RFC 9449 §9), e.g. to a script that sent the
+    /// request itself. `false` when it is not a valid nonce ([`dpop::valid_nonce`]) or `url` has
+    /// no origin.
+    pub fn remember_nonce(&self, url: &str, nonce: &str) -> bool {
+        self.nonces.set(url, nonce)
     }
 
     /// SPEC D1, RFC 9728 §2: a resource that demands DPoP-bound tokens refuses every token this

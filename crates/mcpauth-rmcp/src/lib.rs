@@ -22,11 +22,13 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use mcpauth_client::http::{HttpOptions, OAuthHttp};
-//! use mcpauth_client::session::{Grant, Session, SessionConfig};
+//! use mcpauth_client::session::{Session, SessionConfig};
 //! use mcpauth_client::store::FileStore;
+//! use mcpauth_core::ClientSecret;
 //! use rmcp::ServiceExt;
 //!
-//! let config = SessionConfig::new("https://mcp.example.com/mcp", Grant::ClientCredentials);
+//! let secret = std::env::var("MCP_CLIENT_SECRET").ok().map(ClientSecret::new);
+//! let config = SessionConfig::client_credentials("https://mcp.example.com/mcp", "robot", secret);
 //! let http = OAuthHttp::new(HttpOptions::default())?;
 //! let session = Session::new(config, http, Arc::new(FileStore::default_location()?));
 //! let client = ().serve(mcpauth_rmcp::transport(Arc::new(session))?).await?;

@@ -806,6 +806,10 @@ pub struct TokenArgs {
     /// The URL of the request the header is for (with --header).
     #[arg(long, requires_all = ["header", "method"], value_name = "U")]
     pub url: Option<String>,
+    /// The nonce to put in the DPoP proof (with --method and --url): the `DPoP-Nonce` header of
+    /// the server's last answer, when it refused a proof with `use_dpop_nonce` (RFC 9449 §9).
+    #[arg(long, requires_all = ["method", "url"], value_name = "NONCE", value_parser = dpop_nonce)]
+    pub nonce: Option<String>,
     /// Start a login if no token can be refreshed (default: exit 2).
     #[arg(long)]
     pub login: bool,
@@ -861,6 +865,19 @@ pub struct CallArgs {
     /// Authentication options.
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+/// `--nonce`: a DPoP nonce as a server hands it out (RFC 9449 §8.1 syntax).
+fn dpop_nonce(value: &str) -> Result<String, String> {
+    if mcpauth_client::dpop::valid_nonce(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "not a DPoP nonce: a nonce is 1 to {} visible ASCII characters, no spaces \
+             (RFC 9449 §8.1); copy the server's DPoP-Nonce header value",
+            mcpauth_core::dpop::MAX_NONCE_BYTES
+        ))
+    }
 }
 
 #[cfg(test)]

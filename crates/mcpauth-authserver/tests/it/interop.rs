@@ -7,8 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::routing::get;
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
-use mcpauth_client::registration::StaticClient;
-use mcpauth_client::session::{Grant, Session, SessionConfig};
+use mcpauth_client::session::{Session, SessionConfig};
 use mcpauth_client::store::MemoryStore;
 use mcpauth_core::ClientSecret;
 use serde_json::json;
@@ -32,13 +31,11 @@ both_backends! {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
         let (id, secret) = ts.add_resource_server(&[&resource]).await;
-        let mut config = SessionConfig::new(resource.clone(), Grant::ClientCredentials);
-        config.client.static_client = Some(StaticClient {
-            client_id: id.clone(),
-            client_secret: Some(ClientSecret::new(secret.clone())),
-            auth_method: None,
-            issuer: None,
-        });
+        let config = SessionConfig::client_credentials(
+            resource.clone(),
+            id.clone(),
+            Some(ClientSecret::new(secret.clone())),
+        );
         let http = OAuthHttp::new(HttpOptions { timeout: Duration::from_secs(10), ..Default::default() }).unwrap();
         let session = Session::new(config, http, Arc::new(MemoryStore::new()));
         let token = session.access_token().await.unwrap();

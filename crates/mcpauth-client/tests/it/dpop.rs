@@ -21,7 +21,6 @@ use mcpauth_client::authed::AuthenticatedClient;
 use mcpauth_client::authorize::Headless;
 use mcpauth_client::dpop::load_key;
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
-use mcpauth_client::registration::StaticClient;
 use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::{FileStore, MemoryStore, TokenRecord, TokenStore};
 use mcpauth_core::ClientSecret;
@@ -216,13 +215,11 @@ impl Rig {
 
     /// A client credentials session of the rig's client over `store`.
     fn session(&self, store: Arc<dyn TokenStore>, dpop: bool) -> Arc<Session> {
-        let mut config = SessionConfig::new(&self.resource, Grant::ClientCredentials);
-        config.client.static_client = Some(StaticClient {
-            client_id: self.client.0.clone(),
-            client_secret: Some(ClientSecret::new(&self.client.1)),
-            auth_method: None,
-            issuer: None,
-        });
+        let mut config = SessionConfig::client_credentials(
+            &self.resource,
+            &self.client.0,
+            Some(ClientSecret::new(&self.client.1)),
+        );
         config.dpop = dpop;
         Arc::new(Session::new(config, http(), store))
     }

@@ -9,7 +9,6 @@ use mcpauth_client::authed::AuthenticatedClient;
 use mcpauth_client::authorize::{Headless, Presenter};
 use mcpauth_client::http::{HttpOptions, OAuthHttp};
 use mcpauth_client::loopback::{Loopback, LoopbackOptions};
-use mcpauth_client::registration::StaticClient;
 use mcpauth_client::session::{Grant, Session, SessionConfig};
 use mcpauth_client::store::{FileStore, MemoryStore, TokenStore};
 use mcpauth_core::device::DeviceAuthorization;
@@ -305,13 +304,11 @@ async fn a_stale_registration_is_replaced_once() {
 async fn client_credentials_with_client_secret_basic() {
     let server = TestServer::start(Knobs::default()).await;
     server.add_client("machine", Some("s3cr:t&"));
-    let mut config = SessionConfig::new(server.mcp_url(), Grant::ClientCredentials);
-    config.client.static_client = Some(StaticClient {
-        client_id: "machine".into(),
-        client_secret: Some(ClientSecret::new("s3cr:t&")),
-        auth_method: None,
-        issuer: None,
-    });
+    let config = SessionConfig::client_credentials(
+        server.mcp_url(),
+        "machine",
+        Some(ClientSecret::new("s3cr:t&")),
+    );
     let session = Arc::new(Session::new(config, http(), Arc::new(MemoryStore::new())));
     assert_eq!(call(&session, &server).await.unwrap(), 200);
     server.seen(|c| {
@@ -325,13 +322,14 @@ async fn client_credentials_with_client_secret_basic() {
 #[tokio::test]
 async fn c15_static_client_bound_to_another_issuer_is_refused() {
     let server = TestServer::start(Knobs::default()).await;
-    let mut config = SessionConfig::new(server.mcp_url(), Grant::ClientCredentials);
-    config.client.static_client = Some(StaticClient {
-        client_id: "machine".into(),
-        client_secret: Some(ClientSecret::new("x")),
-        auth_method: None,
-        issuer: Some("https://old-as.example".into()),
-    });
+    let mut config = SessionConfig::client_credentials(
+        server.mcp_url(),
+        "machine",
+        Some(ClientSecret::new("x")),
+    );
+    if let Some(client) = config.client.static_client.as_mut() {
+        client.issuer = Some("https://old-as.example".into());
+    }
     let session = Arc::new(Session::new(config, http(), Arc::new(MemoryStore::new())));
     let err = call(&session, &server).await.unwrap_err();
     assert!(
@@ -605,13 +603,11 @@ impl TokenStore for ThreadRecordingStore {
 async fn review8_tokens_are_saved_off_the_async_worker_thread() {
     let server = TestServer::start(Knobs::default()).await;
     server.add_client("machine", Some("s3cret"));
-    let mut config = SessionConfig::new(server.mcp_url(), Grant::ClientCredentials);
-    config.client.static_client = Some(StaticClient {
-        client_id: "machine".into(),
-        client_secret: Some(ClientSecret::new("s3cret")),
-        auth_method: None,
-        issuer: None,
-    });
+    let config = SessionConfig::client_credentials(
+        server.mcp_url(),
+        "machine",
+        Some(ClientSecret::new("s3cret")),
+    );
     let store = Arc::new(ThreadRecordingStore::default());
     let session = Arc::new(Session::new(config, http(), store.clone()));
     assert_eq!(call(&session, &server).await.unwrap(), 200);

@@ -49,7 +49,13 @@ pub async fn token(cli: &Cli, args: &TokenArgs, config: Option<&ConfigFile>) -> 
             serde_json::json!({"access_token": token.expose(), "token_type": token_type, "expires_at": expires_at})
         );
     } else if let (true, Some(method), Some(url)) = (args.header, &args.method, &args.url) {
-        // RFC 9449 §7.1: a bound token goes with a proof for this one request (SPEC D1).
+        // RFC 9449 §7.1: a bound token goes with a proof for this one request (SPEC D1); §9:
+        // with the nonce the resource server handed out, when one was given.
+        if let Some(nonce) = &args.nonce
+            && !session.remember_nonce(url, nonce)
+        {
+            anyhow::bail!("--url {url} is not an http(s) URL with a host: no nonce can go with it");
+        }
         for (name, value) in session.credential_headers(&token, method, url).await? {
             println!("{name}: {value}");
         }

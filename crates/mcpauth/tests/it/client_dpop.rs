@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcpauth_core::dpop::DpopKey;
 use serde_json::{Value, json};
 
-use crate::common::{LIMIT, browser_login, http, mcpauth, start_login};
+use crate::common::{LIMIT, browser_login, dpop_initialize, mcpauth, start_login};
 use crate::gateway::{Demo, banner_value, start_demo_with};
 use crate::serve::{PASSWORD, serve_for_resource};
 
@@ -68,37 +68,13 @@ async fn d1_d3_login_call_status_and_token_header_with_a_bound_token() {
     assert!(err.contains("--method") && err.contains("--url"), "{err}");
     assert!(alone.stdout.is_empty());
 
-    let pair = run(
-        home.path(),
-        &["token", &url, "--header", "--method", "POST", "--url", &url],
-    )
-    .await;
-    assert!(
-        pair.status.success(),
-        "{}",
-        String::from_utf8_lossy(&pair.stderr)
+    let (token, proof) = header_pair(home.path(), &url, &[]).await;
+    assert_eq!(
+        dpop_initialize(&url, &token, proof.clone()).await.status(),
+        200
     );
-    let text = String::from_utf8(pair.stdout).unwrap();
-    let lines: Vec<(&str, &str)> = text.lines().map(|l| l.split_once(": ").unwrap()).collect();
-    assert_eq!(lines.len(), 2, "{lines:?}");
-    assert_eq!(lines[0].0, "Authorization");
-    assert!(lines[0].1.starts_with("DPoP "));
-    assert_eq!(lines[1].0, "DPoP");
-    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"}}});
-    let send = |proof: &str| {
-        http()
-            .post(&url)
-            .header("authorization", lines[0].1)
-            .header("dpop", proof.to_owned())
-            .header("accept", "application/json, text/event-stream")
-            .json(&initialize)
-            .send()
-    };
-    assert_eq!(send(lines[1].1).await.unwrap().status(), 200);
     // The proof was for that one request: a replay is refused (RFC 9449 §11.1).
-    assert_eq!(send(lines[1].1).await.unwrap().status(), 401);
+    assert_eq!(dpop_initialize(&url, &token, proof).await.status(), 401);
 
     // A proof for a URL that cannot be a target is a clear error.
     let bad = run(
@@ -153,6 +129,64 @@ async fn d7_login_and_call_through_nonce_challenges() {
         key_param,
         "the token is bound to the dpop_jkt key"
     );
+    gateway.kill().await.unwrap();
+}
+
+/// The DPoP token and the proof `mcpauth token --header` prints for POST to `url`
+/// (with `extra` flags).
+async fn header_pair(home: &std::path::Path, url: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["token", url, "--header", "--method", "POST", "--url", url];
+    args.extend_from_slice(extra);
+    let pair = run(home, &args).await;
+    assert!(
+        pair.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pair.stderr)
+    );
+    let text = String::from_utf8(pair.stdout).unwrap();
+    let lines: Vec<(&str, &str)> = text.lines().map(|l| l.split_once(": ").unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0].0, "Authorization");
+    let token = lines[0].1.strip_prefix("DPoP ").expect("a DPoP token");
+    assert_eq!(lines[1].0, "DPoP");
+    (token.to_owned(), lines[1].1.to_owned())
+}
+
+/// D7, RFC 9449 §9 for scripts: against a gateway that wants nonces, the proof `token --header`
+/// prints without a nonce is refused with `use_dpop_nonce` and a `DPoP-Nonce`; with `--nonce`
+/// set to that value the request goes through. A value that cannot be a nonce, or `--nonce`
+/// without `--method`/`--url`, is a usage error with nothing printed.
+#[tokio::test]
+async fn d7_token_header_takes_the_nonce_the_resource_handed_out() {
+    let home = tempfile::tempdir().unwrap();
+    let (mut gateway, _, url, _) =
+        demo_login(home.path(), &["--dpop", "require", "--dpop-nonce"]).await;
+
+    let (token, proof) = header_pair(home.path(), &url, &[]).await;
+    let refused = dpop_initialize(&url, &token, proof).await;
+    assert_eq!(refused.status(), 401);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("use_dpop_nonce"), "{challenge}");
+    let nonce = refused.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+
+    let (token, proof) = header_pair(home.path(), &url, &["--nonce", &nonce]).await;
+    assert_eq!(dpop_initialize(&url, &token, proof).await.status(), 200);
+
+    for bad in [
+        vec![
+            "token", &url, "--header", "--method", "POST", "--url", &url, "--nonce", "a b",
+        ],
+        vec![
+            "token", &url, "--header", "--method", "POST", "--url", &url, "--nonce", "",
+        ],
+        vec!["token", &url, "--header", "--nonce", &nonce],
+    ] {
+        let out = run(home.path(), &bad).await;
+        assert_eq!(out.status.code(), Some(64), "{bad:?}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--nonce") || err.contains("nonce"), "{err}");
+    }
     gateway.kill().await.unwrap();
 }
 

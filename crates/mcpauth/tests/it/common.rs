@@ -231,3 +231,20 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// An `initialize` POST to `url` with the DPoP-bound `token` and `proof`.
+pub async fn dpop_initialize(url: &str, token: &str, proof: String) -> reqwest::Response {
+    http()
+        .post(url)
+        .header("authorization", format!("DPoP {token}"))
+        .header("dpop", proof)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+}

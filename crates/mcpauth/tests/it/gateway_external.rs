@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tokio::process::Child;
 
-use crate::common::{http, mcpauth};
+use crate::common::{dpop_initialize, http, mcpauth};
 use crate::gateway::*;
 
 /// An API identifier in `aud`, as Okta and Auth0 issue (Entra's `api://…` identifiers are
@@ -357,19 +357,6 @@ async fn dpop_token(
         .unwrap();
     assert_eq!(body["token_type"], "DPoP", "{body}");
     body["access_token"].as_str().unwrap().to_owned()
-}
-
-/// An `initialize` POST to `url` with the DPoP-bound `token` and `proof`.
-async fn dpop_initialize(url: &str, token: &str, proof: String) -> reqwest::Response {
-    http()
-        .post(url)
-        .header("authorization", format!("DPoP {token}"))
-        .header("dpop", proof)
-        .header("accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
-        .send()
-        .await
-        .unwrap()
 }
 
 /// SPEC D7, RFC 9449 §11.1 with an external issuer: gateways given one `--database` share
