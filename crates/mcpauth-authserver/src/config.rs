@@ -169,6 +169,10 @@ pub struct RateLimits {
     pub token_per_client: Option<RateLimit>,
     /// `/register`, per IP.
     pub register_per_ip: Option<RateLimit>,
+    /// Device authorizations started (`/device_authorization`, RFC 8628 §3.1), per IP: each is
+    /// a pending row until it expires, so this bounds what one address can make the server
+    /// hold (about `burst` + `per_minute` × the device code lifetime in minutes).
+    pub device_per_ip: Option<RateLimit>,
 }
 
 impl RateLimits {
@@ -180,6 +184,7 @@ impl RateLimits {
             token_per_ip: None,
             token_per_client: None,
             register_per_ip: None,
+            device_per_ip: None,
         }
     }
 }
@@ -192,6 +197,9 @@ impl Default for RateLimits {
             token_per_ip: Some(RateLimit::new(600, 6000)),
             token_per_client: Some(RateLimit::new(300, 3000)),
             register_per_ip: Some(RateLimit::new(20, 10)),
+            // A device flow ends in a sign-in (10 per minute per IP): 130 live codes at most
+            // with the default 10-minute lifetime, instead of the /token limit's 60,000.
+            device_per_ip: Some(RateLimit::new(30, 10)),
         }
     }
 }

@@ -15,6 +15,7 @@ pub(crate) enum Bucket {
     TokenIp,
     TokenClient,
     Register,
+    DeviceIp,
 }
 
 impl Bucket {
@@ -26,6 +27,7 @@ impl Bucket {
             Bucket::TokenIp => "token_ip",
             Bucket::TokenClient => "token_client",
             Bucket::Register => "register",
+            Bucket::DeviceIp => "device",
         }
     }
 }

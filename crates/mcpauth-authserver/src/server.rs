@@ -63,6 +63,7 @@ impl Shared {
             Bucket::TokenIp => l.token_per_ip,
             Bucket::TokenClient => l.token_per_client,
             Bucket::Register => l.register_per_ip,
+            Bucket::DeviceIp => l.device_per_ip,
         };
         let allowed = self.limiter.allow(limit, bucket, key);
         if !allowed {

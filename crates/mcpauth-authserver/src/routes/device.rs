@@ -108,6 +108,10 @@ async fn authorize_device(
     }
     let scope = check_scope(shared, &client, params.get("scope"))?;
     let resource = check_resource(shared, params.get("resource"))?;
+    // Only requests that would store a pending authorization count.
+    if !shared.allow(Bucket::DeviceIp, ip) {
+        return Err(TokenError::rate_limited());
+    }
     let device_code = random_secret();
     let device_hash = hash_secret(&device_code);
     let now = now();

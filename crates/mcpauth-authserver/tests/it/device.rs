@@ -217,6 +217,36 @@ both_backends! {
         assert_eq!((status, body["error"].as_str()), (400, Some("access_denied")), "{body}");
     }
 
+    /// Each device authorization is a pending row until it expires: past the per-IP limit a
+    /// request is 429 temporarily_unavailable with no code (nothing stored), requests refused
+    /// for another reason do not count, and the codes given before still poll as pending.
+    async fn v1_device_authorizations_per_address_are_limited(db) {
+        let ts = TestServer::start(db, |c| {
+            c.device_interval = Duration::from_secs(1);
+            c.rate_limits.device_per_ip = Some(mcpauth_authserver::RateLimit::new(3, 1));
+        })
+        .await;
+        let client_id = device_client(&ts).await;
+        let browser_client = ts.register_public_client(&[REDIRECT]).await;
+        let device = |client: String| {
+            http().post(ts.url("/device_authorization")).form(&[("client_id", client)]).send()
+        };
+        let first = start_device(&ts, &client_id).await;
+        start_device(&ts, &client_id).await;
+        for _ in 0..3 {
+            let refused = device(browser_client.clone()).await.unwrap();
+            assert_eq!(refused.status(), 400, "unauthorized_client, not counted");
+        }
+        start_device(&ts, &client_id).await;
+        let limited = device(client_id.clone()).await.unwrap();
+        assert_eq!(limited.status(), 429);
+        let body: Value = limited.json().await.unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+        assert!(body.get("device_code").is_none() && body.get("user_code").is_none(), "{body}");
+        let (status, body) = poll(&ts, &client_id, first["device_code"].as_str().unwrap()).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("authorization_pending")), "{body}");
+    }
+
     /// RFC 8628 §3.5: an expired code is expired_token; its user code is no longer accepted.
     async fn v2_an_expired_code_is_expired_token(db) {
         let ts = start(db, 0).await;

@@ -355,7 +355,14 @@ const RESULTS: [&str; 9] = [
     "dpop_refused",
     "unavailable",
 ];
-const BUCKET_NAMES: [&str; 5] = ["authorize", "login", "token_ip", "token_client", "register"];
+const BUCKET_NAMES: [&str; 6] = [
+    "authorize",
+    "login",
+    "token_ip",
+    "token_client",
+    "register",
+    "device",
+];
 const AUDIT_EVENTS: [&str; 20] = [
     "signin.succeeded",
     "signin.failed",
