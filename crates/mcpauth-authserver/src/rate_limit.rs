@@ -1,5 +1,7 @@
 //! In-memory token buckets keyed by (limit, IP or client id). Per instance: several instances
-//! behind a load balancer each enforce the limit.
+//! behind a load balancer each enforce the limit. One map and lock per limit, looked up by the
+//! borrowed key: a check allocates only for a key seen for the first time, and checks of
+//! different limits (a `/token` request makes two) never wait for each other.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +21,9 @@ pub(crate) enum Bucket {
 }
 
 impl Bucket {
+    /// How many limits there are.
+    const COUNT: usize = 6;
+
     /// A stable name, for metrics.
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -38,13 +43,13 @@ struct State {
     at: Instant,
 }
 
-/// The buckets.
+/// The buckets, a map per limit (indexed by `Bucket as usize`).
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
-    buckets: Mutex<HashMap<(Bucket, String), State>>,
+    buckets: [Mutex<HashMap<String, State>>; Bucket::COUNT],
 }
 
-/// Above this many keys, full buckets are dropped.
+/// Above this many keys of one limit, its full buckets are dropped.
 const PRUNE_ABOVE: usize = 50_000;
 
 impl RateLimiter {
@@ -54,19 +59,34 @@ impl RateLimiter {
         let now = Instant::now();
         let rate = f64::from(limit.per_minute) / 60.0;
         let burst = f64::from(limit.burst.max(1));
-        let mut map = self.buckets.lock().unwrap();
+        let mut map = self.buckets[bucket as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if map.len() > PRUNE_ABOVE {
             map.retain(|_, s| s.tokens + now.duration_since(s.at).as_secs_f64() * rate < burst);
         }
-        let state = map.entry((bucket, key.to_owned())).or_insert(State {
-            tokens: burst,
-            at: now,
-        });
-        state.tokens =
-            (state.tokens + now.duration_since(state.at).as_secs_f64() * rate).min(burst);
-        state.at = now;
-        if state.tokens >= 1.0 {
-            state.tokens -= 1.0;
+        if let Some(state) = map.get_mut(key) {
+            return state.take(now, rate, burst);
+        }
+        // A new key starts with a full bucket (burst >= 1) and takes one token from it.
+        map.insert(
+            key.to_owned(),
+            State {
+                tokens: burst - 1.0,
+                at: now,
+            },
+        );
+        true
+    }
+}
+
+impl State {
+    /// Refills for the time since the last request, then takes one token if there is one.
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             true
         } else {
             false
@@ -89,5 +109,27 @@ mod tests {
         assert!(l.allow(limit, Bucket::Register, "5.6.7.8"));
         assert!(l.allow(limit, Bucket::Login, "1.2.3.4"));
         assert!(l.allow(None, Bucket::Register, "1.2.3.4"));
+    }
+
+    /// Every limit has a map of its own (`Bucket::COUNT` covers the last one).
+    #[test]
+    fn every_bucket_counts_on_its_own() {
+        let l = RateLimiter::default();
+        let limit = Some(RateLimit::new(1, 1));
+        let all = [
+            Bucket::Authorize,
+            Bucket::Login,
+            Bucket::TokenIp,
+            Bucket::TokenClient,
+            Bucket::Register,
+            Bucket::DeviceIp,
+        ];
+        assert_eq!(all.len(), Bucket::COUNT);
+        for b in all {
+            assert!(l.allow(limit, b, "k"), "{b:?}");
+        }
+        for b in all {
+            assert!(!l.allow(limit, b, "k"), "{b:?}");
+        }
     }
 }
