@@ -155,8 +155,7 @@ measure() {
   read -r rps p99 non errs < <(wrk_parse "$out")
   requests=$(awk '/requests in/ { print $1 }' "$out")
   RPS[$target/$grant]=$rps P99[$target/$grant]=$p99 NON[$target/$grant]=$non ERRS[$target/$grant]=$errs
-  CPU[$target/$grant]=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="${requests:-0}" \
-    'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print 0 }')
+  CPU[$target/$grant]=$(per_call $((after - before)) "${requests:-0}")
   printf '    %-18s %10.0f req/s   p99 %8.2f ms   non-2xx %d   socket errors %d   server CPU %s us/token (%d processes)\n' \
     "$grant" "$rps" "$p99" "$non" "$errs" "${CPU[$target/$grant]}" "${#pids[@]}" >&2
   if ((non > 0 || errs > 0)); then

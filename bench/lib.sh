@@ -7,13 +7,13 @@ CLK_TCK=$(getconf CLK_TCK)
 # fields 14 and 15 of /proc/PID/stat; the command name before them may hold spaces, so the fields
 # are counted after its last ')'). A process that is gone counts 0; fails when all are gone.
 cpu_ticks() {
-  local total=0 read=0 pid stat f
+  local total=0 seen=0 pid stat f
   for pid in "$@"; do
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     read -ra f <<<"${stat##*) }"
-    total=$((total + f[11] + f[12])) read=$((read + 1))
+    total=$((total + f[11] + f[12])) seen=$((seen + 1))
   done
-  ((read > 0)) && echo "$total"
+  ((seen > 0)) && echo "$total"
 }
 
 # per_call TICKS CALLS -> CPU µs per call

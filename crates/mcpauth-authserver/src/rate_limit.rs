@@ -21,8 +21,8 @@ pub(crate) enum Bucket {
 }
 
 impl Bucket {
-    /// How many limits there are.
-    const COUNT: usize = 6;
+    /// How many limits there are (the last variant's index + 1).
+    const COUNT: usize = Bucket::DeviceIp as usize + 1;
 
     /// A stable name, for metrics.
     pub(crate) fn name(self) -> &'static str {

@@ -241,10 +241,14 @@ fn http_series(route: &str, method: &'static str, status: u16) -> &'static HttpS
         return found;
     }
     let count = metrics::counter!("mcpauth_http_requests_total", "route" => route.to_owned(), "method" => method, "status" => status.to_string());
-    let time = buckets::histogram(
-        "mcpauth_http_request_duration_seconds",
-        &[("route", route), ("method", method)],
-    );
+    // The histogram's labels are route and method: statuses of one route share it.
+    let time = match all.iter().find(|s| s.method == method && s.route == route) {
+        Some(s) => s.time.clone(),
+        None => buckets::histogram(
+            "mcpauth_http_request_duration_seconds",
+            &[("route", route), ("method", method)],
+        ),
+    };
     let new: &'static HttpSeries = Box::leak(Box::new(HttpSeries {
         route: route.to_owned(),
         method,
@@ -447,5 +451,30 @@ mod tests {
         assert_eq!(known("ok", &RESULTS), "ok");
         assert_eq!(known("eyJhbGciOi", &RESULTS), "other");
         assert_eq!(known("", &GRANTS), "other");
+    }
+
+    /// A route answered with two statuses is two request counters but one latency histogram
+    /// (its labels are route and method): a second histogram with the same labels would be a
+    /// duplicate series, which Prometheus refuses for the whole scrape.
+    #[test]
+    fn one_latency_histogram_per_route_and_method() {
+        let ok = http_series("/test-dup", "POST", 200);
+        let bad = http_series("/test-dup", "POST", 400);
+        assert!(!std::ptr::eq(ok, bad), "one series per status");
+        ok.time.record(0.001);
+        bad.time.record(0.002);
+        let text = buckets::render();
+        let counts: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.starts_with("mcpauth_http_request_duration_seconds_count{")
+                    && l.contains(r#"route="/test-dup""#)
+            })
+            .collect();
+        assert_eq!(
+            counts,
+            [r#"mcpauth_http_request_duration_seconds_count{route="/test-dup",method="POST"} 2"#],
+            "{text}"
+        );
     }
 }
